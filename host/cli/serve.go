@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/wingman-app/wingate/host/server"
+)
+
+func init() {
+	commands["serve"] = command{summary: "run the API host", run: runServe}
+}
+
+// serveConfig is everything serve reads from flags and the environment.
+// Each field is a flag whose default comes from the environment variable
+// named in DESIGN.md, so either way of configuring works.
+type serveConfig struct {
+	Addr        string
+	DatabaseURL string
+	RedisURL    string
+	PolicyDir   string
+	AdminToken  string
+	JWTSecret   string
+	LLMProvider string
+	LogLevel    string
+}
+
+func parseServeFlags(args []string, std Stdio, getenv func(string) string) (serveConfig, error) {
+	var c serveConfig
+	fs := newFlagSet("serve", std)
+	fs.StringVar(&c.Addr, "addr", envOr(getenv, "WINGATE_ADDR", "127.0.0.1:8080"), "listen address (WINGATE_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: in-memory demo store (DATABASE_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL; empty: in-process cache only (REDIS_URL)")
+	fs.StringVar(&c.PolicyDir, "policy-dir", envOr(getenv, "WINGATE_POLICY_DIR", "./policies"), "policy directory (WINGATE_POLICY_DIR)")
+	fs.StringVar(&c.AdminToken, "admin-token", getenv("WINGATE_ADMIN_TOKEN"), "bearer token for /admin; empty disables it (WINGATE_ADMIN_TOKEN)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", getenv("WINGATE_JWT_SECRET"), "HS256 key for API tokens; empty: random per process (WINGATE_JWT_SECRET)")
+	fs.StringVar(&c.LLMProvider, "llm-provider", envOr(getenv, "WINGATE_LLM_PROVIDER", "simulated"), "simulated, anthropic or openai (WINGATE_LLM_PROVIDER)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "WINGATE_LOG_LEVEL", "info"), "debug, info, warn or error (WINGATE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return c, nil
+}
+
+func newLogger(w *os.File, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: log level %q: %w", errUsage, level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runServe(ctx context.Context, args []string, std Stdio) error {
+	cfg, err := parseServeFlags(args, std, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	h, err := buildHost(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer h.Close()
+	log.Info("wingate listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- h.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// hostProcess is one assembled server process: the HTTP server and every
+// service it owns, closed in reverse order of creation.
+type hostProcess struct {
+	srv     *server.Server
+	closers []func()
+}
+
+func (h *hostProcess) Close() {
+	for i := len(h.closers) - 1; i >= 0; i-- {
+		h.closers[i]()
+	}
+}
+
+// buildHost assembles the services named by cfg.
+func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostProcess, error) {
+	h := &hostProcess{}
+	deps := server.Deps{Logger: log}
+	h.srv = server.New(server.DefaultConfig(), deps)
+	return h, nil
+}

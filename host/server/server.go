@@ -1,0 +1,154 @@
+// Package server is the HTTP face of Wingate: the only package that knows
+// Fiber. It maps requests onto the host's services (store, cache, chat,
+// policies, observability) and their errors onto JSON responses.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Config holds the server's own settings.
+type Config struct {
+	// BodyLimit caps request bodies (bytes); larger ones get 413.
+	BodyLimit int
+	// ReadTimeout and WriteTimeout bound one request's I/O.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+// DefaultConfig returns the settings used when nothing is configured.
+func DefaultConfig() Config {
+	return Config{BodyLimit: 1 << 20, ReadTimeout: 15 * time.Second, WriteTimeout: 60 * time.Second}
+}
+
+// ReadyCheck is one dependency checked by /readyz.
+type ReadyCheck struct {
+	Name string
+	// Check returns nil when the dependency can serve. Required checks
+	// fail /readyz; the others are only reported.
+	Check    func(ctx context.Context) error
+	Required bool
+}
+
+// Deps are the services the server exposes. Nil services leave their
+// endpoints unregistered.
+type Deps struct {
+	Logger *slog.Logger
+	Ready  []ReadyCheck
+}
+
+// Server is the HTTP server. Create it with New; it is safe for concurrent use.
+type Server struct {
+	app  *fiber.App
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+}
+
+// New builds the server and registers its routes.
+func New(cfg Config, deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s.app = fiber.New(fiber.Config{
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+	})
+	s.routes()
+	return s
+}
+
+// App returns the Fiber application, for tests (app.Test) and adapters.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight,
+// up to ctx's deadline.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *Server) routes() {
+	s.app.Get("/healthz", s.healthz)
+	s.app.Get("/readyz", s.readyz)
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	checks := fiber.Map{}
+	ready := true
+	for _, rc := range s.deps.Ready {
+		if err := rc.Check(ctx); err != nil {
+			checks[rc.Name] = err.Error()
+			if rc.Required {
+				ready = false
+			}
+			continue
+		}
+		checks[rc.Name] = "ok"
+	}
+	if !ready {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": checks})
+	}
+	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
+}
+
+// APIError is an error with an HTTP status and a stable code that handlers
+// return; the error handler renders it as {"error": {"code", "message"}}.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf-style constructors for the common cases.
+func badRequest(code, msg string) *APIError { return &APIError{fiber.StatusBadRequest, code, msg} }
+func notFound(msg string) *APIError         { return &APIError{fiber.StatusNotFound, "not_found", msg} }
+func forbidden(msg string) *APIError        { return &APIError{fiber.StatusForbidden, "forbidden", msg} }
+func unauthorized(msg string) *APIError     { return &APIError{fiber.StatusUnauthorized, "unauthorized", msg} }
+
+// writeError renders err as the JSON error body.
+func writeError(c *fiber.Ctx, status int, code, msg string) error {
+	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": msg}})
+}
+
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return writeError(c, ae.Status, ae.Code, ae.Message)
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code := "http_error"
+		switch fe.Code {
+		case fiber.StatusNotFound:
+			code = "not_found"
+		case fiber.StatusRequestEntityTooLarge:
+			code = "body_too_large"
+		case fiber.StatusMethodNotAllowed:
+			code = "method_not_allowed"
+		case fiber.StatusBadRequest:
+			code = "bad_request"
+		}
+		return writeError(c, fe.Code, code, fe.Message)
+	}
+	s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	return writeError(c, fiber.StatusInternalServerError, "internal", "internal error")
+}
