@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/wingman-app/wingate/host/store"
 )
 
 // Config holds the server's own settings.
@@ -41,6 +43,10 @@ type ReadyCheck struct {
 type Deps struct {
 	Logger *slog.Logger
 	Ready  []ReadyCheck
+	// Store backs the Wingman API (/api/challenges, /api/users/...).
+	Store store.Store
+	// Auth verifies API bearer tokens (requireAuth).
+	Auth TokenVerifier
 }
 
 // Server is the HTTP server. Create it with New; it is safe for concurrent use.
@@ -81,6 +87,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWith
 func (s *Server) routes() {
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
+	if s.deps.Store != nil {
+		s.storeRoutes()
+	}
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
@@ -132,6 +141,12 @@ func writeError(c *fiber.Ctx, status int, code, msg string) error {
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	var ae *APIError
 	if errors.As(err, &ae) {
+		return writeError(c, ae.Status, ae.Code, ae.Message)
+	}
+	if ae := storeAPIError(err); ae != nil {
+		if ae.Status >= 500 {
+			s.log.Warn("store unavailable", "method", c.Method(), "path", c.Path(), "err", err)
+		}
 		return writeError(c, ae.Status, ae.Code, ae.Message)
 	}
 	var fe *fiber.Error
