@@ -1,0 +1,331 @@
+// Package anthropic is a client of Anthropic's Messages API
+// (POST /v1/messages), plain and streamed (SSE), mapping its usage block
+// (including cache_read_input_tokens and cache_creation_input_tokens) and
+// its errors onto the llm package's types.
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/llm/sse"
+)
+
+// DefaultBaseURL is Anthropic's API.
+const DefaultBaseURL = "https://api.anthropic.com"
+
+// APIVersion is the anthropic-version header sent with every request.
+const APIVersion = "2023-06-01"
+
+// maxErrorBody caps how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Config configures a Client.
+type Config struct {
+	APIKey  string
+	BaseURL string // default DefaultBaseURL
+	// HTTPClient defaults to a client without an overall timeout (streams
+	// may be long); calls are bounded by their context.
+	HTTPClient *http.Client
+	// DefaultMaxTokens is used when a request sets none; default 1024.
+	DefaultMaxTokens int
+}
+
+// Client calls the Messages API. Safe for concurrent use.
+type Client struct {
+	cfg Config
+	hc  *http.Client
+	now func() time.Time
+}
+
+var _ llm.Provider = (*Client)(nil)
+
+// New returns a client.
+func New(cfg Config) *Client {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.DefaultMaxTokens <= 0 {
+		cfg.DefaultMaxTokens = 1024
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{cfg: cfg, hc: hc, now: time.Now}
+}
+
+// Name returns "anthropic".
+func (c *Client) Name() string { return "anthropic" }
+
+// wire types of the Messages API
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type request struct {
+	Model       string    `json:"model"`
+	MaxTokens   int       `json:"max_tokens"`
+	System      string    `json:"system,omitempty"`
+	Messages    []message `json:"messages"`
+	Stream      bool      `json:"stream,omitempty"`
+	Temperature *float64  `json:"temperature,omitempty"`
+	Metadata    *metadata `json:"metadata,omitempty"`
+}
+
+type metadata struct {
+	UserID string `json:"user_id,omitempty"`
+}
+
+type usage struct {
+	InputTokens              *int `json:"input_tokens"`
+	OutputTokens             *int `json:"output_tokens"`
+	CacheCreationInputTokens *int `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     *int `json:"cache_read_input_tokens"`
+}
+
+// merge overwrites u's fields with those v reports (message_delta carries
+// cumulative counts).
+func (u *llmUsage) merge(v *usage) {
+	if v == nil {
+		return
+	}
+	if v.InputTokens != nil {
+		u.InputTokens = *v.InputTokens
+	}
+	if v.OutputTokens != nil {
+		u.OutputTokens = *v.OutputTokens
+	}
+	if v.CacheCreationInputTokens != nil {
+		u.CacheWriteTokens = *v.CacheCreationInputTokens
+	}
+	if v.CacheReadInputTokens != nil {
+		u.CacheReadTokens = *v.CacheReadInputTokens
+	}
+}
+
+type llmUsage llm.Usage
+
+type contentBlock struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+type response struct {
+	ID         string         `json:"id"`
+	Type       string         `json:"type"`
+	Role       string         `json:"role"`
+	Model      string         `json:"model"`
+	Content    []contentBlock `json:"content"`
+	StopReason string         `json:"stop_reason"`
+	Usage      *usage         `json:"usage"`
+}
+
+type apiError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// streamEvent covers every event type of a streamed message.
+type streamEvent struct {
+	Type    string    `json:"type"`
+	Message *response `json:"message"`
+	Index   int       `json:"index"`
+	Delta   *struct {
+		Type       string `json:"type"`
+		Text       string `json:"text"`
+		StopReason string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage *usage `json:"usage"`
+	Error *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (c *Client) buildRequest(req *llm.Request, stream bool) request {
+	r := request{Model: req.Model, MaxTokens: req.MaxTokens, System: req.System, Stream: stream, Temperature: req.Temperature}
+	if r.MaxTokens <= 0 {
+		r.MaxTokens = c.cfg.DefaultMaxTokens
+	}
+	if req.User != "" {
+		r.Metadata = &metadata{UserID: req.User}
+	}
+	var sys []string
+	if r.System != "" {
+		sys = append(sys, r.System)
+	}
+	for _, m := range req.Messages {
+		if m.Role == llm.RoleSystem {
+			sys = append(sys, m.Content)
+			continue
+		}
+		role := llm.RoleUser
+		if m.Role == llm.RoleAssistant {
+			role = llm.RoleAssistant
+		}
+		// The API wants alternating turns: merge consecutive ones.
+		if n := len(r.Messages); n > 0 && r.Messages[n-1].Role == role {
+			r.Messages[n-1].Content += "\n\n" + m.Content
+			continue
+		}
+		if len(r.Messages) == 0 && role == llm.RoleAssistant {
+			// and a user turn first.
+			r.Messages = append(r.Messages, message{Role: llm.RoleUser, Content: "(conversation continues)"})
+		}
+		r.Messages = append(r.Messages, message{Role: role, Content: m.Content})
+	}
+	r.System = strings.Join(sys, "\n\n")
+	return r
+}
+
+// Complete calls POST /v1/messages, streamed when onDelta is non-nil.
+func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	body, err := json.Marshal(c.buildRequest(req, onDelta != nil))
+	if err != nil {
+		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/messages", bytes.NewReader(body))
+	if err != nil {
+		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
+	}
+	hr.Header.Set("content-type", "application/json")
+	hr.Header.Set("x-api-key", c.cfg.APIKey)
+	hr.Header.Set("anthropic-version", APIVersion)
+	if onDelta != nil {
+		hr.Header.Set("accept", "text/event-stream")
+	} else {
+		hr.Header.Set("accept", "application/json")
+	}
+	res, err := c.hc.Do(hr)
+	if err != nil {
+		return nil, llm.AsError(c.Name(), err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return nil, c.httpError(res)
+	}
+	if onDelta != nil {
+		return c.readStream(ctx, res.Body, onDelta)
+	}
+	var r response
+	if err := json.NewDecoder(io.LimitReader(res.Body, 32<<20)).Decode(&r); err != nil {
+		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Message: "malformed response", Err: err}
+	}
+	out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
+	var u llmUsage
+	u.merge(r.Usage)
+	out.Usage = llm.Usage(u)
+	var text strings.Builder
+	for _, b := range r.Content {
+		if b.Type == "text" {
+			text.WriteString(b.Text)
+		}
+	}
+	out.Text = text.String()
+	return out, nil
+}
+
+func (c *Client) httpError(res *http.Response) error {
+	e := &llm.Error{Provider: c.Name(), Status: res.StatusCode, Kind: llm.KindForStatus(res.StatusCode)}
+	if res.StatusCode == 529 { // overloaded_error
+		e.Kind = llm.KindUnavailable
+	}
+	if e.Kind == llm.KindRateLimited || e.Kind == llm.KindUnavailable {
+		e.RetryAfter = llm.ParseRetryAfter(res.Header, c.now())
+	}
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
+	var ae apiError
+	if json.Unmarshal(b, &ae) == nil && ae.Error.Type != "" {
+		e.Type, e.Message = ae.Error.Type, ae.Error.Message
+	} else {
+		e.Message = strings.TrimSpace(string(b))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200]
+		}
+	}
+	return e
+}
+
+// readStream reassembles a streamed message: message_start (id, model,
+// input usage), content_block_delta text deltas, message_delta (stop
+// reason, cumulative output usage), message_stop. An error event or a
+// stream that ends before message_stop fails the call.
+func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	out := &llm.Response{}
+	var u llmUsage
+	var text strings.Builder
+	dec := sse.NewDecoder(body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindCanceled, Err: ctx.Err()}
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "stream ended before message_stop", Err: err}
+		}
+		var se streamEvent
+		if err := json.Unmarshal([]byte(ev.Data), &se); err != nil {
+			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: fmt.Sprintf("malformed %s event", ev.Event), Err: err}
+		}
+		typ := se.Type
+		if typ == "" {
+			typ = ev.Event
+		}
+		switch typ {
+		case "message_start":
+			if se.Message != nil {
+				out.ID, out.Model = se.Message.ID, se.Message.Model
+				u.merge(se.Message.Usage)
+			}
+		case "content_block_start", "content_block_stop", "ping":
+		case "content_block_delta":
+			if se.Delta != nil && se.Delta.Type == "text_delta" && se.Delta.Text != "" {
+				text.WriteString(se.Delta.Text)
+				if err := onDelta(se.Delta.Text); err != nil {
+					return nil, llm.AsError(c.Name(), err)
+				}
+			}
+		case "message_delta":
+			if se.Delta != nil && se.Delta.StopReason != "" {
+				out.StopReason = se.Delta.StopReason
+			}
+			u.merge(se.Usage)
+		case "message_stop":
+			out.Text = text.String()
+			out.Usage = llm.Usage(u)
+			return out, nil
+		case "error":
+			e := &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "error event"}
+			if se.Error != nil {
+				e.Type, e.Message = se.Error.Type, se.Error.Message
+				switch se.Error.Type {
+				case "overloaded_error", "api_error":
+					e.Kind = llm.KindUnavailable
+				case "rate_limit_error":
+					e.Kind = llm.KindRateLimited
+				case "invalid_request_error":
+					e.Kind = llm.KindBadRequest
+				}
+			}
+			return nil, e
+		}
+	}
+}

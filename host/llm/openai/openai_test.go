@@ -1,0 +1,275 @@
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wingman-app/wingate/host/llm"
+)
+
+// completionJSON is a chat.completion object as OpenAI returns it.
+const completionJSON = `{
+  "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+  "object": "chat.completion",
+  "created": 1741569952,
+  "model": "gpt-4.1-2025-04-14",
+  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I assist you today?", "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+  "usage": {"prompt_tokens": 1219, "completion_tokens": 10, "total_tokens": 1229,
+    "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+  "service_tier": "default",
+  "system_fingerprint": "fp_fc9f1d7035"
+}`
+
+// streamBody is a streamed completion with stream_options.include_usage.
+const streamBody = `data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":" there"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}
+
+data: {"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0}}}
+
+data: [DONE]
+
+`
+
+type captured struct {
+	method, path string
+	header       http.Header
+	body         map[string]any
+}
+
+func fakeServer(t *testing.T, handler func(w http.ResponseWriter, n int)) (*httptest.Server, *[]captured) {
+	t.Helper()
+	var calls []captured
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		if err := json.Unmarshal(b, &body); err != nil {
+			t.Errorf("request body is not JSON: %v", err)
+		}
+		calls = append(calls, captured{r.Method, r.URL.Path, r.Header.Clone(), body})
+		handler(w, int(n.Add(1)))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func temp(f float64) *float64 { return &f }
+
+func TestCompleteRequestShapeAndUsage(t *testing.T) {
+	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, completionJSON)
+	})
+	c := New(Config{APIKey: "sk-test", BaseURL: srv.URL + "/v1/", Organization: "org-1"})
+	resp, err := c.Complete(context.Background(), &llm.Request{
+		Model:       "gpt-4.1",
+		System:      "You are a coach.",
+		Messages:    []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: "Hello"}, {Role: "user", Content: "help"}},
+		MaxTokens:   200,
+		Temperature: temp(0.2),
+		User:        "42",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := (*calls)[0]
+	if got.method != http.MethodPost || got.path != "/v1/chat/completions" {
+		t.Errorf("request line = %s %s", got.method, got.path)
+	}
+	for k, want := range map[string]string{"Authorization": "Bearer sk-test", "Content-Type": "application/json", "OpenAI-Organization": "org-1"} {
+		if v := got.header.Get(k); v != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+	wantBody := map[string]any{
+		"model": "gpt-4.1", "max_tokens": float64(200), "temperature": 0.2, "user": "42",
+		"messages": []any{
+			map[string]any{"role": "system", "content": "You are a coach."},
+			map[string]any{"role": "user", "content": "hi"},
+			map[string]any{"role": "assistant", "content": "Hello"},
+			map[string]any{"role": "user", "content": "help"},
+		},
+	}
+	if !reflect.DeepEqual(got.body, wantBody) {
+		t.Errorf("body = %#v\nwant %#v", got.body, wantBody)
+	}
+	want := &llm.Response{ID: "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", Model: "gpt-4.1-2025-04-14", Text: "Hello! How can I assist you today?",
+		StopReason: "stop", Usage: llm.Usage{InputTokens: 195, CacheReadTokens: 1024, OutputTokens: 10}}
+	if !reflect.DeepEqual(resp, want) {
+		t.Errorf("resp = %+v, want %+v", resp, want)
+	}
+}
+
+func TestMaxCompletionTokens(t *testing.T) {
+	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) { io.WriteString(w, completionJSON) })
+	c := New(Config{BaseURL: srv.URL, MaxCompletionTokens: true})
+	if _, err := c.Complete(context.Background(), &llm.Request{Model: "o3", Messages: []llm.Message{{Role: "user", Content: "x"}}, MaxTokens: 50}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := (*calls)[0].body
+	if b["max_completion_tokens"] != float64(50) || b["max_tokens"] != nil {
+		t.Errorf("body = %v", b)
+	}
+	if _, ok := (*calls)[0].header["Authorization"]; ok {
+		t.Error("Authorization sent without a key")
+	}
+}
+
+func TestStreamReassembly(t *testing.T) {
+	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < len(streamBody); i += 13 {
+			io.WriteString(w, streamBody[i:min(i+13, len(streamBody))])
+			w.(http.Flusher).Flush()
+		}
+	})
+	c := New(Config{BaseURL: srv.URL})
+	var deltas []string
+	resp, err := c.Complete(context.Background(), &llm.Request{Model: "gpt-4o-mini", Messages: []llm.Message{{Role: "user", Content: "hi"}}},
+		func(s string) error { deltas = append(deltas, s); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := (*calls)[0].body
+	if b["stream"] != true || !reflect.DeepEqual(b["stream_options"], map[string]any{"include_usage": true}) {
+		t.Errorf("stream options not sent: %v", b)
+	}
+	if want := []string{"Hello", " there"}; !reflect.DeepEqual(deltas, want) {
+		t.Errorf("deltas = %q, want %q", deltas, want)
+	}
+	want := &llm.Response{ID: "chatcmpl-123", Model: "gpt-4o-mini", Text: "Hello there", StopReason: "stop", Usage: llm.Usage{InputTokens: 9, OutputTokens: 2}}
+	if !reflect.DeepEqual(resp, want) {
+		t.Errorf("resp = %+v, want %+v", resp, want)
+	}
+}
+
+func errBody(typ, code, msg string) string {
+	return `{"error":{"message":"` + msg + `","type":"` + typ + `","param":null,"code":"` + code + `"}}`
+}
+
+func TestErrorMapping(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		header     map[string]string
+		body       string
+		stream     bool
+		wantKind   error
+		wantType   string
+		wantAfter  time.Duration
+		wantDeltas int
+	}{
+		{name: "429 retry-after seconds", status: 429, header: map[string]string{"retry-after": "3"},
+			body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), wantKind: llm.ErrRateLimited, wantType: "requests", wantAfter: 3 * time.Second},
+		{name: "429 retry-after-ms", status: 429, header: map[string]string{"retry-after-ms": "1500", "retry-after": "2"},
+			body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), wantKind: llm.ErrRateLimited, wantType: "requests", wantAfter: 1500 * time.Millisecond},
+		{name: "429 quota is not retryable", status: 429, body: errBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota"),
+			wantKind: llm.ErrAuth, wantType: "insufficient_quota"},
+		{name: "500", status: 500, body: errBody("server_error", "", "The server had an error"), wantKind: llm.ErrUnavailable, wantType: "server_error"},
+		{name: "503 plain text", status: 503, body: "upstream connect error", wantKind: llm.ErrUnavailable},
+		{name: "400", status: 400, body: errBody("invalid_request_error", "", "messages: too short"), wantKind: llm.ErrBadRequest, wantType: "invalid_request_error"},
+		{name: "404 model", status: 404, body: errBody("invalid_request_error", "model_not_found", "The model does not exist"), wantKind: llm.ErrBadRequest, wantType: "invalid_request_error"},
+		{name: "401", status: 401, body: errBody("invalid_request_error", "invalid_api_key", "Incorrect API key"), wantKind: llm.ErrAuth, wantType: "invalid_request_error"},
+		{name: "stream breaks before DONE", status: 200, stream: true, body: streamBody[:strings.Index(streamBody, "data: [DONE]")], wantKind: llm.ErrStream, wantDeltas: 2},
+		{name: "stream cut mid-chunk", status: 200, stream: true, body: streamBody[:strings.Index(streamBody, `" there`)], wantKind: llm.ErrStream, wantDeltas: 1},
+		{name: "stream error object", status: 200, stream: true,
+			body: "data: " + errBody("server_error", "", "overloaded") + "\n\n", wantKind: llm.ErrUnavailable, wantType: "server_error"},
+		{name: "stream malformed", status: 200, stream: true, body: "data: {\"choices\": [\n\n", wantKind: llm.ErrStream},
+		{name: "no choices", status: 200, body: `{"id":"x","choices":[]}`, wantKind: llm.ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := fakeServer(t, func(w http.ResponseWriter, _ int) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			})
+			c := New(Config{BaseURL: srv.URL})
+			var onDelta llm.DeltaFunc
+			deltas := 0
+			if tt.stream {
+				onDelta = func(string) error { deltas++; return nil }
+			}
+			_, err := c.Complete(context.Background(), &llm.Request{Model: "m", Messages: []llm.Message{{Role: "user", Content: "x"}}}, onDelta)
+			if !errors.Is(err, tt.wantKind) {
+				t.Fatalf("err = %v, want %v", err, tt.wantKind)
+			}
+			var e *llm.Error
+			errors.As(err, &e)
+			if e.Type != tt.wantType || e.RetryAfter != tt.wantAfter {
+				t.Errorf("error type %q retry-after %v, want %q %v", e.Type, e.RetryAfter, tt.wantType, tt.wantAfter)
+			}
+			if deltas != tt.wantDeltas {
+				t.Errorf("deltas = %d, want %d", deltas, tt.wantDeltas)
+			}
+		})
+	}
+}
+
+func TestRetryThenSucceed(t *testing.T) {
+	srv, calls := fakeServer(t, func(w http.ResponseWriter, n int) {
+		switch n {
+		case 1:
+			w.Header().Set("retry-after-ms", "250")
+			w.WriteHeader(429)
+			io.WriteString(w, errBody("requests", "rate_limit_exceeded", "slow down"))
+		case 2: // breaks before any text: safe to retry
+			io.WriteString(w, streamBody[:strings.Index(streamBody, "data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}")])
+		default:
+			io.WriteString(w, streamBody)
+		}
+	})
+	var waits []time.Duration
+	r := llm.NewRetrying(New(Config{BaseURL: srv.URL}), llm.RetryConfig{Attempts: 3, BaseDelay: 50 * time.Millisecond, MaxDelay: time.Second, MaxRetryAfter: 5 * time.Second}, nil).
+		WithSleep(func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil })
+	resp, err := r.Complete(context.Background(), &llm.Request{Model: "m", Messages: []llm.Message{{Role: "user", Content: "x"}}}, func(string) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(*calls) != 3 || resp.Text != "Hello there" || resp.Usage.OutputTokens != 2 {
+		t.Errorf("calls %d, resp %+v", len(*calls), resp)
+	}
+	if len(waits) != 2 || waits[0] != 250*time.Millisecond || waits[1] < 50*time.Millisecond || waits[1] > 100*time.Millisecond {
+		t.Errorf("waits = %v", waits)
+	}
+}
+
+func FuzzReadStream(f *testing.F) {
+	f.Add(streamBody)
+	f.Add(streamBody[:200])
+	f.Add("data: [DONE]\n\n")
+	f.Add("data: " + errBody("server_error", "", "x") + "\n\n")
+	f.Add("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n")
+	c := New(Config{})
+	f.Fuzz(func(t *testing.T, body string) {
+		var text strings.Builder
+		resp, err := c.readStream(context.Background(), strings.NewReader(body), func(s string) error { text.WriteString(s); return nil })
+		if err != nil {
+			var e *llm.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not *llm.Error", err)
+			}
+			return
+		}
+		if resp.Text != text.String() {
+			t.Fatalf("text %q differs from deltas %q", resp.Text, text.String())
+		}
+	})
+}

@@ -1,0 +1,62 @@
+package simulated
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wingman-app/wingate/host/llm"
+)
+
+func TestDeterministicAndLabelled(t *testing.T) {
+	p := New(Options{})
+	req := &llm.Request{Model: "claude-haiku-4-5", System: "coach", Messages: []llm.Message{{Role: "user", Content: "How do I start a conversation at a party?"}}}
+	a, err := p.Complete(context.Background(), req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.Complete(context.Background(), req, nil)
+	if a.Text != b.Text || a.Usage != b.Usage {
+		t.Errorf("not deterministic: %q vs %q", a.Text, b.Text)
+	}
+	if !a.Simulated || !strings.HasPrefix(a.Text, "[simulated claude-haiku-4-5] ") {
+		t.Errorf("not labelled: %+v", a)
+	}
+	if want := llm.CountMessages(req.System, req.Messages); a.Usage.InputTokens != want {
+		t.Errorf("input tokens %d, want %d", a.Usage.InputTokens, want)
+	}
+	if a.Usage.OutputTokens != llm.CountTokens(a.Text) || a.Usage.OutputTokens < 15 {
+		t.Errorf("output tokens %d for %q", a.Usage.OutputTokens, a.Text)
+	}
+	var sb strings.Builder
+	s, err := p.Complete(context.Background(), req, func(d string) error { sb.WriteString(d); return nil })
+	if err != nil || sb.String() != a.Text || s.Text != a.Text {
+		t.Errorf("stream = %q, %v; want %q", sb.String(), err, a.Text)
+	}
+	c, _ := p.Complete(context.Background(), &llm.Request{Model: "claude-haiku-4-5", Messages: []llm.Message{{Role: "user", Content: "x"}}, MaxTokens: 20}, nil)
+	if c.Usage.OutputTokens > 20 {
+		t.Errorf("max tokens not honoured: %d", c.Usage.OutputTokens)
+	}
+}
+
+func TestDownAndLatency(t *testing.T) {
+	p := New(Options{FirstToken: time.Hour})
+	p.SetDown("m1", true)
+	_, err := p.Complete(context.Background(), &llm.Request{Model: "m1", Messages: []llm.Message{{Role: "user", Content: "x"}}}, nil)
+	if !errors.Is(err, llm.ErrUnavailable) {
+		t.Errorf("down model: err = %v", err)
+	}
+	p.SetDown("m1", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	_, err = p.Complete(ctx, &llm.Request{Model: "m1", Messages: []llm.Message{{Role: "user", Content: "x"}}}, nil)
+	if !errors.Is(err, llm.ErrCanceled) {
+		t.Errorf("latency not bounded by context: %v", err)
+	}
+	p.SetDown("*", true)
+	if _, err := p.Complete(context.Background(), &llm.Request{Model: "other", Messages: []llm.Message{{Role: "user", Content: "x"}}}, nil); !errors.Is(err, llm.ErrUnavailable) {
+		t.Errorf("all down: err = %v", err)
+	}
+}
