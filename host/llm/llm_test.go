@@ -19,7 +19,7 @@ func TestPriceCost(t *testing.T) {
 		{TierEconomy, Usage{InputTokens: 1_000_000}, 1},
 		{TierEconomy, Usage{OutputTokens: 1_000_000}, 5},
 		{TierStandard, Usage{InputTokens: 1000, OutputTokens: 100}, 0.003 + 0.0015},
-		{TierPremium, Usage{InputTokens: 1000, OutputTokens: 100, CacheReadTokens: 10000, CacheWriteTokens: 1000}, (1000 + 1000 + 1250) * 5 / 1e6 + 100*25/1e6},
+		{TierPremium, Usage{InputTokens: 1000, OutputTokens: 100, CacheReadTokens: 10000, CacheWriteTokens: 1000}, (1000+1000+1250)*5/1e6 + 100*25/1e6},
 	}
 	for _, tt := range tests {
 		tr, _ := tiers.Get(tt.tier)

@@ -182,7 +182,7 @@ func TestErrorMapping(t *testing.T) {
 		wantDeltas int
 	}{
 		{name: "429 retry-after", status: 429, header: map[string]string{"retry-after": "7"},
-			body: errorBody("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+			body:     errorBody("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
 			wantKind: llm.ErrRateLimited, wantType: "rate_limit_error", wantStatus: 429, wantAfter: 7 * time.Second},
 		{name: "529 overloaded", status: 529, body: errorBody("overloaded_error", "Overloaded"),
 			wantKind: llm.ErrUnavailable, wantType: "overloaded_error", wantStatus: 529},
