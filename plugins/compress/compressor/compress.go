@@ -1,0 +1,590 @@
+// Package compressor decides which messages of a chat history go verbatim
+// into a model's context and summarises the rest, within a token budget.
+//
+// The decision has four parts, in this order of priority:
+//
+//  1. pinned system messages;
+//  2. a recent window (the last few turns);
+//  3. the earlier turns that matter for the new message, found by lexical
+//     retrieval: BM25 over lightly stemmed terms, query bigrams, boosts for
+//     names, numbers, the speaker and, for "when" questions, turns that
+//     mention a time; pseudo-relevance feedback; and the neighbours of
+//     relevant turns, since an answer usually follows its question;
+//     turns compete for the budget by score per token^alpha;
+//  4. an extractive summary of what is left out: its sentences that carry
+//     names, dates, numbers or relate to the new message.
+//
+// Kept messages cost their given token counts. The summary's cost is
+// estimated from the history's own tokens-per-byte ratio times a safety
+// factor, so the whole never exceeds the budget.
+//
+// The package has no dependencies beyond the standard library and sdk/abi
+// and compiles for GOOS=wasip1; a Compressor is immutable after New and safe
+// for concurrent use.
+package compressor
+
+import (
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Compressor makes compress decisions with one configuration.
+type Compressor struct {
+	cfg      Config
+	stop     map[uint32]struct{} // raw lowercase word hashes
+	timeSet  map[uint32]struct{}
+	dateSet  map[uint32]struct{}
+	numSet   map[uint32]struct{}
+	synonyms map[uint32][]uint32 // stemmed word -> stemmed expansions
+}
+
+// New returns a Compressor for cfg, which must be valid.
+func New(cfg Config) (*Compressor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Compressor{
+		cfg:      cfg,
+		stop:     make(map[uint32]struct{}, len(defaultStopwords)+len(cfg.ExtraStopwords)),
+		timeSet:  make(map[uint32]struct{}, len(timeWords)),
+		dateSet:  make(map[uint32]struct{}, len(dateWords)),
+		numSet:   make(map[uint32]struct{}, len(numberWords)),
+		synonyms: make(map[uint32][]uint32, len(cfg.Synonyms)),
+	}
+	for _, w := range defaultStopwords {
+		c.stop[hashString(w)] = struct{}{}
+	}
+	for _, w := range cfg.ExtraStopwords {
+		c.stop[hashString(strings.ToLower(w))] = struct{}{}
+	}
+	for _, w := range timeWords {
+		c.timeSet[hashString(w)] = struct{}{}
+	}
+	for _, w := range dateWords {
+		c.dateSet[hashString(w)] = struct{}{}
+	}
+	for _, w := range numberWords {
+		c.numSet[hashString(w)] = struct{}{}
+	}
+	var buf []byte
+	stemHash := func(s string) uint32 {
+		buf = lowerInto(buf, s)
+		return hashTerm(stem(buf))
+	}
+	for k, vs := range cfg.Synonyms {
+		kh := stemHash(k)
+		for _, v := range vs {
+			c.synonyms[kh] = append(c.synonyms[kh], stemHash(v))
+		}
+	}
+	return c, nil
+}
+
+// Config returns the compressor's configuration.
+func (c *Compressor) Config() Config { return c.cfg }
+
+// doc is the analysis of one message.
+type doc struct {
+	terms     []uint32 // content term hashes in order (a window of the shared slice)
+	speaker   uint32   // stemmed hash of the "Name:" prefix, 0 when none
+	textStart int      // byte offset of the text after the speaker prefix
+	hasTime   bool
+	hasNumber bool
+}
+
+// queryTerm is one weighted term of the expanded query.
+type queryTerm struct {
+	hash   uint32
+	weight float64
+	idf    float64
+}
+
+// analysis is the per-decision working state.
+type analysis struct {
+	docs     []doc
+	terms    []uint32
+	df       map[uint32]int32
+	avgLen   float64
+	speakers map[uint32]struct{}
+	buf      []byte
+}
+
+// speakerPrefix returns the length of a leading "Name:" or "First Last:"
+// prefix of s (including the colon and following space), or 0.
+func speakerPrefix(s string) (nameEnd, textStart int) {
+	limit := len(s)
+	if limit > 40 {
+		limit = 40
+	}
+	words := 0
+	inWord := false
+	for i := 0; i < limit; i++ {
+		c := s[i]
+		switch {
+		case c == ':':
+			if words == 0 || words > 3 || i+1 >= len(s) || s[i+1] != ' ' {
+				return 0, 0
+			}
+			return i, i + 2
+		case c == ' ':
+			inWord = false
+		case isLetter(c) || c == '-' || c == '.' || c >= 0x80:
+			if !inWord {
+				if !(c >= 'A' && c <= 'Z') && c < 0x80 {
+					return 0, 0
+				}
+				words++
+				inWord = true
+			}
+		default:
+			return 0, 0
+		}
+	}
+	return 0, 0
+}
+
+func (c *Compressor) analyse(msgs []abi.Message) *analysis {
+	a := &analysis{
+		docs:     make([]doc, len(msgs)),
+		terms:    make([]uint32, 0, len(msgs)*24),
+		df:       make(map[uint32]int32, len(msgs)*8),
+		speakers: make(map[uint32]struct{}, 4),
+	}
+	seen := make(map[uint32]int32, 64) // term -> last doc index + 1
+	total := 0
+	for i := range msgs {
+		text := msgs[i].Text
+		d := &a.docs[i]
+		if nameEnd, start := speakerPrefix(text); start > 0 {
+			name := text[:nameEnd]
+			if sp := strings.IndexByte(name, ' '); sp > 0 {
+				name = name[:sp]
+			}
+			a.buf = lowerInto(a.buf, name)
+			d.speaker = hashTerm(stem(a.buf))
+			d.textStart = start
+			a.speakers[d.speaker] = struct{}{}
+		}
+		first := len(a.terms)
+		body := text[d.textStart:]
+		splitWords(body, func(w word) {
+			a.buf = lowerInto(a.buf, body[w.start:w.end])
+			raw := hashTerm(a.buf)
+			if w.digit {
+				d.hasNumber = true
+				if len(a.buf) == 4 && (a.buf[0] == '1' || a.buf[0] == '2') {
+					d.hasTime = true // a year
+				}
+			}
+			if _, ok := c.timeSet[raw]; ok {
+				d.hasTime = true
+			}
+			if _, ok := c.numSet[raw]; ok {
+				d.hasNumber = true
+			}
+			if _, ok := c.stop[raw]; ok {
+				return
+			}
+			h := hashTerm(stem(a.buf))
+			a.terms = append(a.terms, h)
+			if seen[h] != int32(i)+1 {
+				seen[h] = int32(i) + 1
+				a.df[h]++
+			}
+		})
+		d.terms = a.terms[first:len(a.terms):len(a.terms)]
+		total += len(d.terms)
+	}
+	if len(msgs) > 0 {
+		a.avgLen = float64(total) / float64(len(msgs))
+	}
+	if a.avgLen < 1 {
+		a.avgLen = 1
+	}
+	return a
+}
+
+// queryInfo is the analysed new message.
+type queryInfo struct {
+	terms    []queryTerm
+	bigrams  map[uint32]float64
+	speakers map[uint32]struct{}
+	temporal bool
+	numeric  bool
+}
+
+func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
+	qi := &queryInfo{bigrams: make(map[uint32]float64, 8), speakers: make(map[uint32]struct{}, 2)}
+	n := float64(len(a.docs))
+	idf := func(h uint32) float64 {
+		df := float64(a.df[h])
+		return math.Log(1 + (n-df+0.5)/(df+0.5))
+	}
+	index := make(map[uint32]int, 16)
+	add := func(h uint32, w float64) {
+		if j, ok := index[h]; ok {
+			if w > qi.terms[j].weight {
+				qi.terms[j].weight = w
+			}
+			return
+		}
+		index[h] = len(qi.terms)
+		qi.terms = append(qi.terms, queryTerm{hash: h, weight: w, idf: idf(h)})
+	}
+	var prev uint32
+	var prevRaw string
+	splitWords(q, func(w word) {
+		raw := q[w.start:w.end]
+		a.buf = lowerInto(a.buf, raw)
+		lower := string(a.buf)
+		switch lower {
+		case "when":
+			qi.temporal = true
+		case "year", "month", "date", "day", "time", "week", "long", "ago":
+			if prevRaw == "what" || prevRaw == "which" || prevRaw == "how" || lower == "ago" {
+				qi.temporal = true
+			}
+		case "many", "much", "old", "often":
+			if prevRaw == "how" {
+				qi.numeric = true
+			}
+		}
+		prevRaw = lower
+		if _, ok := c.stop[hashTerm(a.buf)]; ok {
+			prev = 0
+			return
+		}
+		h := hashTerm(stem(a.buf))
+		if _, ok := a.speakers[h]; ok {
+			qi.speakers[h] = struct{}{}
+			prev = 0
+			return
+		}
+		weight := 1.0
+		if w.capital || w.digit {
+			weight += c.cfg.EntityBoost
+		}
+		add(h, weight)
+		for _, s := range c.synonyms[h] {
+			add(s, c.cfg.SynonymWeight)
+		}
+		if prev != 0 {
+			x, y := prev, h
+			if x > y {
+				x, y = y, x
+			}
+			qi.bigrams[pairHash(x, y)] = c.cfg.BigramWeight * (idf(prev) + idf(h)) / 2
+		}
+		prev = h
+	})
+	return qi
+}
+
+// scoreAll writes the BM25-plus-boosts score of every document into out.
+func (c *Compressor) scoreAll(a *analysis, qi *queryInfo, out []float64) {
+	k1, b := c.cfg.K1, c.cfg.B
+	index := make(map[uint32]int, len(qi.terms))
+	for j, t := range qi.terms {
+		index[t.hash] = j
+	}
+	tf := make([]int, len(qi.terms))
+	touched := make([]int, 0, 16)
+	for i := range a.docs {
+		d := &a.docs[i]
+		s := 0.0
+		touched = touched[:0]
+		for k, h := range d.terms {
+			if j, ok := index[h]; ok {
+				if tf[j] == 0 {
+					touched = append(touched, j)
+				}
+				tf[j]++
+			}
+			if k > 0 && len(qi.bigrams) > 0 {
+				x, y := d.terms[k-1], h
+				if x > y {
+					x, y = y, x
+				}
+				s += qi.bigrams[pairHash(x, y)]
+			}
+		}
+		norm := k1 * (1 - b + b*float64(len(d.terms))/a.avgLen)
+		for _, j := range touched {
+			f := float64(tf[j])
+			t := &qi.terms[j]
+			s += t.weight * t.idf * f * (k1 + 1) / (f + norm)
+			tf[j] = 0
+		}
+		if s > 0 {
+			if _, ok := qi.speakers[d.speaker]; ok && d.speaker != 0 {
+				s *= 1 + c.cfg.SpeakerBoost
+			}
+			if qi.temporal && d.hasTime {
+				s *= 1 + c.cfg.TemporalBoost
+			}
+			if qi.numeric && d.hasNumber {
+				s *= 1 + c.cfg.NumberBoost
+			}
+		}
+		out[i] = s
+	}
+}
+
+// expand adds pseudo-relevance feedback terms from the best documents.
+func (c *Compressor) expand(a *analysis, qi *queryInfo, scores []float64) {
+	if c.cfg.PRFDocs == 0 || c.cfg.PRFTerms == 0 || c.cfg.PRFWeight == 0 {
+		return
+	}
+	top := topK(scores, c.cfg.PRFDocs)
+	if len(top) == 0 {
+		return
+	}
+	inQuery := make(map[uint32]struct{}, len(qi.terms))
+	for _, t := range qi.terms {
+		inQuery[t.hash] = struct{}{}
+	}
+	n := float64(len(a.docs))
+	acc := make(map[uint32]float64, 64)
+	best := scores[top[0]]
+	for _, i := range top {
+		rel := scores[i] / best
+		for _, h := range a.docs[i].terms {
+			if _, ok := inQuery[h]; ok {
+				continue
+			}
+			df := float64(a.df[h])
+			if df < 2 {
+				continue // a term seen once cannot find anything new
+			}
+			acc[h] += rel * math.Log(1+(n-df+0.5)/(df+0.5))
+		}
+	}
+	type cand struct {
+		h uint32
+		w float64
+	}
+	cands := make([]cand, 0, len(acc))
+	for h, w := range acc {
+		cands = append(cands, cand{h, w})
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].w != cands[j].w {
+			return cands[i].w > cands[j].w
+		}
+		return cands[i].h < cands[j].h
+	})
+	if len(cands) > c.cfg.PRFTerms {
+		cands = cands[:c.cfg.PRFTerms]
+	}
+	if len(cands) == 0 {
+		return
+	}
+	maxW := cands[0].w
+	for _, cd := range cands {
+		df := float64(a.df[cd.h])
+		qi.terms = append(qi.terms, queryTerm{
+			hash:   cd.h,
+			weight: c.cfg.PRFWeight * cd.w / maxW,
+			idf:    math.Log(1 + (n-df+0.5)/(df+0.5)),
+		})
+	}
+}
+
+// topK returns the indexes of the k highest positive scores, best first.
+func topK(scores []float64, k int) []int {
+	idx := make([]int, 0, k+1)
+	for i, s := range scores {
+		if s <= 0 {
+			continue
+		}
+		if len(idx) == k && s <= scores[idx[k-1]] {
+			continue
+		}
+		j := len(idx)
+		if j < k {
+			idx = append(idx, i)
+		} else {
+			j = k - 1
+		}
+		for j > 0 && scores[idx[j-1]] < s {
+			idx[j] = idx[j-1]
+			j--
+		}
+		idx[j] = i
+	}
+	return idx
+}
+
+// Compress decides what of req's history to keep. It never fails: empty
+// or odd input yields an empty decision.
+func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
+	msgs := req.Messages
+	budget := int64(req.BudgetTokens)
+	var total int64
+	for i := range msgs {
+		total += int64(msgs[i].Tokens)
+	}
+	if total <= budget {
+		keep := make([]uint32, len(msgs))
+		for i := range keep {
+			keep[i] = uint32(i)
+		}
+		return abi.CompressDecision{Keep: keep, Tokens: uint32(total)}
+	}
+	kept := make([]bool, len(msgs))
+	var used int64
+	keepMsg := func(i int, limit int64) bool {
+		t := int64(msgs[i].Tokens)
+		if kept[i] || used+t > limit {
+			return false
+		}
+		kept[i] = true
+		used += t
+		return true
+	}
+
+	// 1. Pinned system messages.
+	if c.cfg.PinSystem {
+		for i := range msgs {
+			if msgs[i].Role == abi.RoleSystem {
+				keepMsg(i, budget)
+			}
+		}
+	}
+
+	// 2. The recent window.
+	recentLimit := used + int64(c.cfg.RecentFraction*float64(budget))
+	turns := 0
+	for i := len(msgs) - 1; i >= 0 && turns < c.cfg.RecentMaxTurns; i-- {
+		if kept[i] {
+			continue
+		}
+		limit := recentLimit
+		if turns < c.cfg.RecentMinTurns {
+			limit = budget
+		}
+		if !keepMsg(i, limit) {
+			break
+		}
+		turns++
+	}
+
+	// 3. Retrieval within what the summary leaves.
+	reserve := int64(c.cfg.SummaryFraction * float64(budget))
+	if reserve > int64(c.cfg.SummaryMaxTokens) {
+		reserve = int64(c.cfg.SummaryMaxTokens)
+	}
+	if reserve < int64(c.cfg.SummaryMinTokens) {
+		reserve = 0
+	}
+	a := c.analyse(msgs)
+	qi := c.analyseQuery(req.Query, a)
+	scores := make([]float64, len(msgs))
+	if len(qi.terms) > 0 {
+		c.scoreAll(a, qi, scores)
+		if len(qi.terms) > 0 {
+			c.expand(a, qi, scores)
+			c.scoreAll(a, qi, scores)
+		}
+	}
+	smoothed := c.smooth(scores)
+	c.retrieve(msgs, smoothed, scores, kept, &used, budget-reserve)
+
+	// 4. The summary of the rest.
+	summary, cost := c.summarise(msgs, a, smoothed, kept, budget-used)
+	d := abi.CompressDecision{Summary: summary, Tokens: uint32(used + cost)}
+	for i, k := range kept {
+		if k {
+			d.Keep = append(d.Keep, uint32(i))
+		}
+	}
+	return d
+}
+
+// smooth adds to each score a share of its neighbours' scores.
+func (c *Compressor) smooth(scores []float64) []float64 {
+	out := make([]float64, len(scores))
+	copy(out, scores)
+	if c.cfg.NeighborWeight == 0 || c.cfg.NeighborSpan == 0 {
+		return out
+	}
+	for i := range scores {
+		w := c.cfg.NeighborWeight
+		for d := 1; d <= c.cfg.NeighborSpan; d++ {
+			best := 0.0
+			if i-d >= 0 {
+				best = scores[i-d]
+			}
+			if i+d < len(scores) && scores[i+d] > best {
+				best = scores[i+d]
+			}
+			out[i] += w * best
+			w /= 2
+		}
+	}
+	return out
+}
+
+// retrieve keeps the best-priority messages that fit under limit, pulling
+// in the close neighbours of each.
+func (c *Compressor) retrieve(msgs []abi.Message, smoothed, raw []float64, kept []bool, used *int64, limit int64) {
+	maxScore := 0.0
+	for _, s := range smoothed {
+		if s > maxScore {
+			maxScore = s
+		}
+	}
+	if maxScore == 0 {
+		return
+	}
+	floor := c.cfg.MinScore * maxScore
+	type cand struct {
+		i int
+		p float64
+	}
+	cands := make([]cand, 0, len(msgs))
+	for i, s := range smoothed {
+		if kept[i] || s <= 0 || s < floor {
+			continue
+		}
+		p := s
+		if c.cfg.LengthAlpha > 0 {
+			p = s / math.Pow(float64(msgs[i].Tokens)+c.cfg.LengthOffset, c.cfg.LengthAlpha)
+		}
+		cands = append(cands, cand{i, p})
+	}
+	sort.Slice(cands, func(x, y int) bool {
+		if cands[x].p != cands[y].p {
+			return cands[x].p > cands[y].p
+		}
+		return cands[x].i > cands[y].i
+	})
+	take := func(i int) bool {
+		t := int64(msgs[i].Tokens)
+		if kept[i] || *used+t > limit {
+			return false
+		}
+		kept[i] = true
+		*used += t
+		return true
+	}
+	for _, cd := range cands {
+		if *used >= limit {
+			break
+		}
+		if !take(cd.i) {
+			continue
+		}
+		if c.cfg.NeighborPull > 0 {
+			s := smoothed[cd.i]
+			for _, j := range [2]int{cd.i + 1, cd.i - 1} {
+				if j >= 0 && j < len(msgs) && !kept[j] && smoothed[j] >= c.cfg.NeighborPull*s {
+					take(j)
+				}
+			}
+		}
+	}
+}

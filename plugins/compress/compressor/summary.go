@@ -1,0 +1,215 @@
+package compressor
+
+import (
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// defaultTokensPerByte is used when the history carries no token counts.
+const defaultTokensPerByte = 0.3
+
+// maxSentenceBytes bounds one summary line: longer sentences are rarely
+// dense in facts and would crowd the rest out.
+const maxSentenceBytes = 240
+
+// minSentenceWords drops greetings and acknowledgements from the summary.
+const minSentenceWords = 4
+
+// span is a candidate summary sentence.
+type span struct {
+	msg        int
+	start, end int // byte range in the message's text
+	score      float64
+	cost       int64
+}
+
+// tokensPerByte is the history's own ratio of given tokens to text bytes.
+func tokensPerByte(msgs []abi.Message) float64 {
+	var tokens, bytes int64
+	for i := range msgs {
+		tokens += int64(msgs[i].Tokens)
+		bytes += int64(len(msgs[i].Text))
+	}
+	if tokens == 0 || bytes == 0 {
+		return defaultTokensPerByte
+	}
+	return float64(tokens) / float64(bytes)
+}
+
+// summarise builds an extractive summary of the messages not kept, at most
+// avail estimated tokens (and at most SummaryMaxTokens), from the sentences
+// that carry names, numbers and times or relate to the query. It returns
+// the summary and its estimated token cost.
+func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64, kept []bool, avail int64) (string, int64) {
+	if avail > int64(c.cfg.SummaryMaxTokens) {
+		avail = int64(c.cfg.SummaryMaxTokens)
+	}
+	if avail < int64(c.cfg.SummaryMinTokens) || avail <= 0 {
+		return "", 0
+	}
+	ratio := tokensPerByte(msgs) * c.cfg.TokenSafety
+	maxScore := 0.0
+	for i, s := range scores {
+		if !kept[i] && s > maxScore {
+			maxScore = s
+		}
+	}
+	// A capitalised word used all through the conversation (a nickname,
+	// a greeting) says nothing new; a rarer one is a name worth keeping.
+	rareDF := int32(len(msgs) / 40)
+	if rareDF < 2 {
+		rareDF = 2
+	}
+	var spans []span
+	for i := range msgs {
+		if kept[i] {
+			continue
+		}
+		text := msgs[i].Text
+		d := &a.docs[i]
+		prefix := 0
+		if d.textStart > 0 {
+			prefix = d.textStart // "Name: " is repeated on every line
+		}
+		rel := 0.0
+		if maxScore > 0 {
+			rel = scores[i] / maxScore
+		}
+		start := d.textStart
+		for start < len(text) {
+			end := sentenceEnd(text, start)
+			if n := end - start; n > 0 && n <= maxSentenceBytes {
+				info, words, content := 0, 0, 0
+				sent := text[start:end]
+				splitWords(sent, func(w word) {
+					words++
+					a.buf = lowerInto(a.buf, sent[w.start:w.end])
+					raw := hashTerm(a.buf)
+					if w.digit {
+						info++
+						content++
+						return
+					}
+					if _, ok := c.dateSet[raw]; ok {
+						info++
+						content++
+						return
+					}
+					if _, stop := c.stop[raw]; stop {
+						return
+					}
+					content++
+					if w.capital && w.end-w.start >= 3 {
+						h := hashTerm(stem(a.buf))
+						if _, ok := a.speakers[h]; !ok && a.df[h] <= rareDF {
+							info++
+						}
+					}
+				})
+				if words >= minSentenceWords && content >= 2 && (info > 0 || rel >= 0.35) {
+					cost := lineCost(text[:prefix], sent, ratio)
+					spans = append(spans, span{
+						msg:   i,
+						start: start,
+						end:   end,
+						score: (2*rel + 0.5*float64(info)) / float64(cost),
+						cost:  cost,
+					})
+				}
+			}
+			start = end
+			for start < len(text) && (text[start] == ' ' || text[start] == '\n') {
+				start++
+			}
+		}
+	}
+	sort.Slice(spans, func(x, y int) bool {
+		if spans[x].score != spans[y].score {
+			return spans[x].score > spans[y].score
+		}
+		if spans[x].msg != spans[y].msg {
+			return spans[x].msg > spans[y].msg
+		}
+		return spans[x].start < spans[y].start
+	})
+	var cost int64
+	chosen := spans[:0]
+	for _, s := range spans {
+		if cost+s.cost <= avail {
+			chosen = append(chosen, s)
+			cost += s.cost
+		}
+	}
+	if len(chosen) == 0 {
+		return "", 0
+	}
+	sort.Slice(chosen, func(x, y int) bool {
+		if chosen[x].msg != chosen[y].msg {
+			return chosen[x].msg < chosen[y].msg
+		}
+		return chosen[x].start < chosen[y].start
+	})
+	var sb strings.Builder
+	for k, s := range chosen {
+		if k > 0 {
+			sb.WriteByte('\n')
+		}
+		text := msgs[s.msg].Text
+		if ts := a.docs[s.msg].textStart; ts > 0 {
+			sb.WriteString(text[:ts])
+		}
+		sb.WriteString(text[s.start:s.end])
+	}
+	return sb.String(), cost
+}
+
+// sentenceEnd returns the end of the sentence of text starting at start:
+// just after a '.', '!' or '?' that is followed by a space or the end, or
+// at a newline, or at the end of the text.
+func sentenceEnd(text string, start int) int {
+	for i := start; i < len(text); i++ {
+		switch text[i] {
+		case '\n':
+			return i
+		case '.', '!', '?':
+			if i+1 == len(text) || text[i+1] == ' ' || text[i+1] == '\n' {
+				return i + 1
+			}
+		}
+	}
+	return len(text)
+}
+
+// lineCost estimates the tokens of one summary line (prefix, sentence and
+// newline) conservatively: the larger of the history's tokens-per-byte
+// ratio (with the safety factor already applied) and a count of words and
+// punctuation marks, which short lines of common words approach.
+func lineCost(prefix, sent string, ratio float64) int64 {
+	pieces := 0
+	for _, s := range [2]string{prefix, sent} {
+		inWord := false
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case isWordByte(c):
+				if !inWord && c < 0x80 {
+					pieces++
+				}
+				inWord = true
+			case c == ' ':
+				inWord = false
+			default:
+				pieces++
+				inWord = false
+			}
+		}
+	}
+	est := float64(len(prefix)+len(sent)) * ratio
+	if p := float64(pieces) * 1.1; p > est {
+		est = p
+	}
+	return int64(math.Ceil(est)) + 1
+}

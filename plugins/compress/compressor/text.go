@@ -1,0 +1,219 @@
+package compressor
+
+// Text analysis: a byte-level word splitter, a light English stemmer and
+// 32-bit term hashes. It works on bytes and allocates nothing per word so
+// that a 700-message history is analysed in well under a millisecond.
+
+// word is one word of a text, as found by splitWords.
+type word struct {
+	start, end int  // byte range in the text
+	capital    bool // first letter upper case and not at a sentence start
+	digit      bool // contains a digit
+}
+
+func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+
+// isWordByte reports whether c continues a word. Bytes of multi-byte UTF-8
+// sequences are word bytes, so non-ASCII words survive as opaque terms.
+func isWordByte(c byte) bool { return isLetter(c) || isDigit(c) || c >= 0x80 }
+
+// splitWords calls fn for every word of s. An apostrophe inside a word
+// (ASCII or U+2019) ends the word and the possessive or contraction tail is
+// dropped: "Caroline's" yields "Caroline", "didn't" yields "didn".
+func splitWords(s string, fn func(w word)) {
+	sentenceStart := true
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if !isWordByte(c) {
+			if c == '.' || c == '!' || c == '?' || c == '\n' || c == ':' {
+				sentenceStart = true
+			}
+			i++
+			continue
+		}
+		// A right single quotation mark is punctuation, not a letter.
+		if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0x99 || s[i+2] == 0x98 || s[i+2] == 0x9C || s[i+2] == 0x9D) {
+			i += 3
+			continue
+		}
+		start := i
+		w := word{start: start}
+		for i < len(s) && isWordByte(s[i]) {
+			if s[i] == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] >= 0x98 && s[i+2] <= 0x9D {
+				break
+			}
+			if isDigit(s[i]) {
+				w.digit = true
+			}
+			i++
+		}
+		w.end = i
+		w.capital = !sentenceStart && s[start] >= 'A' && s[start] <= 'Z'
+		sentenceStart = false
+		// Skip an apostrophe tail: 's, 't, 're, 'll, 've, 'd, 'm.
+		if i < len(s) && (s[i] == '\'' || (s[i] == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] == 0x99)) {
+			j := i + 1
+			if s[i] != '\'' {
+				j = i + 3
+			}
+			k := j
+			for k < len(s) && isLetter(s[k]) && k-j < 3 {
+				k++
+			}
+			if k > j && (k == len(s) || !isWordByte(s[k])) {
+				i = k
+			}
+		}
+		fn(w)
+	}
+}
+
+// lowerInto writes the ASCII-lowercased bytes of s into buf.
+func lowerInto(buf []byte, s string) []byte {
+	buf = buf[:0]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	return buf
+}
+
+func hasSuffix(b []byte, s string) bool {
+	return len(b) >= len(s) && string(b[len(b)-len(s):]) == s
+}
+
+func isVowel(c byte) bool { return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' }
+
+// stem strips common English inflections from a lowercased word in place:
+// plurals, -ing, -ed, -ly and a final e, so that "paints", "painting" and
+// "painted" share one term, as do "make" and "making". It is deliberately
+// light: over-stemming joins unrelated words, which costs more in retrieval
+// than a missed inflection.
+func stem(b []byte) []byte {
+	if len(b) <= 3 || isDigit(b[0]) {
+		return b
+	}
+	switch {
+	case hasSuffix(b, "sses"):
+		b = b[:len(b)-2]
+	case hasSuffix(b, "ies") && len(b) > 4:
+		b = append(b[:len(b)-3], 'y')
+	case hasSuffix(b, "ss") || hasSuffix(b, "us") || hasSuffix(b, "is"):
+	case hasSuffix(b, "s"):
+		b = b[:len(b)-1]
+	}
+	switch {
+	case hasSuffix(b, "ied") && len(b) > 4:
+		b = append(b[:len(b)-3], 'y')
+	case hasSuffix(b, "ing") && len(b) > 5 && hasVowel(b[:len(b)-3]):
+		b = undouble(b[:len(b)-3])
+	case hasSuffix(b, "eed"):
+	case hasSuffix(b, "ed") && len(b) > 4 && hasVowel(b[:len(b)-2]):
+		b = undouble(b[:len(b)-2])
+	case hasSuffix(b, "ly") && len(b) > 5:
+		b = b[:len(b)-2]
+	}
+	if len(b) > 3 && b[len(b)-1] == 'e' && !isVowel(b[len(b)-2]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func hasVowel(b []byte) bool {
+	for _, c := range b {
+		if isVowel(c) || c == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
+// undouble turns "runn" into "run" and "stopp" into "stop" but keeps
+// "fall", "pass" and "buzz" whole.
+func undouble(b []byte) []byte {
+	n := len(b)
+	if n >= 3 && b[n-1] == b[n-2] && !isVowel(b[n-1]) {
+		switch b[n-1] {
+		case 'l', 's', 'z':
+			return b
+		}
+		return b[:n-1]
+	}
+	return b
+}
+
+// hashTerm is 32-bit FNV-1a.
+func hashTerm(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// hashString is hashTerm of a string.
+func hashString(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// pairHash combines two term hashes into a bigram hash.
+func pairHash(a, b uint32) uint32 { return (a*0x9E3779B1 ^ b) * 16777619 }
+
+// defaultStopwords are dropped from queries and documents: function words,
+// question words and chat fillers that carry no topic.
+var defaultStopwords = []string{
+	"a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are",
+	"as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by",
+	"can", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from",
+	"further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him",
+	"himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "let", "me",
+	"more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or",
+	"other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some",
+	"such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these",
+	"they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we",
+	"were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would",
+	"you", "your", "yours", "yourself", "yourselves", "yes", "yeah", "oh", "wow", "hey", "hi",
+	"hello", "thanks", "thank", "really", "much", "lot", "lots", "many", "get", "got", "gotten",
+	"go", "going", "gone", "went", "make", "made", "thing", "things", "something", "anything",
+	"everything", "kind", "sort", "way", "well", "sure", "definitely", "totally", "great", "awesome",
+	"amazing", "cool", "nice", "good", "glad", "happy", "love", "like", "know", "think", "feel",
+	"felt", "see", "saw", "seen", "look", "looks", "one", "ones", "ever", "still", "even", "though",
+	"us", "im", "ive", "id", "youre", "dont", "didn", "doesn", "isn", "wasn", "aren", "won", "can't",
+	"u", "ur", "ya", "ok", "okay", "haha", "lol", "hmm", "mean", "say", "said", "tell", "told",
+	"anyone", "someone", "everyone", "might", "may", "must", "shall", "s", "t", "ll", "re", "ve", "d", "m",
+}
+
+// timeWords mark a text that speaks about when something happened.
+var timeWords = []string{
+	"yesterday", "today", "tomorrow", "tonight", "ago", "last", "next", "week", "weekend", "month",
+	"year", "day", "morning", "afternoon", "evening", "night", "recently", "soon", "since", "earlier",
+	"later", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+	"february", "march", "april", "may", "june", "july", "august", "september", "october",
+	"november", "december", "summer", "winter", "spring", "fall", "autumn", "christmas", "birthday",
+	"anniversary", "holiday", "vacation", "before", "after", "first", "when", "date", "time",
+}
+
+// numberWords mark a text that states a quantity.
+var numberWords = []string{
+	"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+	"twelve", "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million", "dozen",
+	"couple", "few", "several", "once", "twice", "first", "second", "third", "half",
+}
+
+// dateWords name a date: they make a sentence worth a place in a summary.
+var dateWords = []string{
+	"yesterday", "tomorrow", "ago", "weekend", "monday", "tuesday", "wednesday", "thursday", "friday",
+	"saturday", "sunday", "january", "february", "march", "april", "june", "july", "august",
+	"september", "october", "november", "december", "christmas", "birthday", "anniversary",
+}
