@@ -1,0 +1,540 @@
+// Package cache is Wingate's two-tier response cache: an in-process tier
+// (otter) in front of a shared Redis tier, with request coalescing,
+// stale-while-revalidate, tag purges broadcast to every instance through
+// Redis pub/sub, and a circuit breaker that turns a Redis outage into an
+// in-process-only cache without failing a request.
+//
+// The package knows nothing of HTTP frameworks: a caller hands Get a key,
+// lifetimes, tags and a fill function, and gets back an Entry and how it
+// was served.
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Tier is where a response came from.
+type Tier uint8
+
+// The tiers, nearest first.
+const (
+	TierNone   Tier = iota // not served by the cache (bypass)
+	TierLocal              // the in-process tier
+	TierRedis              // the shared Redis tier
+	TierOrigin             // the handler
+)
+
+// String returns the tier's metric label.
+func (t Tier) String() string {
+	switch t {
+	case TierLocal:
+		return "local"
+	case TierRedis:
+		return "redis"
+	case TierOrigin:
+		return "origin"
+	}
+	return "none"
+}
+
+// Event is what happened to one request, as reported to the Observer.
+type Event uint8
+
+// The events.
+const (
+	EventHit    Event = iota // served fresh from a tier
+	EventMiss                // served by the origin
+	EventStale               // served stale while a refresh runs
+	EventBypass              // the policy said not to cache
+)
+
+// String returns the event's metric label; it is also the X-Cache value.
+func (e Event) String() string {
+	switch e {
+	case EventHit:
+		return "HIT"
+	case EventMiss:
+		return "MISS"
+	case EventStale:
+		return "STALE"
+	case EventBypass:
+		return "BYPASS"
+	}
+	return "UNKNOWN"
+}
+
+// Observer receives the cache's events. Implementations must be fast and
+// safe for concurrent use; a nil Observer is a no-op.
+type Observer interface {
+	// CacheEvent is called once per request: route is the route template,
+	// tier where the response came from (TierNone for a bypass).
+	CacheEvent(route string, tier Tier, ev Event)
+	// RedisState is called when the Redis tier goes (up=false: the
+	// breaker opened) and when it comes back (up=true).
+	RedisState(up bool)
+}
+
+// Config configures a Cache. The zero value is an in-process cache with the
+// defaults below.
+type Config struct {
+	// Prefix starts every Redis key and channel name; default "wingate:cache".
+	Prefix string
+	// MaxLocalBytes bounds the in-process tier; default 64 MiB.
+	MaxLocalBytes uint64
+	// MaxEntryBytes: larger responses are never stored; default 256 KiB.
+	MaxEntryBytes int
+	// Redis is the shared tier; nil keeps the cache in-process only. Build
+	// it with RedisOptions to get the short timeouts the breaker relies on.
+	Redis redis.UniversalClient
+	// RedisTimeout bounds every Redis call made on a request's path;
+	// default 50 ms.
+	RedisTimeout time.Duration
+	// BreakerFailures is the number of consecutive Redis errors that open
+	// the breaker; default 3. A timeout opens it at once.
+	BreakerFailures int
+	// ProbeInterval is how often an open breaker pings Redis; default
+	// 250 ms.
+	ProbeInterval time.Duration
+	// Logger receives the state-change lines; default discards.
+	Logger *slog.Logger
+	// Observer receives per-request events and breaker changes.
+	Observer Observer
+}
+
+func (c *Config) defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "wingate:cache"
+	}
+	if c.MaxLocalBytes == 0 {
+		c.MaxLocalBytes = 64 << 20
+	}
+	if c.MaxEntryBytes == 0 {
+		c.MaxEntryBytes = 256 << 10
+	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = 50 * time.Millisecond
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 3
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// ErrBadRequest is returned by Get for a request it cannot serve.
+var ErrBadRequest = errors.New("cache: request without key or fill function")
+
+// Request describes one cacheable read.
+type Request struct {
+	// Key is the full key, built with Cache.Key.
+	Key string
+	// Route labels the request's events (the route template).
+	Route string
+	// TTL and Stale are the entry's lifetimes if it is stored.
+	TTL, Stale time.Duration
+	// Tags name the purges that drop the entry.
+	Tags []string
+	// Fill calls the origin on a miss. It is called at most once for all
+	// concurrent requests of Key, in a goroutine of its own, with a context
+	// that no caller's cancellation ends. It returns the response whatever
+	// its status; only 200s within MaxEntryBytes are stored.
+	Fill func(ctx context.Context) (*Entry, error)
+	// Refresh re-fetches a stale entry in the background after the
+	// request that found it has been answered; nil uses Fill. It must not
+	// use anything that lives only as long as the request.
+	Refresh func(ctx context.Context) (*Entry, error)
+}
+
+// Result says how a Get was served.
+type Result struct {
+	Entry *Entry
+	Tier  Tier
+	Event Event // EventHit, EventMiss or EventStale
+	// Leader is true when this caller's own Fill produced Entry.
+	Leader bool
+}
+
+// Stats is a snapshot of the cache's counters since New.
+type Stats struct {
+	LocalHits, RedisHits, Misses, Stale   uint64
+	Fills, Coalesced, Refreshes           uint64
+	FillErrors, RefreshFailures           uint64
+	Purges, PurgesReceived                uint64
+	RedisErrors, RedisDecodeErrors        uint64
+	WritesDropped                         uint64
+	RedisUp                               bool
+	LocalEntries                          int
+	LocalBytes                            uint64
+}
+
+type counters struct {
+	localHits, redisHits, misses, stale atomic.Uint64
+	fills, coalesced, refreshes         atomic.Uint64
+	fillErrors, refreshFailures         atomic.Uint64
+	purges, purgesReceived              atomic.Uint64
+	redisErrors, redisDecodeErrors      atomic.Uint64
+	writesDropped                       atomic.Uint64
+}
+
+type localEntry struct {
+	e   *Entry
+	seq uint64 // purge sequence when the load that produced it began
+}
+
+type mark struct {
+	seq uint64
+	at  time.Time
+}
+
+// Cache is the two-tier cache. Create it with New; it is safe for
+// concurrent use. Close releases its goroutines.
+type Cache struct {
+	cfg       Config
+	log       *slog.Logger
+	obs       Observer
+	keyPrefix string
+	tagPrefix string
+	channel   string
+	instance  string
+
+	local     *otter.Cache[string, *localEntry]
+	loads     flight
+	refreshes flight
+
+	// Purges: purgeSeq counts local purges; marks maps a purged tag to
+	// the sequence number and time of its last purge. An entry loaded
+	// before a purge of one of its tags is dropped when next read.
+	marksMu   sync.RWMutex
+	purgeSeq  atomic.Uint64
+	marks     map[string]mark
+	lastPrune time.Time
+	maxLife   atomic.Int64
+
+	rdb      redis.UniversalClient
+	redisOut atomic.Bool // breaker open
+	fails    atomic.Int32
+	writes   chan writeJob
+
+	pendingMu       sync.Mutex
+	pending         map[string]struct{}
+	pendingOverflow bool
+
+	stats  counters
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a cache. With cfg.Redis set it pings Redis (a failure only
+// opens the breaker, logged once), subscribes to purges and starts the
+// background writers.
+func New(cfg Config) (*Cache, error) {
+	cfg.defaults()
+	c := &Cache{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		obs:       cfg.Observer,
+		keyPrefix: cfg.Prefix + ":" + FormatVersion + ":k:",
+		tagPrefix: cfg.Prefix + ":" + FormatVersion + ":t:",
+		channel:   cfg.Prefix + ":" + FormatVersion + ":purge",
+		instance:  newInstanceID(),
+		marks:     make(map[string]mark),
+		pending:   make(map[string]struct{}),
+		rdb:       cfg.Redis,
+	}
+	local, err := otter.New(&otter.Options[string, *localEntry]{
+		MaximumWeight: cfg.MaxLocalBytes,
+		Weigher: func(k string, v *localEntry) uint32 {
+			w := len(k) + len(v.e.Body) + len(v.e.ContentType) + 96
+			for _, t := range v.e.Tags {
+				w += len(t) + 16
+			}
+			return uint32(min(w, 1<<31))
+		},
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *localEntry]) time.Duration {
+			return max(e.Value.e.remaining(time.Now()), time.Millisecond)
+		}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: in-process tier: %w", err)
+	}
+	c.local = local
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if c.rdb != nil {
+		c.startRedis()
+	}
+	return c, nil
+}
+
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close stops the background goroutines. The cache must not be used after.
+func (c *Cache) Close() {
+	c.cancel()
+	c.wg.Wait()
+	c.local.StopAllGoroutines()
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		LocalHits: s.localHits.Load(), RedisHits: s.redisHits.Load(),
+		Misses: s.misses.Load(), Stale: s.stale.Load(),
+		Fills: s.fills.Load(), Coalesced: s.coalesced.Load(), Refreshes: s.refreshes.Load(),
+		FillErrors: s.fillErrors.Load(), RefreshFailures: s.refreshFailures.Load(),
+		Purges: s.purges.Load(), PurgesReceived: s.purgesReceived.Load(),
+		RedisErrors: s.redisErrors.Load(), RedisDecodeErrors: s.redisDecodeErrors.Load(),
+		WritesDropped: s.writesDropped.Load(),
+		RedisUp:       c.redisUp(),
+		LocalEntries:  c.local.EstimatedSize(),
+		LocalBytes:    c.local.WeightedSize(),
+	}
+}
+
+// MaxEntryBytes is the size over which responses are not stored.
+func (c *Cache) MaxEntryBytes() int { return c.cfg.MaxEntryBytes }
+
+// Event reports a request the caller served without Get (a bypass) to the
+// observer.
+func (c *Cache) Event(route string, tier Tier, ev Event) {
+	if c.obs != nil {
+		c.obs.CacheEvent(route, tier, ev)
+	}
+}
+
+// Get serves r from the in-process tier, then Redis, then r.Fill, in that
+// order. A stale entry within its stale window is served at once while
+// exactly one background refresh runs; an origin that fails during the
+// refresh leaves the stale entry in place. Get fails only when the fill
+// does (or ctx ends while waiting for it); the failure is this caller's
+// alone.
+func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
+	if r.Key == "" || r.Fill == nil {
+		return Result{}, ErrBadRequest
+	}
+	now := time.Now()
+	if le, ok := c.local.GetIfPresent(r.Key); ok {
+		if c.validLocal(le) {
+			if le.e.Fresh(now) {
+				c.stats.localHits.Add(1)
+				c.Event(r.Route, TierLocal, EventHit)
+				return Result{Entry: le.e, Tier: TierLocal, Event: EventHit}, nil
+			}
+			if le.e.Usable(now) {
+				c.stats.stale.Add(1)
+				c.Event(r.Route, TierLocal, EventStale)
+				c.refresh(r)
+				return Result{Entry: le.e, Tier: TierLocal, Event: EventStale}, nil
+			}
+		} else {
+			c.local.Invalidate(r.Key)
+		}
+	}
+	res, leader := c.loads.do(ctx, r.Key, func(ctx context.Context) loadResult { return c.load(ctx, r) })
+	if !leader {
+		c.stats.coalesced.Add(1)
+	}
+	if res.err != nil {
+		return Result{}, res.err
+	}
+	out := Result{Entry: res.entry, Tier: res.tier, Leader: leader && res.tier == TierOrigin}
+	switch {
+	case res.tier == TierOrigin:
+		out.Event = EventMiss
+		c.stats.misses.Add(1)
+	case res.entry.Fresh(time.Now()):
+		out.Event = EventHit
+		c.stats.redisHits.Add(1)
+	default:
+		out.Event = EventStale
+		c.stats.stale.Add(1)
+		c.refresh(r)
+	}
+	c.Event(r.Route, out.Tier, out.Event)
+	return out, nil
+}
+
+// load runs once per key for concurrent callers: Redis, then the origin.
+func (c *Cache) load(ctx context.Context, r *Request) loadResult {
+	seq := c.purgeSeq.Load()
+	if c.redisUp() {
+		if e := c.redisGet(ctx, r.Key); e != nil && e.Usable(time.Now()) && c.validRemote(e) {
+			c.local.Set(r.Key, &localEntry{e: e, seq: seq})
+			return loadResult{entry: e, tier: TierRedis}
+		}
+	}
+	e, err := c.fill(ctx, r.Fill, r, seq)
+	if err != nil {
+		c.stats.fillErrors.Add(1)
+		return loadResult{err: err}
+	}
+	return loadResult{entry: e, tier: TierOrigin}
+}
+
+// fill calls the origin and stores what may be stored.
+func (c *Cache) fill(ctx context.Context, fn func(context.Context) (*Entry, error), r *Request, seq uint64) (*Entry, error) {
+	start := time.Now()
+	c.stats.fills.Add(1)
+	e, err := fn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, errors.New("cache: fill returned no entry")
+	}
+	e.Created, e.TTL, e.Stale, e.Tags = start, r.TTL, r.Stale, r.Tags
+	c.store(r.Key, e, seq)
+	return e, nil
+}
+
+// refresh starts the one background refresh of r's key unless it runs.
+func (c *Cache) refresh(r *Request) {
+	fn := r.Refresh
+	if fn == nil {
+		fn = r.Fill
+	}
+	req := *r
+	c.refreshes.goAsync(c.ctx, r.Key, func(ctx context.Context) loadResult {
+		c.stats.refreshes.Add(1)
+		e, err := c.fill(ctx, fn, &req, c.purgeSeq.Load())
+		if err == nil && e.Status != 200 {
+			err = fmt.Errorf("cache: refresh got status %d", e.Status)
+		}
+		if err != nil {
+			c.stats.refreshFailures.Add(1)
+		}
+		return loadResult{entry: e, err: err}
+	})
+}
+
+// storable reports whether e may be kept.
+func (c *Cache) storable(e *Entry) bool {
+	return e.Status == 200 && len(e.Body) <= c.cfg.MaxEntryBytes && e.TTL > 0
+}
+
+// store keeps e in both tiers unless one of its tags was purged since the
+// load that produced it began.
+func (c *Cache) store(key string, e *Entry, seq uint64) {
+	if !c.storable(e) || !c.validSeq(e.Tags, seq) {
+		return
+	}
+	life := int64(e.TTL + e.Stale)
+	for {
+		cur := c.maxLife.Load()
+		if life <= cur || c.maxLife.CompareAndSwap(cur, life) {
+			break
+		}
+	}
+	c.local.Set(key, &localEntry{e: e, seq: seq})
+	if c.rdb != nil && c.redisUp() {
+		select {
+		case c.writes <- writeJob{key: key, e: e, seq: seq}:
+		default:
+			c.stats.writesDropped.Add(1)
+		}
+	}
+}
+
+func (c *Cache) validLocal(le *localEntry) bool {
+	if c.purgeSeq.Load() <= le.seq {
+		return true
+	}
+	return c.validSeq(le.e.Tags, le.seq)
+}
+
+// validSeq reports whether no tag was purged after sequence seq.
+func (c *Cache) validSeq(tags []string, seq uint64) bool {
+	if len(tags) == 0 || c.purgeSeq.Load() <= seq {
+		return true
+	}
+	c.marksMu.RLock()
+	defer c.marksMu.RUnlock()
+	for _, t := range tags {
+		if m, ok := c.marks[t]; ok && m.seq > seq {
+			return false
+		}
+	}
+	return true
+}
+
+// validRemote reports whether an entry read from Redis was created after
+// every local purge of its tags (a guard for purges that could not reach
+// Redis yet).
+func (c *Cache) validRemote(e *Entry) bool {
+	if len(e.Tags) == 0 || c.purgeSeq.Load() == 0 {
+		return true
+	}
+	c.marksMu.RLock()
+	defer c.marksMu.RUnlock()
+	for _, t := range e.Tags {
+		if m, ok := c.marks[t]; ok && !e.Created.After(m.at) {
+			return false
+		}
+	}
+	return true
+}
+
+// purgeLocal drops every in-process entry carrying one of tags.
+func (c *Cache) purgeLocal(tags []string) {
+	now := time.Now()
+	c.marksMu.Lock()
+	defer c.marksMu.Unlock()
+	n := c.purgeSeq.Add(1)
+	for _, t := range tags {
+		c.marks[t] = mark{seq: n, at: now}
+	}
+	// Marks older than the longest entry lifetime protect nothing.
+	if len(c.marks) > 1024 && now.Sub(c.lastPrune) > time.Second {
+		c.lastPrune = now
+		life := time.Duration(c.maxLife.Load())
+		for t, m := range c.marks {
+			if now.Sub(m.at) > life+time.Second {
+				delete(c.marks, t)
+			}
+		}
+	}
+}
+
+// Purge drops every entry carrying one of tags, in this instance's
+// in-process tier, in Redis and, through Redis pub/sub, in every other
+// instance's in-process tier. With Redis unavailable the purge is applied
+// locally and replayed to Redis when it is back. Purge never fails.
+func (c *Cache) Purge(ctx context.Context, tags ...string) {
+	valid := tags[:0:0]
+	for _, t := range tags {
+		if validTag(t) {
+			valid = append(valid, t)
+		}
+	}
+	if len(valid) == 0 {
+		return
+	}
+	c.stats.purges.Add(1)
+	c.purgeLocal(valid)
+	if c.rdb == nil {
+		return
+	}
+	if !c.redisUp() || c.redisPurge(ctx, valid) != nil {
+		c.addPending(valid)
+	}
+}
