@@ -1,0 +1,113 @@
+package observe
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// UnmatchedRoute is the route label of requests no route matched, so that
+// probing random paths cannot grow the label set.
+const UnmatchedRoute = "unmatched"
+
+// otherLabel replaces label values past a family's series limit.
+const otherLabel = "other"
+
+type httpKey struct {
+	method string
+	route  string
+	status int
+}
+
+type httpSeries struct {
+	opts []metric.RecordOption
+	win  *routeWindow
+}
+
+type routeKey struct {
+	method string
+	route  string
+}
+
+type routeWindow struct {
+	key routeKey
+	lat *Latency
+}
+
+// Method returns the HTTP method as a metric label: one of the standard
+// methods, or "_OTHER" (as the HTTP semantic conventions say), so the
+// returned string is always a constant.
+func Method(m string) string {
+	switch m {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "PATCH":
+		return "PATCH"
+	case "DELETE":
+		return "DELETE"
+	case "HEAD":
+		return "HEAD"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "CONNECT":
+		return "CONNECT"
+	case "TRACE":
+		return "TRACE"
+	}
+	return "_OTHER"
+}
+
+// ObserveHTTP records one served request: method, route template (never
+// the raw path), response status and duration, at time end. It does not
+// allocate once the series exists; route must be a string the caller does
+// not reuse (a route template is).
+func (m *Metrics) ObserveHTTP(method, route string, status int, d time.Duration, end time.Time) {
+	if m == nil {
+		return
+	}
+	method = Method(method)
+	s, ok := m.httpSeries.get(httpKey{method, route, status})
+	if !ok {
+		s = m.newHTTPSeries(httpKey{method, route, status})
+	}
+	m.httpDur.Record(context.Background(), d.Seconds(), s.opts...)
+	s.win.lat.Record(end, d, status >= 500)
+}
+
+func (m *Metrics) newHTTPSeries(k httpKey) *httpSeries {
+	k.route = strings.Clone(k.route)
+	return m.httpSeries.getOrCreate(k,
+		func() httpKey { return httpKey{k.method, otherLabel, k.status} },
+		func(k httpKey) *httpSeries {
+			return &httpSeries{
+				opts: recordOpt(
+					attribute.String("http.request.method", k.method),
+					attribute.String("http.route", k.route),
+					attribute.Int("http.response.status_code", k.status),
+				),
+				win: m.routeWindow(routeKey{k.method, k.route}),
+			}
+		})
+}
+
+func (m *Metrics) routeWindow(k routeKey) *routeWindow {
+	return m.routeWins.getOrCreate(k,
+		func() routeKey { return routeKey{k.method, otherLabel} },
+		func(k routeKey) *routeWindow { return &routeWindow{key: k, lat: NewLatency()} })
+}
+
+// RouteLatency returns the rolling window of one route, or nil if the
+// route has not been served.
+func (m *Metrics) RouteLatency(method, route string) *Latency {
+	if w, ok := m.routeWins.get(routeKey{Method(method), route}); ok {
+		return w.lat
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+// Package observe measures the host: an OpenTelemetry MeterProvider whose
+// instruments are exported in the Prometheus text format on a registry of
+// its own, rolling in-process windows (one and five minutes) that give
+// per-route P50/P95/P99 to the dashboard and the alerts, and the
+// implementations of the observer hooks the other packages define.
+//
+// Other packages never import OpenTelemetry: they define small observer
+// interfaces (or Stats snapshots) and this package implements them. The
+// request path records into pre-bound attribute sets and lock-free rings,
+// so a measurement does not allocate.
+package observe
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/otlptranslator"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
+	"go.opentelemetry.io/otel/sdk/resource"
+)
+
+// HTTPDurationBuckets are the bucket boundaries (seconds) of
+// http.server.request.duration, as the HTTP semantic conventions advise.
+var HTTPDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// DecisionDurationBuckets are the bucket boundaries (seconds) of policy
+// decision durations: a decision takes microseconds, a timeout milliseconds.
+var DecisionDurationBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1}
+
+// QueryDurationBuckets are the bucket boundaries (seconds) of database
+// query durations.
+var QueryDurationBuckets = []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// TranslationStrategy is how OpenTelemetry names become Prometheus names,
+// pinned so that a library upgrade cannot rename the metrics:
+// http.server.request.duration (unit s) is exported as
+// http_server_request_duration_seconds, counters end in _total.
+var TranslationStrategy = otlptranslator.UnderscoreEscapingWithSuffixes
+
+// maxSeries bounds each family's label combinations built from request
+// data (routes, statuses, query names); past it, new combinations are
+// counted under the label value "other".
+const maxSeries = 1000
+
+// Options configure Metrics.
+type Options struct {
+	// Logger receives the package's few log lines. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock of the rolling windows. Nil means time.Now.
+	Now func() time.Time
+	// ServiceName and ServiceVersion describe the process in target_info.
+	ServiceName    string
+	ServiceVersion string
+}
+
+// Metrics is the process's measurement hub. Create it with New; it is safe
+// for concurrent use. A nil *Metrics records nothing.
+type Metrics struct {
+	log      *slog.Logger
+	now      func() time.Time
+	started  time.Time
+	reg      *prometheus.Registry
+	provider *sdkmetric.MeterProvider
+	meter    metric.Meter
+
+	httpDur    metric.Float64Histogram
+	httpSeries seriesMap[httpKey, *httpSeries]
+	routeWins  seriesMap[routeKey, *routeWindow]
+
+	cacheReqs   metric.Int64Counter
+	cacheSeries seriesMap[cacheKey, *cacheSeries]
+
+	policyDecisions metric.Int64Counter
+	policyDur       metric.Float64Histogram
+	policySeries    seriesMap[policyKey, *policySeries]
+	policyKinds     seriesMap[string, *policyKind]
+
+	queryDur    metric.Float64Histogram
+	querySeries seriesMap[queryKey, []metric.RecordOption]
+
+	llmTokens      metric.Int64Counter
+	llmRequests    metric.Int64Counter
+	llmCost        metric.Float64Counter
+	llmBaseline    metric.Float64Counter
+	llmSaved       metric.Float64Counter
+	llmTokensSaved metric.Int64Counter
+	llmSeries      seriesMap[llmKey, *llmSeries]
+	llmTiers       seriesMap[string, *llmTier]
+
+	pool atomic.Pointer[poolSource]
+
+	redisMu          sync.Mutex
+	redisConfigured  bool
+	redisState       string
+	redisChanged     time.Time
+	redisTransitions metric.Int64Counter
+
+	activeMu sync.Mutex
+	activeFn func() []ActivePolicy
+}
+
+// New builds the MeterProvider, its Prometheus exporter on a registry of
+// its own (with the Go runtime and process collectors beside it) and the
+// instruments.
+func New(opts Options) (*Metrics, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ServiceName == "" {
+		opts.ServiceName = "wingate"
+	}
+	m := &Metrics{log: opts.Logger, now: opts.Now, reg: prometheus.NewRegistry()}
+	m.started = m.now()
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(
+		otelprom.WithRegisterer(m.reg),
+		otelprom.WithTranslationStrategy(TranslationStrategy),
+		otelprom.WithoutScopeInfo(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("observe: prometheus exporter: %w", err)
+	}
+	attrs := []attribute.KeyValue{attribute.String("service.name", opts.ServiceName)}
+	if opts.ServiceVersion != "" {
+		attrs = append(attrs, attribute.String("service.version", opts.ServiceVersion))
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
+	if err != nil {
+		res = resource.NewSchemaless(attrs...)
+	}
+	m.provider = sdkmetric.NewMeterProvider(
+		sdkmetric.WithReader(exp),
+		sdkmetric.WithResource(res),
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
+	)
+	m.meter = m.provider.Meter("github.com/wingman-app/wingate/host/observe")
+	if err := m.instruments(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Metrics) instruments() error {
+	var errs [16]error
+	mt := m.meter
+	m.httpDur, errs[0] = mt.Float64Histogram("http.server.request.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of HTTP server requests."),
+		metric.WithExplicitBucketBoundaries(HTTPDurationBuckets...))
+	m.cacheReqs, errs[1] = mt.Int64Counter("wingate.cache.requests",
+		metric.WithUnit("{request}"), metric.WithDescription("Cache lookups by route, tier and result (hit, miss, stale)."))
+	m.policyDecisions, errs[2] = mt.Int64Counter("wingate.policy.decisions",
+		metric.WithUnit("{decision}"), metric.WithDescription("Policy decisions by kind, policy, version and outcome (ok, fallback, timeout, trap)."))
+	m.policyDur, errs[3] = mt.Float64Histogram("wingate.policy.decision.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of policy decisions."),
+		metric.WithExplicitBucketBoundaries(DecisionDurationBuckets...))
+	m.queryDur, errs[4] = mt.Float64Histogram("db.client.operation.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of database queries by name."),
+		metric.WithExplicitBucketBoundaries(QueryDurationBuckets...))
+	m.llmTokens, errs[5] = mt.Int64Counter("wingate.llm.tokens",
+		metric.WithUnit("{token}"), metric.WithDescription("Model tokens by tier, model and type (input, output, cache_read, cache_write)."))
+	m.llmRequests, errs[6] = mt.Int64Counter("wingate.llm.requests",
+		metric.WithUnit("{request}"), metric.WithDescription("Model calls by tier and model."))
+	m.llmCost, errs[7] = mt.Float64Counter("wingate.llm.cost",
+		metric.WithUnit("{USD}"), metric.WithDescription("Model cost in US dollars by tier and model."))
+	m.llmBaseline, errs[8] = mt.Float64Counter("wingate.llm.baseline.cost",
+		metric.WithUnit("{USD}"), metric.WithDescription("What the same calls would have cost on the baseline (premium tier, full context), in US dollars."))
+	m.llmSaved, errs[9] = mt.Float64Counter("wingate.llm.cost.saved",
+		metric.WithUnit("{USD}"), metric.WithDescription("Baseline cost minus cost, in US dollars, by tier."))
+	m.llmTokensSaved, errs[10] = mt.Int64Counter("wingate.llm.context.tokens.saved",
+		metric.WithUnit("{token}"), metric.WithDescription("Context tokens not sent thanks to compression, by tier."))
+	m.redisTransitions, errs[11] = mt.Int64Counter("wingate.cache.redis.breaker.transitions",
+		metric.WithUnit("{transition}"), metric.WithDescription("Redis circuit breaker state changes by new state."))
+	_, errs[12] = mt.Int64ObservableGauge("wingate.cache.redis.up",
+		metric.WithUnit("1"), metric.WithDescription("1 while the Redis tier is usable (breaker not open), 0 otherwise; absent without Redis."),
+		metric.WithInt64Callback(m.observeRedisUp))
+	_, errs[13] = mt.Int64ObservableGauge("wingate.cache.redis.breaker.state",
+		metric.WithUnit("1"), metric.WithDescription("1 for the Redis circuit breaker's current state (closed, half_open, open)."),
+		metric.WithInt64Callback(m.observeRedisState))
+	errs[14] = m.poolInstruments()
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("observe: instrument: %w", err)
+		}
+	}
+	return nil
+}
+
+// Handler serves the Prometheus exposition of the registry (text format,
+// or OpenMetrics when asked for).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Registry returns the Prometheus registry the metrics are exported on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// MeterProvider returns the OpenTelemetry MeterProvider, for packages that
+// record instruments of their own.
+func (m *Metrics) MeterProvider() metric.MeterProvider { return m.provider }
+
+// Now returns the current time on the metrics' clock.
+func (m *Metrics) Now() time.Time { return m.now() }
+
+// Shutdown flushes and stops the MeterProvider.
+func (m *Metrics) Shutdown(ctx context.Context) error {
+	if err := m.provider.Shutdown(ctx); err != nil {
+		return fmt.Errorf("observe: shutdown: %w", err)
+	}
+	return nil
+}
+
+// seriesMap is a copy-on-write map for pre-bound series: lookups are a
+// lock-free map read; a new key takes a mutex and copies the map, which
+// happens a bounded number of times (maxSeries).
+type seriesMap[K comparable, V any] struct {
+	p  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (s *seriesMap[K, V]) get(k K) (V, bool) {
+	if p := s.p.Load(); p != nil {
+		v, ok := (*p)[k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+// getOrCreate returns k's value, creating it with mk. When the map is full
+// it returns the value of overflow (created if needed) instead.
+func (s *seriesMap[K, V]) getOrCreate(k K, overflow func() K, mk func(K) V) V {
+	if v, ok := s.get(k); ok {
+		return v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := map[K]V{}
+	if p := s.p.Load(); p != nil {
+		old = *p
+	}
+	if v, ok := old[k]; ok {
+		return v
+	}
+	if len(old) >= maxSeries && overflow != nil {
+		k = overflow()
+		if v, ok := old[k]; ok {
+			return v
+		}
+	}
+	next := make(map[K]V, len(old)+1)
+	for kk, vv := range old {
+		next[kk] = vv
+	}
+	v := mk(k)
+	next[k] = v
+	s.p.Store(&next)
+	return v
+}
+
+// each calls f for every entry.
+func (s *seriesMap[K, V]) each(f func(K, V)) {
+	if p := s.p.Load(); p != nil {
+		for k, v := range *p {
+			f(k, v)
+		}
+	}
+}
+
+func recordOpt(kv ...attribute.KeyValue) []metric.RecordOption {
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
+}
+
+func addOpt(kv ...attribute.KeyValue) []metric.AddOption {
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
+}

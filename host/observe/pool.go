@@ -1,0 +1,146 @@
+package observe
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wingman-app/wingate/host/store"
+)
+
+type poolSource struct {
+	s store.PoolStatser
+}
+
+// WatchPool exports p's connection pool: connection counts by state, the
+// maximum, utilisation, the health score, acquires and acquire wait. The
+// stats are read at each scrape and each dashboard or alert evaluation.
+func (m *Metrics) WatchPool(p store.PoolStatser) {
+	if m == nil || p == nil {
+		return
+	}
+	m.pool.Store(&poolSource{s: p})
+}
+
+// Pool returns the watched pool's stats; ok is false when no pool is
+// watched (the in-memory store).
+func (m *Metrics) Pool() (st store.PoolStats, ok bool) {
+	ps := m.pool.Load()
+	if ps == nil {
+		return st, false
+	}
+	return ps.s.PoolStats(), true
+}
+
+func (m *Metrics) poolInstruments() error {
+	mt := m.meter
+	count, err1 := mt.Int64ObservableGauge("db.client.connection.count",
+		metric.WithUnit("{connection}"), metric.WithDescription("Connections of the database pool by state (used, idle)."))
+	maxc, err2 := mt.Int64ObservableGauge("db.client.connection.max",
+		metric.WithUnit("{connection}"), metric.WithDescription("The database pool's maximum number of connections."))
+	util, err3 := mt.Float64ObservableGauge("wingate.db.pool.utilisation",
+		metric.WithUnit("1"), metric.WithDescription("Connections in use over the maximum, 0-1."))
+	health, err4 := mt.Int64ObservableGauge("wingate.db.pool.health",
+		metric.WithUnit("{score}"), metric.WithDescription("Health score of the database pool, 0-100 (100 is healthy)."))
+	acq, err5 := mt.Int64ObservableCounter("wingate.db.pool.acquires",
+		metric.WithUnit("{acquire}"), metric.WithDescription("Successful connection acquires."))
+	wait, err6 := mt.Float64ObservableCounter("wingate.db.pool.acquire.wait",
+		metric.WithUnit("s"), metric.WithDescription("Time spent waiting for a connection when none was idle."))
+	reach, err7 := mt.Int64ObservableGauge("wingate.db.pool.reachable",
+		metric.WithUnit("1"), metric.WithDescription("1 while the database can be reached."))
+	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7} {
+		if err != nil {
+			return err
+		}
+	}
+	used := metric.WithAttributeSet(attribute.NewSet(attribute.String("db.client.connection.state", "used")))
+	idle := metric.WithAttributeSet(attribute.NewSet(attribute.String("db.client.connection.state", "idle")))
+	_, err := mt.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st, ok := m.Pool()
+		if !ok {
+			return nil
+		}
+		o.ObserveInt64(count, int64(st.Acquired), used)
+		o.ObserveInt64(count, int64(st.Idle), idle)
+		o.ObserveInt64(maxc, int64(st.Max))
+		o.ObserveFloat64(util, st.Utilisation)
+		o.ObserveInt64(health, int64(st.Health))
+		o.ObserveInt64(acq, st.AcquireCount)
+		o.ObserveFloat64(wait, st.AcquireWait.Seconds())
+		r := int64(0)
+		if st.Reachable {
+			r = 1
+		}
+		o.ObserveInt64(reach, r)
+		return nil
+	}, count, maxc, util, health, acq, wait, reach)
+	return err
+}
+
+// ActivePolicy is the policy version serving one kind.
+type ActivePolicy struct {
+	Kind    string    `json:"kind"`
+	Policy  string    `json:"policy"`
+	Version string    `json:"version"`
+	Since   time.Time `json:"since,omitzero"`
+	// Shadow names a version being shadow-tested beside it, if any.
+	Shadow string `json:"shadow,omitempty"`
+}
+
+// SetActivePolicies installs the source of the active policy versions
+// (the policy engine). Without one, the dashboard shows the policy and
+// version of each kind's latest decision.
+func (m *Metrics) SetActivePolicies(f func() []ActivePolicy) {
+	if m == nil {
+		return
+	}
+	m.activeMu.Lock()
+	m.activeFn = f
+	m.activeMu.Unlock()
+}
+
+func (m *Metrics) activePolicies() []ActivePolicy {
+	m.activeMu.Lock()
+	f := m.activeFn
+	m.activeMu.Unlock()
+	if f != nil {
+		return f()
+	}
+	var out []ActivePolicy
+	m.policyKinds.each(func(kind string, k *policyKind) {
+		p, v, at := k.last.load()
+		out = append(out, ActivePolicy{Kind: kind, Policy: p, Version: v, Since: at})
+	})
+	return out
+}
+
+// atomicPolicy remembers the policy and version of a kind's latest
+// decision. It is written on every decision, so it is updated only when
+// the version changes.
+type atomicPolicy struct {
+	mu      sync.RWMutex
+	policy  string
+	version string
+	since   time.Time
+}
+
+func (a *atomicPolicy) store(policy, version string, now time.Time) {
+	a.mu.RLock()
+	same := a.policy == policy && a.version == version
+	a.mu.RUnlock()
+	if same {
+		return
+	}
+	a.mu.Lock()
+	a.policy, a.version, a.since = policy, version, now
+	a.mu.Unlock()
+}
+
+func (a *atomicPolicy) load() (policy, version string, since time.Time) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.policy, a.version, a.since
+}
