@@ -1,0 +1,267 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// deadlineStopped marks an instance the watchdog has stopped (or is about
+// to): whatever its call returned, the instance is discarded.
+const deadlineStopped = -1
+
+// instance is one module instance. It serves one call at a time: the pool
+// hands it to a single caller.
+type instance struct {
+	v      *Version
+	mod    api.Module
+	mem    api.Memory
+	buffer api.Function
+	decide api.Function
+	init   api.Function
+	stop   api.MutableGlobal
+	ctx    context.Context // carries the instance to host functions
+	kinds  uint32
+
+	// deadline is 0 while idle, the monotonic deadline of the call in
+	// flight, or deadlineStopped. The watchdog reads it concurrently.
+	deadline atomic.Int64
+	calls    atomic.Int64
+
+	stack   [2]uint64
+	scratch []byte
+	out     *guestWriter
+	errw    *guestWriter
+}
+
+type instanceKey struct{}
+
+// hostLog is wingate.log(level, ptr, len): the guest's log call.
+func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	if in == nil {
+		return
+	}
+	level, ptr, size := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+	if size > maxLogLine {
+		size = maxLogLine
+	}
+	b, ok := mod.Memory().Read(ptr, size)
+	if !ok {
+		return
+	}
+	in.v.log.Log(context.Background(), slog.Level(level), string(b))
+}
+
+// maxLogLine bounds one guest log message or output line.
+const maxLogLine = 4096
+
+// guestWriter turns a guest's stdout or stderr into log lines.
+type guestWriter struct {
+	log   *slog.Logger
+	level slog.Level
+	buf   []byte
+}
+
+func (w *guestWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(w.buf)+len(p) > maxLogLine {
+				p = p[:maxLogLine-len(w.buf)]
+			}
+			w.buf = append(w.buf, p...)
+			break
+		}
+		w.buf = append(w.buf, p[:i]...)
+		if len(w.buf) > maxLogLine {
+			w.buf = w.buf[:maxLogLine]
+		}
+		w.log.Log(context.Background(), w.level, string(w.buf))
+		w.buf = w.buf[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// newInstance starts one instance: instantiate without start functions,
+// register with the watchdog, run _initialize and the policy's init under
+// the init deadline, check the ABI minor version and the kinds.
+func (v *Version) newInstance(ctx context.Context) (*instance, error) {
+	lerr := func(item, want, found string, err error) error {
+		return &LoadError{Policy: v.name, Item: item, Want: want, Found: found, Err: err}
+	}
+	in := &instance{v: v}
+	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	in.out = &guestWriter{log: v.log, level: slog.LevelInfo}
+	in.errw = &guestWriter{log: v.log, level: slog.LevelWarn}
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
+		WithStdout(in.out).WithStderr(in.errw)
+	mod, err := v.rt.wz.InstantiateModule(ctx, v.compiled, cfg)
+	if err != nil {
+		return nil, lerr("module", "", "", fmt.Errorf("instantiate: %w", err))
+	}
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.buffer = mod.ExportedFunction(abi.ExportBuffer)
+	in.decide = mod.ExportedFunction(abi.ExportDecide)
+	in.init = mod.ExportedFunction(abi.ExportInit)
+	g, ok := mod.ExportedGlobal(stopGlobalName).(api.MutableGlobal)
+	if !ok || in.mem == nil || in.buffer == nil || in.decide == nil || in.init == nil {
+		mod.Close(ctx)
+		return nil, lerr("module", "ABI v1 exports", "missing after instantiation", nil)
+	}
+	in.stop = g
+	v.rt.track(in)
+	fail := func(err error) (*instance, error) {
+		in.deadline.Store(0)
+		v.rt.untrack(in)
+		mod.Close(ctx)
+		return nil, err
+	}
+	in.deadline.Store(nanotime() + int64(DefaultInitTimeout))
+	if v.initialize {
+		if _, err := mod.ExportedFunction("_initialize").Call(in.ctx); err != nil {
+			return fail(lerr("export _initialize", "", "", in.callErr(err)))
+		}
+	}
+	if err := in.callStack(mod.ExportedFunction(abi.ExportMarker)); err != nil {
+		return fail(lerr("export "+abi.ExportMarker, "", "", err))
+	}
+	if minor := int64(uint32(in.stack[0])); minor != abi.MinorVersion && minor != abi.MinorVersion-1 {
+		want := fmt.Sprintf("minor version %d", abi.MinorVersion)
+		if abi.MinorVersion > 0 {
+			want = fmt.Sprintf("minor version %d or %d", abi.MinorVersion-1, abi.MinorVersion)
+		}
+		return fail(lerr("abi version", want, fmt.Sprintf("1.%d", minor), nil))
+	}
+	if err := in.callStack(mod.ExportedFunction(abi.ExportKinds)); err != nil {
+		return fail(lerr("export "+abi.ExportKinds, "", "", err))
+	}
+	in.kinds = uint32(in.stack[0])
+	var known uint32
+	for _, k := range abi.Kinds {
+		known |= k.Bit()
+	}
+	if in.kinds == 0 || in.kinds&^known != 0 {
+		return fail(lerr("export "+abi.ExportKinds, fmt.Sprintf("a non-empty subset of %#x", known),
+			fmt.Sprintf("%#x (register handlers in init(): main is not run in a -buildmode=c-shared module)", in.kinds), nil))
+	}
+	res, err := in.invoke(in.init, 0, v.config)
+	if err != nil {
+		return fail(lerr("export "+abi.ExportInit, "", "", err))
+	}
+	if len(res) == 0 || abi.Status(res[0]) != abi.StatusOK {
+		msg := "empty result"
+		if len(res) > 0 {
+			msg = string(res[1:])
+		}
+		return fail(lerr("init", "configuration accepted", "error: "+msg, nil))
+	}
+	if in.deadline.Swap(0) == deadlineStopped {
+		return fail(lerr("init", fmt.Sprintf("start-up within %v", DefaultInitTimeout), "stopped", ErrTimeout))
+	}
+	v.created.Add(1)
+	if o := v.rt.obs; o != nil {
+		o.InstanceCreated(v.name, v.digest)
+	}
+	return in, nil
+}
+
+// callStack calls fn with the instance's stack holding its parameters.
+func (in *instance) callStack(fn api.Function) error {
+	if fn == nil {
+		return errors.New("missing export")
+	}
+	if err := fn.CallWithStack(in.ctx, in.stack[:]); err != nil {
+		return in.callErr(err)
+	}
+	return nil
+}
+
+// callErr classifies an error returned by a guest call.
+func (in *instance) callErr(err error) error {
+	if in.deadline.Load() == deadlineStopped {
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return fmt.Errorf("%w: exit code %d", ErrTrap, exit.ExitCode())
+	}
+	return fmt.Errorf("%w: %w", ErrTrap, err)
+}
+
+// invoke copies payload into the guest's buffer and calls fn (init with
+// (len) or decide with (kind, len)); it returns a view of the guest's
+// result payload, valid until the next call into the instance. The
+// caller has set the deadline.
+func (in *instance) invoke(fn api.Function, kind abi.Kind, payload []byte) ([]byte, error) {
+	in.stack[0] = uint64(len(payload))
+	if err := in.buffer.CallWithStack(in.ctx, in.stack[:]); err != nil {
+		return nil, in.callErr(err)
+	}
+	ptr := uint32(in.stack[0])
+	if !in.mem.Write(ptr, payload) {
+		return nil, fmt.Errorf("%w: wingate_buffer returned %#x, outside memory for %d bytes", ErrBadDecision, ptr, len(payload))
+	}
+	if kind == 0 {
+		in.stack[0] = uint64(len(payload))
+	} else {
+		in.stack[0] = uint64(kind)
+		in.stack[1] = uint64(len(payload))
+	}
+	if err := fn.CallWithStack(in.ctx, in.stack[:]); err != nil {
+		return nil, in.callErr(err)
+	}
+	return readResult(in.mem, in.stack[0])
+}
+
+// memoryReader is the part of api.Memory readResult needs.
+type memoryReader interface {
+	Read(offset, byteCount uint32) ([]byte, bool)
+}
+
+// readResult unpacks a packed result and returns a view of its payload.
+func readResult(mem memoryReader, packed uint64) ([]byte, error) {
+	ptr, size := abi.UnpackResult(packed)
+	if size == 0 {
+		return nil, fmt.Errorf("%w: empty result payload", ErrBadDecision)
+	}
+	if size > abi.MaxPayload {
+		return nil, fmt.Errorf("%w: result of %d bytes over the %d limit", ErrBadDecision, size, abi.MaxPayload)
+	}
+	b, ok := mem.Read(ptr, size)
+	if !ok {
+		return nil, fmt.Errorf("%w: result [%#x, +%d) outside memory", ErrBadDecision, ptr, size)
+	}
+	return b, nil
+}
+
+// splitPayload separates a result payload's status from its body. An
+// error status becomes ErrPolicy carrying the guest's message.
+func splitPayload(p []byte) ([]byte, error) {
+	if len(p) == 0 {
+		return nil, fmt.Errorf("%w: empty result payload", ErrBadDecision)
+	}
+	switch abi.Status(p[0]) {
+	case abi.StatusOK:
+		return p[1:], nil
+	case abi.StatusError:
+		msg := p[1:]
+		if len(msg) > 512 {
+			msg = msg[:512]
+		}
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, msg)
+	}
+	return nil, fmt.Errorf("%w: unknown status %d", ErrBadDecision, p[0])
+}

@@ -1,0 +1,310 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Defaults of Options and Spec.
+const (
+	// DefaultMemoryLimitPages caps each instance's linear memory at 64 MiB.
+	DefaultMemoryLimitPages = 1024
+	// DefaultRecycleCalls recycles an instance after this many calls, so
+	// that a slow leak inside a guest never grows without bound.
+	DefaultRecycleCalls = 100_000
+	// DefaultRecycleMemory recycles an instance whose memory grew past
+	// 32 MiB (a Go guest starts at about 2.3 MiB).
+	DefaultRecycleMemory = 32 << 20
+	// DefaultAcquireTimeout bounds the wait for an instance when the
+	// caller's context has no earlier deadline.
+	DefaultAcquireTimeout = 250 * time.Millisecond
+	// DefaultInitTimeout bounds instance start-up (the Go runtime's
+	// _initialize and the policy's init handler).
+	DefaultInitTimeout = 2 * time.Second
+	// DefaultWatchdogTick is how often the watchdog looks for overruns; a
+	// runaway guest is stopped at most one tick after its deadline.
+	DefaultWatchdogTick = 250 * time.Microsecond
+)
+
+// DefaultDeadline returns the per-call deadline of kind when the policies
+// file sets none: 2 ms for cache and route, 20 ms for compress.
+func DefaultDeadline(k abi.Kind) time.Duration {
+	if k == abi.KindCompress {
+		return 20 * time.Millisecond
+	}
+	return 2 * time.Millisecond
+}
+
+// Options configure a Runtime. The zero value is usable.
+type Options struct {
+	// Logger receives load events and the guests' logs and output. Nil
+	// discards them.
+	Logger *slog.Logger
+	// Observer receives instance events; nil is a no-op.
+	Observer Observer
+	// CacheDir holds compiled modules between runs. Empty: a "wingate"
+	// directory under os.UserCacheDir (no disk cache if that fails);
+	// "off": no disk cache.
+	CacheDir string
+	// MemoryLimitPages caps each instance's memory (64 KiB pages).
+	// Zero: DefaultMemoryLimitPages.
+	MemoryLimitPages uint32
+	// WatchdogTick: zero means DefaultWatchdogTick.
+	WatchdogTick time.Duration
+}
+
+// Runtime compiles, validates and runs policy modules. It owns the wazero
+// runtime, the compilation cache and the one watchdog goroutine that stops
+// overrunning calls. It is safe for concurrent use.
+type Runtime struct {
+	wz       wazero.Runtime
+	log      *slog.Logger
+	obs      Observer
+	maxPages uint32
+
+	mu   sync.Mutex
+	live map[*instance]struct{} // every instance, for the watchdog
+
+	closed atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// NewRuntime creates a runtime and starts its watchdog. Close it when done.
+func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MemoryLimitPages == 0 {
+		opts.MemoryLimitPages = DefaultMemoryLimitPages
+	}
+	if opts.WatchdogTick <= 0 {
+		opts.WatchdogTick = DefaultWatchdogTick
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(opts.MemoryLimitPages).
+		WithCoreFeatures(api.CoreFeaturesV2)
+	if dir := cacheDir(opts.CacheDir); dir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			opts.Logger.Warn("policy: compilation cache unavailable, compiling without it", "dir", dir, "err", err)
+		} else {
+			cfg = cfg.WithCompilationCache(cache)
+		}
+	}
+	rt := &Runtime{
+		wz:       wazero.NewRuntimeWithConfig(ctx, cfg),
+		log:      opts.Logger,
+		obs:      opts.Observer,
+		maxPages: opts.MemoryLimitPages,
+		live:     map[*instance]struct{}{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt.wz); err != nil {
+		rt.wz.Close(ctx)
+		return nil, fmt.Errorf("policy: instantiate WASI: %w", err)
+	}
+	_, err := rt.wz.NewHostModuleBuilder(abi.HostModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
+		WithParameterNames("level", "ptr", "len").
+		Export(abi.ImportLog).
+		Instantiate(ctx)
+	if err != nil {
+		rt.wz.Close(ctx)
+		return nil, fmt.Errorf("policy: instantiate host module: %w", err)
+	}
+	go rt.watchdog(opts.WatchdogTick)
+	return rt, nil
+}
+
+func cacheDir(opt string) string {
+	switch opt {
+	case "off":
+		return ""
+	case "":
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(base, "wingate", "wazero")
+	}
+	return opt
+}
+
+// Close stops the watchdog and closes every module. Versions must not be
+// used afterwards.
+func (rt *Runtime) Close(ctx context.Context) error {
+	if rt.closed.Swap(true) {
+		return nil
+	}
+	close(rt.stop)
+	<-rt.done
+	return rt.wz.Close(ctx)
+}
+
+// watchdog stops calls past their deadline: it flips the instance's
+// deadline to stopped (so the caller knows to discard it) and then sets
+// its stop global, which the guest checks at every loop header.
+func (rt *Runtime) watchdog(tick time.Duration) {
+	defer close(rt.done)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var batch []*instance
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-t.C:
+		}
+		now := nanotime()
+		batch = batch[:0]
+		rt.mu.Lock()
+		for in := range rt.live {
+			if d := in.deadline.Load(); d > 0 && now > d && in.deadline.CompareAndSwap(d, deadlineStopped) {
+				batch = append(batch, in)
+			}
+		}
+		rt.mu.Unlock()
+		for _, in := range batch {
+			in.stop.Set(1)
+		}
+	}
+}
+
+func (rt *Runtime) track(in *instance) {
+	rt.mu.Lock()
+	rt.live[in] = struct{}{}
+	rt.mu.Unlock()
+}
+
+func (rt *Runtime) untrack(in *instance) {
+	rt.mu.Lock()
+	delete(rt.live, in)
+	rt.mu.Unlock()
+}
+
+// Instances returns the number of live instances across all versions.
+func (rt *Runtime) Instances() int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(rt.live)
+}
+
+// epoch anchors nanotime on the monotonic clock.
+var epoch = time.Now()
+
+// nanotime is monotonic nanoseconds since epoch; never 0 or negative
+// after start-up, so 0 can mean "no call in flight".
+func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
+
+// Spec describes one policy version to load.
+type Spec struct {
+	// Name is the policy's name from the policies file, used in logs,
+	// metrics and attribution.
+	Name string
+	// Config is handed to the guest's init handler in every instance.
+	Config []byte
+	// Deadline is the per-call deadline; zero: DefaultDeadline of the kind
+	// being decided.
+	Deadline time.Duration
+	// MinInstances are created at load and kept warm; zero: GOMAXPROCS.
+	MinInstances int
+	// MaxInstances caps the pool; zero: 4 × GOMAXPROCS, at least 8.
+	MaxInstances int
+	// RecycleCalls and RecycleMemory: zero means the defaults.
+	RecycleCalls  int
+	RecycleMemory uint64
+	// AcquireTimeout: zero means DefaultAcquireTimeout.
+	AcquireTimeout time.Duration
+}
+
+// Digest returns the short digest that identifies a module's bytes: the
+// first 12 hex digits of its SHA-256. It is Result.Version.
+func Digest(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:6])
+}
+
+// Load validates wasm against ABI v1 and the host's limits, rewrites it
+// with the loop guard, compiles it (through the compilation cache) and
+// warms spec.MinInstances instances, each initialised with spec.Config.
+// The version is not active anywhere: pass it to Engine.Activate, or call
+// it directly.
+//
+// # Errors
+//
+// A module that breaks the ABI or the limits, or whose first instance
+// fails to start, is refused with a *LoadError naming the problem.
+func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, error) {
+	if rt.closed.Load() {
+		return nil, errors.New("policy: runtime closed")
+	}
+	if spec.Name == "" {
+		spec.Name = "unnamed"
+	}
+	p, err := prepare(spec.Name, wasm, rt.maxPages)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := rt.wz.CompileModule(ctx, p.wasm)
+	if err != nil {
+		return nil, &LoadError{Policy: spec.Name, Item: "module", Err: fmt.Errorf("compile: %w", err)}
+	}
+	v := newVersion(rt, spec, Digest(wasm), compiled, p)
+	first, err := v.newInstance(ctx)
+	if err != nil {
+		v.closeNow()
+		return nil, err
+	}
+	v.kinds = first.kinds
+	v.total.Add(1)
+	v.put(first)
+	for i := 1; i < v.min; i++ {
+		in, err := v.newInstance(ctx)
+		if err != nil {
+			v.closeNow()
+			return nil, err
+		}
+		v.total.Add(1)
+		v.put(in)
+	}
+	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", v.Kinds(), "instances", v.min)
+	return v, nil
+}
+
+// defaults of a spec's pool sizes.
+func poolSizes(spec Spec) (min, max int) {
+	procs := runtime.GOMAXPROCS(0)
+	min, max = spec.MinInstances, spec.MaxInstances
+	if min <= 0 {
+		min = procs
+	}
+	if max <= 0 {
+		max = 4 * procs
+		if max < 8 {
+			max = 8
+		}
+	}
+	if min > max {
+		min = max
+	}
+	return min, max
+}

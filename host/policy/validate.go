@@ -1,0 +1,261 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tetratelabs/wabin/binary"
+	"github.com/tetratelabs/wabin/wasm"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// wasiModule is the WASI import module the Go runtime uses.
+const wasiModule = "wasi_snapshot_preview1"
+
+// allowedWASI are the WASI functions a guest may import: what the Go
+// runtime and its standard streams need. No file system, socket or
+// process-control calls beyond exit; the host provides no preopened
+// directories, environment or arguments anyway, and fake clocks and
+// randomness.
+var allowedWASI = map[string]bool{
+	"args_get": true, "args_sizes_get": true, "environ_get": true, "environ_sizes_get": true,
+	"clock_time_get": true, "clock_res_get": true, "random_get": true, "poll_oneoff": true,
+	"sched_yield": true, "proc_exit": true,
+	"fd_write": true, "fd_read": true, "fd_close": true, "fd_seek": true,
+	"fd_fdstat_get": true, "fd_fdstat_set_flags": true, "fd_prestat_get": true, "fd_prestat_dir_name": true,
+}
+
+// funcSig is a function signature in the module's value types.
+type funcSig struct {
+	params, results []wasm.ValueType
+}
+
+func (s funcSig) String() string {
+	name := func(ts []wasm.ValueType) string {
+		parts := make([]string, len(ts))
+		for i, t := range ts {
+			parts[i] = wasm.ValueTypeName(t)
+		}
+		return strings.Join(parts, ", ")
+	}
+	out := "func(" + name(s.params) + ")"
+	switch len(s.results) {
+	case 0:
+	case 1:
+		out += " -> " + name(s.results)
+	default:
+		out += " -> (" + name(s.results) + ")"
+	}
+	return out
+}
+
+func (s funcSig) equal(o funcSig) bool {
+	if len(s.params) != len(o.params) || len(s.results) != len(o.results) {
+		return false
+	}
+	for i := range s.params {
+		if s.params[i] != o.params[i] {
+			return false
+		}
+	}
+	for i := range s.results {
+		if s.results[i] != o.results[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	i32 = wasm.ValueTypeI32
+	i64 = wasm.ValueTypeI64
+)
+
+// requiredExports are the ABI v1 function exports and their signatures.
+var requiredExports = []struct {
+	name string
+	sig  funcSig
+}{
+	{abi.ExportMarker, funcSig{nil, []wasm.ValueType{i32}}},
+	{abi.ExportKinds, funcSig{nil, []wasm.ValueType{i32}}},
+	{abi.ExportBuffer, funcSig{[]wasm.ValueType{i32}, []wasm.ValueType{i32}}},
+	{abi.ExportInit, funcSig{[]wasm.ValueType{i32}, []wasm.ValueType{i64}}},
+	{abi.ExportDecide, funcSig{[]wasm.ValueType{i32, i32}, []wasm.ValueType{i64}}},
+}
+
+// hostImports are the functions of module "wingate" and their signatures.
+var hostImports = map[string]funcSig{
+	abi.ImportLog: {[]wasm.ValueType{i32, i32, i32}, nil},
+}
+
+// prepared is a validated module rewritten with the loop guard.
+type prepared struct {
+	wasm        []byte // the rewritten module, ready to compile
+	initialize  bool   // the module exports _initialize (a reactor)
+	memoryPages uint32 // declared initial memory, in pages
+}
+
+// prepare validates the module against ABI v1 and the host's limits and
+// rewrites it with the loop guard. maxPages is the memory cap.
+func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
+	lerr := func(item, want, found string) error {
+		return &LoadError{Policy: name, Item: item, Want: want, Found: found}
+	}
+	var m *wasm.Module
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("malformed binary: %v", r)}
+			}
+		}()
+		m, err = binary.DecodeModule(bin, wasm.CoreFeaturesV2)
+	}()
+	if err != nil {
+		if _, ok := err.(*LoadError); ok {
+			return p, err
+		}
+		return p, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("not a WebAssembly module: %w", err)}
+	}
+
+	// Imports: functions only, from the host module or allowed WASI.
+	var nImportedFuncs, nImportedGlobals uint32
+	for _, im := range m.ImportSection {
+		item := "import " + im.Module + "." + im.Name
+		if im.Type != wasm.ExternTypeFunc {
+			if im.Type == wasm.ExternTypeGlobal {
+				nImportedGlobals++
+			}
+			return p, lerr(item, "only function imports", wasm.ExternTypeName(im.Type)+" import")
+		}
+		nImportedFuncs++
+		switch im.Module {
+		case abi.HostModule:
+			want, ok := hostImports[im.Name]
+			if !ok {
+				return p, lerr(item, "one of wingate.log", "unknown host function "+im.Name)
+			}
+			got, err := typeOf(m, im.DescFunc)
+			if err != nil {
+				return p, lerr(item, want.String(), err.Error())
+			}
+			if !got.equal(want) {
+				return p, lerr(item, want.String(), got.String())
+			}
+		case wasiModule:
+			if !allowedWASI[im.Name] {
+				return p, lerr(item, "WASI calls the Go runtime needs", "a disallowed WASI call (policies get no file system, network or environment)")
+			}
+		default:
+			return p, lerr(item, `imports from module "wingate" or "wasi_snapshot_preview1"`, `module "`+im.Module+`"`)
+		}
+	}
+
+	// Exports.
+	exports := make(map[string]*wasm.Export, len(m.ExportSection))
+	for _, e := range m.ExportSection {
+		exports[e.Name] = e
+	}
+	if _, ok := exports[stopGlobalName]; ok {
+		return p, lerr("export "+stopGlobalName, "no export of this reserved name", "an export")
+	}
+	if _, ok := exports[abi.ExportMarker]; !ok {
+		found := "no export named wingate_abi_v*"
+		for n := range exports {
+			if strings.HasPrefix(n, "wingate_abi_v") {
+				found = "export " + n + " (a different major ABI version)"
+			}
+		}
+		return p, lerr("export "+abi.ExportMarker, "the ABI v1 marker export", found)
+	}
+	for _, re := range requiredExports {
+		item := "export " + re.name
+		e, ok := exports[re.name]
+		if !ok {
+			return p, lerr(item, re.sig.String(), "no such export")
+		}
+		if e.Type != wasm.ExternTypeFunc {
+			return p, lerr(item, re.sig.String(), wasm.ExternTypeName(e.Type))
+		}
+		got, err := funcTypeOf(m, e.Index, nImportedFuncs)
+		if err != nil {
+			return p, lerr(item, re.sig.String(), err.Error())
+		}
+		if !got.equal(re.sig) {
+			return p, lerr(item, re.sig.String(), got.String())
+		}
+	}
+	if e, ok := exports[abi.ExportMemory]; !ok || e.Type != wasm.ExternTypeMemory {
+		return p, lerr("export memory", "the module's linear memory exported as \"memory\"", "none")
+	}
+	if e, ok := exports["_initialize"]; ok {
+		if e.Type != wasm.ExternTypeFunc {
+			return p, lerr("export _initialize", "func()", wasm.ExternTypeName(e.Type))
+		}
+		got, err := funcTypeOf(m, e.Index, nImportedFuncs)
+		if err != nil || !got.equal(funcSig{}) {
+			return p, lerr("export _initialize", "func()", fmt.Sprint(got))
+		}
+		p.initialize = true
+	} else if _, ok := exports["_start"]; ok {
+		return p, lerr("export _initialize", "a reactor module (go build -buildmode=c-shared)", "a command module exporting _start")
+	}
+
+	// Memory within the cap.
+	if m.MemorySection == nil {
+		return p, lerr("memory", "a linear memory", "none")
+	}
+	if m.MemorySection.Min > maxPages {
+		return p, lerr("memory", fmt.Sprintf("initial size at most %d pages", maxPages), fmt.Sprintf("%d pages", m.MemorySection.Min))
+	}
+	if m.MemorySection.IsMaxEncoded && m.MemorySection.Max > maxPages {
+		return p, lerr("memory", fmt.Sprintf("maximum at most %d pages", maxPages), fmt.Sprintf("%d pages", m.MemorySection.Max))
+	}
+	p.memoryPages = m.MemorySection.Min
+
+	// Rewrite: add the stop global, export it, guard every loop.
+	stop := nImportedGlobals + uint32(len(m.GlobalSection))
+	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
+		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
+	})
+	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop})
+	for i, c := range m.CodeSection {
+		body, err := guardBody(c.Body, stop)
+		if err != nil {
+			return p, &LoadError{Policy: name, Item: fmt.Sprintf("code of function %d", nImportedFuncs+uint32(i)), Err: err}
+		}
+		c.Body = body
+	}
+	// Debug sections describe code offsets the rewrite moved.
+	m.CustomSections = nil
+	p.wasm = binary.EncodeModule(m)
+	return p, nil
+}
+
+func typeOf(m *wasm.Module, typeIdx uint32) (funcSig, error) {
+	if int(typeIdx) >= len(m.TypeSection) {
+		return funcSig{}, fmt.Errorf("type index %d out of range", typeIdx)
+	}
+	t := m.TypeSection[typeIdx]
+	return funcSig{t.Params, t.Results}, nil
+}
+
+func funcTypeOf(m *wasm.Module, funcIdx, nImported uint32) (funcSig, error) {
+	if funcIdx < nImported {
+		n := uint32(0)
+		for _, im := range m.ImportSection {
+			if im.Type == wasm.ExternTypeFunc {
+				if n == funcIdx {
+					return typeOf(m, im.DescFunc)
+				}
+				n++
+			}
+		}
+	}
+	i := funcIdx - nImported
+	if int(i) >= len(m.FunctionSection) {
+		return funcSig{}, fmt.Errorf("function index %d out of range", funcIdx)
+	}
+	return typeOf(m, m.FunctionSection[i])
+}

@@ -1,0 +1,487 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Version is one loaded policy module with its configuration and its pool
+// of warm instances. Create it with Runtime.Load. Its methods are safe for
+// concurrent use. A version may be active in an Engine, called directly
+// (shadow traffic, self-tests, offline evaluation), or both.
+type Version struct {
+	rt         *Runtime
+	name       string
+	digest     string
+	config     []byte
+	deadline   time.Duration
+	compiled   wazero.CompiledModule
+	initialize bool
+	kinds      uint32
+	log        *slog.Logger
+
+	min, max       int
+	recycleCalls   int64
+	recycleMemory  uint64
+	acquireTimeout time.Duration
+
+	idle  chan *instance
+	total atomic.Int32 // instances alive or being created
+
+	// refs counts calls and instance creations in flight; closingBit is
+	// set by Close, and whoever brings refs to exactly closingBit closes.
+	refs atomic.Int64
+	done chan struct{}
+
+	mu        sync.Mutex
+	instances map[*instance]struct{}
+
+	created, discarded               atomic.Int64
+	retiredCalls                     atomic.Int64
+	failures, timeouts, traps, stale atomic.Int64
+}
+
+const closingBit = int64(1) << 62
+
+func newVersion(rt *Runtime, spec Spec, digest string, compiled wazero.CompiledModule, p prepared) *Version {
+	min, max := poolSizes(spec)
+	v := &Version{
+		rt:             rt,
+		name:           spec.Name,
+		digest:         digest,
+		config:         append([]byte(nil), spec.Config...),
+		deadline:       spec.Deadline,
+		compiled:       compiled,
+		initialize:     p.initialize,
+		log:            rt.log.With("policy", spec.Name, "version", digest),
+		min:            min,
+		max:            max,
+		recycleCalls:   int64(spec.RecycleCalls),
+		recycleMemory:  spec.RecycleMemory,
+		acquireTimeout: spec.AcquireTimeout,
+		idle:           make(chan *instance, max),
+		done:           make(chan struct{}),
+		instances:      map[*instance]struct{}{},
+	}
+	if v.recycleCalls <= 0 {
+		v.recycleCalls = DefaultRecycleCalls
+	}
+	if v.recycleMemory == 0 {
+		v.recycleMemory = DefaultRecycleMemory
+	}
+	if v.acquireTimeout <= 0 {
+		v.acquireTimeout = DefaultAcquireTimeout
+	}
+	return v
+}
+
+// Name returns the policy name of the Spec.
+func (v *Version) Name() string { return v.name }
+
+// Digest returns the short SHA-256 of the module (Result.Version).
+func (v *Version) Digest() string { return v.digest }
+
+// Handles reports whether the module has a handler for kind.
+func (v *Version) Handles(k abi.Kind) bool { return v.kinds&k.Bit() != 0 }
+
+// Kinds returns the kinds the module handles, in ABI order.
+func (v *Version) Kinds() []abi.Kind {
+	var ks []abi.Kind
+	for _, k := range abi.Kinds {
+		if v.Handles(k) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// Deadline returns the per-call deadline for kind.
+func (v *Version) Deadline(k abi.Kind) time.Duration {
+	if v.deadline > 0 {
+		return v.deadline
+	}
+	return DefaultDeadline(k)
+}
+
+// acquireRef takes a reference unless the version is closing.
+func (v *Version) acquireRef() bool {
+	for {
+		r := v.refs.Load()
+		if r&closingBit != 0 {
+			return false
+		}
+		if v.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (v *Version) releaseRef() {
+	if v.refs.Add(-1) == closingBit {
+		v.closeNow()
+	}
+}
+
+// Close closes the version once the calls in flight have finished; new
+// calls fail with ErrUnavailable. It returns at once; Done is closed when
+// the version is fully closed. Close a version only when no Engine has it
+// active (Engine.Activate returns the version it replaced).
+func (v *Version) Close() {
+	if old := v.refs.Or(closingBit); old == 0 {
+		v.closeNow()
+	}
+}
+
+// Done is closed when the version has drained and released its instances.
+func (v *Version) Done() <-chan struct{} { return v.done }
+
+// closeNow releases every instance and the compiled module. It runs once,
+// when no call or instance creation is in flight.
+func (v *Version) closeNow() {
+	v.refs.Or(closingBit)
+	v.mu.Lock()
+	select {
+	case <-v.done:
+		v.mu.Unlock()
+		return
+	default:
+	}
+	close(v.done)
+	ins := v.instances
+	v.instances = map[*instance]struct{}{}
+	v.mu.Unlock()
+	for len(v.idle) > 0 {
+		<-v.idle
+	}
+	ctx := context.Background()
+	for in := range ins {
+		v.rt.untrack(in)
+		v.retiredCalls.Add(in.calls.Load())
+		in.mod.Close(ctx)
+		v.total.Add(-1)
+		v.discarded.Add(1)
+		if o := v.rt.obs; o != nil {
+			o.InstanceDiscarded(v.name, v.digest, "close")
+		}
+	}
+	v.compiled.Close(ctx)
+}
+
+// put registers a new instance and makes it available.
+func (v *Version) put(in *instance) {
+	v.mu.Lock()
+	v.instances[in] = struct{}{}
+	v.mu.Unlock()
+	v.idle <- in
+}
+
+// acquire returns an idle instance, starting a new one when the pool is
+// below its cap, and waits up to the acquire timeout or ctx's end.
+func (v *Version) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-v.idle:
+		return in, nil
+	default:
+	}
+	v.grow()
+	t := time.NewTimer(v.acquireTimeout)
+	defer t.Stop()
+	select {
+	case in := <-v.idle:
+		return in, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	case <-t.C:
+		return nil, fmt.Errorf("%w: none free within %v (pool of %d)", ErrUnavailable, v.acquireTimeout, v.max)
+	}
+}
+
+// grow starts one more instance in the background if below the cap.
+func (v *Version) grow() {
+	for {
+		n := v.total.Load()
+		if int(n) >= v.max {
+			return
+		}
+		if v.total.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	if !v.acquireRef() {
+		v.total.Add(-1)
+		return
+	}
+	go func() {
+		defer v.releaseRef()
+		in, err := v.newInstance(context.Background())
+		if err != nil {
+			v.total.Add(-1)
+			v.log.Error("policy: start instance", "err", err)
+			return
+		}
+		v.put(in)
+	}()
+}
+
+// release returns in to the pool, or discards it (reason non-empty) and
+// keeps the pool at its minimum.
+func (v *Version) release(in *instance, reason string) {
+	if reason == "" {
+		switch {
+		case in.calls.Load() >= v.recycleCalls:
+			reason = "recycle"
+		case uint64(in.mem.Size()) > v.recycleMemory:
+			reason = "memory"
+		default:
+			v.idle <- in
+			return
+		}
+	}
+	v.mu.Lock()
+	_, ok := v.instances[in]
+	delete(v.instances, in)
+	v.mu.Unlock()
+	if !ok {
+		return
+	}
+	v.rt.untrack(in)
+	v.retiredCalls.Add(in.calls.Load())
+	in.mod.Close(context.Background())
+	v.total.Add(-1)
+	v.discarded.Add(1)
+	if o := v.rt.obs; o != nil {
+		o.InstanceDiscarded(v.name, v.digest, reason)
+	}
+	if int(v.total.Load()) < v.min {
+		v.grow()
+	}
+}
+
+// begin acquires an instance for a decision of kind.
+func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
+	if !v.Handles(kind) {
+		return nil, ErrKind
+	}
+	return v.acquire(ctx)
+}
+
+// exec runs the decision encoded in in.scratch under the kind's deadline
+// and returns the decision bytes: a view into guest memory valid until
+// the instance is released.
+func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
+	in.deadline.Store(nanotime() + int64(v.Deadline(kind)))
+	res, err := in.invoke(in.decide, kind, in.scratch)
+	if in.deadline.Swap(0) == deadlineStopped && err == nil {
+		err = ErrTimeout
+	}
+	if err != nil {
+		return nil, err
+	}
+	return splitPayload(res)
+}
+
+// finish releases in after a call that returned err.
+func (v *Version) finish(in *instance, err error) {
+	if in == nil {
+		return
+	}
+	reason := ""
+	switch outcomeOf(err) {
+	case OutcomeTimeout:
+		reason = "timeout"
+		v.timeouts.Add(1)
+	case OutcomeTrap:
+		reason = "trap"
+		v.traps.Add(1)
+	default:
+		if err != nil {
+			v.failures.Add(1)
+		}
+	}
+	in.calls.Add(1)
+	v.release(in, reason)
+}
+
+func (v *Version) callErr(kind abi.Kind, err error) error {
+	return &CallError{Kind: kind, Policy: v.name, Version: v.digest, Err: err}
+}
+
+// Cache asks this version for a cache decision, without fallback. The
+// decision is validated; any failure is a *CallError.
+func (v *Version) Cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDecision, error) {
+	if !v.acquireRef() {
+		return abi.CacheDecision{}, v.callErr(abi.KindCache, ErrUnavailable)
+	}
+	defer v.releaseRef()
+	return v.cache(ctx, req)
+}
+
+// cache is Cache for a caller holding a reference.
+func (v *Version) cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDecision, error) {
+	var d abi.CacheDecision
+	in, err := v.begin(ctx, abi.KindCache)
+	if err != nil {
+		return d, v.callErr(abi.KindCache, err)
+	}
+	in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
+	body, err := v.exec(in, abi.KindCache)
+	if err == nil {
+		err = decodeCache(body, &d)
+	}
+	v.finish(in, err)
+	if err != nil {
+		return abi.CacheDecision{}, v.callErr(abi.KindCache, err)
+	}
+	return d, nil
+}
+
+// Route asks this version for a route decision, without fallback.
+func (v *Version) Route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDecision, error) {
+	if !v.acquireRef() {
+		return abi.RouteDecision{}, v.callErr(abi.KindRoute, ErrUnavailable)
+	}
+	defer v.releaseRef()
+	return v.route(ctx, req)
+}
+
+// route is Route for a caller holding a reference.
+func (v *Version) route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDecision, error) {
+	var d abi.RouteDecision
+	in, err := v.begin(ctx, abi.KindRoute)
+	if err != nil {
+		return d, v.callErr(abi.KindRoute, err)
+	}
+	in.scratch = abi.AppendRouteRequest(in.scratch[:0], req)
+	body, err := v.exec(in, abi.KindRoute)
+	if err == nil {
+		err = decodeRoute(body, &d)
+	}
+	v.finish(in, err)
+	if err != nil {
+		return abi.RouteDecision{}, v.callErr(abi.KindRoute, err)
+	}
+	return d, nil
+}
+
+// Compress asks this version for a compress decision, without fallback.
+// The decision is checked against req: keep indexes in range and strictly
+// ascending, tokens covering the kept messages and within the budget.
+func (v *Version) Compress(ctx context.Context, req *abi.CompressRequest) (abi.CompressDecision, error) {
+	if !v.acquireRef() {
+		return abi.CompressDecision{}, v.callErr(abi.KindCompress, ErrUnavailable)
+	}
+	defer v.releaseRef()
+	return v.compress(ctx, req)
+}
+
+// compress is Compress for a caller holding a reference.
+func (v *Version) compress(ctx context.Context, req *abi.CompressRequest) (abi.CompressDecision, error) {
+	var d abi.CompressDecision
+	in, err := v.begin(ctx, abi.KindCompress)
+	if err != nil {
+		return d, v.callErr(abi.KindCompress, err)
+	}
+	in.scratch = abi.AppendCompressRequest(in.scratch[:0], req)
+	body, err := v.exec(in, abi.KindCompress)
+	if err == nil {
+		err = decodeCompress(body, req, &d)
+	}
+	v.finish(in, err)
+	if err != nil {
+		return abi.CompressDecision{}, v.callErr(abi.KindCompress, err)
+	}
+	return d, nil
+}
+
+// decodeCache decodes and checks a cache decision from guest bytes.
+func decodeCache(b []byte, d *abi.CacheDecision) error {
+	if err := abi.DecodeCacheDecision(b, d); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDecision, err)
+	}
+	if d.Action == abi.CacheLookup && d.Key == "" {
+		return fmt.Errorf("%w: lookup without a key", ErrBadDecision)
+	}
+	return nil
+}
+
+// decodeRoute decodes and checks a route decision from guest bytes.
+func decodeRoute(b []byte, d *abi.RouteDecision) error {
+	if err := abi.DecodeRouteDecision(b, d); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDecision, err)
+	}
+	return nil
+}
+
+// decodeCompress decodes a compress decision and checks it against req.
+func decodeCompress(b []byte, req *abi.CompressRequest, d *abi.CompressDecision) error {
+	if err := abi.DecodeCompressDecision(b, d); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDecision, err)
+	}
+	return checkCompress(req, d)
+}
+
+func checkCompress(req *abi.CompressRequest, d *abi.CompressDecision) error {
+	var kept uint64
+	for i, k := range d.Keep {
+		if int(k) >= len(req.Messages) {
+			return fmt.Errorf("%w: keep index %d out of range (%d messages)", ErrBadDecision, k, len(req.Messages))
+		}
+		if i > 0 && k <= d.Keep[i-1] {
+			return fmt.Errorf("%w: keep indexes not strictly ascending at position %d", ErrBadDecision, i)
+		}
+		kept += uint64(req.Messages[k].Tokens)
+	}
+	if d.Tokens > req.BudgetTokens {
+		return fmt.Errorf("%w: %d tokens over the budget of %d", ErrBadDecision, d.Tokens, req.BudgetTokens)
+	}
+	if kept > uint64(d.Tokens) {
+		return fmt.Errorf("%w: kept messages hold %d tokens, decision says %d", ErrBadDecision, kept, d.Tokens)
+	}
+	return nil
+}
+
+// VersionStats is a snapshot of a version's counters.
+type VersionStats struct {
+	Policy    string
+	Version   string
+	Kinds     []abi.Kind
+	Instances int   // alive now
+	Idle      int   // alive and free now
+	Max       int   // pool cap
+	Calls     int64 // completed calls (including failed ones)
+	Failures  int64 // error status or invalid decision
+	Timeouts  int64
+	Traps     int64
+	Created   int64 // instances started
+	Discarded int64 // instances thrown away or recycled
+	Closed    bool
+}
+
+// Stats returns a snapshot of the version's counters.
+func (v *Version) Stats() VersionStats {
+	s := VersionStats{
+		Policy: v.name, Version: v.digest, Kinds: v.Kinds(), Max: v.max,
+		Idle: len(v.idle), Failures: v.failures.Load(), Timeouts: v.timeouts.Load(), Traps: v.traps.Load(),
+		Created: v.created.Load(), Discarded: v.discarded.Load(), Calls: v.retiredCalls.Load(),
+	}
+	v.mu.Lock()
+	s.Instances = len(v.instances)
+	for in := range v.instances {
+		s.Calls += in.calls.Load()
+	}
+	v.mu.Unlock()
+	select {
+	case <-v.done:
+		s.Closed = true
+	default:
+	}
+	return s
+}

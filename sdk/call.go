@@ -1,0 +1,90 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+var errInputSize = errors.New("input length exceeds the buffer")
+
+// local is the dispatcher used by the Call functions, separate from the
+// one serving the host so that native tests never share its buffers.
+var local dispatcher
+
+// ErrPolicy is wrapped by the errors of the Call functions when the
+// handler returned an error or panicked, as the host would see it.
+var ErrPolicy = errors.New("sdk: policy error")
+
+// result turns a payload into its decision bytes or the policy's error.
+func result(out []byte) ([]byte, error) {
+	if len(out) == 0 {
+		return nil, fmt.Errorf("sdk: empty result payload")
+	}
+	if abi.Status(out[0]) != abi.StatusOK {
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, out[1:])
+	}
+	return out[1:], nil
+}
+
+// CallInit runs the registered init handler with config the way the host
+// does when it starts an instance. It is meant for unit tests.
+func CallInit(config []byte) error {
+	_, err := result(local.initialize(config))
+	return err
+}
+
+// CallCache runs the registered cache handler on req through the ABI's
+// binary encoding in both directions, the way the host calls it. It is
+// meant for unit tests of a policy, natively, without WebAssembly.
+func CallCache(req CacheRequest) (CacheDecision, error) {
+	var d CacheDecision
+	b, err := result(local.decide(abi.KindCache, abi.AppendCacheRequest(nil, &req)))
+	if err != nil {
+		return d, err
+	}
+	if err := abi.DecodeCacheDecision(b, &d); err != nil {
+		return d, fmt.Errorf("sdk: decode cache decision: %w", err)
+	}
+	return d, nil
+}
+
+// CallRoute is CallCache for the route kind.
+func CallRoute(req RouteRequest) (RouteDecision, error) {
+	var d RouteDecision
+	b, err := result(local.decide(abi.KindRoute, abi.AppendRouteRequest(nil, &req)))
+	if err != nil {
+		return d, err
+	}
+	if err := abi.DecodeRouteDecision(b, &d); err != nil {
+		return d, fmt.Errorf("sdk: decode route decision: %w", err)
+	}
+	return d, nil
+}
+
+// CallCompress is CallCache for the compress kind.
+func CallCompress(req CompressRequest) (CompressDecision, error) {
+	var d CompressDecision
+	b, err := result(local.decide(abi.KindCompress, abi.AppendCompressRequest(nil, &req)))
+	if err != nil {
+		return d, err
+	}
+	if err := abi.DecodeCompressDecision(b, &d); err != nil {
+		return d, fmt.Errorf("sdk: decode compress decision: %w", err)
+	}
+	return d, nil
+}
+
+// Kinds returns the kinds that have a registered handler, in ABI order:
+// what the module will report to the host.
+func Kinds() []Kind {
+	var ks []Kind
+	set := kinds()
+	for _, k := range abi.Kinds {
+		if set&k.Bit() != 0 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
