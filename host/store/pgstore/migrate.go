@@ -109,6 +109,9 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+				return err
+			}
 			if m.apply != nil {
 				if err := m.apply(ctx, tx); err != nil {
 					return err

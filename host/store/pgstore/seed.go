@@ -1,0 +1,184 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wingman-app/wingate/host/store"
+	"github.com/wingman-app/wingate/host/store/seed"
+)
+
+// SeedOptions control Seed.
+type SeedOptions struct {
+	// Users is how many users to generate (ids 1..Users).
+	Users int
+	// Seed selects the generated data; 0 means seed.DefaultSeed.
+	Seed uint64
+	// Reset replaces existing users (and everything hanging off them:
+	// locations, completions, reputation, chats). Without it Seed refuses
+	// to touch a database that already has users (store.ErrConflict).
+	Reset bool
+}
+
+// SeedReport says what Seed wrote and how long it took.
+type SeedReport struct {
+	Users, Locations, Completions, Reputation int64
+	Duration                                  time.Duration
+}
+
+// Seed fills the database with generated users through COPY: users first,
+// then locations, completions and per-category reputation on three
+// connections at once, then ANALYZE so the planner sees the new sizes.
+func (s *Store) Seed(ctx context.Context, o SeedOptions) (SeedReport, error) {
+	start := time.Now()
+	var rep SeedReport
+	if o.Users < 0 {
+		return rep, store.Invalid("users", "must not be negative")
+	}
+	if o.Seed == 0 {
+		o.Seed = seed.DefaultSeed
+	}
+	ctx = withQueryName(ctx, "seed")
+	g := seed.New(o.Seed)
+	n := int64(o.Users)
+
+	err := s.bulk(ctx, func(tx pgx.Tx) error {
+		var existing int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&existing); err != nil {
+			return err
+		}
+		if existing > 0 && !o.Reset {
+			return fmt.Errorf("pgstore: seed: database already has %d users (reset to replace them): %w", existing, store.ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `TRUNCATE users, locations, completions, reputation,
+			chat_sessions, chat_messages, chat_summaries RESTART IDENTITY`); err != nil {
+			return err
+		}
+		var err error
+		rep.Users, err = tx.CopyFrom(ctx, pgx.Identifier{"users"},
+			[]string{"id", "name", "city", "open_to_wingman", "score", "created_at"},
+			userSource(n, func(id int64, row []any) []any {
+				r := g.User(id)
+				return append(row, r.User.ID, r.User.Name, r.User.City, r.User.OpenToWingman, r.Score, r.User.CreatedAt)
+			}))
+		if err != nil {
+			return fmt.Errorf("copy users: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, s.mapErr("seed", err)
+	}
+
+	eg, ectx := errgroup.WithContext(ctx)
+	copyTable := func(dst *int64, table string, cols []string, src pgx.CopyFromSource) {
+		eg.Go(func() error {
+			return s.bulk(ectx, func(tx pgx.Tx) error {
+				var err error
+				*dst, err = tx.CopyFrom(ectx, pgx.Identifier{table}, cols, src)
+				if err != nil {
+					return fmt.Errorf("copy %s: %w", table, err)
+				}
+				return nil
+			})
+		})
+	}
+	copyTable(&rep.Locations, "locations", []string{"user_id", "lat", "lon", "updated_at"},
+		&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
+			if !r.HasLocation {
+				return out
+			}
+			return append(out, []any{r.User.ID, r.Location.Lat, r.Location.Lon, r.Location.UpdatedAt})
+		}})
+	copyTable(&rep.Completions, "completions", []string{"user_id", "challenge_id", "day", "points", "completed_at"},
+		&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
+			for _, c := range r.Completions {
+				day := c.At.UTC().Truncate(24 * time.Hour)
+				out = append(out, []any{r.User.ID, c.ChallengeID, day, c.Points, c.At})
+			}
+			return out
+		}})
+	copyTable(&rep.Reputation, "reputation", []string{"user_id", "category", "score", "completions"},
+		&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
+			for _, cat := range store.Categories {
+				if cs, ok := r.ByCategory[cat]; ok {
+					out = append(out, []any{r.User.ID, cs.Category, cs.Score, cs.Completions})
+				}
+			}
+			return out
+		}})
+	if err := eg.Wait(); err != nil {
+		return rep, s.mapErr("seed", err)
+	}
+	err = s.bulk(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('users', 'id'), GREATEST((SELECT max(id) FROM users), 1))`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `ANALYZE users, locations, completions, reputation`)
+		return err
+	})
+	if err != nil {
+		return rep, s.mapErr("seed", err)
+	}
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+// bulk runs fn in a transaction without the statement timeout that
+// guards request queries.
+func (s *Store) bulk(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// userSource yields one row per user id 1..n.
+func userSource(n int64, row func(id int64, buf []any) []any) pgx.CopyFromSource {
+	var id int64
+	var cur []any
+	return pgx.CopyFromFunc(func() ([]any, error) {
+		if id >= n {
+			return nil, nil
+		}
+		id++
+		cur = row(id, cur[:0])
+		return cur, nil
+	})
+}
+
+// recordSource yields the rows derived from each generated user.
+type recordSource struct {
+	g    *seed.Generator
+	n    int64
+	id   int64
+	rows func(seed.UserRecord, [][]any) [][]any
+	buf  [][]any
+	cur  []any
+}
+
+func (r *recordSource) Next() bool {
+	for len(r.buf) == 0 {
+		if r.id >= r.n {
+			return false
+		}
+		r.id++
+		r.buf = r.rows(r.g.User(r.id), r.buf[:0])
+	}
+	r.cur, r.buf = r.buf[0], r.buf[1:]
+	return true
+}
+
+func (r *recordSource) Values() ([]any, error) { return r.cur, nil }
+func (r *recordSource) Err() error             { return nil }
