@@ -158,6 +158,12 @@ type Request struct {
 	// request that found it has been answered; nil uses Fill. It must not
 	// use anything that lives only as long as the request.
 	Refresh func(ctx context.Context) (*Entry, error)
+	// PrepareRefresh, when set, is called on the caller's goroutine, during
+	// Get, when a background refresh is about to start; the function it
+	// returns performs the refresh. It lets a caller copy what the refresh
+	// needs from its request only when one runs. It takes precedence over
+	// Refresh.
+	PrepareRefresh func() func(ctx context.Context) (*Entry, error)
 }
 
 // Result says how a Get was served.
@@ -409,7 +415,13 @@ func (c *Cache) fill(ctx context.Context, fn func(context.Context) (*Entry, erro
 
 // refresh starts the one background refresh of r's key unless it runs.
 func (c *Cache) refresh(r *Request) {
+	if c.refreshes.running(r.Key) {
+		return
+	}
 	fn := r.Refresh
+	if r.PrepareRefresh != nil {
+		fn = r.PrepareRefresh()
+	}
 	if fn == nil {
 		fn = r.Fill
 	}

@@ -71,3 +71,11 @@ func (f *flight) start(ctx context.Context, key string, fn func(context.Context)
 	}()
 	return c, true
 }
+
+// running reports whether a call for key is in progress.
+func (f *flight) running(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.calls[key]
+	return ok
+}

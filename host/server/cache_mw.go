@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Cache tags the API's writes purge. The default cache policy tags its
+// entries with the same names (plugins/cache, policies/policies.json).
+const (
+	// TagChallenges covers the challenge catalogue and challenge details.
+	TagChallenges = "challenges"
+)
+
+// TagUser covers a user's reputation.
+func TagUser(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
+
+// TagUserLocation covers a user's location and the matches computed from it.
+func TagUserLocation(id int64) string { return TagUser(id) + ":location" }
+
+// cacheRefreshKey marks the internal sub-request that refreshes a stale
+// entry in the background: it goes straight to the handler.
+type cacheRefreshKey struct{}
+
+// Response header names.
+const (
+	headerXCache = "X-Cache"
+	headerAge    = "Age"
+)
+
+// installCache puts the cache middleware in front of the final handler of
+// every /api route, after the route's own middleware (authentication), so
+// that the middleware knows the matched route template (c.Route().Path),
+// which Fiber only settles after matching. Called once by New after every
+// route is registered.
+func (s *Server) installCache() {
+	if s.deps.Cache == nil || s.deps.CachePolicy == nil {
+		return
+	}
+	s.handler = s.app.Handler() // also builds the route tree once
+	real := map[*fiber.Handler]bool{}
+	for _, r := range s.app.GetRoutes(true) {
+		if len(r.Handlers) > 0 {
+			real[&r.Handlers[0]] = true
+		}
+	}
+	for _, routes := range s.app.Stack() {
+		for _, r := range routes {
+			n := len(r.Handlers)
+			if n == 0 || !real[&r.Handlers[0]] || !isAPIPath(r.Path) {
+				continue
+			}
+			hs := make([]fiber.Handler, 0, n+1)
+			hs = append(hs, r.Handlers[:n-1]...)
+			hs = append(hs, s.cacheMiddleware, r.Handlers[n-1])
+			r.Handlers = hs
+		}
+	}
+}
+
+func isAPIPath(p string) bool { return p == "/api" || strings.HasPrefix(p, "/api/") }
+
+// PurgeCache drops every cached response carrying one of tags, on every
+// instance. It is a no-op without a cache.
+func (s *Server) PurgeCache(ctx context.Context, tags ...string) {
+	if s.deps.Cache != nil && len(tags) > 0 {
+		s.deps.Cache.Purge(ctx, tags...)
+	}
+}
+
+// cacheRequest builds the policy's view of the request. The strings alias
+// the request's buffers: valid only during the request.
+func cacheRequest(c *fiber.Ctx) abi.CacheRequest {
+	user, _ := c.Locals(localUserID).(string)
+	return abi.CacheRequest{
+		Method: c.Method(),
+		Route:  c.Route().Path,
+		Path:   c.Path(),
+		Query:  utils.UnsafeString(c.Request().URI().QueryString()),
+		User:   user,
+	}
+}
+
+// cacheMiddleware asks the cache policy about the request and serves it
+// from the in-process tier, then Redis, then the handler. On a bypass
+// decision for a write, the decision's tags are purged once the write
+// succeeds.
+func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
+	if c.Context().UserValue(cacheRefreshKey{}) != nil {
+		return c.Next()
+	}
+	cc := s.deps.Cache
+	req := cacheRequest(c)
+	d, _ := s.deps.CachePolicy.Cache(c.UserContext(), &req)
+	global := d.Scope == abi.ScopeGlobal
+	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 || (!global && req.User == "") ||
+		(req.Method != fiber.MethodGet && req.Method != fiber.MethodHead) {
+		return s.cacheBypass(c, req.Method, req.Route, d.Tags)
+	}
+	user := req.User
+	if global {
+		user = ""
+	}
+	route := strings.Clone(req.Route)
+	leaderCtx := c
+	r := &cache.Request{
+		Key:   cc.Key(user, d.Key),
+		Route: route,
+		TTL:   time.Duration(d.TTLSeconds) * time.Second,
+		Stale: time.Duration(d.StaleSeconds) * time.Second,
+		Tags:  d.Tags,
+		Fill: func(context.Context) (*cache.Entry, error) {
+			return s.fillFromHandler(leaderCtx)
+		},
+		PrepareRefresh: func() func(context.Context) (*cache.Entry, error) {
+			return s.prepareRefresh(c)
+		},
+	}
+	// The fill runs on this request's context in another goroutine, so
+	// this request must wait for it whatever happens: never cancelled.
+	res, err := cc.Get(context.WithoutCancel(c.UserContext()), r)
+	if err != nil {
+		return err
+	}
+	if res.Leader {
+		c.Set(headerXCache, res.Event.String())
+		c.Set(headerAge, "0")
+		return nil
+	}
+	e := res.Entry
+	c.Status(e.Status)
+	if e.ContentType != "" {
+		c.Response().Header.SetContentType(e.ContentType)
+	}
+	c.Response().SetBodyRaw(e.Body)
+	c.Set(headerXCache, res.Event.String())
+	c.Set(headerAge, strconv.Itoa(int(e.Age(time.Now())/time.Second)))
+	return nil
+}
+
+// cacheBypass serves the request from the handler and, for a successful
+// write, purges the decision's tags.
+func (s *Server) cacheBypass(c *fiber.Ctx, method, route string, tags []string) error {
+	s.deps.Cache.Event(route, cache.TierNone, cache.EventBypass)
+	err := c.Next()
+	if len(tags) > 0 && method != fiber.MethodGet && method != fiber.MethodHead && err == nil {
+		if st := c.Response().StatusCode(); st >= 200 && st < 300 {
+			s.deps.Cache.Purge(c.UserContext(), tags...)
+		}
+	}
+	c.Set(headerXCache, cache.EventBypass.String())
+	return err
+}
+
+// fillFromHandler runs the rest of the chain on the leader's request and
+// captures its response (errors rendered as the error handler would).
+func (s *Server) fillFromHandler(c *fiber.Ctx) (*cache.Entry, error) {
+	if err := c.Next(); err != nil {
+		if herr := s.handleError(c, err); herr != nil {
+			return nil, herr
+		}
+	}
+	return captureResponse(&c.Response().Header, c.Response().StatusCode(), c.Response().Body()), nil
+}
+
+func captureResponse(h *fasthttp.ResponseHeader, status int, body []byte) *cache.Entry {
+	return &cache.Entry{
+		Status:      status,
+		ContentType: string(h.ContentType()),
+		Body:        append([]byte(nil), body...),
+	}
+}
+
+// prepareRefresh copies what a background refresh needs from the request:
+// the refresh replays it as an internal sub-request through the whole
+// application (authentication included), marked so that it goes straight
+// to the handler.
+func (s *Server) prepareRefresh(c *fiber.Ctx) func(context.Context) (*cache.Entry, error) {
+	req := new(fasthttp.Request)
+	c.Request().CopyTo(req)
+	addr := c.Context().RemoteAddr()
+	return func(context.Context) (*cache.Entry, error) {
+		var rc fasthttp.RequestCtx
+		rc.Init(req, addr, nil)
+		rc.SetUserValue(cacheRefreshKey{}, true)
+		s.handler(&rc)
+		return captureResponse(&rc.Response.Header, rc.Response.StatusCode(), rc.Response.Body()), nil
+	}
+}
