@@ -108,6 +108,13 @@ func (h *hostProcess) Close() {
 func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostProcess, error) {
 	h := &hostProcess{}
 	deps := server.Deps{Logger: log}
+	pols, err := startPolicies(ctx, cfg.PolicyDir, log)
+	if err != nil {
+		return nil, err
+	}
+	h.closers = append(h.closers, pols.close)
+	deps.Policies = pols.engine
+	deps.Ready = append(deps.Ready, pols.readyCheck())
 	h.srv = server.New(server.DefaultConfig(), deps)
 	return h, nil
 }
