@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
+	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 )
@@ -48,6 +50,10 @@ type Deps struct {
 	Store store.Store
 	// Auth verifies API bearer tokens (requireAuth).
 	Auth TokenVerifier
+	// Cache and CachePolicy, both set, put the response cache in front of
+	// every /api route (cache_mw.go).
+	Cache       *cache.Cache
+	CachePolicy policy.Decider
 	// Policies serves every kind of policy decision (the policy Engine).
 	Policies policy.Decider
 }
@@ -58,6 +64,9 @@ type Server struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	// handler is the application's request handler, for internal
+	// sub-requests (background cache refreshes).
+	handler fasthttp.RequestHandler
 }
 
 // New builds the server and registers its routes.
@@ -74,6 +83,7 @@ func New(cfg Config, deps Deps) *Server {
 		ErrorHandler:          s.handleError,
 	})
 	s.routes()
+	s.installCache()
 	return s
 }
 
