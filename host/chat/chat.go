@@ -1,0 +1,312 @@
+// Package chat runs the AI coach's conversations: for each user message it
+// loads the session's history, asks the route policy which tier answers
+// and the compress policy what of the history goes verbatim into the
+// context within that tier's budget, summarises what was left out (kept
+// per session so it is not recomputed every turn), calls the tier's
+// provider (falling back to another tier when it fails), stores the answer
+// with its usage, and keeps a cost ledger against a baseline: the same
+// conversation sent uncompressed to the premium tier.
+//
+// The same pipeline, without a stored session, serves the OpenAI-compatible
+// gateway (Complete).
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/store"
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Store is what the chat needs of the persistence layer; store.Store
+// satisfies it.
+type Store interface {
+	CreateChatSession(ctx context.Context, userID int64, title string) (store.ChatSession, error)
+	GetChatSession(ctx context.Context, id string) (store.ChatSession, error)
+	AppendChatMessage(ctx context.Context, m *store.ChatMessage) error
+	ListChatMessages(ctx context.Context, sessionID string, afterID int64, limit int) ([]store.ChatMessage, error)
+	GetChatSummary(ctx context.Context, sessionID string) (store.ChatSummary, error)
+	PutChatSummary(ctx context.Context, s store.ChatSummary) error
+}
+
+var _ Store = (store.Store)(nil)
+
+// Errors callers branch on.
+var (
+	// ErrForbidden: the session belongs to another user.
+	ErrForbidden = errors.New("chat: session belongs to another user")
+	// ErrAllTiersDown: every tier's provider failed; the user's message
+	// is stored, no answer is.
+	ErrAllTiersDown = errors.New("chat: every model tier is unavailable")
+)
+
+// InputError is invalid input; Field names it.
+type InputError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InputError) Error() string { return "chat: " + e.Field + ": " + e.Reason }
+
+// Message statuses stored on assistant messages.
+const (
+	StatusOK = "ok"
+)
+
+// DefaultSystemPrompt is the coach persona sent with every chat message.
+const DefaultSystemPrompt = "You are Wingman, a warm and practical social-confidence coach. " +
+	"Help the user build confidence through small, concrete steps and the app's challenges. " +
+	"Be encouraging, specific and brief."
+
+// Limits on input.
+const (
+	// MaxMessageChars bounds one user message.
+	MaxMessageChars = 16000
+	// MaxTitleChars bounds a session title.
+	MaxTitleChars = 200
+)
+
+// Config configures a Service.
+type Config struct {
+	Store Store
+	// Decider makes the route and compress decisions. Nil: the fail-open
+	// decisions (default tier, most recent messages within the budget).
+	Decider policy.Decider
+	// Tiers maps tiers to providers, models, prices and budgets.
+	Tiers *llm.Tiers
+	// Providers by name (as named in Tiers). Wrap them in llm.Retrying.
+	Providers map[string]llm.Provider
+	// DefaultProvider serves gateway requests for models that no tier
+	// names; empty: the economy tier's provider.
+	DefaultProvider string
+	// DefaultTier answers when the route policy names no valid tier.
+	DefaultTier string
+	// SystemPrompt defaults to DefaultSystemPrompt.
+	SystemPrompt string
+	// ExtractiveSummaries makes the session summary the compress policy's
+	// extractive one instead of the economy model's. Default (set by New)
+	// when the economy tier's provider is simulated.
+	ExtractiveSummaries *bool
+	// SummaryMaxTokens caps a model-written summary (default 250).
+	SummaryMaxTokens int
+	// SummaryRefreshTokens: a stored summary is reused until the
+	// messages dropped since it was written exceed this many tokens
+	// (default 600).
+	SummaryRefreshTokens int
+	// SummaryInputTokens caps what is sent to the summariser at once
+	// (default 8000).
+	SummaryInputTokens int
+	// CallTimeout bounds one provider call including its retries
+	// (default 90 s).
+	CallTimeout time.Duration
+	Log         *slog.Logger
+	Observer    Observer
+	Now         func() time.Time
+}
+
+// Service is the chat pipeline. Safe for concurrent use.
+type Service struct {
+	cfg        Config
+	st         Store
+	dec        policy.Decider
+	tiers      *llm.Tiers
+	providers  map[string]llm.Provider
+	log        *slog.Logger
+	obs        Observer
+	now        func() time.Time
+	extractive bool
+	systemToks int
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// New validates cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("chat: a store is required")
+	}
+	if cfg.Tiers == nil {
+		return nil, errors.New("chat: tiers are required")
+	}
+	for _, t := range cfg.Tiers.List() {
+		if cfg.Providers[t.Provider] == nil {
+			return nil, fmt.Errorf("chat: tier %s: no provider %q", t.Name, t.Provider)
+		}
+	}
+	if cfg.DefaultProvider == "" {
+		eco, _ := cfg.Tiers.Get(llm.TierEconomy)
+		cfg.DefaultProvider = eco.Provider
+	}
+	if cfg.Providers[cfg.DefaultProvider] == nil {
+		return nil, fmt.Errorf("chat: no provider %q", cfg.DefaultProvider)
+	}
+	if cfg.DefaultTier == "" {
+		cfg.DefaultTier = llm.TierStandard
+	}
+	if _, ok := cfg.Tiers.Get(cfg.DefaultTier); !ok {
+		return nil, fmt.Errorf("chat: default tier %q unknown", cfg.DefaultTier)
+	}
+	if cfg.SystemPrompt == "" {
+		cfg.SystemPrompt = DefaultSystemPrompt
+	}
+	if cfg.SummaryMaxTokens <= 0 {
+		cfg.SummaryMaxTokens = 250
+	}
+	if cfg.SummaryRefreshTokens <= 0 {
+		cfg.SummaryRefreshTokens = 600
+	}
+	if cfg.SummaryInputTokens <= 0 {
+		cfg.SummaryInputTokens = 8000
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 90 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{cfg: cfg, st: cfg.Store, dec: cfg.Decider, tiers: cfg.Tiers, providers: cfg.Providers,
+		log: cfg.Log, obs: cfg.Observer, now: cfg.Now}
+	if s.dec == nil {
+		s.dec = fallbackDecider{defaultTier: tierToABI(cfg.DefaultTier)}
+	}
+	eco, _ := cfg.Tiers.Get(llm.TierEconomy)
+	s.extractive = eco.Provider == "simulated"
+	if cfg.ExtractiveSummaries != nil {
+		s.extractive = *cfg.ExtractiveSummaries
+	}
+	s.systemToks = llm.CountTokens(cfg.SystemPrompt) + llm.MessageOverheadTokens
+	s.stats.Tiers = map[string]TierStats{}
+	for _, name := range cfg.Tiers.Providers() {
+		if name == "simulated" {
+			s.log.Warn("chat answers are simulated: no model is called", "provider", name)
+		}
+	}
+	return s, nil
+}
+
+// CreateSession opens a session for userID.
+func (s *Service) CreateSession(ctx context.Context, userID int64, title string) (store.ChatSession, error) {
+	title = strings.TrimSpace(title)
+	if len(title) > MaxTitleChars {
+		return store.ChatSession{}, &InputError{"title", fmt.Sprintf("at most %d characters", MaxTitleChars)}
+	}
+	if title == "" {
+		title = "Coaching session"
+	}
+	sess, err := s.st.CreateChatSession(ctx, userID, title)
+	if err != nil {
+		return sess, fmt.Errorf("chat: create session: %w", err)
+	}
+	return sess, nil
+}
+
+// Session returns a session of userID's: ErrForbidden when it is someone
+// else's, store.ErrNotFound when there is none.
+func (s *Service) Session(ctx context.Context, userID int64, id string) (store.ChatSession, error) {
+	sess, err := s.st.GetChatSession(ctx, id)
+	if err != nil {
+		return sess, fmt.Errorf("chat: session %s: %w", id, err)
+	}
+	if sess.UserID != userID {
+		return store.ChatSession{}, ErrForbidden
+	}
+	return sess, nil
+}
+
+// Messages returns up to limit messages of userID's session after afterID.
+func (s *Service) Messages(ctx context.Context, userID int64, id string, afterID int64, limit int) ([]store.ChatMessage, error) {
+	if _, err := s.Session(ctx, userID, id); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > store.MaxChatPage {
+		limit = store.MaxChatPage
+	}
+	msgs, err := s.st.ListChatMessages(ctx, id, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("chat: messages: %w", err)
+	}
+	return msgs, nil
+}
+
+func (s *Service) history(ctx context.Context, id string) ([]store.ChatMessage, error) {
+	var all []store.ChatMessage
+	after := int64(0)
+	for {
+		page, err := s.st.ListChatMessages(ctx, id, after, store.MaxChatPage)
+		if err != nil {
+			return nil, fmt.Errorf("chat: history: %w", err)
+		}
+		all = append(all, page...)
+		if len(page) < store.MaxChatPage {
+			return all, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// tier names ↔ ABI tiers
+
+func tierToABI(name string) abi.Tier {
+	switch name {
+	case llm.TierEconomy:
+		return abi.TierEconomy
+	case llm.TierPremium:
+		return abi.TierPremium
+	}
+	return abi.TierStandard
+}
+
+func tierName(t abi.Tier) (string, bool) {
+	switch t {
+	case abi.TierEconomy:
+		return llm.TierEconomy, true
+	case abi.TierStandard:
+		return llm.TierStandard, true
+	case abi.TierPremium:
+		return llm.TierPremium, true
+	}
+	return "", false
+}
+
+func roleToABI(r string) abi.Role {
+	switch r {
+	case store.RoleAssistant:
+		return abi.RoleAssistant
+	case store.RoleSystem:
+		return abi.RoleSystem
+	}
+	return abi.RoleUser
+}
+
+// fallbackDecider answers route and compress with the fail-open decisions;
+// it serves when no policy engine is configured.
+type fallbackDecider struct{ defaultTier abi.Tier }
+
+var _ policy.Decider = fallbackDecider{}
+
+func (f fallbackDecider) Cache(context.Context, *abi.CacheRequest) (abi.CacheDecision, policy.Result) {
+	return policy.FallbackCache(), policy.Result{Kind: abi.KindCache, Outcome: policy.OutcomeFallback}
+}
+
+func (f fallbackDecider) Route(context.Context, *abi.RouteRequest) (abi.RouteDecision, policy.Result) {
+	return policy.FallbackRoute(f.defaultTier), policy.Result{Kind: abi.KindRoute, Outcome: policy.OutcomeFallback}
+}
+
+func (f fallbackDecider) Compress(_ context.Context, req *abi.CompressRequest) (abi.CompressDecision, policy.Result) {
+	return policy.FallbackCompress(req), policy.Result{Kind: abi.KindCompress, Outcome: policy.OutcomeFallback}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
