@@ -43,6 +43,9 @@ const (
 // which Fiber only settles after matching. Called once by New after every
 // route is registered.
 func (s *Server) installCache() {
+	if s.deps.CachePolicy == nil {
+		s.deps.CachePolicy = s.deps.Policies
+	}
 	if s.deps.Cache == nil || s.deps.CachePolicy == nil {
 		return
 	}

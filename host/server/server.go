@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/chat"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 )
@@ -50,12 +51,15 @@ type Deps struct {
 	Store store.Store
 	// Auth verifies API bearer tokens (requireAuth).
 	Auth TokenVerifier
-	// Cache and CachePolicy, both set, put the response cache in front of
-	// every /api route (cache_mw.go).
+	// Cache puts the response cache in front of every /api route
+	// (cache_mw.go), asking CachePolicy, or Policies when it is nil.
 	Cache       *cache.Cache
 	CachePolicy policy.Decider
 	// Policies serves every kind of policy decision (the policy Engine).
 	Policies policy.Decider
+	// Chat serves the AI coach (/api/chat/...) and the OpenAI-compatible
+	// gateway (/v1/chat/completions), both behind requireAuth.
+	Chat *chat.Service
 }
 
 // Server is the HTTP server. Create it with New; it is safe for concurrent use.
@@ -102,6 +106,9 @@ func (s *Server) routes() {
 	s.app.Get("/readyz", s.readyz)
 	if s.deps.Store != nil {
 		s.storeRoutes()
+	}
+	if s.deps.Chat != nil {
+		s.chatRoutes()
 	}
 }
 

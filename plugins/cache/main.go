@@ -1,0 +1,44 @@
+// Command cache is Wingate's default cache policy, a WebAssembly module
+// built with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o policies/cache.wasm ./plugins/cache
+//
+// Its rules (route template → action, TTL, scope, stale window, tags) are
+// the configuration of the cache entry in policies/policies.json; package
+// rules holds the logic and the defaults. A rule with action "purge" names
+// the tags a successful write purges: the decision is a bypass carrying
+// those tags.
+package main
+
+import (
+	"github.com/wingman-app/wingate/plugins/cache/rules"
+	"github.com/wingman-app/wingate/sdk"
+)
+
+// pol is the instance's compiled configuration.
+var pol *rules.Policy
+
+func configure(config []byte) error {
+	p, err := rules.Parse(config)
+	if err != nil {
+		return err
+	}
+	pol = p
+	return nil
+}
+
+func decide(req sdk.CacheRequest) (sdk.CacheDecision, error) {
+	if pol == nil {
+		if err := configure(nil); err != nil {
+			return sdk.CacheDecision{}, err
+		}
+	}
+	return pol.Decide(&req), nil
+}
+
+func init() {
+	sdk.OnInit(configure)
+	sdk.HandleCache(decide)
+}
+
+func main() {}

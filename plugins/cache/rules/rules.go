@@ -1,0 +1,276 @@
+// Package rules is the default cache policy's logic: configuration rules
+// (route template → action, TTL, scope, stale window, tags) and the
+// decision for one request. It is plain Go so that it is tested natively;
+// the policy module (plugins/cache) wraps it.
+package rules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Rule is one entry of the configuration.
+type Rule struct {
+	// Route is the route template as the host reports it, e.g.
+	// /api/users/:id/reputation.
+	Route string `json:"route"`
+	// Method is the HTTP method; default GET.
+	Method string `json:"method,omitempty"`
+	// Action is "lookup" (cache the response) or "purge" (a write: bypass,
+	// and purge Tags once it succeeds). Default lookup.
+	Action string `json:"action,omitempty"`
+	// TTLSeconds is how long a response is fresh.
+	TTLSeconds uint32 `json:"ttl_s,omitempty"`
+	// Scope is "user" (one entry per requesting user) or "global".
+	Scope string `json:"scope,omitempty"`
+	// StaleSeconds is how long past TTL a stale copy may be served.
+	StaleSeconds uint32 `json:"stale_s,omitempty"`
+	// Tags are purge tags; {user} is the requesting user and {name} a
+	// route parameter (:name).
+	Tags []string `json:"tags,omitempty"`
+	// IgnoreQuery leaves the query string out of the key.
+	IgnoreQuery bool `json:"ignore_query,omitempty"`
+}
+
+// Config is the policy's configuration: the "config" value of the cache
+// entry in policies/policies.json.
+type Config struct {
+	Rules []Rule `json:"rules"`
+}
+
+// Defaults reproduces the product's brief.
+func Defaults() Config {
+	return Config{Rules: []Rule{
+		{Route: "/api/challenges", TTLSeconds: 1800, Scope: "global", StaleSeconds: 300, Tags: []string{"challenges"}},
+		{Route: "/api/challenges/:id", TTLSeconds: 1800, Scope: "global", StaleSeconds: 300, Tags: []string{"challenges", "challenge:{id}"}},
+		{Route: "/api/users/:id/reputation", TTLSeconds: 900, Scope: "user", StaleSeconds: 60, Tags: []string{"user:{id}"}},
+		{Route: "/api/users/:id/matches", TTLSeconds: 300, Scope: "user", StaleSeconds: 30, Tags: []string{"user:{id}:location", "user:{id}:matches"}},
+		{Route: "/api/users/:id/location", TTLSeconds: 3600, Scope: "user", Tags: []string{"user:{id}:location"}},
+		{Route: "/api/challenges/:id/complete", Method: "POST", Action: "purge", Tags: []string{"user:{user}"}},
+		{Route: "/api/users/:id/location", Method: "PUT", Action: "purge", Tags: []string{"user:{id}:location"}},
+	}}
+}
+
+// Policy is a compiled configuration.
+type Policy struct {
+	byRoute map[string]*compiled // method + " " + route
+}
+
+type compiled struct {
+	Rule
+	purge  bool
+	scope  abi.Scope
+	params []string // route parameter names by segment index ("" for a constant)
+	tags   []tagTemplate
+}
+
+// tagTemplate is a tag split into literal parts and placeholders.
+type tagTemplate struct {
+	parts []string // literal, placeholder, literal, ... (even: literal)
+}
+
+// Parse reads the configuration; empty input gives Defaults.
+func Parse(b []byte) (*Policy, error) {
+	cfg := Defaults()
+	if len(strings.TrimSpace(string(b))) > 0 && string(b) != "null" {
+		cfg = Config{}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return nil, fmt.Errorf("cache policy: config: %w", err)
+		}
+	}
+	return Compile(cfg)
+}
+
+// Compile checks and compiles cfg.
+func Compile(cfg Config) (*Policy, error) {
+	p := &Policy{byRoute: make(map[string]*compiled, len(cfg.Rules))}
+	for i, r := range cfg.Rules {
+		c := &compiled{Rule: r}
+		if c.Method == "" {
+			c.Method = "GET"
+		}
+		c.Method = strings.ToUpper(c.Method)
+		if !strings.HasPrefix(r.Route, "/") {
+			return nil, fmt.Errorf("cache policy: rule %d: route %q must start with /", i, r.Route)
+		}
+		switch r.Action {
+		case "", "lookup":
+			if c.Method != "GET" {
+				return nil, fmt.Errorf("cache policy: rule %d: only GET can be looked up", i)
+			}
+			if r.TTLSeconds == 0 {
+				return nil, fmt.Errorf("cache policy: rule %d: ttl_s must be positive", i)
+			}
+		case "purge":
+			c.purge = true
+			if len(r.Tags) == 0 {
+				return nil, fmt.Errorf("cache policy: rule %d: a purge rule needs tags", i)
+			}
+		default:
+			return nil, fmt.Errorf("cache policy: rule %d: unknown action %q", i, r.Action)
+		}
+		switch r.Scope {
+		case "user":
+			c.scope = abi.ScopeUser
+		case "global", "":
+			if !c.purge && r.Scope == "" {
+				return nil, fmt.Errorf("cache policy: rule %d: scope must be user or global", i)
+			}
+			c.scope = abi.ScopeGlobal
+		default:
+			return nil, fmt.Errorf("cache policy: rule %d: unknown scope %q", i, r.Scope)
+		}
+		for j, seg := range strings.Split(r.Route, "/") {
+			name := ""
+			if strings.HasPrefix(seg, ":") {
+				name = strings.TrimRight(seg[1:], "?")
+			}
+			if j >= len(c.params) {
+				c.params = append(c.params, name)
+			}
+		}
+		for _, t := range r.Tags {
+			tt, err := parseTag(t, c.params)
+			if err != nil {
+				return nil, fmt.Errorf("cache policy: rule %d: %w", i, err)
+			}
+			c.tags = append(c.tags, tt)
+		}
+		k := c.Method + " " + r.Route
+		if _, dup := p.byRoute[k]; dup {
+			return nil, fmt.Errorf("cache policy: rule %d: duplicate rule for %s", i, k)
+		}
+		p.byRoute[k] = c
+	}
+	return p, nil
+}
+
+func parseTag(t string, params []string) (tagTemplate, error) {
+	var tt tagTemplate
+	rest := t
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			tt.parts = append(tt.parts, rest)
+			return tt, nil
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return tt, fmt.Errorf("tag %q: unclosed {", t)
+		}
+		name := rest[i+1 : i+j]
+		if name != "user" && !slices.Contains(params, name) {
+			return tt, fmt.Errorf("tag %q: {%s} is neither {user} nor a route parameter", t, name)
+		}
+		tt.parts = append(tt.parts, rest[:i], name)
+		rest = rest[i+j+1:]
+	}
+}
+
+var errNoValue = errors.New("placeholder without a value")
+
+// Decide answers one request. Anything without a rule is bypassed; a
+// user-scoped rule without a user is bypassed; a user-scoped key always
+// contains the user.
+func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
+	r := p.byRoute[req.Method+" "+req.Route]
+	if r == nil {
+		return abi.CacheDecision{Action: abi.CacheBypass}
+	}
+	params := pathParams(r.params, req.Path)
+	if r.purge {
+		d := abi.CacheDecision{Action: abi.CacheBypass}
+		for _, t := range r.tags {
+			if s, err := t.expand(req.User, r.params, params); err == nil {
+				d.Tags = append(d.Tags, s)
+			}
+		}
+		return d
+	}
+	if r.scope == abi.ScopeUser && req.User == "" {
+		return abi.CacheDecision{Action: abi.CacheBypass}
+	}
+	d := abi.CacheDecision{
+		Action:       abi.CacheLookup,
+		TTLSeconds:   r.TTLSeconds,
+		Scope:        r.scope,
+		StaleSeconds: r.StaleSeconds,
+	}
+	var key strings.Builder
+	key.Grow(len(req.Path) + len(req.Query) + len(req.User) + 8)
+	if r.scope == abi.ScopeUser {
+		key.WriteString("u=")
+		key.WriteString(req.User)
+		key.WriteByte('|')
+	}
+	key.WriteString(req.Path)
+	if !r.IgnoreQuery && req.Query != "" {
+		key.WriteByte('?')
+		key.WriteString(CanonicalQuery(req.Query))
+	}
+	d.Key = key.String()
+	for _, t := range r.tags {
+		s, err := t.expand(req.User, r.params, params)
+		if err != nil {
+			// A tag that cannot be named could never be purged: do not cache.
+			return abi.CacheDecision{Action: abi.CacheBypass}
+		}
+		d.Tags = append(d.Tags, s)
+	}
+	return d
+}
+
+// pathParams returns the path's segments aligned with the template's.
+func pathParams(names []string, path string) []string {
+	segs := strings.Split(path, "/")
+	if len(segs) > len(names) {
+		segs = segs[:len(names)]
+	}
+	return segs
+}
+
+func (t tagTemplate) expand(user string, names, values []string) (string, error) {
+	if len(t.parts) == 1 {
+		return t.parts[0], nil
+	}
+	var b strings.Builder
+	for i, part := range t.parts {
+		if i%2 == 0 {
+			b.WriteString(part)
+			continue
+		}
+		v := ""
+		if part == "user" {
+			v = user
+		} else if j := slices.Index(names, part); j >= 0 && j < len(values) {
+			v = values[j]
+		}
+		if v == "" {
+			return "", errNoValue
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// CanonicalQuery orders a raw query's &-separated pairs so that the same
+// parameters in another order share a key. Empty pairs are dropped.
+func CanonicalQuery(q string) string {
+	if strings.IndexByte(q, '&') < 0 {
+		return q
+	}
+	pairs := strings.Split(q, "&")
+	pairs = slices.DeleteFunc(pairs, func(s string) bool { return s == "" })
+	if slices.IsSorted(pairs) {
+		return strings.Join(pairs, "&")
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, "&")
+}
