@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -26,38 +27,54 @@ func adminURL() string {
 // end (terminating whatever is still connected); it returns its URL.
 func newTestDB(tb testing.TB) string {
 	tb.Helper()
+	u, drop, err := createDB()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := drop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return u
+}
+
+// createDB creates a randomly named database and returns its URL and a
+// function that drops it.
+func createDB() (string, func() error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, adminURL())
 	if err != nil {
-		tb.Fatalf("connect to PostgreSQL at %s: %v", adminURL(), err)
+		return "", nil, fmt.Errorf("connect to PostgreSQL at %s: %w", adminURL(), err)
 	}
 	defer admin.Close(ctx)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name := "wingate_pgstore_" + hex.EncodeToString(b)
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		tb.Fatalf("create database: %v", err)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	tb.Cleanup(func() {
+	drop := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		admin, err := pgx.Connect(ctx, adminURL())
 		if err != nil {
-			tb.Errorf("drop database %s: %v", name, err)
-			return
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
 		defer admin.Close(ctx)
 		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			tb.Errorf("drop database %s: %v", name, err)
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
-	})
+		return nil
+	}
 	u, err := url.Parse(adminURL())
 	if err != nil {
-		tb.Fatal(err)
+		_ = drop()
+		return "", nil, err
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), drop, nil
 }
 
 // openTestStore opens and migrates a store on a fresh database.

@@ -143,6 +143,9 @@ func (s *Store) CompleteChallenge(ctx context.Context, userID, challengeID int64
 			userID, comp.Points).Scan(&comp.Score); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `UPDATE locations SET score = $2 WHERE user_id = $1`, userID, comp.Score); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO reputation (user_id, category, score, completions) VALUES ($1, $2, $3, 1)
 			ON CONFLICT (user_id, category) DO UPDATE
 			SET score = reputation.score + EXCLUDED.score, completions = reputation.completions + 1`,
@@ -227,30 +230,40 @@ func (s *Store) PutLocation(ctx context.Context, loc store.Location) (store.Loca
 		return store.Location{}, err
 	}
 	err := s.run(ctx, "location.put", true, func(ctx context.Context, c *pgxpool.Conn) error {
-		return c.QueryRow(ctx, `INSERT INTO locations (user_id, lat, lon, updated_at) VALUES ($1, $2, $3, now())
-			ON CONFLICT (user_id) DO UPDATE SET lat = EXCLUDED.lat, lon = EXCLUDED.lon, updated_at = EXCLUDED.updated_at
+		err := c.QueryRow(ctx, `INSERT INTO locations (user_id, lat, lon, updated_at, open_to_wingman, score)
+			SELECT u.id, $2, $3, now(), u.open_to_wingman, u.score FROM users u WHERE u.id = $1
+			ON CONFLICT (user_id) DO UPDATE SET lat = EXCLUDED.lat, lon = EXCLUDED.lon, updated_at = EXCLUDED.updated_at,
+				open_to_wingman = EXCLUDED.open_to_wingman, score = EXCLUDED.score
 			RETURNING lat, lon, updated_at`, loc.UserID, loc.Lat, loc.Lon).Scan(&loc.Lat, &loc.Lon, &loc.UpdatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pgstore: user %d: %w", loc.UserID, store.ErrNotFound)
+		}
+		return err
 	})
 	loc.UpdatedAt = loc.UpdatedAt.UTC()
 	return loc, err
 }
 
-// matchSQL finds candidates in a bounding box (an index range scan of
-// locations_lat_lon_idx: a latitude band, longitude checked on the index
-// entries), then computes exact haversine distances and the rank of
-// store.MatchRank for the survivors.
-const matchSQL = `SELECT u.id, u.name, u.city, u.score, m.km,
-	$8::float8 * (m.km / $7) + $9::float8 * least(1.0, abs($10::int - u.score) / $11::float8) AS rank
+// matchSQL ranks the wingmen in a bounding box read from the partial
+// covering index locations_wingman_geo_idx (a latitude band of the index,
+// longitude checked on its entries): exact haversine distance, the rank of
+// store.MatchRank, top $14 — and only then joins users for the names.
+const matchSQL = `SELECT u.id, u.name, u.city, c.score, c.km, c.rank
 FROM (
-	SELECT l.user_id, 2 * $12::float8 * asin(least(1.0, sqrt(
-		power(sin(radians(l.lat - $1) / 2), 2) +
-		cos(radians($1)) * cos(radians(l.lat)) * power(sin(radians(l.lon - $2) / 2), 2)))) AS km
-	FROM locations l
-	WHERE l.lat BETWEEN $3 AND $4 AND l.lon BETWEEN $5 AND $6 AND l.user_id <> $13
-) m JOIN users u ON u.id = m.user_id
-WHERE u.open_to_wingman AND m.km <= $7
-ORDER BY rank, u.id
-LIMIT $14`
+	SELECT m.user_id, m.score, m.km,
+		$8::float8 * (m.km / $7) + $9::float8 * least(1.0, abs($10::int - m.score) / $11::float8) AS rank
+	FROM (
+		SELECT l.user_id, l.score, 2 * $12::float8 * asin(least(1.0, sqrt(
+			power(sin(radians(l.lat - $1) / 2), 2) +
+			cos(radians($1)) * cos(radians(l.lat)) * power(sin(radians(l.lon - $2) / 2), 2)))) AS km
+		FROM locations l
+		WHERE l.open_to_wingman AND l.lat BETWEEN $3 AND $4 AND l.lon BETWEEN $5 AND $6 AND l.user_id <> $13
+	) m
+	WHERE m.km <= $7
+	ORDER BY rank, m.user_id
+	LIMIT $14
+) c JOIN users u ON u.id = c.user_id
+ORDER BY c.rank, c.user_id`
 
 // matchArgs returns the query arguments for a search around (lat, lon).
 func matchArgs(userID int64, lat, lon float64, myScore int, radiusKM float64, limit int) []any {
@@ -280,8 +293,8 @@ func (s *Store) FindMatches(ctx context.Context, q store.MatchQuery) ([]store.Ma
 		out = out[:0]
 		var lat, lon float64
 		var score int
-		err := c.QueryRow(withQueryName(ctx, "matches.me"), `SELECT l.lat, l.lon, u.score
-			FROM locations l JOIN users u ON u.id = l.user_id WHERE l.user_id = $1`, q.UserID).Scan(&lat, &lon, &score)
+		err := c.QueryRow(withQueryName(ctx, "matches.me"), `SELECT lat, lon, score FROM locations WHERE user_id = $1`,
+			q.UserID).Scan(&lat, &lon, &score)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("pgstore: location of user %d: %w", q.UserID, store.ErrNotFound)
 		}

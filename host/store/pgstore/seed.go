@@ -87,12 +87,12 @@ func (s *Store) Seed(ctx context.Context, o SeedOptions) (SeedReport, error) {
 			})
 		})
 	}
-	copyTable(&rep.Locations, "locations", []string{"user_id", "lat", "lon", "updated_at"},
+	copyTable(&rep.Locations, "locations", []string{"user_id", "lat", "lon", "updated_at", "open_to_wingman", "score"},
 		&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
 			if !r.HasLocation {
 				return out
 			}
-			return append(out, []any{r.User.ID, r.Location.Lat, r.Location.Lon, r.Location.UpdatedAt})
+			return append(out, []any{r.User.ID, r.Location.Lat, r.Location.Lon, r.Location.UpdatedAt, r.User.OpenToWingman, r.Score})
 		}})
 	copyTable(&rep.Completions, "completions", []string{"user_id", "challenge_id", "day", "points", "completed_at"},
 		&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
@@ -118,10 +118,15 @@ func (s *Store) Seed(ctx context.Context, o SeedOptions) (SeedReport, error) {
 		if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('users', 'id'), GREATEST((SELECT max(id) FROM users), 1))`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `ANALYZE users, locations, completions, reputation`)
+		_, err := tx.Exec(ctx, `ANALYZE users, completions, reputation`)
 		return err
 	})
 	if err != nil {
+		return rep, s.mapErr("seed", err)
+	}
+	// VACUUM (not allowed in a transaction) sets the visibility map so that
+	// matching reads locations with index-only scans.
+	if err := s.vacuum(ctx, "locations"); err != nil {
 		return rep, s.mapErr("seed", err)
 	}
 	rep.Duration = time.Since(start)
@@ -142,6 +147,21 @@ func (s *Store) bulk(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		}
 		return fn(tx)
 	})
+}
+
+// vacuum runs VACUUM (ANALYZE) on table without the statement timeout.
+func (s *Store) vacuum(ctx context.Context, table string) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	if _, err := c.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return err
+	}
+	defer c.Exec(context.WithoutCancel(ctx), "RESET statement_timeout") //nolint:errcheck
+	_, err = c.Exec(ctx, "VACUUM (ANALYZE) "+pgx.Identifier{table}.Sanitize())
+	return err
 }
 
 // userSource yields one row per user id 1..n.

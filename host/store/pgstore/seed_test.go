@@ -29,6 +29,11 @@ func TestSeedIsConsistentAndDeterministic(t *testing.T) {
 	if err != nil || bad != 0 {
 		t.Fatalf("%d users with inconsistent scores (err %v)", bad, err)
 	}
+	// The matching read model agrees with users.
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM locations l JOIN users u ON u.id = l.user_id
+		WHERE l.score <> u.score OR l.open_to_wingman <> u.open_to_wingman`).Scan(&bad); err != nil || bad != 0 {
+		t.Fatalf("%d locations disagree with their users (err %v)", bad, err)
+	}
 	// Reputations vary, and the data matches the generator.
 	var distinct int
 	if err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT score) FROM users`).Scan(&distinct); err != nil || distinct < 100 {

@@ -12,14 +12,20 @@ CREATE TABLE users (
 );
 
 CREATE TABLE locations (
-    user_id    bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-    lat        double precision NOT NULL CHECK (lat BETWEEN -90 AND 90),
-    lon        double precision NOT NULL CHECK (lon BETWEEN -180 AND 180),
-    updated_at timestamptz NOT NULL DEFAULT now()
+    user_id         bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    lat             double precision NOT NULL CHECK (lat BETWEEN -90 AND 90),
+    lon             double precision NOT NULL CHECK (lon BETWEEN -180 AND 180),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- Copies of users.open_to_wingman and users.score, the matching read
+    -- model: written by the location upsert and by the completion
+    -- transaction, so matching never touches users for its candidates.
+    open_to_wingman boolean NOT NULL DEFAULT false,
+    score           integer NOT NULL DEFAULT 0
 );
--- Matching scans a latitude band of this index and filters longitude on
--- the index entries, then computes exact distances for the survivors.
-CREATE INDEX locations_lat_lon_idx ON locations (lat, lon);
+-- Matching scans a latitude band of this partial covering index (wingmen
+-- only), checks longitude on the index entries, and computes distance and
+-- rank from the entries alone (an index-only scan once vacuumed).
+CREATE INDEX locations_wingman_geo_idx ON locations (lat, lon) INCLUDE (user_id, score) WHERE open_to_wingman;
 
 CREATE TABLE challenges (
     id          bigint PRIMARY KEY,
