@@ -115,6 +115,13 @@ func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostPro
 	h.closers = append(h.closers, pols.close)
 	deps.Policies = pols.engine
 	deps.Ready = append(deps.Ready, pols.readyCheck())
+	cc, closeCache, err := startCache(cfg.RedisURL, nil, log)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	h.closers = append(h.closers, closeCache)
+	deps.Cache = cc
 	h.srv = server.New(server.DefaultConfig(), deps)
 	return h, nil
 }
