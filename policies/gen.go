@@ -1,0 +1,15 @@
+// Package policies is the directory the host loads policies from: the
+// built modules (<name>.wasm, not committed) and policies.json, which says
+// which module serves which kind with what configuration.
+//
+// go generate ./policies builds each plugins/<name> into <name>.wasm with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath
+//
+// and skips a plugin whose directory has no main package yet, so that it
+// works on a fresh clone with only Go installed.
+package policies
+
+//go:generate go run ./internal/buildplugin -o cache.wasm ../plugins/cache
+//go:generate go run ./internal/buildplugin -o route.wasm ../plugins/route
+//go:generate go run ./internal/buildplugin -o compress.wasm ../plugins/compress
