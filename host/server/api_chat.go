@@ -1,0 +1,284 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/wingman-app/wingate/host/chat"
+	"github.com/wingman-app/wingate/host/llm"
+)
+
+// chatTimeout bounds one chat turn, streaming included, once the handler
+// has handed it to its own goroutine.
+const chatTimeout = 3 * time.Minute
+
+func (s *Server) chatRoutes() {
+	s.app.Post("/api/chat/sessions", s.requireAuth, s.createChatSession)
+	s.app.Get("/api/chat/sessions/:id/messages", s.requireAuth, s.listChatMessages)
+	s.app.Post("/api/chat/sessions/:id/messages", s.requireAuth, s.sendChatMessage)
+	s.app.Get("/api/chat/sessions/:id/cost", s.requireAuth, s.chatCost)
+	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
+}
+
+// chatAPIError maps a chat error onto its HTTP answer, or nil when err is
+// not one: invalid input 400 naming the field, another user's session
+// 403, every tier down 503, a provider failure that could not fall back
+// 502. Store errors are mapped by storeAPIError.
+func chatAPIError(err error) *APIError {
+	var ie *chat.InputError
+	switch {
+	case errors.As(err, &ie):
+		return badRequest("invalid_"+ie.Field, ie.Field+": "+ie.Reason)
+	case errors.Is(err, chat.ErrForbidden):
+		return forbidden("not your chat session")
+	case errors.Is(err, chat.ErrAllTiersDown):
+		return &APIError{fiber.StatusServiceUnavailable, "llm_unavailable", "every model tier is unavailable, retry later; your message was saved"}
+	case errors.Is(err, llm.ErrBadRequest):
+		return &APIError{fiber.StatusBadGateway, "llm_error", "the model rejected the request"}
+	case errors.Is(err, llm.ErrCanceled), errors.Is(err, context.DeadlineExceeded):
+		return &APIError{fiber.StatusGatewayTimeout, "llm_timeout", "the model did not answer in time"}
+	case errors.As(err, new(*llm.Error)):
+		return &APIError{fiber.StatusBadGateway, "llm_error", "the model failed while answering"}
+	}
+	return nil
+}
+
+func (s *Server) chatError(err error) error {
+	if ae := chatAPIError(err); ae != nil {
+		if ae.Status >= 500 {
+			s.log.Warn("chat failed", "status", ae.Status, "err", err)
+		}
+		return ae
+	}
+	return err
+}
+
+type createSessionBody struct {
+	Title string `json:"title"`
+}
+
+func (s *Server) createChatSession(c *fiber.Ctx) error {
+	uid, ok := userID(c)
+	if !ok {
+		return unauthorized("missing bearer token")
+	}
+	var body createSessionBody
+	if len(c.Body()) > 0 {
+		if err := json.Unmarshal(c.Body(), &body); err != nil {
+			return badRequest("invalid_body", "body: must be a JSON object like {\"title\": \"...\"}")
+		}
+	}
+	sess, err := s.deps.Chat.CreateSession(c.UserContext(), uid, body.Title)
+	if err != nil {
+		return s.chatError(err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(sess)
+}
+
+func (s *Server) listChatMessages(c *fiber.Ctx) error {
+	uid, ok := userID(c)
+	if !ok {
+		return unauthorized("missing bearer token")
+	}
+	after, err := queryInt(c, "after", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	msgs, err := s.deps.Chat.Messages(c.UserContext(), uid, c.Params("id"), int64(after), int(limit))
+	if err != nil {
+		return s.chatError(err)
+	}
+	next := int64(0)
+	if len(msgs) == int(limit) {
+		next = msgs[len(msgs)-1].ID
+	}
+	return c.JSON(fiber.Map{"messages": msgs, "next_after": next})
+}
+
+func queryInt(c *fiber.Ctx, name string, def, lo, hi int64) (int64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest("invalid_"+name, name+": must be an integer from "+strconv.FormatInt(lo, 10)+" to "+strconv.FormatInt(hi, 10))
+	}
+	return n, nil
+}
+
+func (s *Server) chatCost(c *fiber.Ctx) error {
+	uid, ok := userID(c)
+	if !ok {
+		return unauthorized("missing bearer token")
+	}
+	rep, err := s.deps.Chat.Cost(c.UserContext(), uid, c.Params("id"))
+	if err != nil {
+		return s.chatError(err)
+	}
+	return c.JSON(rep)
+}
+
+type sendBody struct {
+	Text    *string `json:"text"`
+	Purpose string  `json:"purpose"`
+}
+
+func wantsSSE(c *fiber.Ctx) bool {
+	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
+}
+
+// sendChatMessage answers one user message: JSON by default, or an SSE
+// stream ("delta" events with text, then "done" with the same object the
+// JSON answer holds, or "error") when the client accepts
+// text/event-stream. Errors before the first text still get a plain JSON
+// answer with the right status.
+func (s *Server) sendChatMessage(c *fiber.Ctx) error {
+	uid, ok := userID(c)
+	if !ok {
+		return unauthorized("missing bearer token")
+	}
+	var body sendBody
+	if err := json.Unmarshal(c.Body(), &body); err != nil {
+		return badRequest("invalid_body", "body: must be a JSON object like {\"text\": \"...\"}")
+	}
+	if body.Text == nil {
+		return badRequest("invalid_text", "text: is required")
+	}
+	in := chat.Input{Text: *body.Text, Purpose: body.Purpose}
+	sid := c.Params("id")
+	if !wantsSSE(c) {
+		reply, err := s.deps.Chat.Send(c.UserContext(), uid, sid, in, nil)
+		if err != nil {
+			return s.chatError(err)
+		}
+		return c.JSON(reply)
+	}
+	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc) (any, error) {
+		return s.deps.Chat.Send(ctx, uid, sid, in, onDelta)
+	})
+	first := st.first()
+	if first.err != nil {
+		st.drain()
+		return s.chatError(first.err)
+	}
+	setSSEHeaders(c)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		write := func(ev streamEvent) bool {
+			switch {
+			case ev.final && ev.err != nil:
+				ae := chatAPIError(ev.err)
+				if ae == nil {
+					ae = &APIError{fiber.StatusInternalServerError, "internal", "internal error"}
+				}
+				s.log.Warn("chat stream failed", "err", ev.err)
+				writeSSE(w, "error", fiber.Map{"error": fiber.Map{"code": ae.Code, "message": ae.Message}})
+			case ev.final:
+				writeSSE(w, "done", ev.result)
+			default:
+				writeSSE(w, "delta", fiber.Map{"text": ev.delta})
+			}
+			return w.Flush() == nil
+		}
+		st.pump(first, write)
+	})
+	return nil
+}
+
+func setSSEHeaders(c *fiber.Ctx) {
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set(fiber.HeaderConnection, "keep-alive")
+	c.Set("X-Accel-Buffering", "no")
+}
+
+func writeSSE(w *bufio.Writer, event string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{"error":{"code":"internal","message":"encoding failed"}}`)
+	}
+	if event != "" {
+		w.WriteString("event: ")
+		w.WriteString(event)
+		w.WriteByte('\n')
+	}
+	w.WriteString("data: ")
+	w.Write(b)
+	w.WriteString("\n\n")
+}
+
+// streamEvent is one step of a streamed turn: a piece of text, or the
+// final result or error.
+type streamEvent struct {
+	delta  string
+	final  bool
+	result any
+	err    error
+}
+
+// turnStream runs a turn in its own goroutine so that the handler can
+// wait for the first text (or an early error, answered with a proper
+// status) before committing to a streamed 200.
+type turnStream struct {
+	events chan streamEvent
+	cancel context.CancelFunc
+}
+
+func startStream(run func(ctx context.Context, onDelta llm.DeltaFunc) (any, error)) *turnStream {
+	ctx, cancel := context.WithTimeout(context.Background(), chatTimeout)
+	st := &turnStream{events: make(chan streamEvent, 64), cancel: cancel}
+	go func() {
+		defer close(st.events)
+		res, err := run(ctx, func(d string) error {
+			select {
+			case st.events <- streamEvent{delta: d}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		st.events <- streamEvent{final: true, result: res, err: err}
+	}()
+	return st
+}
+
+// first waits for the first event.
+func (st *turnStream) first() streamEvent {
+	ev, ok := <-st.events
+	if !ok {
+		return streamEvent{final: true, err: errors.New("server: stream ended without a result")}
+	}
+	return ev
+}
+
+// drain cancels the turn and consumes what is left.
+func (st *turnStream) drain() {
+	st.cancel()
+	for range st.events {
+	}
+}
+
+// pump writes first and every following event; after a write fails (the
+// client left) it cancels the turn and discards the rest.
+func (st *turnStream) pump(first streamEvent, write func(streamEvent) bool) {
+	defer st.drain()
+	if !write(first) {
+		return
+	}
+	for ev := range st.events {
+		if !write(ev) {
+			return
+		}
+	}
+}
