@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+var (
+	cachePluginOnce sync.Once
+	cachePluginEng  *policy.Engine
+	cachePluginErr  error
+)
+
+// repoRoot walks up to the directory holding go.mod.
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// cachePolicyConfig is the cache entry's config in policies/policies.json,
+// or nil (the policy's defaults) when the file or entry is absent.
+func cachePolicyConfig(root string) []byte {
+	b, err := os.ReadFile(filepath.Join(root, "policies", "policies.json"))
+	if err != nil {
+		return nil
+	}
+	var f struct {
+		Policies []struct {
+			Kind   string          `json:"kind"`
+			Config json.RawMessage `json:"config"`
+		} `json:"policies"`
+	}
+	if json.Unmarshal(b, &f) != nil {
+		return nil
+	}
+	for _, p := range f.Policies {
+		if p.Kind == "cache" {
+			return p.Config
+		}
+	}
+	return nil
+}
+
+// cachePluginEngine builds plugins/cache for wasip1 and serves it from a
+// real policy Engine, once per test binary.
+func cachePluginEngine(tb testing.TB) *policy.Engine {
+	tb.Helper()
+	cachePluginOnce.Do(func() {
+		root := repoRoot(tb)
+		dir, err := os.MkdirTemp("", "wingate-cache-plugin-")
+		if err != nil {
+			cachePluginErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "cache.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./plugins/cache")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			cachePluginErr = fmt.Errorf("build plugins/cache: %v\n%s", err, b)
+			return
+		}
+		wasm, err := os.ReadFile(out)
+		if err != nil {
+			cachePluginErr = err
+			return
+		}
+		ctx := context.Background()
+		rt, err := policy.NewRuntime(ctx, policy.Options{})
+		if err != nil {
+			cachePluginErr = err
+			return
+		}
+		v, err := rt.Load(ctx, policy.Spec{Name: "cache", Config: cachePolicyConfig(root)}, wasm)
+		if err != nil {
+			cachePluginErr = err
+			return
+		}
+		eng := policy.NewEngine(policy.EngineOptions{})
+		if _, err := eng.Activate(abi.KindCache, v); err != nil {
+			cachePluginErr = err
+			return
+		}
+		cachePluginEng = eng
+	})
+	if cachePluginErr != nil {
+		tb.Fatal(cachePluginErr)
+	}
+	return cachePluginEng
+}
+
+// TestCacheWithPolicyEngine runs the middleware against the real Engine and
+// the default cache policy: the routes the policy caches are cached with
+// the right lifetimes, writes purge, users stay apart.
+func TestCacheWithPolicyEngine(t *testing.T) {
+	eng := cachePluginEngine(t)
+	w := newWingmanApp(t, cache.Config{}, eng)
+	f := &cacheFixture{s: w.s, c: w.c}
+	steps := []struct {
+		method, path string
+		user         int64
+		wantXCache   string
+		wantBody     string
+	}{
+		{"GET", "/api/challenges", 1, "MISS", `"kind":"challenges"`},
+		{"GET", "/api/challenges", 2, "HIT", `"kind":"challenges"`},
+		{"GET", "/api/users/1/location", 1, "MISS", `"viewer":"1"`},
+		{"GET", "/api/users/1/location", 2, "MISS", `"viewer":"2"`},
+		{"GET", "/api/users/1/location", 1, "HIT", `"viewer":"1"`},
+		{"GET", "/api/users/1/matches", 1, "MISS", `"kind":"matches@0"`},
+		{"GET", "/api/users/1/matches", 1, "HIT", `"kind":"matches@0"`},
+		{"PUT", "/api/users/1/location", 1, "BYPASS", `"ok":true`},
+		{"GET", "/api/users/1/location", 1, "MISS", `"kind":"location@1"`},
+		{"GET", "/api/users/1/location", 2, "MISS", `"viewer":"2"`},
+		{"GET", "/api/users/1/matches", 1, "MISS", `"kind":"matches@1"`},
+		{"GET", "/api/challenges", 1, "HIT", `"kind":"challenges"`},
+		{"GET", "/api/users/1/reputation", 1, "MISS", `"viewer":"1"`},
+		{"GET", "/api/users/1/reputation", 1, "HIT", `"viewer":"1"`},
+	}
+	for i, st := range steps {
+		resp, body := f.do(t, st.method, st.path, st.user)
+		if got := resp.Header.Get("X-Cache"); got != st.wantXCache || !strings.Contains(body, st.wantBody) {
+			t.Fatalf("step %d %s %s as %d: X-Cache %s body %.80s; want %s with %s", i, st.method, st.path, st.user, got, body, st.wantXCache, st.wantBody)
+		}
+	}
+}
+
+// zipf draws ranks 0..n-1 with P(k) ∝ 1/(k+1)^s (s may be ≤ 1, which
+// math/rand's Zipf does not allow) by inverting the cumulative weights.
+type zipf struct {
+	cdf []float64
+	rng *rand.Rand
+}
+
+func newZipf(seed uint64, s float64, n int) *zipf {
+	z := &zipf{cdf: make([]float64, n), rng: rand.New(rand.NewPCG(seed, 7))}
+	sum := 0.0
+	for k := range n {
+		sum += 1 / math.Pow(float64(k+1), s)
+		z.cdf[k] = sum
+	}
+	for k := range z.cdf {
+		z.cdf[k] /= sum
+	}
+	return z
+}
+
+func (z *zipf) next() int {
+	u := z.rng.Float64()
+	lo, hi := 0, len(z.cdf)-1
+	for lo < hi {
+		m := (lo + hi) / 2
+		if z.cdf[m] < u {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// outcomeCounter counts the engine's decisions by outcome.
+type outcomeCounter struct {
+	policy.Decider
+	mu sync.Mutex
+	n  map[policy.Outcome]int
+}
+
+func (o *outcomeCounter) Cache(ctx context.Context, r *abi.CacheRequest) (abi.CacheDecision, policy.Result) {
+	d, res := o.Decider.Cache(ctx, r)
+	o.mu.Lock()
+	if o.n == nil {
+		o.n = map[policy.Outcome]int{}
+	}
+	o.n[res.Outcome]++
+	o.mu.Unlock()
+	return d, res
+}
+
+// TestCacheZipfHitRate: users drawn from Zipf(1.1) over 10,000 users read
+// their reputation, matches, location and the catalogue through the real
+// policy and the whole middleware chain; after warm-up the hit rate must
+// be at least 95%. Requests go straight to the application's handler (no
+// sockets) so that the test stays fast; TTLs (5 min and more) do not
+// expire within it.
+func TestCacheZipfHitRate(t *testing.T) {
+	users, warmup, run := 10_000, 200_000, 200_000
+	if raceEnabled {
+		warmup, run = 100_000, 20_000
+	}
+	dec := &outcomeCounter{Decider: cachePluginEngine(t)}
+	w := newWingmanApp(t, cache.Config{MaxLocalBytes: 256 << 20}, dec)
+	z := newZipf(1, 1.1, users)
+	paths := []string{"/reputation", "/matches", "/location"}
+	var xc = map[string]int{}
+	status := map[int]int{}
+	var rc fasthttp.RequestCtx
+	do := func(count bool) {
+		u := z.next() + 1
+		path := "/api/challenges"
+		if z.rng.IntN(4) != 0 {
+			path = "/api/users/" + strconv.Itoa(u) + paths[z.rng.IntN(3)]
+		}
+		rc.Request.Reset()
+		rc.Response.Reset()
+		rc.Request.Header.SetMethod("GET")
+		rc.Request.SetRequestURI(path)
+		rc.Request.Header.Set("Authorization", "Bearer u"+strconv.Itoa(u))
+		w.s.handler(&rc)
+		if count {
+			xc[string(rc.Response.Header.Peek("X-Cache"))]++
+			status[rc.Response.StatusCode()]++
+		}
+	}
+	for range warmup {
+		do(false)
+	}
+	before := w.c.Stats()
+	for range run {
+		do(true)
+	}
+	after := w.c.Stats()
+	hits := (after.LocalHits - before.LocalHits) + (after.RedisHits - before.RedisHits) + (after.Stale - before.Stale)
+	misses := after.Misses - before.Misses
+	rate := float64(hits) / float64(run)
+	t.Logf("Zipf(1.1) over %d users, %d requests after %d warm-up: hit rate %.2f%% (hits %d, misses %d; X-Cache %v; status %v; policy outcomes %v)",
+		users, run, warmup, 100*rate, hits, misses, xc, status, dec.n)
+	if status[200] != run {
+		t.Fatalf("non-200 answers: %v", status)
+	}
+	if rate < 0.95 {
+		t.Fatalf("hit rate %.2f%% < 95%%", 100*rate)
+	}
+}
