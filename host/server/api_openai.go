@@ -53,6 +53,10 @@ func toOpenAIError(err error) *openAIError {
 	if errors.As(err, &oe) {
 		return oe
 	}
+	var ie *chat.InputError
+	if errors.As(err, &ie) {
+		return invalidParam(ie.Field, ie.Field+": "+ie.Reason)
+	}
 	ae := chatAPIError(err)
 	if ae == nil {
 		var direct *APIError
@@ -111,9 +115,9 @@ type completionRequest struct {
 }
 
 type rawCompletionBody struct {
-	Model         *string         `json:"model"`
-	Messages      []rawMessage    `json:"messages"`
-	Stream        *bool           `json:"stream"`
+	Model         *string      `json:"model"`
+	Messages      []rawMessage `json:"messages"`
+	Stream        *bool        `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage *bool `json:"include_usage"`
 	} `json:"stream_options"`
