@@ -34,10 +34,7 @@ import (
 // Compressor makes compress decisions with one configuration.
 type Compressor struct {
 	cfg      Config
-	stop     map[uint32]struct{} // raw lowercase word hashes
-	timeSet  map[uint32]struct{}
-	dateSet  map[uint32]struct{}
-	numSet   map[uint32]struct{}
+	flags    map[uint32]wordFlag // raw lowercase word hash -> what it is
 	synonyms map[uint32][]uint32 // stemmed word -> stemmed expansions
 }
 
@@ -48,31 +45,42 @@ func New(cfg Config) (*Compressor, error) {
 	}
 	c := &Compressor{
 		cfg:      cfg,
-		stop:     make(map[uint32]struct{}, len(defaultStopwords)+len(cfg.ExtraStopwords)),
-		timeSet:  make(map[uint32]struct{}, len(timeWords)),
-		dateSet:  make(map[uint32]struct{}, len(dateWords)),
-		numSet:   make(map[uint32]struct{}, len(numberWords)),
+		flags:    make(map[uint32]wordFlag, 512),
 		synonyms: make(map[uint32][]uint32, len(cfg.Synonyms)),
 	}
-	for _, w := range defaultStopwords {
-		c.stop[hashString(w)] = struct{}{}
-	}
-	for _, w := range cfg.ExtraStopwords {
-		c.stop[hashString(strings.ToLower(w))] = struct{}{}
-	}
-	for _, w := range timeWords {
-		c.timeSet[hashString(w)] = struct{}{}
-	}
-	for _, w := range dateWords {
-		c.dateSet[hashString(w)] = struct{}{}
-	}
-	for _, w := range numberWords {
-		c.numSet[hashString(w)] = struct{}{}
+	for _, set := range []struct {
+		words []string
+		flag  wordFlag
+	}{
+		{defaultStopwords, flagStop},
+		{cfg.ExtraStopwords, flagStop},
+		{timeWords, flagTime},
+		{dateWords, flagDate},
+		{numberWords, flagNumber},
+	} {
+		for _, w := range set.words {
+			c.flags[hashString(strings.ToLower(w))] |= set.flag
+		}
 	}
 	var buf []byte
 	stemHash := func(s string) uint32 {
 		buf = lowerInto(buf, s)
 		return hashTerm(stem(buf))
+	}
+	addLine := func(line string) {
+		colon := strings.IndexByte(line, ':')
+		if colon < 0 {
+			return
+		}
+		kh := stemHash(strings.TrimSpace(line[:colon]))
+		for _, v := range strings.Fields(line[colon+1:]) {
+			c.synonyms[kh] = append(c.synonyms[kh], stemHash(v))
+		}
+	}
+	if !cfg.NoLexicon {
+		for _, line := range defaultLexicon {
+			addLine(line)
+		}
 	}
 	for k, vs := range cfg.Synonyms {
 		kh := stemHash(k)
@@ -86,13 +94,34 @@ func New(cfg Config) (*Compressor, error) {
 // Config returns the compressor's configuration.
 func (c *Compressor) Config() Config { return c.cfg }
 
+// wordFlag says what a word is, for the analysis.
+type wordFlag uint8
+
+const (
+	flagStop   wordFlag = 1 << iota // dropped from queries and documents
+	flagTime                        // speaks of a time
+	flagDate                        // names a date (a summary fact)
+	flagNumber                      // states a quantity
+)
+
+// fact is a word of a message that makes a sentence worth summarising: a
+// number, a date or a capitalised word (kept only if rare in the history).
+type fact struct {
+	pos     int32  // byte offset in the message's text
+	capital bool   // a capitalised word rather than a number or date
+	hash    uint32 // the capitalised word's stemmed hash
+}
+
 // doc is the analysis of one message.
 type doc struct {
 	terms     []uint32 // content term hashes in order (a window of the shared slice)
-	speaker   uint32   // stemmed hash of the "Name:" prefix, 0 when none
-	textStart int      // byte offset of the text after the speaker prefix
+	termPos   []int32  // byte offset in the text of each term
+	facts     []fact
+	speaker   uint32 // stemmed hash of the "Name:" prefix, 0 when none
+	textStart int    // byte offset of the text after the speaker prefix
 	hasTime   bool
 	hasNumber bool
+	question  bool // the message asks something
 }
 
 // queryTerm is one weighted term of the expanded query.
@@ -106,7 +135,9 @@ type queryTerm struct {
 type analysis struct {
 	docs     []doc
 	terms    []uint32
-	df       map[uint32]int32
+	termPos  []int32
+	facts    []fact
+	df       dfTable
 	avgLen   float64
 	speakers map[uint32]struct{}
 	buf      []byte
@@ -150,10 +181,10 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 	a := &analysis{
 		docs:     make([]doc, len(msgs)),
 		terms:    make([]uint32, 0, len(msgs)*24),
-		df:       make(map[uint32]int32, len(msgs)*8),
+		termPos:  make([]int32, 0, len(msgs)*24),
+		df:       newDFTable(len(msgs) * 8),
 		speakers: make(map[uint32]struct{}, 4),
 	}
-	seen := make(map[uint32]int32, 64) // term -> last doc index + 1
 	total := 0
 	for i := range msgs {
 		text := msgs[i].Text
@@ -168,34 +199,44 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 			d.textStart = start
 			a.speakers[d.speaker] = struct{}{}
 		}
-		first := len(a.terms)
+		first, firstFact := len(a.terms), len(a.facts)
 		body := text[d.textStart:]
+		d.question = strings.IndexByte(body, '?') >= 0
+		doc := int32(i)
 		splitWords(body, func(w word) {
 			a.buf = lowerInto(a.buf, body[w.start:w.end])
-			raw := hashTerm(a.buf)
+			f := c.flags[hashTerm(a.buf)]
+			pos := int32(d.textStart + w.start)
 			if w.digit {
 				d.hasNumber = true
 				if len(a.buf) == 4 && (a.buf[0] == '1' || a.buf[0] == '2') {
 					d.hasTime = true // a year
 				}
+				a.facts = append(a.facts, fact{pos: pos})
 			}
-			if _, ok := c.timeSet[raw]; ok {
+			if f&flagTime != 0 {
 				d.hasTime = true
 			}
-			if _, ok := c.numSet[raw]; ok {
+			if f&flagNumber != 0 {
 				d.hasNumber = true
 			}
-			if _, ok := c.stop[raw]; ok {
+			if f&flagDate != 0 {
+				a.facts = append(a.facts, fact{pos: pos})
+			}
+			if f&flagStop != 0 {
 				return
 			}
 			h := hashTerm(stem(a.buf))
-			a.terms = append(a.terms, h)
-			if seen[h] != int32(i)+1 {
-				seen[h] = int32(i) + 1
-				a.df[h]++
+			if w.capital && !w.digit && w.end-w.start >= 3 && f&flagDate == 0 {
+				a.facts = append(a.facts, fact{pos: pos, capital: true, hash: h})
 			}
+			a.terms = append(a.terms, h)
+			a.termPos = append(a.termPos, pos)
+			a.df.add(h, doc)
 		})
 		d.terms = a.terms[first:len(a.terms):len(a.terms)]
+		d.termPos = a.termPos[first:len(a.termPos):len(a.termPos)]
+		d.facts = a.facts[firstFact:len(a.facts):len(a.facts)]
 		total += len(d.terms)
 	}
 	if len(msgs) > 0 {
@@ -220,7 +261,7 @@ func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
 	qi := &queryInfo{bigrams: make(map[uint32]float64, 8), speakers: make(map[uint32]struct{}, 2)}
 	n := float64(len(a.docs))
 	idf := func(h uint32) float64 {
-		df := float64(a.df[h])
+		df := float64(a.df.get(h))
 		return math.Log(1 + (n-df+0.5)/(df+0.5))
 	}
 	index := make(map[uint32]int, 16)
@@ -253,7 +294,7 @@ func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
 			}
 		}
 		prevRaw = lower
-		if _, ok := c.stop[hashTerm(a.buf)]; ok {
+		if c.flags[hashTerm(a.buf)]&flagStop != 0 {
 			prev = 0
 			return
 		}
@@ -355,7 +396,7 @@ func (c *Compressor) expand(a *analysis, qi *queryInfo, scores []float64) {
 			if _, ok := inQuery[h]; ok {
 				continue
 			}
-			df := float64(a.df[h])
+			df := float64(a.df.get(h))
 			if df < 2 {
 				continue // a term seen once cannot find anything new
 			}
@@ -384,7 +425,7 @@ func (c *Compressor) expand(a *analysis, qi *queryInfo, scores []float64) {
 	}
 	maxW := cands[0].w
 	for _, cd := range cands {
-		df := float64(a.df[cd.h])
+		df := float64(a.df.get(cd.h))
 		qi.terms = append(qi.terms, queryTerm{
 			hash:   cd.h,
 			weight: c.cfg.PRFWeight * cd.w / maxW,
@@ -480,17 +521,7 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	if reserve < int64(c.cfg.SummaryMinTokens) {
 		reserve = 0
 	}
-	a := c.analyse(msgs)
-	qi := c.analyseQuery(req.Query, a)
-	scores := make([]float64, len(msgs))
-	if len(qi.terms) > 0 {
-		c.scoreAll(a, qi, scores)
-		if len(qi.terms) > 0 {
-			c.expand(a, qi, scores)
-			c.scoreAll(a, qi, scores)
-		}
-	}
-	smoothed := c.smooth(scores)
+	a, scores, smoothed := c.score(msgs, req.Query)
 	c.retrieve(msgs, smoothed, scores, kept, &used, budget-reserve)
 
 	// 4. The summary of the rest.
@@ -504,10 +535,31 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	return d
 }
 
+// score analyses the history and returns each message's relevance to the
+// query, before and after neighbour smoothing.
+func (c *Compressor) score(msgs []abi.Message, query string) (a *analysis, scores, smoothed []float64) {
+	a = c.analyse(msgs)
+	qi := c.analyseQuery(query, a)
+	scores = make([]float64, len(msgs))
+	if len(qi.terms) > 0 {
+		c.scoreAll(a, qi, scores)
+		c.expand(a, qi, scores)
+		c.scoreAll(a, qi, scores)
+	}
+	return a, scores, c.smooth(a, scores)
+}
+
 // smooth adds to each score a share of its neighbours' scores.
-func (c *Compressor) smooth(scores []float64) []float64 {
+func (c *Compressor) smooth(a *analysis, scores []float64) []float64 {
 	out := make([]float64, len(scores))
 	copy(out, scores)
+	if c.cfg.AnswerWeight > 0 {
+		for i := 1; i < len(scores); i++ {
+			if a.docs[i-1].question {
+				out[i] += c.cfg.AnswerWeight * scores[i-1]
+			}
+		}
+	}
 	if c.cfg.NeighborWeight == 0 || c.cfg.NeighborSpan == 0 {
 		return out
 	}
@@ -522,7 +574,7 @@ func (c *Compressor) smooth(scores []float64) []float64 {
 				best = scores[i+d]
 			}
 			out[i] += w * best
-			w /= 2
+			w *= c.cfg.NeighborDecay
 		}
 	}
 	return out

@@ -62,6 +62,12 @@ type Config struct {
 	// many messages on each side count, with weight decaying by half.
 	NeighborWeight float64 `json:"neighbor_weight"`
 	NeighborSpan   int     `json:"neighbor_span"`
+	// NeighborDecay multiplies the neighbour weight at each further step.
+	NeighborDecay float64 `json:"neighbor_decay"`
+	// AnswerWeight adds to a message this share of the score of the
+	// message before it when that one asks a question: the answer to a
+	// relevant question is relevant even if it shares no word with it.
+	AnswerWeight float64 `json:"answer_weight"`
 	// NeighborPull keeps, after a message is chosen, its immediate
 	// neighbours if their own score is at least this share of its score.
 	NeighborPull float64 `json:"neighbor_pull"`
@@ -75,6 +81,9 @@ type Config struct {
 	// not retrieved at all; the budget left over goes to the summary.
 	MinScore float64 `json:"min_score"`
 
+	// NoLexicon switches off the built-in expansion table (categories to
+	// members, near-synonyms); Synonyms still applies.
+	NoLexicon bool `json:"no_lexicon"`
 	// Synonyms expands query words: each key (a word) adds its values to
 	// the query with weight SynonymWeight.
 	Synonyms      map[string][]string `json:"synonyms"`
@@ -105,8 +114,10 @@ func Default() Config {
 		PRFTerms:         8,
 		PRFWeight:        0.2,
 		NeighborWeight:   0.3,
-		NeighborSpan:     1,
+		NeighborSpan:     3,
+		NeighborDecay:    0.5,
 		NeighborPull:     0.6,
+		AnswerWeight:     0,
 		LengthAlpha:      0.5,
 		LengthOffset:     10,
 		MinScore:         0,
@@ -165,6 +176,8 @@ func (c *Config) Validate() error {
 		nonneg("prf_weight", c.PRFWeight),
 		nonneg("neighbor_weight", c.NeighborWeight),
 		nonneg("neighbor_span", float64(c.NeighborSpan)),
+		nonneg("answer_weight", c.AnswerWeight),
+		frac("neighbor_decay", c.NeighborDecay),
 		nonneg("length_alpha", c.LengthAlpha),
 		nonneg("length_offset", c.LengthOffset),
 		nonneg("synonym_weight", c.SynonymWeight),

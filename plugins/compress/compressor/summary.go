@@ -15,8 +15,8 @@ const defaultTokensPerByte = 0.3
 // dense in facts and would crowd the rest out.
 const maxSentenceBytes = 240
 
-// minSentenceWords drops greetings and acknowledgements from the summary.
-const minSentenceWords = 4
+// minSentenceBytes drops greetings and acknowledgements from the summary.
+const minSentenceBytes = 16
 
 // span is a candidate summary sentence.
 type span struct {
@@ -79,46 +79,36 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 			rel = scores[i] / maxScore
 		}
 		start := d.textStart
+		nextTerm, nextFact := 0, 0
 		for start < len(text) {
 			end := sentenceEnd(text, start)
-			if n := end - start; n > 0 && n <= maxSentenceBytes {
-				info, words, content := 0, 0, 0
-				sent := text[start:end]
-				splitWords(sent, func(w word) {
-					words++
-					a.buf = lowerInto(a.buf, sent[w.start:w.end])
-					raw := hashTerm(a.buf)
-					if w.digit {
-						info++
-						content++
-						return
+			// Count the content words and facts inside [start, end).
+			content, info := 0, 0
+			for nextTerm < len(d.termPos) && int(d.termPos[nextTerm]) < end {
+				content++
+				nextTerm++
+			}
+			for nextFact < len(d.facts) && int(d.facts[nextFact].pos) < end {
+				f := d.facts[nextFact]
+				nextFact++
+				if f.capital {
+					if _, ok := a.speakers[f.hash]; ok || a.df.get(f.hash) > rareDF {
+						continue
 					}
-					if _, ok := c.dateSet[raw]; ok {
-						info++
-						content++
-						return
-					}
-					if _, stop := c.stop[raw]; stop {
-						return
-					}
-					content++
-					if w.capital && w.end-w.start >= 3 {
-						h := hashTerm(stem(a.buf))
-						if _, ok := a.speakers[h]; !ok && a.df[h] <= rareDF {
-							info++
-						}
-					}
-				})
-				if words >= minSentenceWords && content >= 2 && (info > 0 || rel >= 0.35) {
-					cost := lineCost(text[:prefix], sent, ratio)
-					spans = append(spans, span{
-						msg:   i,
-						start: start,
-						end:   end,
-						score: (2*rel + 0.5*float64(info)) / float64(cost),
-						cost:  cost,
-					})
 				}
+				info++
+			}
+			if n := end - start; n >= minSentenceBytes && n <= maxSentenceBytes &&
+				content >= 2 && (info > 0 || rel >= 0.35) {
+				sent := text[start:end]
+				cost := lineCost(text[:prefix], sent, ratio)
+				spans = append(spans, span{
+					msg:   i,
+					start: start,
+					end:   end,
+					score: (2*rel + 0.5*float64(info)) / float64(cost),
+					cost:  cost,
+				})
 			}
 			start = end
 			for start < len(text) && (text[start] == ' ' || text[start] == '\n') {
@@ -137,8 +127,14 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 	})
 	var cost int64
 	chosen := spans[:0]
+	seen := make(map[uint32]struct{}, 16)
 	for _, s := range spans {
+		h := hashString(msgs[s.msg].Text[s.start:s.end])
+		if _, dup := seen[h]; dup {
+			continue
+		}
 		if cost+s.cost <= avail {
+			seen[h] = struct{}{}
 			chosen = append(chosen, s)
 			cost += s.cost
 		}
