@@ -1,0 +1,109 @@
+package router
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Config is the route policy's configuration: the "config" value of its
+// entry in policies/policies.json. Every field is optional; a missing one
+// keeps its default (DefaultConfig). The score is in [0, 1]; the tier
+// follows from it and the message's purpose:
+//
+//   - chat: economy below EconomyBelow, premium from ChatPremiumAt,
+//     standard in between;
+//   - assessment: never below AssessmentMinTier, premium from
+//     AssessmentPremiumAt.
+type Config struct {
+	// EconomyBelow is the score under which a chat message goes to the
+	// economy tier. Small talk and acknowledgements score under it.
+	EconomyBelow float64 `json:"economy_below"`
+	// ChatPremiumAt is the score from which a chat message goes to the
+	// premium tier (above 1 disables premium for chat).
+	ChatPremiumAt float64 `json:"chat_premium_at"`
+	// AssessmentPremiumAt is the score from which an assessment goes to
+	// the premium tier.
+	AssessmentPremiumAt float64 `json:"assessment_premium_at"`
+	// AssessmentMinTier is the lowest tier of an assessment:
+	// "economy", "standard" or "premium".
+	AssessmentMinTier string `json:"assessment_min_tier"`
+	// ScoreFloor is the lowest score of a message that is certainly not
+	// small talk: score = (1 - p_chat) × (ScoreFloor + (1 - ScoreFloor) ×
+	// p_hard). It keeps task requests above EconomyBelow.
+	ScoreFloor float64 `json:"score_floor"`
+	// HistoryWeight is added to the score of a message that is not small
+	// talk when its conversation holds HistoryTokensFull tokens or more
+	// (proportionally below), since long contexts are harder to use well.
+	HistoryWeight float64 `json:"history_weight"`
+	// HistoryTokensFull is the history size at which HistoryWeight counts
+	// in full.
+	HistoryTokensFull uint32 `json:"history_tokens_full"`
+}
+
+// DefaultConfig is the configuration used when none is given. Its
+// thresholds were chosen on CLINC150's validation split and RouteLLM's
+// share of strong-model calls (see the evaluation in eval_test.go).
+var DefaultConfig = Config{
+	EconomyBelow:        0.2,
+	ChatPremiumAt:       0.75,
+	AssessmentPremiumAt: 0.5,
+	AssessmentMinTier:   "standard",
+	ScoreFloor:          0.3,
+	HistoryWeight:       0.05,
+	HistoryTokensFull:   8000,
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("route: invalid config")
+
+// ParseConfig parses a JSON configuration over DefaultConfig. Empty
+// input or null gives DefaultConfig. Unknown fields are an error, so that
+// a misspelt threshold is not silently ignored.
+func ParseConfig(b []byte) (Config, error) {
+	c := DefaultConfig
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" {
+		return c, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the ranges of the fields.
+func (c *Config) Validate() error {
+	in01 := func(name string, v float64) error {
+		if !(v >= 0 && v <= 1.0000001) {
+			return fmt.Errorf("%w: %s = %v, want a number in [0, 1]", ErrConfig, name, v)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"economy_below", c.EconomyBelow},
+		{"assessment_premium_at", c.AssessmentPremiumAt},
+		{"score_floor", c.ScoreFloor},
+		{"history_weight", c.HistoryWeight},
+	} {
+		if err := in01(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if !(c.ChatPremiumAt >= 0 && c.ChatPremiumAt <= 2) {
+		return fmt.Errorf("%w: chat_premium_at = %v, want a number in [0, 2]", ErrConfig, c.ChatPremiumAt)
+	}
+	if c.ChatPremiumAt < c.EconomyBelow {
+		return fmt.Errorf("%w: chat_premium_at (%v) below economy_below (%v)", ErrConfig, c.ChatPremiumAt, c.EconomyBelow)
+	}
+	if _, ok := parseTier(c.AssessmentMinTier); !ok {
+		return fmt.Errorf("%w: assessment_min_tier = %q, want economy, standard or premium", ErrConfig, c.AssessmentMinTier)
+	}
+	return nil
+}
