@@ -27,8 +27,8 @@ var (
 	cachePluginErr  error
 )
 
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(tb testing.TB) string {
+// cacheRepoRoot walks up to the directory holding go.mod.
+func cacheRepoRoot(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -75,7 +75,7 @@ func cachePolicyConfig(root string) []byte {
 func cachePluginEngine(tb testing.TB) *policy.Engine {
 	tb.Helper()
 	cachePluginOnce.Do(func() {
-		root := repoRoot(tb)
+		root := cacheRepoRoot(tb)
 		dir, err := os.MkdirTemp("", "wingate-cache-plugin-")
 		if err != nil {
 			cachePluginErr = err
