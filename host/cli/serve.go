@@ -108,8 +108,20 @@ func (h *hostProcess) Close() {
 func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostProcess, error) {
 	h := &hostProcess{}
 	deps := server.Deps{Logger: log}
+	st, storeReady, closeStore, err := startStore(ctx, cfg.DatabaseURL, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	h.closers = append(h.closers, closeStore)
+	deps.Store = st
+	deps.Ready = append(deps.Ready, storeReady)
+	if deps.Auth, err = startAuth(cfg.JWTSecret, log); err != nil {
+		h.Close()
+		return nil, err
+	}
 	pols, err := startPolicies(ctx, cfg.PolicyDir, log)
 	if err != nil {
+		h.Close()
 		return nil, err
 	}
 	h.closers = append(h.closers, pols.close)

@@ -55,7 +55,7 @@ var (
 type Config struct {
 	// URL is a PostgreSQL connection string (DATABASE_URL). Pool settings
 	// given as URL parameters (pool_max_conns, …) are overridden by the
-	// non-zero fields below.
+	// non-zero fields below and win over the defaults.
 	URL               string
 	MaxConns          int32
 	MinConns          int32
@@ -118,18 +118,38 @@ type Store struct {
 // until it is up, and the pool connects as soon as it is. Call Migrate
 // before serving.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	explicit := cfg
 	cfg.setDefaults()
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: parse database url: %w", err)
 	}
-	pc.MaxConns = cfg.MaxConns
-	pc.MinConns = cfg.MinConns
-	pc.MaxConnLifetime = cfg.MaxConnLifetime
-	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10
-	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
-	pc.HealthCheckPeriod = cfg.HealthCheckPeriod
-	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	// A pool parameter in the URL wins over a default, not over an
+	// explicit Config field.
+	inURL := func(param string) bool { return strings.Contains(cfg.URL, param) }
+	if explicit.MaxConns > 0 || !inURL("pool_max_conns") {
+		pc.MaxConns = cfg.MaxConns
+	}
+	if explicit.MinConns > 0 || !inURL("pool_min_conns") {
+		pc.MinConns = cfg.MinConns
+	}
+	pc.MinConns = min(pc.MinConns, pc.MaxConns)
+	if explicit.MaxConnLifetime > 0 || !inURL("pool_max_conn_lifetime") {
+		pc.MaxConnLifetime = cfg.MaxConnLifetime
+		pc.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10
+	}
+	if explicit.MaxConnIdleTime > 0 || !inURL("pool_max_conn_idle_time") {
+		pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	}
+	if explicit.HealthCheckPeriod > 0 || !inURL("pool_health_check_period") {
+		pc.HealthCheckPeriod = cfg.HealthCheckPeriod
+	}
+	cfg.MaxConns, cfg.MinConns, cfg.MaxConnLifetime = pc.MaxConns, pc.MinConns, pc.MaxConnLifetime
+	cfg.MaxConnIdleTime, cfg.HealthCheckPeriod = pc.MaxConnIdleTime, pc.HealthCheckPeriod
+	if explicit.ConnectTimeout > 0 || pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
+	cfg.ConnectTimeout = pc.ConnConfig.ConnectTimeout
 	pc.ConnConfig.Tracer = &tracer{obs: cfg.Observer}
 	if pc.ConnConfig.RuntimeParams == nil {
 		pc.ConnConfig.RuntimeParams = map[string]string{}

@@ -2,26 +2,11 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wingman-app/wingate/host/store/storetest"
 )
-
-// adminURL is the server the tests create their databases on.
-func adminURL() string {
-	if u := os.Getenv("WINGATE_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
 
 // newTestDB creates a database of its own for tb and drops it at the
 // end (terminating whatever is still connected); it returns its URL.
@@ -39,42 +24,9 @@ func newTestDB(tb testing.TB) string {
 	return u
 }
 
-// createDB creates a randomly named database and returns its URL and a
-// function that drops it.
+// createDB creates a database of the test's own.
 func createDB() (string, func() error, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to PostgreSQL at %s: %w", adminURL(), err)
-	}
-	defer admin.Close(ctx)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "wingate_pgstore_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, adminURL())
-		if err != nil {
-			return fmt.Errorf("drop database %s: %w", name, err)
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("drop database %s: %w", name, err)
-		}
-		return nil
-	}
-	u, err := url.Parse(adminURL())
-	if err != nil {
-		_ = drop()
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
+	return CreateTestDatabase(context.Background(), "wingate_pgstore")
 }
 
 // openTestStore opens and migrates a store on a fresh database.

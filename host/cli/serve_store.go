@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/server"
+	"github.com/wingman-app/wingate/host/store"
+	"github.com/wingman-app/wingate/host/store/memstore"
+	"github.com/wingman-app/wingate/host/store/pgstore"
+)
+
+// demoUsers is the size of the in-memory demo data set.
+const demoUsers = 2000
+
+// startStore opens the store named by databaseURL: the in-memory demo
+// store when it is empty, otherwise PostgreSQL through a pgx pool. With
+// PostgreSQL the server starts even when the database is down: migrations
+// run in the background until they succeed, the returned ready check (and
+// so /readyz) fails until then and whenever the database is unreachable,
+// and requests answer 503 meanwhile. obs may be nil.
+//
+// Pool settings: DATABASE_URL may carry pgxpool's parameters
+// (pool_max_conns, pool_min_conns, pool_max_conn_lifetime,
+// pool_max_conn_idle_time, pool_health_check_period); otherwise
+// pgstore's defaults apply (see its package documentation).
+// WINGATE_DB_ACQUIRE_TIMEOUT and WINGATE_DB_OP_TIMEOUT (Go durations)
+// override the wait for a connection (1 s) and the bound on one operation
+// (2 s).
+func startStore(ctx context.Context, databaseURL string, obs store.QueryObserver, log *slog.Logger) (store.Store, server.ReadyCheck, func(), error) {
+	if databaseURL == "" {
+		st := memstore.Demo(demoUsers)
+		log.Info("store: DATABASE_URL unset, in-memory store with generated demo data", "users", demoUsers)
+		return st, server.ReadyCheck{Name: "store", Check: st.Ping, Required: true}, st.Close, nil
+	}
+	cfg := pgstore.Config{URL: databaseURL, Observer: obs, Logger: log.With("component", "store")}
+	var err error
+	if cfg.AcquireTimeout, err = envDuration("WINGATE_DB_ACQUIRE_TIMEOUT"); err != nil {
+		return nil, server.ReadyCheck{}, nil, err
+	}
+	if cfg.OpTimeout, err = envDuration("WINGATE_DB_OP_TIMEOUT"); err != nil {
+		return nil, server.ReadyCheck{}, nil, err
+	}
+	st, err := pgstore.Open(ctx, cfg)
+	if err != nil {
+		return nil, server.ReadyCheck{}, nil, err
+	}
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		migrateUntilDone(mctx, st, log)
+	}()
+	eff := st.Config()
+	log.Info("store: PostgreSQL", "max_conns", eff.MaxConns, "min_conns", eff.MinConns,
+		"acquire_timeout", eff.AcquireTimeout, "op_timeout", eff.OpTimeout)
+	return st, server.ReadyCheck{Name: "database", Check: st.Ping, Required: true}, func() {
+		cancel()
+		<-done
+		st.Close()
+	}, nil
+}
+
+// migrateUntilDone applies migrations, retrying with backoff (up to 10 s
+// apart) while the database is unreachable. It logs the first failure
+// and the success, not every attempt.
+func migrateUntilDone(ctx context.Context, st *pgstore.Store, log *slog.Logger) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		applied, err := st.Migrate(actx)
+		cancel()
+		if err == nil {
+			log.Info("store: schema up to date", "applied", applied, "attempts", attempt)
+			return
+		}
+		if attempt == 1 {
+			log.Warn("store: cannot migrate yet, retrying in the background; /readyz fails meanwhile", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+func envDuration(key string) (time.Duration, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: %s=%q is not a positive duration", errUsage, key, v)
+	}
+	return d, nil
+}
+
+// devSecretFile is where serve leaves its random per-process JWT secret
+// so that `wingate token` can sign tokens it accepts.
+func devSecretFile() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "wingate", "dev-jwt-secret"), nil
+}
+
+// startAuth returns the token authority. With WINGATE_JWT_SECRET unset it
+// makes a random secret for this process, writes it (mode 0600) to the
+// user's cache directory (e.g. ~/.cache/wingate/dev-jwt-secret), where
+// `wingate token --user ID` finds it, and logs a ready-made token for
+// user 1.
+func startAuth(secret string, log *slog.Logger) (*auth.Authority, error) {
+	if secret != "" {
+		a, err := auth.New([]byte(secret))
+		if err != nil {
+			return nil, fmt.Errorf("%w: WINGATE_JWT_SECRET: %w", errUsage, err)
+		}
+		return a, nil
+	}
+	secret = fmt.Sprintf("%x", auth.RandomSecret())
+	a, err := auth.New([]byte(secret))
+	if err != nil {
+		return nil, err
+	}
+	path, err := writeDevSecret(secret)
+	tok, _ := a.Issue(1, auth.DefaultTTL)
+	if err != nil {
+		log.Warn("auth: random JWT secret for this process (could not save it for `wingate token`)", "err", err, "dev_token_user_1", tok)
+	} else {
+		log.Info("auth: WINGATE_JWT_SECRET unset, random secret for this process; `wingate token --user ID` signs with it",
+			"secret_file", path, "dev_token_user_1", tok)
+	}
+	return a, nil
+}
+
+func writeDevSecret(secret string) (string, error) {
+	path, err := devSecretFile()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp, path)
+}
+
+// readDevSecret returns the secret saved by the last serve without
+// WINGATE_JWT_SECRET.
+func readDevSecret() (string, error) {
+	path, err := devSecretFile()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("no JWT secret: set WINGATE_JWT_SECRET, or start `wingate serve` without it once (it saves its random secret to %s)", path)
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
