@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/store/pgstore"
+)
+
+// runCmd runs a subcommand in process and returns its exit code and output.
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func TestTokenUsesTheSecretServeSaved(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("WINGATE_JWT_SECRET", "")
+	code, _, stderr := runCmd(t, "token", "--user", "7")
+	if code != 1 || !strings.Contains(stderr, "WINGATE_JWT_SECRET") {
+		t.Fatalf("token without any secret: code %d, stderr %q", code, stderr)
+	}
+	a, err := startAuth("", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := devSecretFile()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file %s: %v %v", path, fi, err)
+	}
+	code, out, stderr := runCmd(t, "token", "--user", "7")
+	if code != 0 {
+		t.Fatalf("token: code %d, stderr %s", code, stderr)
+	}
+	id, err := a.Verify(strings.TrimSpace(out))
+	if err != nil || id != 7 {
+		t.Fatalf("serve's authority verifies the printed token as %d, %v; want 7", id, err)
+	}
+	// An explicit secret wins, and serve's authority rejects its tokens.
+	code, out, _ = runCmd(t, "token", "--user", "7", "--jwt-secret", "another-secret-0123456789")
+	if code != 0 {
+		t.Fatal("token with --jwt-secret failed")
+	}
+	if _, err := a.Verify(strings.TrimSpace(out)); err == nil {
+		t.Fatal("a token signed with another secret verified")
+	}
+	for _, args := range [][]string{{"token"}, {"token", "--user", "0"}, {"token", "--user", "1", "--ttl", "-1h"}} {
+		if code, _, _ := runCmd(t, args...); code != 2 {
+			t.Errorf("%v: code %d, want 2 (usage)", args, code)
+		}
+	}
+	if _, err := startAuth("short", testLogger(t)); err == nil {
+		t.Error("a 5-byte secret was accepted")
+	}
+}
+
+// startHost assembles serve's process for cfg and serves it on a free
+// port; it returns the base URL.
+func startHost(t *testing.T, cfg serveConfig) (*hostProcess, string) {
+	t.Helper()
+	if cfg.PolicyDir == "" {
+		cfg.PolicyDir = t.TempDir()
+	}
+	if cfg.JWTSecret == "" {
+		cfg.JWTSecret = "serve-test-secret-0123456789"
+	}
+	h, err := buildHost(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("buildHost: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.srv.Shutdown(ctx)
+		h.Close()
+	})
+	return h, "http://" + ln.Addr().String()
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// call sends a request and returns the status and the decoded JSON body;
+// it fails the test when the body is not JSON.
+func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s %s: status %d, body is not JSON: %q", method, url, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, m
+}
+
+func waitReady(t *testing.T, base string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, m := call(t, "GET", base+"/readyz", "", "")
+		if st == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after %v: %v", st, within, m)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestServeWithoutDatabaseUsesDemoData(t *testing.T) {
+	_, base := startHost(t, serveConfig{})
+	waitReady(t, base, 5*time.Second)
+	a, _ := auth.New([]byte("serve-test-secret-0123456789"))
+	tok, _ := a.Issue(1, time.Hour)
+	st, m := call(t, "GET", base+"/api/users/1/reputation", tok, "")
+	if st != 200 || m["user_id"].(float64) != 1 {
+		t.Fatalf("demo reputation = %d %v", st, m)
+	}
+	st, m = call(t, "GET", base+"/api/challenges?limit=3", "", "")
+	if st != 200 || len(m["items"].([]any)) != 3 {
+		t.Fatalf("challenges = %d %v", st, m)
+	}
+}
+
+// deadPort returns a local port nothing listens on.
+func deadPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p
+}
+
+func TestServeStartsWhileDatabaseIsDown(t *testing.T) {
+	t.Setenv("WINGATE_DB_OP_TIMEOUT", "1s")
+	t.Setenv("WINGATE_DB_ACQUIRE_TIMEOUT", "500ms")
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nothing?sslmode=disable&connect_timeout=1", deadPort(t))
+	_, base := startHost(t, serveConfig{DatabaseURL: url})
+	if st, _ := call(t, "GET", base+"/healthz", "", ""); st != 200 {
+		t.Fatalf("/healthz = %d, want 200 while the database is down", st)
+	}
+	if st, m := call(t, "GET", base+"/readyz", "", ""); st != 503 {
+		t.Fatalf("/readyz = %d %v, want 503", st, m)
+	}
+	t0 := time.Now()
+	st, m := call(t, "GET", base+"/api/challenges", "", "")
+	if st != 503 || m["error"].(map[string]any)["code"] != "unavailable" {
+		t.Fatalf("challenges = %d %v, want 503 unavailable", st, m)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("503 took %v, more than the 1 s operation timeout allows", d)
+	}
+}
+
+func TestMigrateSeedAndServeOnPostgres(t *testing.T) {
+	url, drop, err := pgstore.CreateTestDatabase(context.Background(), "wingate_cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	code, out, stderr := runCmd(t, "migrate", "--database-url", url)
+	if code != 0 || !strings.Contains(out, "applied migrations") {
+		t.Fatalf("migrate: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = runCmd(t, "migrate", "--database-url", url)
+	if code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second migrate: %d %q", code, out)
+	}
+	code, out, _ = runCmd(t, "migrate", "--database-url", url, "--status")
+	if code != 0 || !strings.Contains(out, "0001 schema") || strings.Contains(out, "pending") {
+		t.Fatalf("migrate --status: %d %q", code, out)
+	}
+	code, out, stderr = runCmd(t, "seed", "--database-url", url, "--users", "300")
+	if code != 0 || !strings.Contains(out, "seeded 300 users") {
+		t.Fatalf("seed: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr = runCmd(t, "seed", "--database-url", url, "--users", "10")
+	if code != 1 || !strings.Contains(stderr, "reset") {
+		t.Fatalf("seed over existing users: %d %q", code, stderr)
+	}
+	if code, _, _ := runCmd(t, "seed", "--users", "10", "--database-url", ""); code != 2 {
+		t.Fatalf("seed without a database: code %d, want 2", code)
+	}
+
+	_, base := startHost(t, serveConfig{DatabaseURL: url})
+	waitReady(t, base, 15*time.Second)
+	a, _ := auth.New([]byte("serve-test-secret-0123456789"))
+	tok, _ := a.Issue(5, time.Hour)
+	st, m := call(t, "GET", base+"/api/users/5/reputation", tok, "")
+	if st != 200 || m["user_id"].(float64) != 5 {
+		t.Fatalf("reputation of a seeded user = %d %v", st, m)
+	}
+}
+
+func TestDevSecretFileLocation(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", dir)
+	p, err := devSecretFile()
+	if err != nil || p != filepath.Join(dir, "wingate", "dev-jwt-secret") {
+		t.Fatalf("devSecretFile = %q, %v", p, err)
+	}
+}
