@@ -95,7 +95,7 @@ func (s *Server) listChatMessages(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := s.deps.Chat.Messages(c.UserContext(), uid, c.Params("id"), int64(after), int(limit))
+	msgs, err := s.deps.Chat.Messages(c.UserContext(), uid, sessionParam(c), int64(after), int(limit))
 	if err != nil {
 		return s.chatError(err)
 	}
@@ -123,7 +123,7 @@ func (s *Server) chatCost(c *fiber.Ctx) error {
 	if !ok {
 		return unauthorized("missing bearer token")
 	}
-	rep, err := s.deps.Chat.Cost(c.UserContext(), uid, c.Params("id"))
+	rep, err := s.deps.Chat.Cost(c.UserContext(), uid, sessionParam(c))
 	if err != nil {
 		return s.chatError(err)
 	}
@@ -157,7 +157,7 @@ func (s *Server) sendChatMessage(c *fiber.Ctx) error {
 		return badRequest("invalid_text", "text: is required")
 	}
 	in := chat.Input{Text: *body.Text, Purpose: body.Purpose}
-	sid := c.Params("id")
+	sid := sessionParam(c)
 	if !wantsSSE(c) {
 		reply, err := s.deps.Chat.Send(c.UserContext(), uid, sid, in, nil)
 		if err != nil {
@@ -282,3 +282,8 @@ func (st *turnStream) pump(first streamEvent, write func(streamEvent) bool) {
 		}
 	}
 }
+
+// sessionParam returns the :id path parameter as a string of its own:
+// Fiber's values point into a buffer reused after the handler returns,
+// and the id outlives it (stored messages, streamed turns).
+func sessionParam(c *fiber.Ctx) string { return strings.Clone(c.Params("id")) }
