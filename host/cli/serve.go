@@ -127,6 +127,10 @@ func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostPro
 	h.closers = append(h.closers, pols.close)
 	deps.Policies = pols.engine
 	deps.Ready = append(deps.Ready, pols.readyCheck())
+	if deps.Chat, err = startChat(cfg.LLMProvider, os.Getenv, deps.Store, pols.engine, nil, log); err != nil {
+		h.Close()
+		return nil, err
+	}
 	cc, closeCache, err := startCache(cfg.RedisURL, nil, log)
 	if err != nil {
 		h.Close()
