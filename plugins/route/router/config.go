@@ -40,6 +40,28 @@ type Config struct {
 	// HistoryTokensFull is the history size at which HistoryWeight counts
 	// in full.
 	HistoryTokensFull uint32 `json:"history_tokens_full"`
+	// HardCenter and HardScale calibrate the difficulty model:
+	// p_hard = sigmoid(HardScale × (logit − HardCenter)). They stretch the
+	// score over [floor, 1] without changing its order.
+	HardCenter float64 `json:"hard_center"`
+	HardScale  float64 `json:"hard_scale"`
+	// Cues are general-knowledge weights added to the difficulty logit
+	// for kinds of request that a stronger model is known to handle
+	// better; exam data alone under-represents them (it has little code
+	// and no multi-step instructions).
+	Cues Cues `json:"cues"`
+}
+
+// Cues weighs groups of features of a message (see Extract); each group's
+// feature is a log count, so a weight of 0.5 adds about 0.35 to the logit
+// for one cue word and 0.55 for two.
+type Cues struct {
+	Maths     float64 `json:"maths"`     // maths vocabulary and symbols
+	Code      float64 `json:"code"`      // code vocabulary and punctuation
+	Reasoning float64 `json:"reasoning"` // why, explain, prove, compare …
+	Steps     float64 `json:"steps"`     // multi-step instructions
+	Writing   float64 `json:"writing"`   // writing tasks
+	Length    float64 `json:"length"`    // log(1 + words) − log(13)
 }
 
 // DefaultConfig is the configuration used when none is given. Its
@@ -47,12 +69,15 @@ type Config struct {
 // share of strong-model calls (see the evaluation in eval_test.go).
 var DefaultConfig = Config{
 	EconomyBelow:        0.2,
-	ChatPremiumAt:       0.75,
+	ChatPremiumAt:       0.7,
 	AssessmentPremiumAt: 0.5,
 	AssessmentMinTier:   "standard",
 	ScoreFloor:          0.3,
 	HistoryWeight:       0.05,
 	HistoryTokensFull:   8000,
+	HardCenter:          -0.8,
+	HardScale:           2,
+	Cues:                Cues{Maths: 0.3, Code: 0.4, Reasoning: 0.3, Steps: 0.2, Writing: 0.1, Length: 0.15},
 }
 
 // ErrConfig is wrapped by every configuration error.
@@ -94,6 +119,14 @@ func (c *Config) Validate() error {
 	} {
 		if err := in01(f.name, f.v); err != nil {
 			return err
+		}
+	}
+	if !(c.HardScale > 0 && c.HardScale <= 100) || !(c.HardCenter >= -20 && c.HardCenter <= 20) {
+		return fmt.Errorf("%w: hard_scale = %v, hard_center = %v, want (0, 100] and [-20, 20]", ErrConfig, c.HardScale, c.HardCenter)
+	}
+	for _, w := range [...]float64{c.Cues.Maths, c.Cues.Code, c.Cues.Reasoning, c.Cues.Steps, c.Cues.Writing, c.Cues.Length} {
+		if !(w >= -5 && w <= 5) {
+			return fmt.Errorf("%w: cue weight %v, want [-5, 5]", ErrConfig, w)
 		}
 	}
 	if !(c.ChatPremiumAt >= 0 && c.ChatPremiumAt <= 2) {

@@ -14,6 +14,11 @@ const hashMask = 1<<HashBits - 1
 // on-stack buffer of a decision.
 const MaxNgrams = 1024
 
+// minScaleNgrams keeps the n-gram part of a short message small: the
+// weights of a handful of n-grams are noisy, and a message of a few words
+// is judged mostly by its dense features.
+const minScaleNgrams = 48
+
 // Indexes of the dense features. Each is a small, bounded number computed
 // from the whole message; together with the hashed n-grams they are the
 // input of both linear models.
@@ -268,7 +273,7 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 	d[FAdvice] = log1p(nAdvice)
 	f.Words = words
 	if len(idx) > 0 {
-		f.Scale = float32(1 / math.Sqrt(float64(len(idx))))
+		f.Scale = float32(1 / math.Sqrt(float64(max(len(idx), minScaleNgrams))))
 	}
 	return idx
 }

@@ -46,7 +46,7 @@ var lexicons = []struct {
 		develop structure organize organise schedule itinerary`},
 	{lexCreative, `write story poem essay letter email draft lyrics song article blog speech toast
 		haiku limerick novel character characters dialogue compose fiction plot narrative
-		screenplay sonnet slogan tagline joke`},
+		screenplay sonnet slogan tagline`},
 	{lexAdvice, `how do how can how should should i what should any tips tips advice help me
 		suggest suggestions recommend recommendation how to is it what do ways to best way
 		improve better confidence nervous anxious approach`},

@@ -104,14 +104,37 @@ func (r *Router) Score(msg string, historyTokens uint32) Score {
 	)
 	idx := Extract(msg, &f, buf[:0])
 	zc, zh, hashed := r.model.Logits(&f, idx)
-	pc, ph := Sigmoid(zc), Sigmoid(zh)
+	zc -= taskPenalty * (f.Dense[FCreative] + f.Dense[FCodeWords] + f.Dense[FMathWords] + f.Dense[FReasonWords])
 	c := &r.cfg
+	zh += r.cueLogit(&f.Dense)
+	pc, ph := Sigmoid(zc), Sigmoid(float32(c.HardScale*(float64(zh)-c.HardCenter)))
 	s := (1 - pc) * (c.ScoreFloor + (1-c.ScoreFloor)*ph)
 	if historyTokens > 0 && c.HistoryTokensFull > 0 {
 		s += (1 - pc) * c.HistoryWeight * min(1, float64(historyTokens)/float64(c.HistoryTokensFull))
 	}
 	s = min(max(s, 0), 1)
 	return Score{Score: s, Chat: pc, Hard: ph, reason: r.reason(&f, pc, hashed)}
+}
+
+// taskPenalty lowers the small-talk logit per log count of task
+// vocabulary (writing, code, maths, reasoning): CLINC150's small talk has
+// "tell me a joke" but no "write a poem", so the learned model alone
+// confuses the two.
+const taskPenalty = 1.5
+
+// lengthKnee is log(1 + 12): the length cue raises messages longer than a
+// dozen words and lowers shorter ones.
+const lengthKnee = 2.565
+
+// cueLogit is the general-knowledge part of the difficulty logit.
+func (r *Router) cueLogit(d *[NumDense]float32) float32 {
+	c := &r.cfg.Cues
+	return float32(c.Maths)*(d[FMathSym]+d[FMathWords]) +
+		float32(c.Code)*(d[FCodeSym]+d[FCodeWords]) +
+		float32(c.Reasoning)*d[FReasonWords] +
+		float32(c.Steps)*d[FStepWords] +
+		float32(c.Writing)*d[FCreative] +
+		float32(c.Length)*(d[FLogWords]-lengthKnee)
 }
 
 // reason picks the feature group that contributed most to the score.
@@ -122,18 +145,25 @@ func (r *Router) reason(f *Features, pc float64, hashed float32) int {
 		}
 		return rSmallTalk
 	}
-	w, d := &r.model.HardDense, &f.Dense
+	w, d, c := &r.model.HardDense, &f.Dense, &r.cfg.Cues
+	// Each group's share of the difficulty logit: learned weight plus cue.
+	part := func(cue float64, fs ...int) (v float32) {
+		for _, i := range fs {
+			v += (w[i] + float32(cue)) * d[i]
+		}
+		return v
+	}
 	best, code := float32(0.15), rSimple
 	for _, g := range [...]struct {
 		v    float32
 		code int
 	}{
-		{w[FMathSym]*d[FMathSym] + w[FMathWords]*d[FMathWords] + w[FNumbers]*d[FNumbers], rMaths},
-		{w[FCodeSym]*d[FCodeSym] + w[FCodeWords]*d[FCodeWords], rCode},
-		{w[FReasonWords] * d[FReasonWords], rReasoning},
-		{w[FStepWords]*d[FStepWords] + w[FLines]*d[FLines], rSteps},
-		{w[FCreative] * d[FCreative], rWriting},
-		{w[FLogWords]*(d[FLogWords]-2.5) + w[FSentences]*(d[FSentences]-1), rLong},
+		{part(c.Maths, FMathSym, FMathWords) + w[FNumbers]*d[FNumbers], rMaths},
+		{part(c.Code, FCodeSym, FCodeWords), rCode},
+		{part(c.Reasoning, FReasonWords), rReasoning},
+		{part(c.Steps, FStepWords), rSteps},
+		{part(c.Writing, FCreative), rWriting},
+		{float32(c.Length) * (d[FLogWords] - lengthKnee - 1), rLong},
 		{hashed, rVocabulary},
 		{w[FAdvice] * d[FAdvice], rAdvice},
 	} {

@@ -26,11 +26,24 @@ type Recipe struct {
 // DefaultRecipe is the recipe of the shipped model.
 var DefaultRecipe = Recipe{
 	Chat:       Options{Epochs: 15, Rate: 0.3, L2Dense: 1, L2Hash: 4, Seed: 1},
-	Hard:       Options{Epochs: 4, Rate: 0.05, L2Dense: 1, L2Hash: 1000, Seed: 2},
+	Hard:       Options{Epochs: 4, Rate: 0.05, L2Dense: 1, L2Hash: 1000, Seed: 2, DenseMask: &hardMask},
 	ExamWeight: 0.2,
-	EasyWeight: 0,
+	EasyWeight: 0.02,
 	Label:      "gain",
 }
+
+// hardMask leaves out of the difficulty model the features that only
+// describe the exam format (option lines, line breaks) or small talk,
+// which the exam data cannot teach and chat messages would extrapolate.
+var hardMask = func() (m [router.NumDense]bool) {
+	for i := range m {
+		m[i] = true
+	}
+	for _, f := range []int{router.FLines, router.FChoices, router.FChatShare, router.FChatOnly} {
+		m[f] = false
+	}
+	return m
+}()
 
 // Featurized holds the data sets turned into examples once, so that
 // cross-validation does not extract features again.
