@@ -77,6 +77,17 @@ func TestTokenUsesTheSecretServeSaved(t *testing.T) {
 // port; it returns the base URL.
 func startHost(t *testing.T, cfg serveConfig) (*hostProcess, string) {
 	t.Helper()
+	// Everything not set by the test takes serve's defaults.
+	def, err := parseServeFlags(nil, Stdio{Err: io.Discard}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LLMProvider == "" {
+		cfg.LLMProvider = def.LLMProvider
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = def.LogLevel
+	}
 	if cfg.PolicyDir == "" {
 		cfg.PolicyDir = t.TempDir()
 	}
@@ -107,16 +118,9 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // it fails the test when the body is not JSON.
 func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	req, err := newRequest(method, url, token, body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
@@ -130,6 +134,26 @@ func call(t *testing.T, method, url, token, body string) (int, map[string]any) {
 	}
 	return resp.StatusCode, m
 }
+
+func newRequest(method, url, token, body string) (*http.Request, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func waitReady(t *testing.T, base string, within time.Duration) {
 	t.Helper()
