@@ -101,17 +101,48 @@ func mixIndex(h uint32) uint32 {
 	return h & hashMask
 }
 
-func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 }
-func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+// Byte classes, looked up in one table: the tokenizer runs once per byte
+// of every message, and a table load is cheaper than comparisons,
+// especially inside WebAssembly.
+const (
+	cLetter = 1 << iota
+	cDigit
+)
 
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
+var (
+	byteClass [256]uint8
+	lowerByte [256]byte
+	log1pTab  [256]float32
+)
+
+func init() {
+	for i := 0; i < 256; i++ {
+		c := byte(i)
+		lowerByte[i] = c
+		switch {
+		case c >= 'a' && c <= 'z', c >= 0x80:
+			byteClass[i] = cLetter
+		case c >= 'A' && c <= 'Z':
+			byteClass[i] = cLetter
+			lowerByte[i] = c + 'a' - 'A'
+		case c >= '0' && c <= '9':
+			byteClass[i] = cDigit
+		}
+		log1pTab[i] = float32(math.Log1p(float64(i)))
 	}
-	return c
 }
 
-func log1p(n int) float32 { return float32(math.Log1p(float64(n))) }
+func isLetter(c byte) bool { return byteClass[c]&cLetter != 0 }
+func isDigit(c byte) bool  { return byteClass[c]&cDigit != 0 }
+func lower(c byte) byte    { return lowerByte[c] }
+
+// log1p is log(1 + n) for a count n ≥ 0, from a table for small counts.
+func log1p(n int) float32 {
+	if n < len(log1pTab) {
+		return log1pTab[n]
+	}
+	return float32(math.Log1p(float64(n)))
+}
 
 // Extract computes the features of msg and appends the hashed n-gram
 // indexes to idx, returning it. It does not allocate when idx has room
@@ -133,22 +164,22 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 	n := len(msg)
 	for i := 0; i < n; {
 		c := msg[i]
-		if isLetter(c) || isDigit(c) {
+		if byteClass[c] != 0 {
 			// A token: letters, digits, inner apostrophes (dropped).
 			start := i
 			h := uint32(fnvOffset)
 			allDigits := true
 			for i < n {
 				c = msg[i]
-				if isLetter(c) || isDigit(c) {
-					if !isDigit(c) {
+				if cl := byteClass[c]; cl != 0 {
+					if cl != cDigit {
 						allDigits = false
 					}
-					h = (h ^ uint32(lower(c))) * fnvPrime
+					h = (h ^ uint32(lowerByte[c])) * fnvPrime
 					i++
 					continue
 				}
-				if (c == '\'' || c == '.' && allDigits || c == ',' && allDigits) && i+1 < n && (isLetter(msg[i+1]) || isDigit(msg[i+1])) {
+				if (c == '\'' || c == '.' && allDigits || c == ',' && allDigits) && i+1 < n && byteClass[msg[i+1]] != 0 {
 					i++
 					continue
 				}
@@ -172,8 +203,9 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 				choices++
 			}
 			words++
+			ph := pairHash(prev, h)
 			lx := lookupLex(h)
-			bi := lookupLex(pairHash(prev, h))
+			bi := lookupLex(ph)
 			lx |= bi
 			if lx&lexMath != 0 {
 				nMath++
@@ -213,7 +245,7 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 				}
 			}
 			if len(idx)+2 <= cap(idx) && len(idx)+2 <= MaxNgrams {
-				idx = append(idx, mixIndex(h), mixIndex(pairHash(prev, h)))
+				idx = append(idx, mixIndex(h), mixIndex(ph))
 			}
 			prev = h
 			sentenceStart = false

@@ -62,21 +62,57 @@ var lexicons = []struct {
 		do does did be been am are we were us our they them there here what whats one`},
 }
 
-// lexSlots is the size of the open-addressing table of lexicon hashes.
-const lexSlots = 4096
+// lexBits sets the size of the lexicon table (1 << lexBits slots). The
+// table is direct-mapped: init picks a multiplier under which no two
+// entries share a slot, so a lookup is one multiply, one load and one
+// compare, with no probing loop (cheap inside WebAssembly, where the
+// tokenizer spends most of a decision).
+const lexBits = 15
 
 var (
-	lexKeys [lexSlots]uint32
-	lexVals [lexSlots]uint16
+	lexKeys [1 << lexBits]uint32
+	lexVals [1 << lexBits]uint16
+	lexMul  uint32
 )
 
 func init() {
+	type entry struct {
+		h     uint32
+		class uint16
+	}
+	merged := map[uint32]uint16{}
+	var order []uint32
 	for _, l := range lexicons {
 		for _, e := range splitEntries(l.words) {
-			addLex(e, l.class)
+			h := entryHash(e)
+			if _, ok := merged[h]; !ok {
+				order = append(order, h)
+			}
+			merged[h] |= l.class
+		}
+	}
+	for mul := uint32(0x9e3779b1); ; mul += 2 {
+		clear(lexKeys[:])
+		ok := true
+		for _, h := range order {
+			s := lexSlot(h, mul)
+			if lexKeys[s] != 0 {
+				ok = false
+				break
+			}
+			lexKeys[s] = h
+		}
+		if ok {
+			lexMul = mul
+			for _, h := range order {
+				lexVals[lexSlot(h, mul)] = merged[h]
+			}
+			return
 		}
 	}
 }
+
+func lexSlot(h, mul uint32) uint32 { return h * mul >> (32 - lexBits) }
 
 // splitEntries splits a lexicon into entries: single words, except that
 // the known two-word phrases are kept together. Two-word phrases are
@@ -121,7 +157,9 @@ func tokenHash(w string) uint32 {
 	return h
 }
 
-func addLex(entry string, class uint16) {
+// entryHash is the token or bigram hash of a lexicon entry, never 0 (the
+// empty slot).
+func entryHash(entry string) uint32 {
 	var h uint32
 	if a, b, ok := strings.Cut(entry, " "); ok {
 		h = pairHash(tokenHash(a), tokenHash(b))
@@ -131,26 +169,14 @@ func addLex(entry string, class uint16) {
 	if h == 0 {
 		h = 1
 	}
-	for s := mixIndex(h) & (lexSlots - 1); ; s = (s + 1) & (lexSlots - 1) {
-		if lexKeys[s] == 0 || lexKeys[s] == h {
-			lexKeys[s] = h
-			lexVals[s] |= class
-			return
-		}
-	}
+	return h
 }
 
 // lookupLex returns the lexicon classes of a token or bigram hash.
 func lookupLex(h uint32) uint16 {
-	if h == 0 {
-		h = 1
+	s := lexSlot(h, lexMul)
+	if lexKeys[s] != h || h == 0 {
+		return 0
 	}
-	for s := mixIndex(h) & (lexSlots - 1); ; s = (s + 1) & (lexSlots - 1) {
-		switch lexKeys[s] {
-		case h:
-			return lexVals[s]
-		case 0:
-			return 0
-		}
-	}
+	return lexVals[s]
 }
