@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/loadgen"
+)
+
+func init() {
+	commands["load"] = command{summary: "load-test a server on this machine (loopback only)", run: runLoad}
+}
+
+// errTargetsMissed makes `wingate load` exit 1 after printing its report.
+var errTargetsMissed = errors.New("targets missed")
+
+func runLoad(ctx context.Context, args []string, std Stdio) error {
+	var cfg loadgen.Config
+	fs := newFlagSet("load", std)
+	addr := envOr(os.Getenv, "WINGATE_ADDR", "127.0.0.1:8080")
+	fs.StringVar(&cfg.Target, "url", "http://"+addr, "server base URL; loopback addresses only")
+	mode := fs.String("mode", "closed", "closed (each connection sends when answered) or rate (constant request rate)")
+	fs.IntVar(&cfg.Connections, "connections", 100, fmt.Sprintf("concurrent connections (1 to %d)", loadgen.MaxConnections))
+	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second, for --mode rate")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, fmt.Sprintf("measured duration (at most %v)", loadgen.MaxDuration))
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "unmeasured warm-up before the run")
+	fs.IntVar(&cfg.Requests, "requests", 0, "stop after this many requests (0: duration only)")
+	fs.IntVar(&cfg.Users, "users", 2000, "seeded users to draw from (ids 1..N)")
+	fs.Float64Var(&cfg.ZipfS, "zipf", 1.1, "Zipf exponent of user and challenge popularity (> 1)")
+	mix := fs.String("mix", "", "endpoint weights, e.g. challenges=30,reputation=20,chat=5 (default: the built-in app mix)")
+	seedV := fs.Uint64("seed", 1, "seed of the request sequence")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "the server's HS256 key, to mint user tokens (WINGATE_JWT_SECRET); empty: the secret a local serve saved")
+	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, instead of the text report)")
+	targets := fs.String("targets", "", "JSON targets file; exit 1 when any is missed")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	cfg.Mode = loadgen.Mode(*mode)
+	cfg.Seed = *seedV
+	if *mix != "" {
+		m, err := loadgen.ParseMix(*mix)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		cfg.Mix = m
+	}
+	var tgt *loadgen.Targets
+	if *targets != "" {
+		t, err := loadgen.LoadTargets(*targets)
+		if err != nil {
+			return err
+		}
+		tgt = &t
+	}
+	key := *secret
+	if key == "" {
+		key, _ = readDevSecret() // absent: only public endpoints can run
+	}
+	if key != "" {
+		a, err := auth.New([]byte(key))
+		if err != nil {
+			return fmt.Errorf("jwt secret: %w", err)
+		}
+		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, 24*time.Hour) }
+	}
+	rep, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	pass := true
+	if tgt != nil {
+		pass = rep.Evaluate(*tgt)
+	}
+	if *jsonOut != "-" {
+		if err := rep.WriteText(std.Out); err != nil {
+			return err
+		}
+	}
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if *jsonOut == "-" {
+			_, err = std.Out.Write(b)
+		} else {
+			err = os.WriteFile(*jsonOut, b, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("json report: %w", err)
+		}
+	}
+	if !pass {
+		return errTargetsMissed
+	}
+	return nil
+}
