@@ -1,150 +1,63 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/policy/policytest"
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// caseFile is the format of testdata/cases/*.json (see the policy test
-// runner): input and a partial expected output in the offline-evaluation
-// JSON shapes.
-type caseFile []struct {
-	Name  string `json:"name"`
-	Input struct {
-		Messages []struct {
-			ID     string `json:"id"`
-			Role   string `json:"role"`
-			Text   string `json:"text"`
-			Tokens uint32 `json:"tokens"`
-		} `json:"messages"`
-		Query        string `json:"query"`
-		BudgetTokens uint32 `json:"budget_tokens"`
-	} `json:"input"`
-	Want struct {
-		Keep      *[]string `json:"keep"`
-		Summary   *string   `json:"summary"`
-		Tokens    *uint32   `json:"tokens"`
-		MustKeep  []string  `json:"must_keep"`
-		MaxTokens *uint32   `json:"max_tokens"`
-	} `json:"want"`
-}
-
-var roles = map[string]abi.Role{"user": sdk.RoleUser, "assistant": sdk.RoleAssistant, "system": sdk.RoleSystem}
+var casesDir = filepath.Join("testdata", "cases")
 
 // shippedConfig returns the config of the compress entry of
-// policies/policies.json, or nil (the defaults) when there is none yet.
-func shippedConfig(t *testing.T) []byte {
+// policies/policies.json, or nil (the defaults) when there is none.
+func shippedConfig(t testing.TB) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "policies", "policies.json"))
 	if errors.Is(err, os.ErrNotExist) {
+		t.Log("policies/policies.json absent: using the defaults")
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	type entry struct {
-		Kind   string          `json:"kind"`
-		Config json.RawMessage `json:"config"`
+	var f struct {
+		Policies []struct {
+			Kind   string          `json:"kind"`
+			Config json.RawMessage `json:"config"`
+		} `json:"policies"`
 	}
-	var list []entry
-	if err := json.Unmarshal(raw, &list); err != nil {
-		var wrapped struct {
-			Policies []entry `json:"policies"`
-		}
-		if err := json.Unmarshal(raw, &wrapped); err != nil {
-			t.Fatalf("policies.json: %v", err)
-		}
-		list = wrapped.Policies
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("policies.json: %v", err)
 	}
-	for _, e := range list {
+	for _, e := range f.Policies {
 		if e.Kind == "compress" {
 			return e.Config
 		}
 	}
+	t.Log("policies.json has no compress entry: using the defaults")
 	return nil
 }
 
-// TestCases runs the case files through the registered handler, over the
-// same binary encoding the host uses, with the shipped configuration.
+// TestCases runs the case files natively through the registered handler,
+// over the same binary encoding the host uses, with the shipped config.
 func TestCases(t *testing.T) {
 	if err := sdk.CallInit(shippedConfig(t)); err != nil {
 		t.Fatalf("init with the shipped config: %v", err)
 	}
-	files, err := filepath.Glob(filepath.Join("testdata", "cases", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no case files: %v", err)
-	}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cases caseFile
-		if err := json.Unmarshal(raw, &cases); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		for _, tc := range cases {
-			t.Run(filepath.Base(file)+"/"+tc.Name, func(t *testing.T) {
-				req := sdk.CompressRequest{Query: tc.Input.Query, BudgetTokens: tc.Input.BudgetTokens}
-				for _, m := range tc.Input.Messages {
-					role, ok := roles[m.Role]
-					if !ok {
-						t.Fatalf("message %s: unknown role %q", m.ID, m.Role)
-					}
-					req.Messages = append(req.Messages, sdk.Message{ID: m.ID, Role: role, Text: m.Text, Tokens: m.Tokens})
-				}
-				got, err := sdk.CallCompress(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				keep := make([]string, 0, len(got.Keep))
-				kept := map[string]bool{}
-				for _, k := range got.Keep {
-					keep = append(keep, req.Messages[k].ID)
-					kept[req.Messages[k].ID] = true
-				}
-				w := tc.Want
-				if w.Keep != nil && !equal(keep, *w.Keep) {
-					t.Errorf("keep = %v, want %v", keep, *w.Keep)
-				}
-				if w.Summary != nil && got.Summary != *w.Summary {
-					t.Errorf("summary = %q, want %q", got.Summary, *w.Summary)
-				}
-				if w.Tokens != nil && got.Tokens != *w.Tokens {
-					t.Errorf("tokens = %d, want %d", got.Tokens, *w.Tokens)
-				}
-				for _, id := range w.MustKeep {
-					if !kept[id] {
-						t.Errorf("message %s not kept; kept %v", id, keep)
-					}
-				}
-				if w.MaxTokens != nil && got.Tokens > *w.MaxTokens {
-					t.Errorf("tokens = %d, want at most %d", got.Tokens, *w.MaxTokens)
-				}
-				if got.Tokens > req.BudgetTokens {
-					t.Errorf("tokens = %d over the budget %d", got.Tokens, req.BudgetTokens)
-				}
-			})
-		}
-	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	policytest.Run(t, policytest.Funcs{CompressFn: sdk.CallCompress}, casesDir)
 }
 
 // TestInitRejectsBadConfig checks that a configuration error reaches the
@@ -158,4 +71,133 @@ func TestInitRejectsBadConfig(t *testing.T) {
 	if err := sdk.CallInit(nil); err != nil {
 		t.Fatalf("init with no config: %v", err)
 	}
+}
+
+var (
+	wasmOnce sync.Once
+	wasmPath string
+	wasmErr  error
+)
+
+// buildWasm builds this package for wasip1 once per test binary.
+func buildWasm(t testing.TB) []byte {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("skipping: the go tool is not on PATH to build the module")
+	}
+	wasmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "compress-wasm-")
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		wasmPath = filepath.Join(dir, "compress.wasm")
+		cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", wasmPath, ".")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			wasmErr = errors.New(string(out))
+		}
+	})
+	if wasmErr != nil {
+		t.Fatalf("build compress.wasm: %v", wasmErr)
+	}
+	b, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// loadWasm loads the module into a runtime of the test's own.
+func loadWasm(t testing.TB, deadline time.Duration) *policy.Version {
+	t.Helper()
+	wasm := buildWasm(t)
+	ctx := context.Background()
+	rt, err := policy.NewRuntime(ctx, policy.Options{CacheDir: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(ctx) })
+	v, err := rt.Load(ctx, policy.Spec{Name: "compress", Config: shippedConfig(t), Deadline: deadline, MinInstances: 1, MaxInstances: 2}, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	if !v.Handles(abi.KindCompress) {
+		t.Fatalf("module handles %v, not compress", v.Kinds())
+	}
+	return v
+}
+
+// TestWasmCases runs the case files through the built module in the
+// policy runtime, and checks that the module decides exactly as the
+// native code does on a long synthetic history.
+func TestWasmCases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the wasm build in -short mode")
+	}
+	v := loadWasm(t, time.Second)
+	policytest.Run(t, v, casesDir)
+
+	msgs, queries := evaldata.Synthetic(700)
+	if err := sdk.CallInit(shippedConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range queries {
+		req := abi.CompressRequest{Messages: msgs, Query: q, BudgetTokens: 2500}
+		got, err := v.Compress(t.Context(), &req)
+		if err != nil {
+			t.Fatalf("wasm: %v", err)
+		}
+		want, err := sdk.CallCompress(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Keep, want.Keep) || got.Summary != want.Summary || got.Tokens != want.Tokens {
+			t.Errorf("%q: wasm decision differs from native: keep %d vs %d, tokens %d vs %d",
+				q, len(got.Keep), len(want.Keep), got.Tokens, want.Tokens)
+		}
+	}
+}
+
+// BenchmarkWasmCompress700 is one decision through the policy runtime (pool,
+// deadline, binary boundary) over a 700-turn history at a 10% budget, the
+// LoCoMo's longest conversation when present, else a synthetic one.
+// Target: p50 at most 5 ms.
+func BenchmarkWasmCompress700(b *testing.B) {
+	v := loadWasm(b, time.Second)
+	msgs, queries := evaldata.Synthetic(700)
+	if convs, err := evaldata.LoCoMo(); err == nil {
+		longest := convs[0]
+		for _, c := range convs {
+			if len(c.Msgs) > len(longest.Msgs) {
+				longest = c
+			}
+		}
+		msgs, queries = longest.Msgs, nil
+		for _, q := range longest.Questions {
+			queries = append(queries, q.Text)
+		}
+		b.Logf("history: LoCoMo %s, %d turns", longest.ID, len(msgs))
+	}
+	var total uint32
+	for _, m := range msgs {
+		total += m.Tokens
+	}
+	ctx := context.Background()
+	var times []time.Duration
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		req := abi.CompressRequest{Messages: msgs, Query: queries[i%len(queries)], BudgetTokens: total / 10}
+		start := time.Now()
+		if _, err := v.Compress(ctx, &req); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(start))
+		i++
+	}
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
 }

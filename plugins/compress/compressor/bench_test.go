@@ -1,46 +1,13 @@
 package compressor_test
 
 import (
-	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
-
-// syntheticHistory returns a deterministic two-person chat of n turns of
-// 8 to 40 words each, with names, numbers and dates sprinkled in.
-func syntheticHistory(n int) []abi.Message {
-	words := strings.Fields(`we went to the park with kids yesterday and it was great I started a new job
-		at the bakery last week my sister Anna visited from Chicago on 12 March we painted the fence
-		the dog ran after a ball my friend Tom plays guitar in a band concert tickets cost 40 dollars
-		I feel tired but happy work has been busy the garden needs water school starts in September
-		our trip to Spain was amazing the food was delicious I read two books this month yoga helps
-		me relax the car broke down again we adopted a cat named Luna the weather is cold today`)
-	r := rand.New(rand.NewPCG(1, 2))
-	msgs := make([]abi.Message, n)
-	for i := range msgs {
-		var sb strings.Builder
-		speaker := "Alex: "
-		if i%2 == 1 {
-			speaker = "Sam: "
-		}
-		sb.WriteString(speaker)
-		k := 8 + r.IntN(33)
-		for j := 0; j < k; j++ {
-			if j > 0 {
-				sb.WriteByte(' ')
-			}
-			sb.WriteString(words[r.IntN(len(words))])
-		}
-		sb.WriteByte('.')
-		text := sb.String()
-		msgs[i] = abi.Message{ID: "m" + string(rune('0'+i%10)), Role: abi.Role(i % 2), Text: text, Tokens: uint32(k*13/10 + 3)}
-	}
-	return msgs
-}
 
 // benchDecisions times decisions and reports the median beside the mean.
 func benchDecisions(b *testing.B, msgs []abi.Message, queries []string, budget uint32) {
@@ -66,14 +33,10 @@ func benchDecisions(b *testing.B, msgs []abi.Message, queries []string, budget u
 // BenchmarkCompress700 is one decision over a 700-turn history at a 10%
 // budget (target: p50 at most 5 ms).
 func BenchmarkCompress700(b *testing.B) {
-	msgs := syntheticHistory(700)
+	msgs, queries := evaldata.Synthetic(700)
 	var total uint32
 	for _, m := range msgs {
 		total += m.Tokens
-	}
-	queries := []string{
-		"When did Anna visit from Chicago?", "What is the cat called?",
-		"How much did the concert tickets cost?", "What does Tom play?",
 	}
 	benchDecisions(b, msgs, queries, total/10)
 }
@@ -84,14 +47,14 @@ func BenchmarkCompressLocomo(b *testing.B) {
 	convs := loadLocomo(b)
 	longest := convs[0]
 	for _, c := range convs {
-		if len(c.msgs) > len(longest.msgs) {
+		if len(c.Msgs) > len(longest.Msgs) {
 			longest = c
 		}
 	}
 	var queries []string
-	for _, q := range longest.questions {
-		queries = append(queries, q.text)
+	for _, q := range longest.Questions {
+		queries = append(queries, q.Text)
 	}
-	b.Logf("%s: %d turns, %d tokens", longest.id, len(longest.msgs), longest.total)
-	benchDecisions(b, longest.msgs, queries, uint32(longest.total/10))
+	b.Logf("%s: %d turns, %d tokens", longest.ID, len(longest.Msgs), longest.Total)
+	benchDecisions(b, longest.Msgs, queries, uint32(longest.Total/10))
 }

@@ -25,8 +25,9 @@ package compressor
 
 import (
 	"math"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -34,7 +35,8 @@ import (
 // Compressor makes compress decisions with one configuration.
 type Compressor struct {
 	cfg      Config
-	flags    map[uint32]wordFlag // raw lowercase word hash -> what it is
+	flags    smallTable          // raw lowercase word hash -> wordFlag
+	pool     sync.Pool           // *analysis scratch space, reused between decisions
 	synonyms map[uint32][]uint32 // stemmed word -> stemmed expansions
 }
 
@@ -45,7 +47,7 @@ func New(cfg Config) (*Compressor, error) {
 	}
 	c := &Compressor{
 		cfg:      cfg,
-		flags:    make(map[uint32]wordFlag, 512),
+		flags:    newSmallTable(512),
 		synonyms: make(map[uint32][]uint32, len(cfg.Synonyms)),
 	}
 	for _, set := range []struct {
@@ -59,7 +61,9 @@ func New(cfg Config) (*Compressor, error) {
 		{numberWords, flagNumber},
 	} {
 		for _, w := range set.words {
-			c.flags[hashString(strings.ToLower(w))] |= set.flag
+			h := hashString(strings.ToLower(w))
+			f, _ := c.flags.get(h)
+			c.flags.put(h, f|int32(set.flag))
 		}
 	}
 	var buf []byte
@@ -139,7 +143,7 @@ type analysis struct {
 	facts    []fact
 	df       dfTable
 	avgLen   float64
-	speakers map[uint32]struct{}
+	speakers hashSet // speakers named by "Name:" prefixes
 	buf      []byte
 }
 
@@ -177,14 +181,20 @@ func speakerPrefix(s string) (nameEnd, textStart int) {
 	return 0, 0
 }
 
+// flag returns what the lowercased word with hash h is.
+func (c *Compressor) flag(h uint32) wordFlag {
+	f, _ := c.flags.get(h)
+	return wordFlag(f)
+}
+
+// analyse splits, stems and counts every message. The returned analysis
+// comes from the pool; release gives it back.
 func (c *Compressor) analyse(msgs []abi.Message) *analysis {
-	a := &analysis{
-		docs:     make([]doc, len(msgs)),
-		terms:    make([]uint32, 0, len(msgs)*24),
-		termPos:  make([]int32, 0, len(msgs)*24),
-		df:       newDFTable(len(msgs) * 8),
-		speakers: make(map[uint32]struct{}, 4),
+	a, _ := c.pool.Get().(*analysis)
+	if a == nil {
+		a = &analysis{}
 	}
+	a.reset(len(msgs))
 	total := 0
 	for i := range msgs {
 		text := msgs[i].Text
@@ -197,15 +207,20 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 			a.buf = lowerInto(a.buf, name)
 			d.speaker = hashTerm(stem(a.buf))
 			d.textStart = start
-			a.speakers[d.speaker] = struct{}{}
+			a.speakers.add(d.speaker)
 		}
 		first, firstFact := len(a.terms), len(a.facts)
 		body := text[d.textStart:]
 		d.question = strings.IndexByte(body, '?') >= 0
 		doc := int32(i)
-		splitWords(body, func(w word) {
-			a.buf = lowerInto(a.buf, body[w.start:w.end])
-			f := c.flags[hashTerm(a.buf)]
+		it := wordIter{s: body, sentenceStart: true, lower: a.buf[:0]}
+		for {
+			w, ok := it.next()
+			if !ok {
+				break
+			}
+			a.buf = it.lower
+			f := c.flag(it.hash)
 			pos := int32(d.textStart + w.start)
 			if w.digit {
 				d.hasNumber = true
@@ -224,7 +239,7 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 				a.facts = append(a.facts, fact{pos: pos})
 			}
 			if f&flagStop != 0 {
-				return
+				continue
 			}
 			h := hashTerm(stem(a.buf))
 			if w.capital && !w.digit && w.end-w.start >= 3 && f&flagDate == 0 {
@@ -233,7 +248,7 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 			a.terms = append(a.terms, h)
 			a.termPos = append(a.termPos, pos)
 			a.df.add(h, doc)
-		})
+		}
 		d.terms = a.terms[first:len(a.terms):len(a.terms)]
 		d.termPos = a.termPos[first:len(a.termPos):len(a.termPos)]
 		d.facts = a.facts[firstFact:len(a.facts):len(a.facts)]
@@ -248,17 +263,36 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 	return a
 }
 
+// reset empties the scratch space for a history of n messages.
+func (a *analysis) reset(n int) {
+	if cap(a.docs) < n {
+		a.docs = make([]doc, n)
+	}
+	a.docs = a.docs[:n]
+	clear(a.docs)
+	if cap(a.terms) < n*24 {
+		a.terms = make([]uint32, 0, n*24)
+		a.termPos = make([]int32, 0, n*24)
+	}
+	a.terms, a.termPos, a.facts = a.terms[:0], a.termPos[:0], a.facts[:0]
+	a.df.reset(n * 6)
+	a.speakers = a.speakers[:0]
+}
+
+// release returns the scratch space to the pool.
+func (c *Compressor) release(a *analysis) { c.pool.Put(a) }
+
 // queryInfo is the analysed new message.
 type queryInfo struct {
 	terms    []queryTerm
 	bigrams  map[uint32]float64
-	speakers map[uint32]struct{}
+	speakers hashSet
 	temporal bool
 	numeric  bool
 }
 
 func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
-	qi := &queryInfo{bigrams: make(map[uint32]float64, 8), speakers: make(map[uint32]struct{}, 2)}
+	qi := &queryInfo{bigrams: make(map[uint32]float64, 8)}
 	n := float64(len(a.docs))
 	idf := func(h uint32) float64 {
 		df := float64(a.df.get(h))
@@ -294,13 +328,13 @@ func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
 			}
 		}
 		prevRaw = lower
-		if c.flags[hashTerm(a.buf)]&flagStop != 0 {
+		if c.flag(hashTerm(a.buf))&flagStop != 0 {
 			prev = 0
 			return
 		}
 		h := hashTerm(stem(a.buf))
-		if _, ok := a.speakers[h]; ok {
-			qi.speakers[h] = struct{}{}
+		if a.speakers.has(h) {
+			qi.speakers.add(h)
 			prev = 0
 			return
 		}
@@ -327,30 +361,36 @@ func (c *Compressor) analyseQuery(q string, a *analysis) *queryInfo {
 // scoreAll writes the BM25-plus-boosts score of every document into out.
 func (c *Compressor) scoreAll(a *analysis, qi *queryInfo, out []float64) {
 	k1, b := c.cfg.K1, c.cfg.B
-	index := make(map[uint32]int, len(qi.terms))
+	index := newSmallTable(len(qi.terms))
 	for j, t := range qi.terms {
-		index[t.hash] = j
+		index.put(t.hash, int32(j))
 	}
-	tf := make([]int, len(qi.terms))
-	touched := make([]int, 0, 16)
+	tf := make([]int32, len(qi.terms))
+	touched := make([]int32, 0, 16)
 	for i := range a.docs {
 		d := &a.docs[i]
 		s := 0.0
 		touched = touched[:0]
+		prevHit := false
 		for k, h := range d.terms {
-			if j, ok := index[h]; ok {
-				if tf[j] == 0 {
-					touched = append(touched, j)
-				}
-				tf[j]++
+			j, ok := index.get(h)
+			if !ok {
+				prevHit = false
+				continue
 			}
-			if k > 0 && len(qi.bigrams) > 0 {
+			if tf[j] == 0 {
+				touched = append(touched, j)
+			}
+			tf[j]++
+			// A bigram needs both words in the query: look it up only then.
+			if prevHit && len(qi.bigrams) > 0 {
 				x, y := d.terms[k-1], h
 				if x > y {
 					x, y = y, x
 				}
 				s += qi.bigrams[pairHash(x, y)]
 			}
+			prevHit = true
 		}
 		norm := k1 * (1 - b + b*float64(len(d.terms))/a.avgLen)
 		for _, j := range touched {
@@ -360,7 +400,7 @@ func (c *Compressor) scoreAll(a *analysis, qi *queryInfo, out []float64) {
 			tf[j] = 0
 		}
 		if s > 0 {
-			if _, ok := qi.speakers[d.speaker]; ok && d.speaker != 0 {
+			if d.speaker != 0 && qi.speakers.has(d.speaker) {
 				s *= 1 + c.cfg.SpeakerBoost
 			}
 			if qi.temporal && d.hasTime {
@@ -411,11 +451,19 @@ func (c *Compressor) expand(a *analysis, qi *queryInfo, scores []float64) {
 	for h, w := range acc {
 		cands = append(cands, cand{h, w})
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].w != cands[j].w {
-			return cands[i].w > cands[j].w
+	slices.SortFunc(cands, func(x, y cand) int {
+		switch {
+		case x.w != y.w:
+			if x.w > y.w {
+				return -1
+			}
+			return 1
+		case x.h < y.h:
+			return -1
+		case x.h > y.h:
+			return 1
 		}
-		return cands[i].h < cands[j].h
+		return 0
 	})
 	if len(cands) > c.cfg.PRFTerms {
 		cands = cands[:c.cfg.PRFTerms]
@@ -526,6 +574,7 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 
 	// 4. The summary of the rest.
 	summary, cost := c.summarise(msgs, a, smoothed, kept, budget-used)
+	c.release(a)
 	d := abi.CompressDecision{Summary: summary, Tokens: uint32(used + cost)}
 	for i, k := range kept {
 		if k {
@@ -608,11 +657,14 @@ func (c *Compressor) retrieve(msgs []abi.Message, smoothed, raw []float64, kept 
 		}
 		cands = append(cands, cand{i, p})
 	}
-	sort.Slice(cands, func(x, y int) bool {
-		if cands[x].p != cands[y].p {
-			return cands[x].p > cands[y].p
+	slices.SortFunc(cands, func(x, y cand) int {
+		switch {
+		case x.p > y.p:
+			return -1
+		case x.p < y.p:
+			return 1
 		}
-		return cands[x].i > cands[y].i
+		return y.i - x.i
 	})
 	take := func(i int) bool {
 		t := int64(msgs[i].Tokens)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wingman-app/wingate/plugins/compress/compressor"
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -17,15 +18,15 @@ import (
 // the others are held out and reported separately.
 var tuneConvs = []string{"conv-26", "conv-30", "conv-41"}
 
-func heldOut(convs []*locomoConv) []string {
+func heldOut(convs []*evaldata.Conv) []string {
 	var out []string
 	for _, c := range convs {
 		tuned := false
 		for _, id := range tuneConvs {
-			tuned = tuned || id == c.id
+			tuned = tuned || id == c.ID
 		}
 		if !tuned {
-			out = append(out, c.id)
+			out = append(out, c.ID)
 		}
 	}
 	return out
@@ -81,10 +82,10 @@ func TestLocomoRecall(t *testing.T) {
 	t.Log("\n" + sb.String())
 }
 
-func countQuestions(convs []*locomoConv) int {
+func countQuestions(convs []*evaldata.Conv) int {
 	n := 0
 	for _, c := range convs {
-		n += len(c.questions)
+		n += len(c.Questions)
 	}
 	return n
 }
@@ -93,7 +94,7 @@ func countQuestions(convs []*locomoConv) int {
 // policies/policies.json, or nil (the defaults) when there is none yet.
 func shippedConfig(t testing.TB) []byte {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := evaldata.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

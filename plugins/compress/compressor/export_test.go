@@ -5,6 +5,7 @@ import "github.com/wingman-app/wingate/sdk/abi"
 // Scores exposes the smoothed relevance scores to the evaluation's
 // diagnostics.
 func (c *Compressor) Scores(msgs []abi.Message, query string) []float64 {
-	_, _, s := c.score(msgs, query)
+	a, _, s := c.score(msgs, query)
+	c.release(a)
 	return s
 }

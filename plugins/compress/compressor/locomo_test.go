@@ -1,20 +1,13 @@
 package compressor_test
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/tiktoken-go/tokenizer"
-
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -22,155 +15,18 @@ import (
 // conversation, the whole conversation as history ("Speaker: text" per
 // turn, o200k token counts), the question as the new message.
 
-// locomoConv is one conversation ready for compress requests.
-type locomoConv struct {
-	id        string
-	msgs      []abi.Message
-	index     map[string]int // dia_id -> message index
-	total     int64
-	questions []locomoQuestion
-}
-
-type locomoQuestion struct {
-	text     string
-	category int
-	evidence []int // message indexes; -1 for an evidence id not in the conversation
-}
-
-var (
-	locomoOnce  sync.Once
-	locomoData  []*locomoConv
-	locomoErr   error
-	tokenCodec  tokenizer.Codec
-	errNoLocomo = errors.New("LoCoMo data absent")
-)
-
-// repoRoot walks up from the working directory to the go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
-// loadLocomo reads and tokenises the data once per test binary.
-func loadLocomo(t testing.TB) []*locomoConv {
+// loadLocomo returns the conversations or skips the test when the data
+// set is absent.
+func loadLocomo(t testing.TB) []*evaldata.Conv {
 	t.Helper()
-	locomoOnce.Do(func() { locomoData, locomoErr = readLocomo() })
-	if errors.Is(locomoErr, errNoLocomo) {
-		t.Skipf("skipping: %v (expected ../shared/data/locomo/locomo-dev.json next to the repository)", locomoErr)
-	}
-	if locomoErr != nil {
-		t.Fatal(locomoErr)
-	}
-	return locomoData
-}
-
-func readLocomo() ([]*locomoConv, error) {
-	root, err := repoRoot()
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(root, "..", "shared", "data", "locomo", "locomo-dev.json")
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", errNoLocomo, path)
+	convs, err := evaldata.LoCoMo()
+	if errors.Is(err, evaldata.ErrAbsent) {
+		t.Skipf("skipping: %v (expected ../shared/data/locomo/locomo-dev.json next to the repository)", err)
 	}
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	var samples []struct {
-		SampleID     string                     `json:"sample_id"`
-		Conversation map[string]json.RawMessage `json:"conversation"`
-		QA           []struct {
-			Question string   `json:"question"`
-			Category int      `json:"category"`
-			Evidence []string `json:"evidence"`
-		} `json:"qa"`
-	}
-	if err := json.Unmarshal(raw, &samples); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
-	}
-	codec, err := tokenizer.Get(tokenizer.O200kBase)
-	if err != nil {
-		return nil, err
-	}
-	tokenCodec = codec
-	var convs []*locomoConv
-	for _, s := range samples {
-		c := &locomoConv{id: s.SampleID, index: map[string]int{}}
-		for n := 1; ; n++ {
-			rawSession, ok := s.Conversation["session_"+strconv.Itoa(n)]
-			if !ok {
-				break
-			}
-			var turns []struct {
-				Speaker string `json:"speaker"`
-				DiaID   string `json:"dia_id"`
-				Text    string `json:"text"`
-			}
-			if err := json.Unmarshal(rawSession, &turns); err != nil {
-				return nil, fmt.Errorf("decode %s session %d: %w", s.SampleID, n, err)
-			}
-			for _, tr := range turns {
-				text := tr.Speaker + ": " + tr.Text
-				tokens, err := codec.Count(text)
-				if err != nil {
-					return nil, err
-				}
-				role := abi.RoleUser
-				if len(c.msgs)%2 == 1 {
-					role = abi.RoleAssistant
-				}
-				c.index[tr.DiaID] = len(c.msgs)
-				c.msgs = append(c.msgs, abi.Message{ID: tr.DiaID, Role: role, Text: text, Tokens: uint32(tokens)})
-				c.total += int64(tokens)
-			}
-		}
-		for _, q := range s.QA {
-			if q.Category == 5 {
-				continue
-			}
-			lq := locomoQuestion{text: q.Question, category: q.Category}
-			for _, e := range normaliseEvidence(q.Evidence) {
-				i, ok := c.index[e]
-				if !ok {
-					i = -1
-				}
-				lq.evidence = append(lq.evidence, i)
-			}
-			c.questions = append(c.questions, lq)
-		}
-		convs = append(convs, c)
-	}
-	return convs, nil
-}
-
-// normaliseEvidence repairs the data set's few malformed ids: "D8:6; D9:17"
-// (two ids in one) and "D:11:26" (a stray colon). Ids that still name no
-// turn stay and count as not recalled.
-func normaliseEvidence(ids []string) []string {
-	var out []string
-	for _, id := range ids {
-		for _, part := range strings.Split(id, ";") {
-			part = strings.TrimSpace(part)
-			part = strings.Replace(part, "D:", "D", 1)
-			if part != "" {
-				out = append(out, part)
-			}
-		}
-	}
-	return out
+	return convs
 }
 
 // decider is anything that makes a compress decision.
@@ -207,28 +63,29 @@ func (r recallResult) convRate(ids ...string) float64 {
 
 // measure runs d over every question of convs at budget frac of each
 // history. checkSummary counts the summary's real tokens (slower).
-func measure(convs []*locomoConv, frac float64, d decider, checkSummary bool) recallResult {
+func measure(convs []*evaldata.Conv, frac float64, d decider, checkSummary bool) recallResult {
 	r := recallResult{perConv: map[string][2]int{}}
+	codec, _ := evaldata.Codec()
 	for _, c := range convs {
-		budget := uint32(math.Floor(frac * float64(c.total)))
-		for _, q := range c.questions {
-			req := abi.CompressRequest{Messages: c.msgs, Query: q.text, BudgetTokens: budget}
+		budget := uint32(math.Floor(frac * float64(c.Total)))
+		for _, q := range c.Questions {
+			req := abi.CompressRequest{Messages: c.Msgs, Query: q.Text, BudgetTokens: budget}
 			dec := d(&req)
 			kept := make(map[int]bool, len(dec.Keep))
 			var keptTokens int64
 			for _, k := range dec.Keep {
 				kept[int(k)] = true
-				keptTokens += int64(c.msgs[k].Tokens)
+				keptTokens += int64(c.Msgs[k].Tokens)
 			}
 			ok := true
-			for _, e := range q.evidence {
+			for _, e := range q.Evidence {
 				if e < 0 || !kept[e] {
 					ok = false
 				}
 			}
 			real := keptTokens
 			if checkSummary && dec.Summary != "" {
-				n, _ := tokenCodec.Count(dec.Summary)
+				n, _ := codec.Count(dec.Summary)
 				real += int64(n)
 				r.summaryTokens += int64(n)
 			}
@@ -236,14 +93,14 @@ func measure(convs []*locomoConv, frac float64, d decider, checkSummary bool) re
 				r.overBudget++
 			}
 			r.keptTokens += keptTokens
-			v := r.perConv[c.id]
+			v := r.perConv[c.ID]
 			v[1]++
 			r.questions++
 			if ok {
 				v[0]++
 				r.recalled++
 			}
-			r.perConv[c.id] = v
+			r.perConv[c.ID] = v
 		}
 	}
 	return r

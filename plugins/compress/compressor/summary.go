@@ -2,7 +2,7 @@ package compressor
 
 import (
 	"math"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -14,6 +14,10 @@ const defaultTokensPerByte = 0.3
 // maxSentenceBytes bounds one summary line: longer sentences are rarely
 // dense in facts and would crowd the rest out.
 const maxSentenceBytes = 240
+
+// minSummaryRel is the relevance (share of the best score among the
+// messages left out) that makes a sentence without facts worth a line.
+const minSummaryRel = 0.35
 
 // minSentenceBytes drops greetings and acknowledgements from the summary.
 const minSentenceBytes = 16
@@ -78,6 +82,9 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 		if maxScore > 0 {
 			rel = scores[i] / maxScore
 		}
+		if len(d.facts) == 0 && rel < minSummaryRel {
+			continue // no sentence of it can qualify
+		}
 		start := d.textStart
 		nextTerm, nextFact := 0, 0
 		for start < len(text) {
@@ -92,14 +99,14 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 				f := d.facts[nextFact]
 				nextFact++
 				if f.capital {
-					if _, ok := a.speakers[f.hash]; ok || a.df.get(f.hash) > rareDF {
+					if a.speakers.has(f.hash) || a.df.get(f.hash) > rareDF {
 						continue
 					}
 				}
 				info++
 			}
 			if n := end - start; n >= minSentenceBytes && n <= maxSentenceBytes &&
-				content >= 2 && (info > 0 || rel >= 0.35) {
+				content >= 2 && (info > 0 || rel >= minSummaryRel) {
 				sent := text[start:end]
 				cost := lineCost(text[:prefix], sent, ratio)
 				spans = append(spans, span{
@@ -116,37 +123,43 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 			}
 		}
 	}
-	sort.Slice(spans, func(x, y int) bool {
-		if spans[x].score != spans[y].score {
-			return spans[x].score > spans[y].score
+	slices.SortFunc(spans, func(x, y span) int {
+		switch {
+		case x.score > y.score:
+			return -1
+		case x.score < y.score:
+			return 1
+		case x.msg != y.msg:
+			return y.msg - x.msg
 		}
-		if spans[x].msg != spans[y].msg {
-			return spans[x].msg > spans[y].msg
-		}
-		return spans[x].start < spans[y].start
+		return x.start - y.start
 	})
 	var cost int64
 	chosen := spans[:0]
 	seen := make(map[uint32]struct{}, 16)
 	for _, s := range spans {
+		if avail-cost < 4 {
+			break
+		}
+		if cost+s.cost > avail {
+			continue
+		}
 		h := hashString(msgs[s.msg].Text[s.start:s.end])
 		if _, dup := seen[h]; dup {
 			continue
 		}
-		if cost+s.cost <= avail {
-			seen[h] = struct{}{}
-			chosen = append(chosen, s)
-			cost += s.cost
-		}
+		seen[h] = struct{}{}
+		chosen = append(chosen, s)
+		cost += s.cost
 	}
 	if len(chosen) == 0 {
 		return "", 0
 	}
-	sort.Slice(chosen, func(x, y int) bool {
-		if chosen[x].msg != chosen[y].msg {
-			return chosen[x].msg < chosen[y].msg
+	slices.SortFunc(chosen, func(x, y span) int {
+		if x.msg != y.msg {
+			return x.msg - y.msg
 		}
-		return chosen[x].start < chosen[y].start
+		return x.start - y.start
 	})
 	var sb strings.Builder
 	for k, s := range chosen {

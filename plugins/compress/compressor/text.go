@@ -18,40 +18,94 @@ func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
 // sequences are word bytes, so non-ASCII words survive as opaque terms.
 func isWordByte(c byte) bool { return isLetter(c) || isDigit(c) || c >= 0x80 }
 
-// splitWords calls fn for every word of s. An apostrophe inside a word
-// (ASCII or U+2019) ends the word and the possessive or contraction tail is
-// dropped: "Caroline's" yields "Caroline", "didn't" yields "didn".
-func splitWords(s string, fn func(w word)) {
-	sentenceStart := true
-	i := 0
+// Byte classes for the word splitter.
+const (
+	classWord  = 1 << iota // letter, digit or a byte of a multi-byte rune
+	classDigit             // 0-9
+	classUpper             // A-Z
+	classStop              // ends a sentence: . ! ? newline :
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if isWordByte(b) {
+			t[c] |= classWord
+		}
+		if isDigit(b) {
+			t[c] |= classDigit
+		}
+		if b >= 'A' && b <= 'Z' {
+			t[c] |= classUpper
+		}
+		switch b {
+		case '.', '!', '?', '\n', ':':
+			t[c] |= classStop
+		}
+	}
+	return t
+}()
+
+// wordIter yields the words of s, with each word's lowercased bytes (in
+// lower) and their hashTerm (in hash), computed in the same pass. An
+// apostrophe inside a word (ASCII or U+2019) ends the word and the
+// possessive or contraction tail is dropped: "Caroline's" yields
+// "Caroline", "didn't" yields "didn".
+type wordIter struct {
+	s             string
+	i             int
+	sentenceStart bool
+	lower         []byte
+	hash          uint32
+}
+
+// isQuote reports whether s[i:] starts with a typographic quotation mark
+// (U+2018, U+2019, U+201C, U+201D).
+func isQuote(s string, i int) bool {
+	return s[i] == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] >= 0x98 && s[i+2] <= 0x9D
+}
+
+// next returns the next word, or false at the end.
+func (it *wordIter) next() (word, bool) {
+	s := it.s
+	i := it.i
 	for i < len(s) {
-		c := s[i]
-		if !isWordByte(c) {
-			if c == '.' || c == '!' || c == '?' || c == '\n' || c == ':' {
-				sentenceStart = true
+		cl := byteClass[s[i]]
+		if cl&classWord == 0 {
+			if cl&classStop != 0 {
+				it.sentenceStart = true
 			}
 			i++
 			continue
 		}
-		// A right single quotation mark is punctuation, not a letter.
-		if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0x99 || s[i+2] == 0x98 || s[i+2] == 0x9C || s[i+2] == 0x9D) {
+		if s[i] >= 0x80 && isQuote(s, i) {
 			i += 3
 			continue
 		}
-		start := i
-		w := word{start: start}
-		for i < len(s) && isWordByte(s[i]) {
-			if s[i] == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] >= 0x98 && s[i+2] <= 0x9D {
+		w := word{start: i}
+		lower := it.lower[:0]
+		h := uint32(2166136261)
+		for i < len(s) {
+			c := s[i]
+			cl := byteClass[c]
+			if cl&classWord == 0 || (c >= 0x80 && isQuote(s, i)) {
 				break
 			}
-			if isDigit(s[i]) {
+			if cl&classDigit != 0 {
 				w.digit = true
 			}
+			if cl&classUpper != 0 {
+				c += 'a' - 'A'
+			}
+			lower = append(lower, c)
+			h ^= uint32(c)
+			h *= 16777619
 			i++
 		}
+		it.lower, it.hash = lower, h
 		w.end = i
-		w.capital = !sentenceStart && s[start] >= 'A' && s[start] <= 'Z'
-		sentenceStart = false
+		w.capital = !it.sentenceStart && byteClass[s[w.start]]&classUpper != 0
+		it.sentenceStart = false
 		// Skip an apostrophe tail: 's, 't, 're, 'll, 've, 'd, 'm.
 		if i < len(s) && (s[i] == '\'' || (s[i] == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] == 0x99)) {
 			j := i + 1
@@ -62,9 +116,24 @@ func splitWords(s string, fn func(w word)) {
 			for k < len(s) && isLetter(s[k]) && k-j < 3 {
 				k++
 			}
-			if k > j && (k == len(s) || !isWordByte(s[k])) {
+			if k > j && (k == len(s) || byteClass[s[k]]&classWord == 0) {
 				i = k
 			}
+		}
+		it.i = i
+		return w, true
+	}
+	it.i = i
+	return word{}, false
+}
+
+// splitWords calls fn for every word of s (see wordIter).
+func splitWords(s string, fn func(w word)) {
+	it := wordIter{s: s, sentenceStart: true}
+	for {
+		w, ok := it.next()
+		if !ok {
+			return
 		}
 		fn(w)
 	}

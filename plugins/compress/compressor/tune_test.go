@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wingman-app/wingate/plugins/compress/compressor"
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -19,12 +20,12 @@ func TestTune(t *testing.T) {
 		t.Skip("set WINGATE_COMPRESS_TUNE=1 to search the compressor's configuration")
 	}
 	all := loadLocomo(t)
-	var tune, held []*locomoConv
+	var tune, held []*evaldata.Conv
 	heldIDs := heldOut(all)
 	for _, c := range all {
 		isHeld := false
 		for _, id := range heldIDs {
-			isHeld = isHeld || id == c.id
+			isHeld = isHeld || id == c.ID
 		}
 		if isHeld {
 			held = append(held, c)
@@ -36,7 +37,7 @@ func TestTune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eval := func(cfg compressor.Config, convs []*locomoConv) (float64, float64) {
+	eval := func(cfg compressor.Config, convs []*evaldata.Conv) (float64, float64) {
 		comp, err := compressor.New(cfg)
 		if err != nil {
 			t.Fatal(err)
