@@ -368,4 +368,3 @@ func timedCall(method, url, tok, body string) (int, string, time.Duration, error
 	}
 	return resp.StatusCode, "", d, nil
 }
-
