@@ -122,11 +122,11 @@ func anthropicPrice(effective string, in, out float64) Price {
 func DefaultTierList(provider string) []Tier {
 	return []Tier{
 		{Name: TierEconomy, Provider: provider, Model: "claude-haiku-4-5",
-			Prices: []Price{anthropicPrice("2025-10-15", 1, 5)}, ContextBudgetTokens: 1200, MaxOutputTokens: 512},
+			Prices: []Price{anthropicPrice("2025-10-15", 1, 5)}, ContextBudgetTokens: 1000, MaxOutputTokens: 512},
 		{Name: TierStandard, Provider: provider, Model: "claude-sonnet-4-5",
-			Prices: []Price{anthropicPrice("2025-09-29", 3, 15)}, ContextBudgetTokens: 2000, MaxOutputTokens: 1024},
+			Prices: []Price{anthropicPrice("2025-09-29", 3, 15)}, ContextBudgetTokens: 1500, MaxOutputTokens: 1024},
 		{Name: TierPremium, Provider: provider, Model: "claude-opus-4-5",
-			Prices: []Price{anthropicPrice("2025-11-24", 5, 25)}, ContextBudgetTokens: 3000, MaxOutputTokens: 2048},
+			Prices: []Price{anthropicPrice("2025-11-24", 5, 25)}, ContextBudgetTokens: 2500, MaxOutputTokens: 2048},
 	}
 }
 

@@ -30,15 +30,15 @@ var sdkBodies = []struct {
 		wantModel: "auto", wantMaxTok: 256,
 		wantMsgs: []llm.Message{{Role: "system", Content: "You are a helpful assistant."}, {Role: "user", Content: "Hello!"}}},
 	{name: "python stream with usage",
-		body:      `{"messages":[{"role":"user","content":"Hello"}],"model":"auto","stream":true,"stream_options":{"include_usage":true}}`,
-		stream:    true, usage: true, wantModel: "auto", wantMsgs: []llm.Message{{Role: "user", Content: "Hello"}}},
+		body:   `{"messages":[{"role":"user","content":"Hello"}],"model":"auto","stream":true,"stream_options":{"include_usage":true}}`,
+		stream: true, usage: true, wantModel: "auto", wantMsgs: []llm.Message{{Role: "user", Content: "Hello"}}},
 	{name: "node content parts",
 		body:      `{"model":"auto","messages":[{"role":"developer","content":[{"type":"text","text":"Be brief."}]},{"role":"user","content":[{"type":"text","text":"What is"},{"type":"text","text":"a wingman?"}]}],"max_completion_tokens":100}`,
 		wantModel: "auto", wantMaxTok: 100,
 		wantMsgs: []llm.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "What is\na wingman?"}}},
 	{name: "node stream multi-turn with assistant null content",
-		body:      `{"model":"economy","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"assistant","content":"Hello! How can I help?","name":"coach"},{"role":"user","content":"tell me a joke"}],"stream":true,"temperature":1}`,
-		stream:    true, wantModel: "economy",
+		body:   `{"model":"economy","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"assistant","content":"Hello! How can I help?","name":"coach"},{"role":"user","content":"tell me a joke"}],"stream":true,"temperature":1}`,
+		stream: true, wantModel: "economy",
 		wantMsgs: []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: ""}, {Role: "assistant", Content: "Hello! How can I help?"}, {Role: "user", Content: "tell me a joke"}}},
 	{name: "named model, empty tools, stream_options false",
 		body:      `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hello"}],"tools":[],"stream":false,"stream_options":null,"metadata":{"k":"v"},"store":false}`,
@@ -243,7 +243,9 @@ func TestCompletionsErrorsInOpenAIShape(t *testing.T) {
 			t.Errorf("error lacks param/code keys: %s", r.body)
 		}
 	}
-	t.Run("no key", func(t *testing.T) { check(t, f.do(t, "POST", "/v1/chat/completions", 0, ok), 401, "authentication_error", "") })
+	t.Run("no key", func(t *testing.T) {
+		check(t, f.do(t, "POST", "/v1/chat/completions", 0, ok), 401, "authentication_error", "")
+	})
 	t.Run("bad param", func(t *testing.T) {
 		check(t, f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"auto","messages":[{"role":"user","content":"x"}],"n":3}`), 400, "invalid_request_error", "n")
 	})
