@@ -173,6 +173,8 @@ type Result struct {
 	Event Event // EventHit, EventMiss or EventStale
 	// Leader is true when this caller's own Fill produced Entry.
 	Leader bool
+	// Age is the entry's age when it was served.
+	Age time.Duration
 }
 
 // Stats is a snapshot of the cache's counters since New.
@@ -344,13 +346,13 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 			if le.e.Fresh(now) {
 				c.stats.localHits.Add(1)
 				c.Event(r.Route, TierLocal, EventHit)
-				return Result{Entry: le.e, Tier: TierLocal, Event: EventHit}, nil
+				return Result{Entry: le.e, Tier: TierLocal, Event: EventHit, Age: le.e.Age(now)}, nil
 			}
 			if le.e.Usable(now) {
 				c.stats.stale.Add(1)
 				c.Event(r.Route, TierLocal, EventStale)
 				c.refresh(r)
-				return Result{Entry: le.e, Tier: TierLocal, Event: EventStale}, nil
+				return Result{Entry: le.e, Tier: TierLocal, Event: EventStale, Age: le.e.Age(now)}, nil
 			}
 		} else {
 			c.local.Invalidate(r.Key)
@@ -363,12 +365,14 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	if res.err != nil {
 		return Result{}, res.err
 	}
-	out := Result{Entry: res.entry, Tier: res.tier, Leader: leader && res.tier == TierOrigin}
+	now = time.Now()
+	out := Result{Entry: res.entry, Tier: res.tier, Leader: leader && res.tier == TierOrigin, Age: res.entry.Age(now)}
 	switch {
 	case res.tier == TierOrigin:
 		out.Event = EventMiss
+		out.Age = 0
 		c.stats.misses.Add(1)
-	case res.entry.Fresh(time.Now()):
+	case res.entry.Fresh(now):
 		out.Event = EventHit
 		c.stats.redisHits.Add(1)
 	default:

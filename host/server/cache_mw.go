@@ -31,11 +31,33 @@ func TagUserLocation(id int64) string { return TagUser(id) + ":location" }
 // entry in the background: it goes straight to the handler.
 type cacheRefreshKey struct{}
 
-// Response header names.
-const (
-	headerXCache = "X-Cache"
-	headerAge    = "Age"
+// Response header names and X-Cache values, as bytes to skip header-name
+// normalisation on the hot path.
+var (
+	headerXCache = []byte("X-Cache")
+	headerAge    = []byte("Age")
+	xCacheValue  = [...][]byte{
+		cache.EventHit:    []byte(cache.EventHit.String()),
+		cache.EventMiss:   []byte(cache.EventMiss.String()),
+		cache.EventStale:  []byte(cache.EventStale.String()),
+		cache.EventBypass: []byte(cache.EventBypass.String()),
+	}
+	ageZero = []byte("0")
 )
+
+// setCacheHeaders sets X-Cache and, unless negative, Age (seconds).
+func setCacheHeaders(c *fiber.Ctx, ev cache.Event, age time.Duration) {
+	h := &c.Response().Header
+	h.SetCanonical(headerXCache, xCacheValue[ev])
+	switch {
+	case age < 0:
+	case age < time.Second:
+		h.SetCanonical(headerAge, ageZero)
+	default:
+		var buf [20]byte
+		h.SetCanonical(headerAge, strconv.AppendInt(buf[:0], int64(age/time.Second), 10))
+	}
+}
 
 // installCache puts the cache middleware in front of the final handler of
 // every /api route, after the route's own middleware (authentication), so
@@ -135,8 +157,7 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 		return err
 	}
 	if res.Leader {
-		c.Set(headerXCache, res.Event.String())
-		c.Set(headerAge, "0")
+		setCacheHeaders(c, res.Event, 0)
 		return nil
 	}
 	e := res.Entry
@@ -145,8 +166,7 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 		c.Response().Header.SetContentType(e.ContentType)
 	}
 	c.Response().SetBodyRaw(e.Body)
-	c.Set(headerXCache, res.Event.String())
-	c.Set(headerAge, strconv.Itoa(int(e.Age(time.Now())/time.Second)))
+	setCacheHeaders(c, res.Event, res.Age)
 	return nil
 }
 
@@ -160,7 +180,7 @@ func (s *Server) cacheBypass(c *fiber.Ctx, method, route string, tags []string) 
 			s.deps.Cache.Purge(c.UserContext(), tags...)
 		}
 	}
-	c.Set(headerXCache, cache.EventBypass.String())
+	setCacheHeaders(c, cache.EventBypass, -1)
 	return err
 }
 

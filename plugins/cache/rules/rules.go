@@ -58,7 +58,7 @@ func Defaults() Config {
 
 // Policy is a compiled configuration.
 type Policy struct {
-	byRoute map[string]*compiled // method + " " + route
+	byRoute map[string]map[string]*compiled // method → route → rule
 }
 
 type compiled struct {
@@ -90,7 +90,7 @@ func Parse(b []byte) (*Policy, error) {
 
 // Compile checks and compiles cfg.
 func Compile(cfg Config) (*Policy, error) {
-	p := &Policy{byRoute: make(map[string]*compiled, len(cfg.Rules))}
+	p := &Policy{byRoute: make(map[string]map[string]*compiled)}
 	for i, r := range cfg.Rules {
 		c := &compiled{Rule: r}
 		if c.Method == "" {
@@ -143,11 +143,13 @@ func Compile(cfg Config) (*Policy, error) {
 			}
 			c.tags = append(c.tags, tt)
 		}
-		k := c.Method + " " + r.Route
-		if _, dup := p.byRoute[k]; dup {
-			return nil, fmt.Errorf("cache policy: rule %d: duplicate rule for %s", i, k)
+		if p.byRoute[c.Method] == nil {
+			p.byRoute[c.Method] = make(map[string]*compiled)
 		}
-		p.byRoute[k] = c
+		if _, dup := p.byRoute[c.Method][r.Route]; dup {
+			return nil, fmt.Errorf("cache policy: rule %d: duplicate rule for %s %s", i, c.Method, r.Route)
+		}
+		p.byRoute[c.Method][r.Route] = c
 	}
 	return p, nil
 }
@@ -180,11 +182,11 @@ var errNoValue = errors.New("placeholder without a value")
 // user-scoped rule without a user is bypassed; a user-scoped key always
 // contains the user.
 func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
-	r := p.byRoute[req.Method+" "+req.Route]
+	r := p.byRoute[req.Method][req.Route]
 	if r == nil {
 		return abi.CacheDecision{Action: abi.CacheBypass}
 	}
-	params := pathParams(r.params, req.Path)
+	params := req.Path
 	if r.purge {
 		d := abi.CacheDecision{Action: abi.CacheBypass}
 		for _, t := range r.tags {
@@ -216,6 +218,7 @@ func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
 		key.WriteString(CanonicalQuery(req.Query))
 	}
 	d.Key = key.String()
+	d.Tags = make([]string, 0, len(r.tags))
 	for _, t := range r.tags {
 		s, err := t.expand(req.User, r.params, params)
 		if err != nil {
@@ -227,35 +230,55 @@ func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
 	return d
 }
 
-// pathParams returns the path's segments aligned with the template's.
-func pathParams(names []string, path string) []string {
-	segs := strings.Split(path, "/")
-	if len(segs) > len(names) {
-		segs = segs[:len(names)]
+// segment returns the path's segment number i (split on '/'), without
+// allocating.
+func segment(path string, i int) string {
+	for ; i > 0; i-- {
+		j := strings.IndexByte(path, '/')
+		if j < 0 {
+			return ""
+		}
+		path = path[j+1:]
 	}
-	return segs
+	if j := strings.IndexByte(path, '/'); j >= 0 {
+		return path[:j]
+	}
+	return path
 }
 
-func (t tagTemplate) expand(user string, names, values []string) (string, error) {
+func (t tagTemplate) expand(user string, names []string, path string) (string, error) {
 	if len(t.parts) == 1 {
 		return t.parts[0], nil
 	}
-	var b strings.Builder
-	for i, part := range t.parts {
-		if i%2 == 0 {
-			b.WriteString(part)
-			continue
-		}
+	n := 0
+	var vals [4]string
+	for i := 1; i < len(t.parts); i += 2 {
 		v := ""
-		if part == "user" {
+		if t.parts[i] == "user" {
 			v = user
-		} else if j := slices.Index(names, part); j >= 0 && j < len(values) {
-			v = values[j]
+		} else if j := slices.Index(names, t.parts[i]); j >= 0 {
+			v = segment(path, j)
 		}
 		if v == "" {
 			return "", errNoValue
 		}
-		b.WriteString(v)
+		if i/2 < len(vals) {
+			vals[i/2] = v
+		}
+		n += len(v) + len(t.parts[i-1])
+	}
+	var b strings.Builder
+	b.Grow(n + len(t.parts[len(t.parts)-1]))
+	for i, part := range t.parts {
+		if i%2 == 0 {
+			b.WriteString(part)
+		} else if i/2 < len(vals) {
+			b.WriteString(vals[i/2])
+		} else if part == "user" {
+			b.WriteString(user)
+		} else {
+			b.WriteString(segment(path, slices.Index(names, part)))
+		}
 	}
 	return b.String(), nil
 }
