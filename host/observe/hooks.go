@@ -15,58 +15,105 @@ import (
 
 // Cache results, the values of the cache.result label.
 const (
-	CacheHit   = "hit"
-	CacheMiss  = "miss"
-	CacheStale = "stale"
+	CacheHit    = "hit"
+	CacheMiss   = "miss"
+	CacheStale  = "stale"
+	CacheBypass = "bypass"
 )
 
-type cacheKey struct {
-	route string
-	tier  string
-}
-
-type cacheSeries struct {
-	hit, miss, stale []metric.AddOption
-	win              *Counters // hit, miss, stale
-}
-
+// Cache tiers, the values of the cache.tier label: where a response came
+// from.
 const (
-	cHit = iota
+	TierLocal  = "local"
+	TierRedis  = "redis"
+	TierOrigin = "origin"
+	TierNone   = "none"
+)
+
+var (
+	cacheTiers   = [...]string{TierLocal, TierRedis, TierOrigin, TierNone}
+	cacheResults = [...]string{CacheHit, CacheMiss, CacheStale, CacheBypass}
+)
+
+// cacheSeries holds one route's cache counters: pre-bound attribute sets
+// for every tier and result, and a rolling window.
+type cacheSeries struct {
+	opts [len(cacheTiers)][len(cacheResults)][]metric.AddOption
+	win  *Counters // cacheField
+}
+
+// Fields of a route's cache window.
+const (
+	cLocalHit = iota
+	cLocalStale
+	cRedisHit
+	cRedisStale
 	cMiss
-	cStale
+	cBypass
 	cFields
 )
 
-// ObserveCache records one cache lookup of route (template) at tier
-// (such as "memory" or "redis"): result is CacheHit, CacheMiss or
-// CacheStale.
+func tierIndex(tier string) int {
+	for i, t := range cacheTiers {
+		if t == tier {
+			return i
+		}
+	}
+	return len(cacheTiers) - 1
+}
+
+func resultIndex(result string) int {
+	for i, r := range cacheResults {
+		if r == result {
+			return i
+		}
+	}
+	return 1
+}
+
+// ObserveCache records what happened to one request of route (template)
+// at the cache: tier is where the response came from (TierLocal,
+// TierRedis, TierOrigin, or TierNone for a bypass) and result is
+// CacheHit, CacheMiss, CacheStale or CacheBypass.
 func (m *Metrics) ObserveCache(route, tier, result string) {
+	m.observeCache(route, tierIndex(tier), resultIndex(result))
+}
+
+func (m *Metrics) observeCache(route string, ti, ri int) {
 	if m == nil {
 		return
 	}
-	s, ok := m.cacheSeries.get(cacheKey{route, tier})
+	s, ok := m.cacheSeries.get(route)
 	if !ok {
-		s = m.cacheSeries.getOrCreate(cacheKey{strings.Clone(route), strings.Clone(tier)},
-			func() cacheKey { return cacheKey{otherLabel, tier} },
-			func(k cacheKey) *cacheSeries {
-				lbl := func(r string) []metric.AddOption {
-					return addOpt(attribute.String("http.route", k.route), attribute.String("cache.tier", k.tier), attribute.String("cache.result", r))
+		s = m.cacheSeries.getOrCreate(strings.Clone(route),
+			func() string { return otherLabel },
+			func(r string) *cacheSeries {
+				cs := &cacheSeries{win: NewCounters(cFields)}
+				for i, t := range cacheTiers {
+					for j, res := range cacheResults {
+						cs.opts[i][j] = addOpt(attribute.String("http.route", r), attribute.String("cache.tier", t), attribute.String("cache.result", res))
+					}
 				}
-				return &cacheSeries{hit: lbl(CacheHit), miss: lbl(CacheMiss), stale: lbl(CacheStale), win: NewCounters(cFields)}
+				return cs
 			})
 	}
-	ctx := context.Background()
-	switch result {
-	case CacheHit:
-		m.cacheReqs.Add(ctx, 1, s.hit...)
-		s.win.Add(m.now(), cHit, 1)
-	case CacheStale:
-		m.cacheReqs.Add(ctx, 1, s.stale...)
-		s.win.Add(m.now(), cStale, 1)
-	default:
-		m.cacheReqs.Add(ctx, 1, s.miss...)
-		s.win.Add(m.now(), cMiss, 1)
+	m.cacheReqs.Add(context.Background(), 1, s.opts[ti][ri]...)
+	f := cMiss
+	switch {
+	case ri == 3 || ti == 3:
+		f = cBypass
+	case ri == 1:
+		f = cMiss
+	case ti == 0 && ri == 0:
+		f = cLocalHit
+	case ti == 0 && ri == 2:
+		f = cLocalStale
+	case ti == 1 && ri == 0:
+		f = cRedisHit
+	case ti == 1 && ri == 2:
+		f = cRedisStale
 	}
+	s.win.Add(m.now(), f, 1)
 }
 
 // Redis breaker states, the values of the state label.
@@ -246,38 +293,48 @@ func (m *Metrics) ObserveQuery(name string, d time.Duration, err error) {
 
 var _ store.QueryObserver = (*Metrics)(nil)
 
-// LLMUsage is the usage of one model call, as the chat and the gateway
-// account it.
-type LLMUsage struct {
+// LLMCall is one model call, as the chat and the gateway report it.
+type LLMCall struct {
+	Tier  string // economy, standard, premium; empty for a passed-through model
+	Model string
+	// Token counts of the call.
 	InputTokens      int
 	OutputTokens     int
 	CacheReadTokens  int
 	CacheWriteTokens int
-	// CostUSD is what the call cost; BaselineCostUSD what it would have
-	// cost on the baseline (the premium tier with the full context).
-	CostUSD         float64
-	BaselineCostUSD float64
-	// ContextTokens went to the model as context; BaselineContextTokens
-	// would have without compression.
+	CostUSD          float64
+	Failed           bool
+}
+
+// LLMTurn is one answered (or failed) message: what it cost against the
+// baseline (the premium tier with the uncompressed conversation).
+type LLMTurn struct {
+	Tier                  string // the tier that answered
+	CostUSD               float64
+	BaselineCostUSD       float64
 	ContextTokens         int
 	BaselineContextTokens int
+	Failed                bool
 }
 
 type llmKey struct {
 	tier, model string
+	failed      bool
 }
 
-type llmSeries struct {
-	tier                           []metric.AddOption // tier and model
-	tierOnly                       []metric.AddOption
-	in, out, cacheRead, cacheWrite []metric.AddOption
-	tierWin                        *llmTier
+type llmCallSeries struct {
+	req                            []metric.AddOption // tier, model, outcome
+	cost                           []metric.AddOption // tier, model
+	in, out, cacheRead, cacheWrite []metric.AddOption // tier, model, type
+	tier                           *llmTier
 }
 
-// llmTier holds one tier's rolling window and totals since start.
+// llmTier holds one tier's rolling window, totals since start and
+// pre-bound attribute sets of its turns.
 type llmTier struct {
 	win   *Counters
 	total [lFields]atomic.Uint64
+	turn  []metric.AddOption // tier
 }
 
 func (t *llmTier) add(now time.Time, i int, v uint64) {
@@ -287,62 +344,96 @@ func (t *llmTier) add(now time.Time, i int, v uint64) {
 
 // Fields of the per-tier LLM windows.
 const (
-	lRequests = iota
+	lTurns = iota
 	lCostNano
 	lBaselineNano
+	lTokensSaved
+	lCalls
 	lTokensIn
 	lTokensOut
-	lTokensSaved
 	lFields
 )
 
-// ObserveLLM records one model call of tier (economy, standard, premium)
-// on model.
-func (m *Metrics) ObserveLLM(tier, model string, u LLMUsage) {
+func tierLabel(t string) string {
+	if t == "" {
+		return "none"
+	}
+	return t
+}
+
+func (m *Metrics) llmTier(tier string) *llmTier {
+	return m.llmTiers.getOrCreate(tier, func() string { return otherLabel }, func(t string) *llmTier {
+		return &llmTier{win: NewCounters(lFields), turn: addOpt(attribute.String("llm.tier", t))}
+	})
+}
+
+// ObserveLLMCall records one model call: its tokens by type and its cost.
+func (m *Metrics) ObserveLLMCall(c LLMCall) {
 	if m == nil {
 		return
 	}
-	s, ok := m.llmSeries.get(llmKey{tier, model})
+	tier := tierLabel(c.Tier)
+	s, ok := m.llmSeries.get(llmKey{tier, c.Model, c.Failed})
 	if !ok {
-		s = m.llmSeries.getOrCreate(llmKey{strings.Clone(tier), strings.Clone(model)},
-			func() llmKey { return llmKey{tier, otherLabel} },
-			func(k llmKey) *llmSeries {
+		s = m.llmSeries.getOrCreate(llmKey{strings.Clone(tier), strings.Clone(c.Model), c.Failed},
+			func() llmKey { return llmKey{tier, otherLabel, c.Failed} },
+			func(k llmKey) *llmCallSeries {
 				tm := []attribute.KeyValue{attribute.String("llm.tier", k.tier), attribute.String("llm.model", k.model)}
-				tok := func(t string) []metric.AddOption {
-					return addOpt(append(tm[:2:2], attribute.String("llm.token.type", t))...)
+				with := func(kv attribute.KeyValue) []metric.AddOption { return addOpt(append(tm[:2:2], kv)...) }
+				outcome := "ok"
+				if k.failed {
+					outcome = "error"
 				}
-				win := m.llmTiers.getOrCreate(k.tier, nil, func(string) *llmTier { return &llmTier{win: NewCounters(lFields)} })
-				return &llmSeries{
-					tier: addOpt(tm...), in: tok("input"), out: tok("output"),
-					cacheRead: tok("cache_read"), cacheWrite: tok("cache_write"),
-					tierOnly: addOpt(attribute.String("llm.tier", k.tier)),
-					tierWin:  win,
+				return &llmCallSeries{
+					req: with(attribute.String("outcome", outcome)), cost: addOpt(tm...),
+					in: with(attribute.String("llm.token.type", "input")), out: with(attribute.String("llm.token.type", "output")),
+					cacheRead:  with(attribute.String("llm.token.type", "cache_read")),
+					cacheWrite: with(attribute.String("llm.token.type", "cache_write")),
+					tier:       m.llmTier(k.tier),
 				}
 			})
 	}
 	ctx := context.Background()
-	m.llmRequests.Add(ctx, 1, s.tier...)
-	m.llmTokens.Add(ctx, int64(u.InputTokens), s.in...)
-	m.llmTokens.Add(ctx, int64(u.OutputTokens), s.out...)
-	if u.CacheReadTokens > 0 {
-		m.llmTokens.Add(ctx, int64(u.CacheReadTokens), s.cacheRead...)
+	m.llmRequests.Add(ctx, 1, s.req...)
+	m.llmTokens.Add(ctx, int64(max(c.InputTokens, 0)), s.in...)
+	m.llmTokens.Add(ctx, int64(max(c.OutputTokens, 0)), s.out...)
+	if c.CacheReadTokens > 0 {
+		m.llmTokens.Add(ctx, int64(c.CacheReadTokens), s.cacheRead...)
 	}
-	if u.CacheWriteTokens > 0 {
-		m.llmTokens.Add(ctx, int64(u.CacheWriteTokens), s.cacheWrite...)
+	if c.CacheWriteTokens > 0 {
+		m.llmTokens.Add(ctx, int64(c.CacheWriteTokens), s.cacheWrite...)
 	}
-	m.llmCost.Add(ctx, u.CostUSD, s.tier...)
-	m.llmBaseline.Add(ctx, u.BaselineCostUSD, s.tier...)
-	m.llmSaved.Add(ctx, u.BaselineCostUSD-u.CostUSD, s.tierOnly...)
-	saved := max(u.BaselineContextTokens-u.ContextTokens, 0)
-	m.llmTokensSaved.Add(ctx, int64(saved), s.tierOnly...)
+	if c.CostUSD > 0 {
+		m.llmCost.Add(ctx, c.CostUSD, s.cost...)
+	}
 	now := m.now()
-	t := s.tierWin
-	t.add(now, lRequests, 1)
-	t.add(now, lCostNano, nano(u.CostUSD))
-	t.add(now, lBaselineNano, nano(u.BaselineCostUSD))
-	t.add(now, lTokensIn, uint64(max(u.InputTokens, 0)))
-	t.add(now, lTokensOut, uint64(max(u.OutputTokens, 0)))
-	t.add(now, lTokensSaved, uint64(saved))
+	s.tier.add(now, lCalls, 1)
+	s.tier.add(now, lTokensIn, uint64(max(c.InputTokens+c.CacheReadTokens+c.CacheWriteTokens, 0)))
+	s.tier.add(now, lTokensOut, uint64(max(c.OutputTokens, 0)))
+}
+
+// ObserveLLMTurn records one answered message against its baseline. Failed
+// turns cost nothing and are not counted.
+func (m *Metrics) ObserveLLMTurn(t LLMTurn) {
+	if m == nil || t.Failed {
+		return
+	}
+	tier := tierLabel(t.Tier)
+	lt, ok := m.llmTiers.get(tier)
+	if !ok {
+		lt = m.llmTier(strings.Clone(tier))
+	}
+	ctx := context.Background()
+	saved := max(t.BaselineContextTokens-t.ContextTokens, 0)
+	m.llmTurns.Add(ctx, 1, lt.turn...)
+	m.llmBaseline.Add(ctx, t.BaselineCostUSD, lt.turn...)
+	m.llmSaved.Add(ctx, t.BaselineCostUSD-t.CostUSD, lt.turn...)
+	m.llmTokensSaved.Add(ctx, int64(saved), lt.turn...)
+	now := m.now()
+	lt.add(now, lTurns, 1)
+	lt.add(now, lCostNano, nano(t.CostUSD))
+	lt.add(now, lBaselineNano, nano(t.BaselineCostUSD))
+	lt.add(now, lTokensSaved, uint64(saved))
 }
 
 func nano(usd float64) uint64 {

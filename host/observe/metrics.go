@@ -80,12 +80,14 @@ type Metrics struct {
 	routeWins  seriesMap[routeKey, *routeWindow]
 
 	cacheReqs   metric.Int64Counter
-	cacheSeries seriesMap[cacheKey, *cacheSeries]
+	cacheSeries seriesMap[string, *cacheSeries]
 
-	policyDecisions metric.Int64Counter
-	policyDur       metric.Float64Histogram
-	policySeries    seriesMap[policyKey, *policySeries]
-	policyKinds     seriesMap[string, *policyKind]
+	policyDecisions   metric.Int64Counter
+	policyDur         metric.Float64Histogram
+	policySeries      seriesMap[policyKey, *policySeries]
+	policyInstances   metric.Int64Counter
+	policyQuarantines metric.Int64Counter
+	policyKinds       seriesMap[string, *policyKind]
 
 	queryDur    metric.Float64Histogram
 	querySeries seriesMap[queryKey, []metric.RecordOption]
@@ -96,7 +98,8 @@ type Metrics struct {
 	llmBaseline    metric.Float64Counter
 	llmSaved       metric.Float64Counter
 	llmTokensSaved metric.Int64Counter
-	llmSeries      seriesMap[llmKey, *llmSeries]
+	llmTurns       metric.Int64Counter
+	llmSeries      seriesMap[llmKey, *llmCallSeries]
 	llmTiers       seriesMap[string, *llmTier]
 
 	pool atomic.Pointer[poolSource]
@@ -156,7 +159,7 @@ func New(opts Options) (*Metrics, error) {
 }
 
 func (m *Metrics) instruments() error {
-	var errs [16]error
+	var errs [19]error
 	mt := m.meter
 	m.httpDur, errs[0] = mt.Float64Histogram("http.server.request.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of HTTP server requests."),
@@ -174,24 +177,28 @@ func (m *Metrics) instruments() error {
 	m.llmTokens, errs[5] = mt.Int64Counter("wingate.llm.tokens",
 		metric.WithUnit("{token}"), metric.WithDescription("Model tokens by tier, model and type (input, output, cache_read, cache_write)."))
 	m.llmRequests, errs[6] = mt.Int64Counter("wingate.llm.requests",
-		metric.WithUnit("{request}"), metric.WithDescription("Model calls by tier and model."))
+		metric.WithUnit("{request}"), metric.WithDescription("Model calls by tier, model and outcome (ok, error)."))
+	m.llmTurns, errs[15] = mt.Int64Counter("wingate.llm.turns",
+		metric.WithUnit("{turn}"), metric.WithDescription("Messages answered, by the tier that answered."))
 	m.llmCost, errs[7] = mt.Float64Counter("wingate.llm.cost",
 		metric.WithUnit("{USD}"), metric.WithDescription("Model cost in US dollars by tier and model."))
 	m.llmBaseline, errs[8] = mt.Float64Counter("wingate.llm.baseline.cost",
-		metric.WithUnit("{USD}"), metric.WithDescription("What the same calls would have cost on the baseline (premium tier, full context), in US dollars."))
+		metric.WithUnit("{USD}"), metric.WithDescription("What the answered messages would have cost on the baseline (premium tier, uncompressed context), in US dollars, by tier."))
 	m.llmSaved, errs[9] = mt.Float64Counter("wingate.llm.cost.saved",
 		metric.WithUnit("{USD}"), metric.WithDescription("Baseline cost minus cost, in US dollars, by tier."))
 	m.llmTokensSaved, errs[10] = mt.Int64Counter("wingate.llm.context.tokens.saved",
 		metric.WithUnit("{token}"), metric.WithDescription("Context tokens not sent thanks to compression, by tier."))
 	m.redisTransitions, errs[11] = mt.Int64Counter("wingate.cache.redis.breaker.transitions",
 		metric.WithUnit("{transition}"), metric.WithDescription("Redis circuit breaker state changes by new state."))
-	_, errs[12] = mt.Int64ObservableGauge("wingate.cache.redis.up",
-		metric.WithUnit("1"), metric.WithDescription("1 while the Redis tier is usable (breaker not open), 0 otherwise; absent without Redis."),
+	_, errs[12] = mt.Int64ObservableGauge("wingate.cache.redis.up", metric.WithDescription("1 while the Redis tier is usable (breaker not open), 0 otherwise; absent without Redis."),
 		metric.WithInt64Callback(m.observeRedisUp))
-	_, errs[13] = mt.Int64ObservableGauge("wingate.cache.redis.breaker.state",
-		metric.WithUnit("1"), metric.WithDescription("1 for the Redis circuit breaker's current state (closed, half_open, open)."),
+	_, errs[13] = mt.Int64ObservableGauge("wingate.cache.redis.breaker.state", metric.WithDescription("1 for the Redis circuit breaker's current state (closed, half_open, open)."),
 		metric.WithInt64Callback(m.observeRedisState))
 	errs[14] = m.poolInstruments()
+	m.policyInstances, errs[16] = mt.Int64Counter("wingate.policy.instance.events",
+		metric.WithUnit("{instance}"), metric.WithDescription("Policy instances created and discarded (by reason: trap, timeout, recycle, memory, idle, close)."))
+	m.policyQuarantines, errs[17] = mt.Int64Counter("wingate.policy.quarantines",
+		metric.WithUnit("{version}"), metric.WithDescription("Policy versions put in quarantine after failing too many calls in a row."))
 	for _, err := range errs {
 		if err != nil {
 			return fmt.Errorf("observe: instrument: %w", err)

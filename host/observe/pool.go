@@ -50,7 +50,7 @@ func (m *Metrics) poolInstruments() error {
 	wait, err6 := mt.Float64ObservableCounter("wingate.db.pool.acquire.wait",
 		metric.WithUnit("s"), metric.WithDescription("Time spent waiting for a connection when none was idle."))
 	reach, err7 := mt.Int64ObservableGauge("wingate.db.pool.reachable",
-		metric.WithUnit("1"), metric.WithDescription("1 while the database can be reached."))
+		metric.WithDescription("1 while the database can be reached."))
 	for _, err := range []error{err1, err2, err3, err4, err5, err6, err7} {
 		if err != nil {
 			return err
@@ -88,6 +88,8 @@ type ActivePolicy struct {
 	Since   time.Time `json:"since,omitzero"`
 	// Shadow names a version being shadow-tested beside it, if any.
 	Shadow string `json:"shadow,omitempty"`
+	// Quarantined is true while the version fails too often to be asked.
+	Quarantined bool `json:"quarantined,omitempty"`
 }
 
 // SetActivePolicies installs the source of the active policy versions

@@ -31,16 +31,17 @@ var Signals = map[string]string{
 	"route_requests":        "requests per route {method, route} in the window",
 	"route_rate":            "requests per second per route {method, route}",
 	"route_error_ratio":     "share of 5xx responses per route {method, route}",
-	"cache_hit_ratio":       "(hits + stale) / lookups per route and tier {route, tier}",
-	"cache_lookups":         "cache lookups per route and tier {route, tier} in the window",
+	"cache_hit_ratio":       "share of cache lookups served from any tier (fresh or stale) per route {route}",
+	"cache_tier_hit_ratio":  "share of the lookups reaching a tier that it served, per route and tier {route, tier}",
+	"cache_lookups":         "cache lookups (requests not bypassed) per route {route} in the window",
 	"pool_utilisation":      "database connections in use over the maximum, now",
 	"pool_health":           "database pool health score 0-100, now",
 	"redis_up":              "1 while the Redis tier is usable, 0 while its breaker is open",
 	"policy_fallback_ratio": "share of decisions not answered by the policy, per kind {kind}",
 	"policy_decisions":      "policy decisions per kind {kind} in the window",
 	"policy_latency_p99":    "P99 decision duration per kind {kind}, seconds",
-	"ai_cost_saving_ratio":  "1 - model cost / baseline cost over all tiers",
-	"llm_requests":          "model calls in the window",
+	"ai_cost_saving_ratio":  "1 - model cost / baseline cost of the messages answered, over all tiers",
+	"llm_turns":             "messages answered by a model in the window",
 }
 
 // Query evaluates a signal now. Unknown signals and windows past five
@@ -82,18 +83,24 @@ func (m *Metrics) Query(q Query) ([]Sample, error) {
 			}
 			out = append(out, Sample{Labels: map[string]string{"method": k.method, "route": k.route}, Value: v})
 		})
-	case "cache_hit_ratio", "cache_lookups":
-		m.cacheSeries.each(func(k cacheKey, c *cacheSeries) {
-			v := c.win.Sums(now, w)
-			n := v[cHit] + v[cMiss] + v[cStale]
-			if n == 0 && q.Signal == "cache_hit_ratio" {
-				return
+	case "cache_hit_ratio", "cache_tier_hit_ratio", "cache_lookups":
+		redis := m.Redis().Configured
+		m.cacheSeries.each(func(route string, c *cacheSeries) {
+			r := cacheRoute(route, c.win.Sums(now, w), redis)
+			switch q.Signal {
+			case "cache_lookups":
+				out = append(out, Sample{Labels: map[string]string{"route": route}, Value: float64(r.Lookups)})
+			case "cache_hit_ratio":
+				if r.Lookups > 0 {
+					out = append(out, Sample{Labels: map[string]string{"route": route}, Value: r.HitRatio})
+				}
+			default:
+				for _, t := range r.Tiers {
+					if t.Lookups > 0 {
+						out = append(out, Sample{Labels: map[string]string{"route": route, "tier": t.Tier}, Value: t.HitRatio})
+					}
+				}
 			}
-			val := float64(n)
-			if q.Signal == "cache_hit_ratio" {
-				val = float64(v[cHit]+v[cStale]) / float64(n)
-			}
-			out = append(out, Sample{Labels: map[string]string{"route": k.route, "tier": k.tier}, Value: val})
 		})
 	case "pool_utilisation", "pool_health":
 		if st, ok := m.Pool(); ok {
@@ -128,7 +135,7 @@ func (m *Metrics) Query(q Query) ([]Sample, error) {
 			}
 			out = append(out, Sample{Labels: map[string]string{"kind": kind}, Value: v})
 		})
-	case "ai_cost_saving_ratio", "llm_requests":
+	case "ai_cost_saving_ratio", "llm_turns":
 		tot := make([]uint64, lFields)
 		any := false
 		m.llmTiers.each(func(_ string, t *llmTier) {
@@ -141,8 +148,8 @@ func (m *Metrics) Query(q Query) ([]Sample, error) {
 			break
 		}
 		f := aiFigures("", tot)
-		if q.Signal == "llm_requests" {
-			out = append(out, Sample{Labels: map[string]string{}, Value: float64(f.Requests)})
+		if q.Signal == "llm_turns" {
+			out = append(out, Sample{Labels: map[string]string{}, Value: float64(f.Turns)})
 		} else if f.BaselineUSD > 0 {
 			out = append(out, Sample{Labels: map[string]string{}, Value: f.SavingRatio})
 		}

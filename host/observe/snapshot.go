@@ -66,18 +66,54 @@ type RouteSnapshot struct {
 
 // CacheSnapshot is cache effectiveness over the last five minutes.
 type CacheSnapshot struct {
-	Redis   RedisStatus  `json:"redis"`
-	Entries []CacheEntry `json:"entries"`
+	Redis  RedisStatus  `json:"redis"`
+	Routes []CacheRoute `json:"routes"`
 }
 
-// CacheEntry is one route and tier.
-type CacheEntry struct {
-	Route    string  `json:"route"`
+// CacheRoute is one route's cache figures: overall and by tier.
+type CacheRoute struct {
+	Route string `json:"route"`
+	// Lookups are requests the policy let the cache serve (not bypassed).
+	Lookups uint64 `json:"lookups"`
+	Bypass  uint64 `json:"bypass"`
+	Misses  uint64 `json:"misses"`
+	// HitRatio is the share of lookups served from any tier (fresh or
+	// stale); 0 without lookups.
+	HitRatio float64 `json:"hit_ratio"`
+	// Tiers holds the in-process tier and, with Redis, the Redis tier:
+	// each tier's ratio is over the lookups that reached it.
+	Tiers []CacheTier `json:"tiers"`
+}
+
+// CacheTier is one tier of one route.
+type CacheTier struct {
 	Tier     string  `json:"tier"`
+	Lookups  uint64  `json:"lookups"`
 	Hits     uint64  `json:"hits"`
-	Misses   uint64  `json:"misses"`
 	Stale    uint64  `json:"stale"`
-	HitRatio float64 `json:"hit_ratio"` // (hits + stale) / lookups; 0 without lookups
+	HitRatio float64 `json:"hit_ratio"`
+}
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func cacheRoute(route string, v []uint64, redis bool) CacheRoute {
+	served := v[cLocalHit] + v[cLocalStale] + v[cRedisHit] + v[cRedisStale]
+	r := CacheRoute{Route: route, Bypass: v[cBypass], Misses: v[cMiss], Lookups: served + v[cMiss]}
+	r.HitRatio = ratio(served, r.Lookups)
+	local := CacheTier{Tier: TierLocal, Lookups: r.Lookups, Hits: v[cLocalHit], Stale: v[cLocalStale]}
+	local.HitRatio = ratio(local.Hits+local.Stale, local.Lookups)
+	r.Tiers = append(r.Tiers, local)
+	if redis || v[cRedisHit]+v[cRedisStale] > 0 {
+		rt := CacheTier{Tier: TierRedis, Lookups: r.Lookups - local.Hits - local.Stale, Hits: v[cRedisHit], Stale: v[cRedisStale]}
+		rt.HitRatio = ratio(rt.Hits+rt.Stale, rt.Lookups)
+		r.Tiers = append(r.Tiers, rt)
+	}
+	return r
 }
 
 // PolicySnapshot is one policy kind: the active version and its
@@ -104,7 +140,8 @@ type AISnapshot struct {
 // AIFigures are usage figures of a set of model calls.
 type AIFigures struct {
 	Tier        string  `json:"tier,omitempty"`
-	Requests    uint64  `json:"requests"`
+	Turns       uint64  `json:"turns"` // messages answered
+	Calls       uint64  `json:"calls"` // model calls (answers and summaries)
 	CostUSD     float64 `json:"cost_usd"`
 	BaselineUSD float64 `json:"baseline_usd"`
 	SavedUSD    float64 `json:"saved_usd"`
@@ -117,7 +154,8 @@ type AIFigures struct {
 func aiFigures(tier string, v []uint64) AIFigures {
 	f := AIFigures{
 		Tier:        tier,
-		Requests:    v[lRequests],
+		Turns:       v[lTurns],
+		Calls:       v[lCalls],
 		CostUSD:     float64(v[lCostNano]) / 1e9,
 		BaselineUSD: float64(v[lBaselineNano]) / 1e9,
 		TokensIn:    v[lTokensIn],
@@ -162,21 +200,10 @@ func (m *Metrics) Snapshot() Snapshot {
 	})
 
 	s.Cache.Redis = m.Redis()
-	m.cacheSeries.each(func(k cacheKey, c *cacheSeries) {
-		v := c.win.Sums(now, maxWindow)
-		e := CacheEntry{Route: k.route, Tier: k.tier, Hits: v[cHit], Misses: v[cMiss], Stale: v[cStale]}
-		if n := e.Hits + e.Misses + e.Stale; n > 0 {
-			e.HitRatio = float64(e.Hits+e.Stale) / float64(n)
-		}
-		s.Cache.Entries = append(s.Cache.Entries, e)
+	m.cacheSeries.each(func(route string, c *cacheSeries) {
+		s.Cache.Routes = append(s.Cache.Routes, cacheRoute(route, c.win.Sums(now, maxWindow), s.Cache.Redis.Configured))
 	})
-	sort.Slice(s.Cache.Entries, func(i, j int) bool {
-		a, b := s.Cache.Entries[i], s.Cache.Entries[j]
-		if a.Route != b.Route {
-			return a.Route < b.Route
-		}
-		return a.Tier < b.Tier
-	})
+	sort.Slice(s.Cache.Routes, func(i, j int) bool { return s.Cache.Routes[i].Route < s.Cache.Routes[j].Route })
 
 	if st, ok := m.Pool(); ok {
 		s.Pool = &st

@@ -13,8 +13,11 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/wingman-app/wingate/host/alert"
 	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/chat"
+	"github.com/wingman-app/wingate/host/dashboard"
+	"github.com/wingman-app/wingate/host/observe"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 )
@@ -60,6 +63,12 @@ type Deps struct {
 	// Chat serves the AI coach (/api/chat/...) and the OpenAI-compatible
 	// gateway (/v1/chat/completions), both behind requireAuth.
 	Chat *chat.Service
+	// Metrics times every request and serves /metrics; Dashboard serves
+	// /dashboard and its event stream; Alerts serves /api/alerts
+	// (observe.go).
+	Metrics   *observe.Metrics
+	Dashboard *dashboard.Dashboard
+	Alerts    *alert.Manager
 }
 
 // Server is the HTTP server. Create it with New; it is safe for concurrent use.
@@ -99,9 +108,15 @@ func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
 // Shutdown stops accepting connections and waits for requests in flight,
 // up to ctx's deadline.
-func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.deps.Dashboard != nil {
+		s.deps.Dashboard.Close() // open event streams would hold shutdown up
+	}
+	return s.app.ShutdownWithContext(ctx)
+}
 
 func (s *Server) routes() {
+	s.observeRoutes()
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	if s.deps.Store != nil {

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+
+	"github.com/wingman-app/wingate/host/observe"
+)
+
+// Observability endpoints: /metrics (Prometheus text), /dashboard (the
+// page, its assets, its event stream and a JSON state), /api/alerts.
+const (
+	pathMetrics         = "/metrics"
+	pathDashboard       = "/dashboard"
+	pathDashboardAssets = "/dashboard/assets/:name"
+	pathDashboardEvents = "/dashboard/events"
+	pathDashboardState  = "/dashboard/state"
+	pathAlerts          = "/api/alerts"
+)
+
+// observeRoutes installs the HTTP metrics middleware (first, so that it
+// times everything after it) and the observability endpoints.
+func (s *Server) observeRoutes() {
+	if m := s.deps.Metrics; m != nil {
+		s.app.Use(s.metricsMiddleware)
+		s.app.Get(pathMetrics, adaptor.HTTPHandler(m.Handler()))
+	}
+	if d := s.deps.Dashboard; d != nil {
+		s.app.Get(pathDashboard, s.dashboardAsset)
+		s.app.Get(pathDashboardAssets, s.dashboardAsset)
+		s.app.Get(pathDashboardEvents, s.dashboardEvents)
+		s.app.Get(pathDashboardState, func(c *fiber.Ctx) error { return c.JSON(d.State()) })
+	}
+	if a := s.deps.Alerts; a != nil {
+		s.app.Get(pathAlerts, func(c *fiber.Ctx) error { return c.JSON(a.List()) })
+	}
+}
+
+// metricsMiddleware records every request's method, route template,
+// status and duration. The route is read after the handler ran, when
+// Fiber has settled the matched route; requests no route matched share
+// one label. Errors are rendered here, so the recorded status is the one
+// the client gets.
+func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
+	if c.Context().UserValue(cacheRefreshKey{}) != nil {
+		return c.Next() // a background refresh, not a client request
+	}
+	m := s.deps.Metrics
+	own := c.Route()
+	start := m.Now()
+	err := c.Next()
+	unmatched := c.Route() == own || isNoRoute(err)
+	if err != nil {
+		if herr := s.handleError(c, err); herr != nil {
+			c.Status(fiber.StatusInternalServerError)
+		}
+	}
+	end := m.Now()
+	r := c.Route()
+	method, route := r.Method, r.Path
+	if unmatched {
+		method, route = c.Method(), observe.UnmatchedRoute
+	}
+	m.ObserveHTTP(method, route, c.Response().StatusCode(), end.Sub(start), end)
+	return nil
+}
+
+// isNoRoute reports the errors Fiber returns when no route matched (a
+// group's middleware may have run, so the route alone does not tell).
+func isNoRoute(err error) bool {
+	var fe *fiber.Error
+	if !errors.As(err, &fe) {
+		return false
+	}
+	return fe == fiber.ErrMethodNotAllowed || (fe.Code == fiber.StatusNotFound && strings.HasPrefix(fe.Message, "Cannot "))
+}
+
+func (s *Server) dashboardAsset(c *fiber.Ctx) error {
+	body, ct, ok := s.deps.Dashboard.Asset(c.Params("name"))
+	if !ok {
+		return notFound("no such dashboard asset")
+	}
+	c.Set(fiber.HeaderContentType, ct)
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(body)
+}
+
+// dashboardEvents streams the dashboard's state as Server-Sent Events
+// until the client leaves or the server shuts down.
+func (s *Server) dashboardEvents(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	d := s.deps.Dashboard
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		_ = d.Stream(context.Background(), w)
+	})
+	return nil
+}
