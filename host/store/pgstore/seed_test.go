@@ -14,9 +14,13 @@ func TestSeedIsConsistentAndDeterministic(t *testing.T) {
 	s := openTestStore(t, Config{})
 	ctx := context.Background()
 	const n = 2000
+	before := schemaSignature(t, s)
 	rep, err := s.Seed(ctx, SeedOptions{Users: n})
 	if err != nil {
 		t.Fatalf("Seed: %v", err)
+	}
+	if after := schemaSignature(t, s); after != before {
+		t.Fatalf("seeding changed the schema:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	if rep.Users != n || rep.Locations < n*8/10 || rep.Completions < n || rep.Reputation < n/2 {
 		t.Fatalf("report = %+v", rep)
@@ -82,4 +86,19 @@ func TestSeed100kUsersUnder60s(t *testing.T) {
 	if rep.Duration >= 60*time.Second {
 		t.Fatalf("seeding 100,000 users took %v, target < 60 s", rep.Duration)
 	}
+}
+
+// schemaSignature lists every constraint and index of the schema.
+func schemaSignature(t *testing.T, s *Store) string {
+	t.Helper()
+	var sig string
+	err := s.pool.QueryRow(context.Background(), `SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+		SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) AS x
+		FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+		UNION ALL
+		SELECT tablename || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public') s`).Scan(&sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }
