@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -200,8 +201,10 @@ func runCallers(b *testing.B, s *Store, target time.Duration, op func(r *rand.Ra
 		sampler.last.RecentAcquireWait, sampler.last.Health)
 }
 
-func benchStore(b *testing.B) *Store {
-	s, err := Open(context.Background(), Config{URL: benchDB(b)})
+func benchStore(b *testing.B) *Store { return benchStoreURL(b, benchDB(b)) }
+
+func benchStoreURL(b *testing.B, dbURL string) *Store {
+	s, err := Open(context.Background(), Config{URL: dbURL})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -221,6 +224,26 @@ func benchStore(b *testing.B) *Store {
 // 20 results) by 32 concurrent callers through the pool.
 func BenchmarkMatches100k(b *testing.B) {
 	s := benchStore(b)
+	ctx := context.Background()
+	runCallers(b, s, 50*time.Millisecond, func(r *rand.Rand) error {
+		id := bench.located[r.IntN(len(bench.located))]
+		_, err := s.FindMatches(ctx, store.MatchQuery{UserID: id, RadiusKM: 10, Limit: 20})
+		return err
+	})
+}
+
+// BenchmarkMatches100kNoIndexBaseline is the same workload with index
+// scans disabled for the pool's sessions: the baseline that shows what
+// locations_wingman_geo_idx buys.
+func BenchmarkMatches100kNoIndexBaseline(b *testing.B) {
+	u, err := url.Parse(benchDB(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-c enable_indexscan=off -c enable_bitmapscan=off -c enable_indexonlyscan=off")
+	u.RawQuery = q.Encode()
+	s := benchStoreURL(b, u.String())
 	ctx := context.Background()
 	runCallers(b, s, 50*time.Millisecond, func(r *rand.Rand) error {
 		id := bench.located[r.IntN(len(bench.located))]
