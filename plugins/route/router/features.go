@@ -73,6 +73,7 @@ const (
 	lexChat
 	lexAdvice
 	lexGlue // function words that may appear in an acknowledgement
+	lexHead // first word of a two-word entry
 )
 
 const (
@@ -109,7 +110,19 @@ const (
 	cDigit
 )
 
+// Punctuation kinds, from a table: most bytes between tokens are spaces,
+// and a table load is cheaper than a many-way switch.
+const (
+	pNone uint8 = iota
+	pQuestion
+	pStop // . or !
+	pNewline
+	pMath
+	pCode
+)
+
 var (
+	punct     [256]uint8
 	byteClass [256]uint8
 	lowerByte [256]byte
 	log1pTab  [256]float32
@@ -130,6 +143,13 @@ func init() {
 		}
 		log1pTab[i] = float32(math.Log1p(float64(i)))
 	}
+	for _, c := range "=+*^<>%/|" {
+		punct[c] = pMath
+	}
+	for _, c := range "{};`_()[]#$&\\" {
+		punct[c] = pCode
+	}
+	punct['?'], punct['.'], punct['!'], punct['\n'] = pQuestion, pStop, pStop, pNewline
 }
 
 func isLetter(c byte) bool { return byteClass[c]&cLetter != 0 }
@@ -158,6 +178,7 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 		prev                                 uint32 = bosHash
 		nonChat                              int
 		prevChat, prevNon                    bool
+		prevLex                              uint16
 		sentenceStart                        = true
 		lineStart                            = true
 	)
@@ -205,43 +226,53 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 			words++
 			ph := pairHash(prev, h)
 			lx := lookupLex(h)
-			bi := lookupLex(ph)
+			var bi uint16
+			if prevLex&lexHead != 0 {
+				bi = lookupLex(ph)
+			}
+			prevLex = lx
 			lx |= bi
-			if lx&lexMath != 0 {
-				nMath++
-			}
-			if lx&lexCode != 0 {
-				nCode++
-			}
-			if lx&lexReason != 0 {
-				nReason++
-			}
-			if lx&lexStep != 0 {
-				nStep++
-			}
-			if lx&lexCreative != 0 {
-				nCreat++
-			}
-			if lx&lexAdvice != 0 {
-				nAdvice++
-			}
-			switch {
-			case bi&lexChat != 0:
-				if !prevChat {
+			if lx == 0 {
+				// Most tokens are in no lexicon.
+				prevChat, prevNon = false, true
+				nonChat++
+			} else {
+				if lx&lexMath != 0 {
+					nMath++
+				}
+				if lx&lexCode != 0 {
+					nCode++
+				}
+				if lx&lexReason != 0 {
+					nReason++
+				}
+				if lx&lexStep != 0 {
+					nStep++
+				}
+				if lx&lexCreative != 0 {
+					nCreat++
+				}
+				if lx&lexAdvice != 0 {
+					nAdvice++
+				}
+				switch {
+				case bi&lexChat != 0:
+					if !prevChat {
+						chatTok++
+					}
+					if prevNon {
+						nonChat--
+					}
 					chatTok++
-				}
-				if prevNon {
-					nonChat--
-				}
-				chatTok++
-				prevChat, prevNon = true, false
-			case lx&lexChat != 0:
-				chatTok++
-				prevChat, prevNon = true, false
-			default:
-				prevChat, prevNon = false, lx&lexGlue == 0
-				if prevNon {
-					nonChat++
+					prevChat, prevNon = true, false
+				case lx&lexChat != 0:
+					chatTok++
+					prevChat, prevNon = true, false
+				default:
+					prevChat, prevNon = false, lx&lexGlue == 0
+					if prevNon {
+						nonChat++
+					}
 				}
 			}
 			if len(idx)+2 <= cap(idx) && len(idx)+2 <= MaxNgrams {
@@ -252,26 +283,30 @@ func Extract(msg string, f *Features, idx []uint32) []uint32 {
 			lineStart = false
 			continue
 		}
-		switch c {
-		case '?':
+		p := punct[c]
+		i++
+		if p == pNone {
+			continue
+		}
+		switch p {
+		case pQuestion:
 			questions++
 			sentences++
 			sentenceStart = true
-		case '.', '!':
-			if i+1 == n || msg[i+1] == ' ' || msg[i+1] == '\n' {
+		case pStop:
+			if i == n || msg[i] == ' ' || msg[i] == '\n' {
 				sentences++
 				sentenceStart = true
 			}
-		case '\n':
+		case pNewline:
 			lines++
 			lineStart = true
 			sentenceStart = true
-		case '=', '+', '*', '^', '<', '>', '%', '/', '|':
+		case pMath:
 			mathSym++
-		case '{', '}', ';', '`', '_', '(', ')', '[', ']', '#', '$', '&', '\\':
+		case pCode:
 			codeSym++
 		}
-		i++
 	}
 	if words > 0 && !sentenceStart {
 		sentences++

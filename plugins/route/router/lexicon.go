@@ -89,6 +89,15 @@ func init() {
 				order = append(order, h)
 			}
 			merged[h] |= l.class
+			// The first word of a phrase is marked, so that the bigram
+			// is only looked up after such a word.
+			if head, _, ok := strings.Cut(e, " "); ok {
+				hh := entryHash(head)
+				if _, ok := merged[hh]; !ok {
+					order = append(order, hh)
+				}
+				merged[hh] |= lexHead
+			}
 		}
 	}
 	for mul := uint32(0x9e3779b1); ; mul += 2 {
