@@ -50,6 +50,9 @@ func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
 	if c.Context().UserValue(cacheRefreshKey{}) != nil {
 		return c.Next() // a background refresh, not a client request
 	}
+	if c.Path() == pathDashboardEvents {
+		return c.Next() // a stream: its handler returns at once, it lasts for hours
+	}
 	m := s.deps.Metrics
 	own := c.Route()
 	start := m.Now()

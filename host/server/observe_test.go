@@ -103,7 +103,7 @@ type observedHost struct {
 	client *http.Client
 }
 
-func newObservedHost(tb testing.TB) *observedHost {
+func newObservedHost(tb testing.TB, rules ...alert.Rule) *observedHost {
 	tb.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -167,7 +167,10 @@ func newObservedHost(tb testing.TB) *observedHost {
 	}
 
 	var notify notifyLater
-	h.alerts = alert.New(alert.Config{Rules: alert.DefaultRules(), Source: m, Interval: time.Second,
+	if len(rules) == 0 {
+		rules = alert.DefaultRules()
+	}
+	h.alerts = alert.New(alert.Config{Rules: rules, Source: m, Interval: time.Second,
 		Notifiers: []alert.Notifier{alert.LogNotifier{Logger: log}, &notify}})
 	h.dash = dashboard.New(dashboard.Config{Metrics: m, Alerts: h.alerts, Interval: 300 * time.Millisecond})
 	notify.set(h.dash)
@@ -196,16 +199,9 @@ func newObservedHost(tb testing.TB) *observedHost {
 // returns the status and body.
 func (h *observedHost) do(tb testing.TB, method, path string, auth bool, body string) (int, []byte) {
 	tb.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, h.url+path, rd)
+	req, err := newRequest(method, h.url+path, body)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+h.token)
@@ -251,6 +247,18 @@ func (h *observedHost) traffic(tb testing.TB, rounds int) {
 			tb.Fatalf("chat message: %d %s", code, b)
 		}
 	}
+}
+
+func newRequest(method, url, body string) (*http.Request, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err == nil && body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, err
 }
 
 func (h *observedHost) scrape(tb testing.TB) map[string]*dto.MetricFamily {
