@@ -267,13 +267,19 @@ func (s *Store) mapErr(name string, err error) error {
 			// connection exception, operator intervention (terminated,
 			// shutting down, statement timeout), too many connections,
 			// serialisation failure, deadlock.
-			s.health.fail(s.log, err)
+			if isConnErr(pe) {
+				s.health.fail(s.log, err)
+			}
 			return fmt.Errorf("pgstore: %s: %w: %s (%s)", name, store.ErrUnavailable, pe.Message, pe.Code)
 		}
 		return fmt.Errorf("pgstore: %s: %w", name, err)
 	}
 	if isConnErr(err) {
-		s.health.fail(s.log, err)
+		// Timeouts and cancellations say the caller gave up, not that the
+		// database is gone: they do not flip the reachability state.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			s.health.fail(s.log, err)
+		}
 		return fmt.Errorf("pgstore: %s: %w: %w", name, store.ErrUnavailable, err)
 	}
 	return fmt.Errorf("pgstore: %s: %w", name, err)
