@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/wingman-app/wingate/plugins/route/internal/train"
@@ -17,30 +18,37 @@ const (
 	minShippedAPGR      = 0.60 // GSM8K + MMLU, the shipped model (trained on all prompts)
 )
 
+var (
+	dataOnce   sync.Once
+	dataCLINC  train.CLINC
+	dataPrompt []train.Prompt
+	dataErr    error
+)
+
+// loadData reads the evaluation data once per test binary, or skips.
 func loadData(t *testing.T) (train.CLINC, []train.Prompt) {
 	t.Helper()
-	dir, err := train.DataDir()
-	if errors.Is(err, train.ErrNoData) {
-		t.Skipf("evaluation data absent (%v): place the data sets in ../shared/data to run the evaluation", err)
+	dataOnce.Do(func() { dataCLINC, dataPrompt, dataErr = readData() })
+	if errors.Is(dataErr, train.ErrNoData) {
+		t.Skipf("evaluation data absent (%v): place the data sets in ../shared/data to run the evaluation", dataErr)
 	}
+	if dataErr != nil {
+		t.Fatal(dataErr)
+	}
+	return dataCLINC, dataPrompt
+}
+
+func readData() (train.CLINC, []train.Prompt, error) {
+	dir, err := train.DataDir()
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	c, err := train.LoadCLINC(dir)
-	if errors.Is(err, train.ErrNoData) {
-		t.Skipf("CLINC150 absent: %v", err)
-	}
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	ps, err := train.LoadRouteLLM(dir)
-	if errors.Is(err, train.ErrNoData) {
-		t.Skipf("RouteLLM data absent: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, ps
+	return c, ps, err
 }
 
 // TestEvalCLINCEconomy measures the economy tier on CLINC150: precision =
@@ -121,8 +129,12 @@ func TestEvalRouteLLM(t *testing.T) {
 	fz := train.FeaturizeAll(c, ps)
 	heldOut := train.DefaultRecipe.CrossFit(fz, 5, train.Fold, router.DefaultConfig)
 	ho := report("held out, random 5-fold", heldOut)
-	bySubject := train.DefaultRecipe.CrossFit(fz, 5, train.SubjectFold, router.DefaultConfig)
-	report("held out, subject 5-fold", bySubject)
+	if testing.Short() {
+		t.Log("short mode: subject 5-fold cross-fit skipped")
+	} else {
+		bySubject := train.DefaultRecipe.CrossFit(fz, 5, train.SubjectFold, router.DefaultConfig)
+		report("held out, subject 5-fold", bySubject)
+	}
 
 	// Per data set, held-out random 5-fold scores.
 	for _, g := range []string{"gsm8k", "mmlu"} {

@@ -51,6 +51,8 @@ type Featurized struct {
 	ChatTrain []Example // CLINC train + oos_train, label = small talk or meta
 	Prompts   []Example // RouteLLM, in LoadRouteLLM order, label unset
 	PS        []Prompt
+
+	chat *Weights // FitChat's result, cached by CrossFit
 }
 
 // Featurize extracts the features of the training data.
@@ -143,9 +145,14 @@ func SubjectFold(p Prompt, k int) int {
 
 // CrossFit returns, for every prompt, the router score of a model whose
 // difficulty part was trained without the prompt's fold. The small-talk
-// part never sees correctness labels and is trained once.
+// part never sees correctness labels: it is trained once per Featurized
+// (with the first recipe that cross-fits it) and reused.
 func (r Recipe) CrossFit(fz *Featurized, k int, fold func(Prompt, int) int, cfg router.Config) []float64 {
-	chat := r.FitChat(fz)
+	if fz.chat == nil {
+		w := r.FitChat(fz)
+		fz.chat = &w
+	}
+	chat := *fz.chat
 	scores := make([]float64, len(fz.PS))
 	folds := make([]int, len(fz.PS))
 	for i, p := range fz.PS {
