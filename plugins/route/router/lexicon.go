@@ -33,7 +33,7 @@ var lexicons = []struct {
 		framework endpoint http server backend frontend react node npm pip binary hash hashmap
 		complexity big o memory leak deadlock concurrency parse parser syntax`},
 	{lexReason, `why explain explanation explanations analyze analyse analysis compare comparison
-		contrast justify prove proof reasoning reason logic logical argue argument arguments
+		contrast differences distinguish justify prove proof reasoning reason logic logical argue argument arguments
 		implication implications consequence consequences tradeoff tradeoffs trade off pros cons
 		critique critically assess infer deduce hypothesis derive difference between what if
 		paradox cause causes evidence counterargument evaluate whether interpret interpretation

@@ -104,7 +104,8 @@ func (r *Router) Score(msg string, historyTokens uint32) Score {
 	)
 	idx := Extract(msg, &f, buf[:0])
 	zc, zh, hashed := r.model.Logits(&f, idx)
-	zc -= taskPenalty * (f.Dense[FCreative] + f.Dense[FCodeWords] + f.Dense[FMathWords] + f.Dense[FReasonWords])
+	zc -= taskPenalty*(f.Dense[FCreative]+f.Dense[FCodeWords]+f.Dense[FMathWords]+f.Dense[FReasonWords]) +
+		chatLengthPenalty*max(f.Dense[FLogWords]-chatLengthKnee, 0)
 	c := &r.cfg
 	zh += r.cueLogit(&f.Dense)
 	pc, ph := Sigmoid(zc), Sigmoid(float32(c.HardScale*(float64(zh)-c.HardCenter)))
@@ -121,6 +122,15 @@ func (r *Router) Score(msg string, historyTokens uint32) Score {
 // "tell me a joke" but no "write a poem", so the learned model alone
 // confuses the two.
 const taskPenalty = 1.5
+
+// chatLengthPenalty lowers the small-talk logit per log unit of length
+// beyond chatLengthKnee (8 words): small talk and acknowledgements are
+// short, and a long message that happens to use their words ("you are a
+// helpful assistant, answer …") is a request.
+const (
+	chatLengthPenalty = 2.0
+	chatLengthKnee    = 2.197
+)
 
 // lengthKnee is log(1 + 12): the length cue raises messages longer than a
 // dozen words and lowers shorter ones.
