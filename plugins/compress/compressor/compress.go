@@ -37,6 +37,7 @@ type Compressor struct {
 	cfg      Config
 	flags    smallTable          // raw lowercase word hash -> wordFlag
 	pool     sync.Pool           // *analysis scratch space, reused between decisions
+	memo     *memo               // analyses of messages seen before; nil when off
 	synonyms map[uint32][]uint32 // stemmed word -> stemmed expansions
 }
 
@@ -65,6 +66,9 @@ func New(cfg Config) (*Compressor, error) {
 			f, _ := c.flags.get(h)
 			c.flags.put(h, f|int32(set.flag))
 		}
+	}
+	if cfg.MemoMessages > 0 {
+		c.memo = newMemo(cfg.MemoMessages)
 	}
 	var buf []byte
 	stemHash := func(s string) uint32 {
@@ -121,6 +125,7 @@ type doc struct {
 	terms     []uint32 // content term hashes in order (a window of the shared slice)
 	termPos   []int32  // byte offset in the text of each term
 	facts     []fact
+	sents     []sentence
 	speaker   uint32 // stemmed hash of the "Name:" prefix, 0 when none
 	textStart int    // byte offset of the text after the speaker prefix
 	hasTime   bool
@@ -141,10 +146,13 @@ type analysis struct {
 	terms    []uint32
 	termPos  []int32
 	facts    []fact
+	sents    []sentence
 	df       dfTable
 	avgLen   float64
 	speakers hashSet // speakers named by "Name:" prefixes
 	buf      []byte
+	memoKeys []memoKey
+	memoHits []*doc // per message: its memoised analysis, or nil
 }
 
 // speakerPrefix returns the length of a leading "Name:" or "First Last:"
@@ -188,71 +196,30 @@ func (c *Compressor) flag(h uint32) wordFlag {
 }
 
 // analyse splits, stems and counts every message. The returned analysis
-// comes from the pool; release gives it back.
+// comes from the pool; release gives it back. Messages seen by an earlier
+// decision are taken from the memo instead of being analysed again.
 func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 	a, _ := c.pool.Get().(*analysis)
 	if a == nil {
 		a = &analysis{}
 	}
 	a.reset(len(msgs))
+	hits := c.memo.lookup(msgs, &a.memoKeys, &a.memoHits)
 	total := 0
 	for i := range msgs {
-		text := msgs[i].Text
 		d := &a.docs[i]
-		if nameEnd, start := speakerPrefix(text); start > 0 {
-			name := text[:nameEnd]
-			if sp := strings.IndexByte(name, ' '); sp > 0 {
-				name = name[:sp]
-			}
-			a.buf = lowerInto(a.buf, name)
-			d.speaker = hashTerm(stem(a.buf))
-			d.textStart = start
+		if e := a.memoHits[i]; e != nil {
+			a.apply(d, int32(i), e)
+		} else {
+			c.analyseDoc(a, d, int32(i), msgs[i].Text)
+		}
+		if d.speaker != 0 {
 			a.speakers.add(d.speaker)
 		}
-		first, firstFact := len(a.terms), len(a.facts)
-		body := text[d.textStart:]
-		d.question = strings.IndexByte(body, '?') >= 0
-		doc := int32(i)
-		it := wordIter{s: body, sentenceStart: true, lower: a.buf[:0]}
-		for {
-			w, ok := it.next()
-			if !ok {
-				break
-			}
-			a.buf = it.lower
-			f := c.flag(it.hash)
-			pos := int32(d.textStart + w.start)
-			if w.digit {
-				d.hasNumber = true
-				if len(a.buf) == 4 && (a.buf[0] == '1' || a.buf[0] == '2') {
-					d.hasTime = true // a year
-				}
-				a.facts = append(a.facts, fact{pos: pos})
-			}
-			if f&flagTime != 0 {
-				d.hasTime = true
-			}
-			if f&flagNumber != 0 {
-				d.hasNumber = true
-			}
-			if f&flagDate != 0 {
-				a.facts = append(a.facts, fact{pos: pos})
-			}
-			if f&flagStop != 0 {
-				continue
-			}
-			h := hashTerm(stem(a.buf))
-			if w.capital && !w.digit && w.end-w.start >= 3 && f&flagDate == 0 {
-				a.facts = append(a.facts, fact{pos: pos, capital: true, hash: h})
-			}
-			a.terms = append(a.terms, h)
-			a.termPos = append(a.termPos, pos)
-			a.df.add(h, doc)
-		}
-		d.terms = a.terms[first:len(a.terms):len(a.terms)]
-		d.termPos = a.termPos[first:len(a.termPos):len(a.termPos)]
-		d.facts = a.facts[firstFact:len(a.facts):len(a.facts)]
 		total += len(d.terms)
+	}
+	if hits < len(msgs) {
+		c.memo.store(a)
 	}
 	if len(msgs) > 0 {
 		a.avgLen = float64(total) / float64(len(msgs))
@@ -261,6 +228,86 @@ func (c *Compressor) analyse(msgs []abi.Message) *analysis {
 		a.avgLen = 1
 	}
 	return a
+}
+
+// analyseDoc analyses message i, appending to the shared slices of a.
+func (c *Compressor) analyseDoc(a *analysis, d *doc, i int32, text string) {
+	if nameEnd, start := speakerPrefix(text); start > 0 {
+		name := text[:nameEnd]
+		if sp := strings.IndexByte(name, ' '); sp > 0 {
+			name = name[:sp]
+		}
+		a.buf = lowerInto(a.buf, name)
+		d.speaker = hashTerm(stem(a.buf))
+		d.textStart = start
+	}
+	first, firstFact, firstSent := len(a.terms), len(a.facts), len(a.sents)
+	body := text[d.textStart:]
+	d.question = strings.IndexByte(body, '?') >= 0
+	it := wordIter{s: body, sentenceStart: true, lower: a.buf[:0], track: true, base: int32(d.textStart), sents: a.sents}
+	for {
+		w, ok := it.next()
+		if !ok {
+			break
+		}
+		a.buf = it.lower
+		f := c.flag(it.hash)
+		pos := int32(d.textStart + w.start)
+		if w.digit {
+			d.hasNumber = true
+			if len(a.buf) == 4 && (a.buf[0] == '1' || a.buf[0] == '2') {
+				d.hasTime = true // a year
+			}
+			a.facts = append(a.facts, fact{pos: pos})
+		}
+		if f&flagTime != 0 {
+			d.hasTime = true
+		}
+		if f&flagNumber != 0 {
+			d.hasNumber = true
+		}
+		if f&flagDate != 0 {
+			a.facts = append(a.facts, fact{pos: pos})
+		}
+		if f&flagStop != 0 {
+			continue
+		}
+		h := hashTerm(stem(a.buf))
+		if w.capital && !w.digit && w.end-w.start >= 3 && f&flagDate == 0 {
+			a.facts = append(a.facts, fact{pos: pos, capital: true, hash: h})
+		}
+		a.terms = append(a.terms, h)
+		a.termPos = append(a.termPos, pos)
+		a.df.add(h, i)
+	}
+	a.sents = it.sents
+	d.terms = a.terms[first:len(a.terms):len(a.terms)]
+	d.termPos = a.termPos[first:len(a.termPos):len(a.termPos)]
+	d.facts = a.facts[firstFact:len(a.facts):len(a.facts)]
+	d.sents = a.sents[firstSent:len(a.sents):len(a.sents)]
+}
+
+// apply copies a memoised message analysis into a as message i.
+func (a *analysis) apply(d *doc, i int32, e *doc) {
+	first, firstFact, firstSent := len(a.terms), len(a.facts), len(a.sents)
+	a.terms = append(a.terms, e.terms...)
+	a.termPos = append(a.termPos, e.termPos...)
+	a.facts = append(a.facts, e.facts...)
+	a.sents = append(a.sents, e.sents...)
+	*d = doc{
+		speaker:   e.speaker,
+		textStart: e.textStart,
+		hasTime:   e.hasTime,
+		hasNumber: e.hasNumber,
+		question:  e.question,
+		terms:     a.terms[first:len(a.terms):len(a.terms)],
+		termPos:   a.termPos[first:len(a.termPos):len(a.termPos)],
+		facts:     a.facts[firstFact:len(a.facts):len(a.facts)],
+		sents:     a.sents[firstSent:len(a.sents):len(a.sents)],
+	}
+	for _, h := range d.terms {
+		a.df.add(h, i)
+	}
 }
 
 // reset empties the scratch space for a history of n messages.
@@ -274,8 +321,14 @@ func (a *analysis) reset(n int) {
 		a.terms = make([]uint32, 0, n*24)
 		a.termPos = make([]int32, 0, n*24)
 	}
-	a.terms, a.termPos, a.facts = a.terms[:0], a.termPos[:0], a.facts[:0]
+	a.terms, a.termPos, a.facts, a.sents = a.terms[:0], a.termPos[:0], a.facts[:0], a.sents[:0]
 	a.df.reset(n * 6)
+	if cap(a.memoHits) < n {
+		a.memoHits = make([]*doc, n)
+		a.memoKeys = make([]memoKey, n)
+	}
+	a.memoHits, a.memoKeys = a.memoHits[:n], a.memoKeys[:n]
+	clear(a.memoHits)
 	a.speakers = a.speakers[:0]
 }
 

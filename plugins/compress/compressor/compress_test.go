@@ -3,10 +3,13 @@ package compressor_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wingman-app/wingate/plugins/compress/compressor"
+	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -230,4 +233,40 @@ func FuzzCompress(f *testing.F) {
 		d := c.Compress(&req)
 		checkInvariants(t, &req, d)
 	})
+}
+
+// TestMemoSameDecisions checks that remembering message analyses between
+// decisions changes nothing but the speed, also with decisions running
+// concurrently on one Compressor and histories growing as a chat's does.
+func TestMemoSameDecisions(t *testing.T) {
+	off := compressor.Default()
+	off.MemoMessages = 0
+	cold, err := compressor.New(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := compressor.Default()
+	on.MemoMessages = 50 // small, so the memo also empties while in use
+	warm, err := compressor.New(on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, queries := evaldata.Synthetic(120)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 60; n <= len(msgs); n += 7 {
+				req := &abi.CompressRequest{Messages: msgs[:n], Query: queries[(n+g)%len(queries)], BudgetTokens: 300}
+				want := cold.Compress(req)
+				got := warm.Compress(req)
+				if !slices.Equal(got.Keep, want.Keep) || got.Summary != want.Summary || got.Tokens != want.Tokens {
+					t.Errorf("history of %d: memo changes the decision: keep %v vs %v", n, got.Keep, want.Keep)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -88,6 +88,10 @@ type Config struct {
 	// the query with weight SynonymWeight.
 	Synonyms      map[string][]string `json:"synonyms"`
 	SynonymWeight float64             `json:"synonym_weight"`
+	// MemoMessages is how many analysed messages an instance remembers
+	// between decisions (a chat re-sends its history every turn); 0 turns
+	// the memo off.
+	MemoMessages int `json:"memo_messages"`
 	// ExtraStopwords are dropped in addition to the built-in list.
 	ExtraStopwords []string `json:"extra_stopwords"`
 }
@@ -122,6 +126,7 @@ func Default() Config {
 		LengthOffset:     10,
 		MinScore:         0,
 		SynonymWeight:    0.5,
+		MemoMessages:     4096,
 	}
 }
 
@@ -181,6 +186,7 @@ func (c *Config) Validate() error {
 		nonneg("length_alpha", c.LengthAlpha),
 		nonneg("length_offset", c.LengthOffset),
 		nonneg("synonym_weight", c.SynonymWeight),
+		nonneg("memo_messages", float64(c.MemoMessages)),
 	} {
 		if e != nil {
 			return e
@@ -191,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NeighborSpan > 8 {
 		return fmt.Errorf("%w: neighbor_span must be at most 8, got %d", ErrConfig, c.NeighborSpan)
+	}
+	if c.MemoMessages > 1<<16 {
+		return fmt.Errorf("%w: memo_messages must be at most 65536, got %d", ErrConfig, c.MemoMessages)
 	}
 	if c.PRFDocs > 100 || c.PRFTerms > 100 {
 		return fmt.Errorf("%w: prf_docs and prf_terms must be at most 100", ErrConfig)

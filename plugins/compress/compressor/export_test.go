@@ -9,3 +9,7 @@ func (c *Compressor) Scores(msgs []abi.Message, query string) []float64 {
 	c.release(a)
 	return s
 }
+
+func abiRequest(msgs []abi.Message, q string, budget uint32) abi.CompressRequest {
+	return abi.CompressRequest{Messages: msgs, Query: q, BudgetTokens: budget}
+}

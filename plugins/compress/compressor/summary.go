@@ -85,10 +85,17 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 		if len(d.facts) == 0 && rel < minSummaryRel {
 			continue // no sentence of it can qualify
 		}
+		prefixPieces := 0
+		if prefix > 0 {
+			prefixPieces = 2 // the name and the colon
+		}
 		start := d.textStart
 		nextTerm, nextFact := 0, 0
-		for start < len(text) {
-			end := sentenceEnd(text, start)
+		for _, st := range d.sents {
+			end := int(st.end)
+			for start < end && (text[start] == ' ' || text[start] == '\n') {
+				start++
+			}
 			// Count the content words and facts inside [start, end).
 			content, info := 0, 0
 			for nextTerm < len(d.termPos) && int(d.termPos[nextTerm]) < end {
@@ -107,8 +114,7 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 			}
 			if n := end - start; n >= minSentenceBytes && n <= maxSentenceBytes &&
 				content >= 2 && (info > 0 || rel >= minSummaryRel) {
-				sent := text[start:end]
-				cost := lineCost(text[:prefix], sent, ratio)
+				cost := lineCost(prefix+n, prefixPieces+int(st.words+st.puncts), ratio)
 				spans = append(spans, span{
 					msg:   i,
 					start: start,
@@ -118,9 +124,6 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 				})
 			}
 			start = end
-			for start < len(text) && (text[start] == ' ' || text[start] == '\n') {
-				start++
-			}
 		}
 	}
 	slices.SortFunc(spans, func(x, y span) int {
@@ -175,48 +178,13 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 	return sb.String(), cost
 }
 
-// sentenceEnd returns the end of the sentence of text starting at start:
-// just after a '.', '!' or '?' that is followed by a space or the end, or
-// at a newline, or at the end of the text.
-func sentenceEnd(text string, start int) int {
-	for i := start; i < len(text); i++ {
-		switch text[i] {
-		case '\n':
-			return i
-		case '.', '!', '?':
-			if i+1 == len(text) || text[i+1] == ' ' || text[i+1] == '\n' {
-				return i + 1
-			}
-		}
-	}
-	return len(text)
-}
-
-// lineCost estimates the tokens of one summary line (prefix, sentence and
-// newline) conservatively: the larger of the history's tokens-per-byte
-// ratio (with the safety factor already applied) and a count of words and
-// punctuation marks, which short lines of common words approach.
-func lineCost(prefix, sent string, ratio float64) int64 {
-	pieces := 0
-	for _, s := range [2]string{prefix, sent} {
-		inWord := false
-		for i := 0; i < len(s); i++ {
-			c := s[i]
-			switch {
-			case isWordByte(c):
-				if !inWord && c < 0x80 {
-					pieces++
-				}
-				inWord = true
-			case c == ' ':
-				inWord = false
-			default:
-				pieces++
-				inWord = false
-			}
-		}
-	}
-	est := float64(len(prefix)+len(sent)) * ratio
+// lineCost estimates the tokens of one summary line of the given bytes
+// (prefix and sentence) and pieces (words and punctuation marks),
+// conservatively: the larger of the history's tokens-per-byte ratio (with
+// the safety factor already applied) and the piece count, which short
+// lines of common words approach, plus one for the newline.
+func lineCost(bytes, pieces int, ratio float64) int64 {
+	est := float64(bytes) * ratio
 	if p := float64(pieces) * 1.1; p > est {
 		est = p
 	}

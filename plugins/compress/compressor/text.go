@@ -57,6 +57,29 @@ type wordIter struct {
 	sentenceStart bool
 	lower         []byte
 	hash          uint32
+
+	// With track set, the iterator also records the sentences of s in
+	// sents, at byte offsets plus base, with their word and punctuation
+	// counts (what the summary's token estimate needs).
+	track         bool
+	base          int32
+	sents         []sentence
+	words, puncts int32
+	finished      bool
+}
+
+// sentence is one sentence of a message: it ends (exclusive) at end and
+// holds words words and puncts punctuation marks.
+type sentence struct {
+	end, words, puncts int32
+}
+
+// endSentence records the sentence ending at end, if it has a word.
+func (it *wordIter) endSentence(end int) {
+	if it.words > 0 {
+		it.sents = append(it.sents, sentence{end: it.base + int32(end), words: it.words, puncts: it.puncts})
+	}
+	it.words, it.puncts = 0, 0
 }
 
 // isQuote reports whether s[i:] starts with a typographic quotation mark
@@ -70,18 +93,31 @@ func (it *wordIter) next() (word, bool) {
 	s := it.s
 	i := it.i
 	for i < len(s) {
-		cl := byteClass[s[i]]
+		c := s[i]
+		cl := byteClass[c]
 		if cl&classWord == 0 {
+			if c != ' ' {
+				it.puncts++
+			}
 			if cl&classStop != 0 {
 				it.sentenceStart = true
+				if it.track && c != ':' {
+					if c == '\n' {
+						it.endSentence(i)
+					} else if i+1 == len(s) || s[i+1] == ' ' || s[i+1] == '\n' {
+						it.endSentence(i + 1)
+					}
+				}
 			}
 			i++
 			continue
 		}
-		if s[i] >= 0x80 && isQuote(s, i) {
+		if c >= 0x80 && isQuote(s, i) {
+			it.puncts++
 			i += 3
 			continue
 		}
+		it.words++
 		w := word{start: i}
 		lower := it.lower[:0]
 		h := uint32(2166136261)
@@ -118,12 +154,17 @@ func (it *wordIter) next() (word, bool) {
 			}
 			if k > j && (k == len(s) || byteClass[s[k]]&classWord == 0) {
 				i = k
+				it.puncts++
 			}
 		}
 		it.i = i
 		return w, true
 	}
 	it.i = i
+	if it.track && !it.finished {
+		it.finished = true
+		it.endSentence(len(s))
+	}
 	return word{}, false
 }
 
@@ -164,31 +205,45 @@ func isVowel(c byte) bool { return c == 'a' || c == 'e' || c == 'i' || c == 'o' 
 // light: over-stemming joins unrelated words, which costs more in retrieval
 // than a missed inflection.
 func stem(b []byte) []byte {
-	if len(b) <= 3 || isDigit(b[0]) {
+	n := len(b)
+	if n <= 3 || isDigit(b[0]) {
 		return b
 	}
-	switch {
-	case hasSuffix(b, "sses"):
-		b = b[:len(b)-2]
-	case hasSuffix(b, "ies") && len(b) > 4:
-		b = append(b[:len(b)-3], 'y')
-	case hasSuffix(b, "ss") || hasSuffix(b, "us") || hasSuffix(b, "is"):
-	case hasSuffix(b, "s"):
-		b = b[:len(b)-1]
+	// Plurals. Branching on the last byte first keeps the common case (no
+	// suffix) to a comparison or two.
+	if b[n-1] == 's' {
+		switch p := b[n-2]; {
+		case p == 's' && n > 4 && b[n-3] == 'e' && b[n-4] == 's': // -sses
+			b = b[:n-2]
+		case p == 'e' && b[n-3] == 'i' && n > 4: // -ies
+			b = append(b[:n-3], 'y')
+		case p == 's' || p == 'u' || p == 'i': // -ss, -us, -is
+		default:
+			b = b[:n-1]
+		}
+		n = len(b)
 	}
-	switch {
-	case hasSuffix(b, "ied") && len(b) > 4:
-		b = append(b[:len(b)-3], 'y')
-	case hasSuffix(b, "ing") && len(b) > 5 && hasVowel(b[:len(b)-3]):
-		b = undouble(b[:len(b)-3])
-	case hasSuffix(b, "eed"):
-	case hasSuffix(b, "ed") && len(b) > 4 && hasVowel(b[:len(b)-2]):
-		b = undouble(b[:len(b)-2])
-	case hasSuffix(b, "ly") && len(b) > 5:
-		b = b[:len(b)-2]
+	switch b[n-1] {
+	case 'd':
+		switch {
+		case n > 4 && b[n-2] == 'e' && b[n-3] == 'i': // -ied
+			b = append(b[:n-3], 'y')
+		case n > 3 && b[n-2] == 'e' && b[n-3] == 'e': // -eed
+		case n > 4 && b[n-2] == 'e' && hasVowel(b[:n-2]): // -ed
+			b = undouble(b[:n-2])
+		}
+	case 'g':
+		if n > 5 && b[n-2] == 'n' && b[n-3] == 'i' && hasVowel(b[:n-3]) { // -ing
+			b = undouble(b[:n-3])
+		}
+	case 'y':
+		if n > 5 && b[n-2] == 'l' { // -ly
+			b = b[:n-2]
+		}
 	}
-	if len(b) > 3 && b[len(b)-1] == 'e' && !isVowel(b[len(b)-2]) {
-		b = b[:len(b)-1]
+	n = len(b)
+	if n > 3 && b[n-1] == 'e' && !isVowel(b[n-2]) {
+		b = b[:n-1]
 	}
 	return b
 }
