@@ -202,3 +202,46 @@ func TestPolicyTestFindsThePolicyOfTheKind(t *testing.T) {
 		t.Errorf("empty dir: code %d, stderr %q", code, errOut)
 	}
 }
+
+// TestBuiltPlugins runs each default plugin's case files against its
+// built module, the way `task policy-test` does, and evaluates one line
+// of each kind. The modules are built by `go generate ./policies` (the
+// first half of the test command); a plugin not built is skipped.
+func TestBuiltPlugins(t *testing.T) {
+	inputs := map[string]string{
+		"cache":    `{"method":"GET","route":"/api/challenges","path":"/api/challenges","query":"","user":""}`,
+		"route":    `{"message":"hey, how are you?","purpose":"chat","history_turns":0,"history_tokens":0}`,
+		"compress": `{"messages":[{"id":"a","role":"user","text":"I am shy at parties","tokens":6},{"id":"b","role":"assistant","text":"Let's practise","tokens":4}],"query":"what next?","budget_tokens":100}`,
+	}
+	wantKeys := map[string][]string{
+		"cache":    {`"action":`, `"ttl_s":`, `"scope":`, `"tags":`},
+		"route":    {`"tier":`, `"score":`, `"reason":`},
+		"compress": {`"keep":`, `"summary":`, `"tokens":`},
+	}
+	policies := filepath.Join("..", "..", "policies")
+	for kind, input := range inputs {
+		t.Run(kind, func(t *testing.T) {
+			wasm := filepath.Join(policies, kind+".wasm")
+			if _, err := os.Stat(wasm); err != nil {
+				t.Skipf("%s not built (go generate ./policies)", wasm)
+			}
+			cases := filepath.Join("..", "..", "plugins", kind, "testdata", "cases")
+			if _, err := os.Stat(cases); err == nil {
+				code, out, errOut := run(t, "", "policy", "test", "--policy-dir", policies, "--kind", kind, cases)
+				if code != 0 || !strings.Contains(out, "cases passed") {
+					t.Errorf("policy test %s: exit %d\n%s\n%s", cases, code, out, errOut)
+				}
+			}
+			code, out, errOut := run(t, input+"\n"+input+"\n", "policy", "eval", "--kind", kind, "--policy", wasm)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if code != 0 || len(lines) != 2 || lines[0] != lines[1] {
+				t.Fatalf("policy eval: exit %d, %d lines (want 2 identical)\n%s\n%s", code, len(lines), out, errOut)
+			}
+			for _, k := range wantKeys[kind] {
+				if !strings.Contains(lines[0], k) {
+					t.Errorf("decision %s lacks %s", lines[0], k)
+				}
+			}
+		})
+	}
+}
