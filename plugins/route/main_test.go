@@ -1,11 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/route/router"
 	"github.com/wingman-app/wingate/sdk"
@@ -21,18 +21,13 @@ func policyConfig(t *testing.T) []byte {
 		t.Logf("policies file not readable (%v): using the defaults", err)
 		return nil
 	}
-	var f struct {
-		Policies []struct {
-			Kind   string          `json:"kind"`
-			Config json.RawMessage `json:"config"`
-		} `json:"policies"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
+	f, err := policy.ParsePoliciesFile(b)
+	if err != nil {
 		t.Fatalf("policies.json: %v", err)
 	}
 	for _, p := range f.Policies {
 		if p.Kind == "route" {
-			return p.Config
+			return []byte(p.Config)
 		}
 	}
 	t.Log("policies.json has no route entry: using the defaults")
@@ -48,11 +43,15 @@ func TestCases(t *testing.T) {
 	policytest.Run(t, policytest.Funcs{RouteFn: sdk.CallRoute}, filepath.Join("testdata", "cases"))
 }
 
-// TestDefaultsMatchPoliciesFile: the shipped configuration parses and the
-// built-in defaults pass the same cases.
+// TestDefaultsMatchPoliciesFile: the shipped configuration parses, states
+// the built-in defaults, and the defaults pass the same cases.
 func TestDefaultsMatchPoliciesFile(t *testing.T) {
-	if _, err := router.ParseConfig(policyConfig(t)); err != nil {
+	c, err := router.ParseConfig(policyConfig(t))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if c != router.DefaultConfig {
+		t.Errorf("policies.json route config %+v differs from router.DefaultConfig %+v: update one of them", c, router.DefaultConfig)
 	}
 	rt, err := router.New(router.DefaultConfig, nil)
 	if err != nil {
