@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,7 +72,7 @@ func (s *Store) Seed(ctx context.Context, o SeedOptions) (SeedReport, error) {
 			dst   *int64
 			table string
 			cols  []string
-			src   pgx.CopyFromSource
+			src   *recordSource
 		}{
 			{&rep.Users, "users", []string{"id", "name", "city", "open_to_wingman", "score", "created_at"},
 				&recordSource{g: g, n: n, rows: func(r seed.UserRecord, out [][]any) [][]any {
@@ -104,7 +105,9 @@ func (s *Store) Seed(ctx context.Context, o SeedOptions) (SeedReport, error) {
 		}
 		for _, c := range copies {
 			var err error
-			if *c.dst, err = tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, c.src); err != nil {
+			*c.dst, err = tx.CopyFrom(ctx, pgx.Identifier{c.table}, c.cols, c.src)
+			c.src.stop()
+			if err != nil {
 				return fmt.Errorf("copy %s: %w", c.table, err)
 			}
 		}
@@ -188,23 +191,73 @@ func (s *Store) vacuum(ctx context.Context, table string) error {
 	return err
 }
 
-// recordSource yields the rows derived from each generated user.
+// recordSource yields the rows derived from each generated user. Users
+// are generated ahead by genWorkers goroutines, in batches, while pgx
+// encodes and sends the previous ones; batches arrive in id order.
 type recordSource struct {
 	g    *seed.Generator
 	n    int64
-	id   int64
 	rows func(seed.UserRecord, [][]any) [][]any
-	buf  [][]any
-	cur  []any
+
+	started bool
+	chans   []chan [][]any
+	stopc   chan struct{}
+	wg      sync.WaitGroup
+	next    int // channel of the next batch
+	buf     [][]any
+	cur     []any
+}
+
+const (
+	genWorkers   = 2
+	genBatchSize = 512 // users per batch
+)
+
+func (r *recordSource) start() {
+	r.started = true
+	r.stopc = make(chan struct{})
+	for w := range genWorkers {
+		ch := make(chan [][]any, 4)
+		r.chans = append(r.chans, ch)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(ch)
+			for first := int64(w)*genBatchSize + 1; first <= r.n; first += genWorkers * genBatchSize {
+				var batch [][]any
+				for id := first; id < first+genBatchSize && id <= r.n; id++ {
+					batch = r.rows(r.g.User(id), batch)
+				}
+				select {
+				case ch <- batch:
+				case <-r.stopc:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// stop ends the generators (after CopyFrom, whether or not it finished).
+func (r *recordSource) stop() {
+	if r.started {
+		close(r.stopc)
+		r.wg.Wait()
+		r.started = false
+	}
 }
 
 func (r *recordSource) Next() bool {
+	if !r.started && r.chans == nil {
+		r.start()
+	}
 	for len(r.buf) == 0 {
-		if r.id >= r.n {
+		b, ok := <-r.chans[r.next]
+		if !ok {
 			return false
 		}
-		r.id++
-		r.buf = r.rows(r.g.User(r.id), r.buf[:0])
+		r.next = (r.next + 1) % len(r.chans)
+		r.buf = b
 	}
 	r.cur, r.buf = r.buf[0], r.buf[1:]
 	return true

@@ -68,7 +68,9 @@ func TestSeedIsConsistentAndDeterministic(t *testing.T) {
 
 // TestSeed100kUsersUnder60s seeds the benchmark's 100,000 users and
 // checks the stated target. It is the one timed assertion of this package
-// because 60 s is the requirement itself, ~10× what the machine needs.
+// because 60 s is the requirement itself, several times what the machine
+// needs even under the race detector. On the seeded database it then
+// checks that the matching query's plan uses the index.
 func TestSeed100kUsersUnder60s(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 100,000 users; skipped with -short")
@@ -84,8 +86,9 @@ func TestSeed100kUsersUnder60s(t *testing.T) {
 		t.Fatalf("seeded %d users", rep.Users)
 	}
 	if rep.Duration >= 60*time.Second {
-		t.Fatalf("seeding 100,000 users took %v, target < 60 s", rep.Duration)
+		t.Errorf("seeding 100,000 users took %v, target < 60 s", rep.Duration)
 	}
+	t.Run("MatchQueryUsesIndex", func(t *testing.T) { checkMatchPlan(t, s) })
 }
 
 // schemaSignature lists every constraint and index of the schema.
