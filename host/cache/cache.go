@@ -100,8 +100,8 @@ type Config struct {
 	// RedisTimeout bounds every Redis call made on a request's path;
 	// default 50 ms.
 	RedisTimeout time.Duration
-	// BreakerFailures is the number of consecutive Redis errors that open
-	// the breaker; default 3. A timeout opens it at once.
+	// BreakerFailures is the number of consecutive Redis errors (timeouts
+	// included) that open the breaker; default 3.
 	BreakerFailures int
 	// ProbeInterval is how often an open breaker pings Redis; default
 	// 250 ms.
@@ -179,15 +179,17 @@ type Result struct {
 
 // Stats is a snapshot of the cache's counters since New.
 type Stats struct {
-	LocalHits, RedisHits, Misses, Stale   uint64
-	Fills, Coalesced, Refreshes           uint64
-	FillErrors, RefreshFailures           uint64
-	Purges, PurgesReceived                uint64
-	RedisErrors, RedisDecodeErrors        uint64
-	WritesDropped                         uint64
-	RedisUp                               bool
-	LocalEntries                          int
-	LocalBytes                            uint64
+	LocalHits, RedisHits, Misses, Stale uint64
+	Fills, Coalesced, Refreshes         uint64
+	FillErrors, RefreshFailures         uint64
+	Purges, PurgesReceived              uint64
+	RedisErrors, RedisDecodeErrors      uint64
+	WritesDropped                       uint64
+	// RedisSlowest is the longest a request waited on one Redis call.
+	RedisSlowest time.Duration
+	RedisUp      bool
+	LocalEntries int
+	LocalBytes   uint64
 }
 
 type counters struct {
@@ -197,6 +199,7 @@ type counters struct {
 	purges, purgesReceived              atomic.Uint64
 	redisErrors, redisDecodeErrors      atomic.Uint64
 	writesDropped                       atomic.Uint64
+	redisSlowest                        atomic.Int64
 }
 
 type localEntry struct {
@@ -313,6 +316,7 @@ func (c *Cache) Stats() Stats {
 		Purges: s.purges.Load(), PurgesReceived: s.purgesReceived.Load(),
 		RedisErrors: s.redisErrors.Load(), RedisDecodeErrors: s.redisDecodeErrors.Load(),
 		WritesDropped: s.writesDropped.Load(),
+		RedisSlowest:  time.Duration(s.redisSlowest.Load()),
 		RedisUp:       c.redisUp(),
 		LocalEntries:  c.local.EstimatedSize(),
 		LocalBytes:    c.local.WeightedSize(),

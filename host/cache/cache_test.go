@@ -498,13 +498,7 @@ func TestRedisOutage(t *testing.T) {
 	if recovery > 5*time.Second {
 		t.Fatalf("redis hits resumed %v after restart, want within 5s", recovery)
 	}
-	out := logBuf.String()
-	if n := strings.Count(out, "redis unavailable"); n != 1 {
-		t.Fatalf("%d 'unavailable' lines, want 1:\n%s", n, out)
-	}
-	if n := strings.Count(out, "redis available again"); n != 1 {
-		t.Fatalf("%d 'available again' lines, want 1:\n%s", n, out)
-	}
+	checkStateLines(t, logBuf.String())
 }
 
 type syncBuffer struct {
@@ -586,3 +580,17 @@ func TestHammer(t *testing.T) {
 	wg.Wait()
 }
 
+// checkStateLines: one warning when Redis went and one info line when it
+// came back. Under the race detector on a busy machine, starved goroutines
+// can time out a healthy Redis and reopen the breaker; each such episode
+// must still be one warning paired with one info line.
+func checkStateLines(t *testing.T, out string) {
+	t.Helper()
+	down, up := strings.Count(out, "redis unavailable"), strings.Count(out, "redis available again")
+	if down != 1 || up != 1 {
+		if !raceEnabled || down != up || down == 0 {
+			t.Fatalf("%d 'unavailable' and %d 'available again' lines, want 1 and 1:\n%s", down, up, out)
+		}
+		t.Logf("breaker reopened under the race detector: %d episodes", down)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"time"
 
@@ -107,9 +106,7 @@ func (c *Cache) redisErr(err error) {
 		return
 	}
 	c.stats.redisErrors.Add(1)
-	var ne net.Error
-	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-	if timeout || int(c.fails.Add(1)) >= c.cfg.BreakerFailures {
+	if int(c.fails.Add(1)) >= c.cfg.BreakerFailures {
 		c.trip(err)
 	}
 }
@@ -164,7 +161,9 @@ func (c *Cache) redisGet(ctx context.Context, key string) *Entry {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
 	defer cancel()
+	start := time.Now()
 	b, err := c.rdb.Get(ctx, key).Bytes()
+	c.noteWait(time.Since(start))
 	c.redisErr(err)
 	if err != nil {
 		return nil
@@ -218,9 +217,21 @@ func (c *Cache) redisPurge(ctx context.Context, tags []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.RedisTimeout)
 	defer cancel()
+	start := time.Now()
 	err := purgeScript.Run(ctx, c.rdb, keys, c.channel, encodePurge(c.instance, tags)).Err()
+	c.noteWait(time.Since(start))
 	c.redisErr(err)
 	return err
+}
+
+// noteWait records how long a request waited on Redis.
+func (c *Cache) noteWait(d time.Duration) {
+	for {
+		cur := c.stats.redisSlowest.Load()
+		if int64(d) <= cur || c.stats.redisSlowest.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
 }
 
 func (c *Cache) addPending(tags []string) {

@@ -28,6 +28,13 @@ type loadStats struct {
 	Status   map[int]int
 	Lat      []time.Duration // sorted
 	XCache   map[string]int
+	// Slow lists the requests that took over 50 ms, with their start.
+	Slow []slowReq
+}
+
+type slowReq struct {
+	At  time.Time
+	Lat time.Duration
 }
 
 func (s loadStats) RPS() float64 { return float64(s.Requests) / s.Elapsed.Seconds() }
@@ -41,7 +48,8 @@ func (s loadStats) Pct(p float64) time.Duration {
 }
 
 // runLoad drives addr over conns keep-alive HTTP/1.1 connections until
-// total requests are answered; request i is reqFor(i). It is a minimal
+// total requests are answered or reqFor returns nil; request i is
+// reqFor(i). It is a minimal
 // client (raw TCP, Content-Length bodies) so that the load generator costs
 // as little as possible next to the server on the same machine.
 func runLoad(addr string, conns, total int, reqFor func(i int) []byte) (loadStats, error) {
@@ -65,13 +73,18 @@ func runLoad(addr string, conns, total int, reqFor func(i int) []byte) (loadStat
 			lat := make([]time.Duration, 0, total/conns+1)
 			status := map[int]int{}
 			xc := map[string]int{}
+			var slow []slowReq
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= total {
 					break
 				}
+				req := reqFor(i)
+				if req == nil {
+					break
+				}
 				t0 := time.Now()
-				if _, err := c.Write(reqFor(i)); err != nil {
+				if _, err := c.Write(req); err != nil {
 					errc <- err
 					return
 				}
@@ -80,12 +93,17 @@ func runLoad(addr string, conns, total int, reqFor func(i int) []byte) (loadStat
 					errc <- err
 					return
 				}
-				lat = append(lat, time.Since(t0))
+				d := time.Since(t0)
+				lat = append(lat, d)
+				if d > 50*time.Millisecond {
+					slow = append(slow, slowReq{t0, d})
+				}
 				status[code]++
 				xc[x]++
 			}
 			mu.Lock()
 			st.Lat = append(st.Lat, lat...)
+			st.Slow = append(st.Slow, slow...)
 			for k, v := range status {
 				st.Status[k] += v
 			}
