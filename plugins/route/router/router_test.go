@@ -2,8 +2,10 @@ package router_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -184,4 +186,55 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestConcurrentDecide hammers one Router from many goroutines (run with
+// -race): decisions are deterministic and the Router is read-only.
+func TestConcurrentDecide(t *testing.T) {
+	rt := newRouter(t)
+	msgs := []string{"hi", "How do I ask her out?", "Solve 2x + 3 = 7 and explain each step.", strings.Repeat("why ", 600)}
+	want := make([]abi.RouteDecision, len(msgs))
+	for i, m := range msgs {
+		want[i] = rt.Decide(&abi.RouteRequest{Message: m})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 200; n++ {
+				i := (g + n) % len(msgs)
+				if got := rt.Decide(&abi.RouteRequest{Message: msgs[i]}); got != want[i] {
+					errs <- fmt.Sprintf("goroutine %d: %+v, want %+v", g, got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// FuzzParseConfig: any configuration bytes either parse into a valid
+// configuration or fail with ErrConfig, never panic.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{"", "null", "{}", `{"economy_below": 0.3}`, `{"cues": {"code": 9}}`, `{"hard_scale": -1}`, `[`, `{"economy_below": 1e400}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := router.ParseConfig(b)
+		if err != nil {
+			if !errors.Is(err, router.ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+			return
+		}
+		if _, err := router.New(c, nil); err != nil {
+			t.Fatalf("parsed config %+v rejected by New: %v", c, err)
+		}
+	})
 }
