@@ -254,16 +254,29 @@ func locomoConvs(t *testing.T, path string) []replayConv {
 }
 
 // replayDecider returns the policy Engine serving the default route and
-// compress policies: those of policies/policies.json when it exists,
-// otherwise policies/route.wasm and policies/compress.wasm with their
-// built-in configuration (both built by go generate ./policies).
-// WINGATE_REPLAY_POLICIES names another policy directory.
-func replayDecider(t *testing.T) policy.Decider {
+// compress policies, policies/route.wasm and policies/compress.wasm (built
+// by go generate ./policies), with their configuration from
+// policies/policies.json when it exists. WINGATE_REPLAY_POLICIES names
+// another policy directory. Deadlines are raised to replayDeadlineMS: the
+// replay measures what the policies decide, not how fast (their
+// benchmarks do that), and the race detector slows the host side of every
+// call.
+func replayDecider(t *testing.T) *countingDecider {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(repoRoot(t), "policies")
 	if d := os.Getenv("WINGATE_REPLAY_POLICIES"); d != "" {
 		dir = d
+	}
+	entries := map[string]policy.PolicyEntry{}
+	if b, err := os.ReadFile(filepath.Join(dir, policy.PoliciesFileName)); err == nil {
+		pf, err := policy.ParsePoliciesFile(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range pf.Policies {
+			entries[e.Kind] = e
+		}
 	}
 	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -274,33 +287,54 @@ func replayDecider(t *testing.T) policy.Decider {
 		eng.Close()
 		rt.Close(context.Background())
 	})
-	if _, err := os.Stat(filepath.Join(dir, policy.PoliciesFileName)); err == nil {
-		if _, err := policy.LoadDir(ctx, rt, eng, dir); err != nil {
-			t.Fatalf("load policies from %s: %v", dir, err)
-		}
-	}
 	for _, k := range []abi.Kind{abi.KindRoute, abi.KindCompress} {
-		if eng.Active(k) != nil {
-			continue
+		e, ok := entries[k.String()]
+		if !ok {
+			e = policy.PolicyEntry{Kind: k.String(), Name: k.String(), File: k.String() + ".wasm"}
 		}
-		file := filepath.Join(dir, k.String()+".wasm")
+		e.DeadlineMS = max(e.DeadlineMS, replayDeadlineMS)
+		file := filepath.Join(dir, e.File)
 		wasm, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatalf("no %s policy: %v (build the policies with go generate ./policies)", k, err)
 		}
-		v, err := rt.Load(ctx, policy.PolicyEntry{Kind: k.String(), Name: k.String(), File: k.String() + ".wasm"}.Spec(), wasm)
+		v, err := rt.Load(ctx, e.Spec(), wasm)
 		if err != nil {
 			t.Fatalf("load %s: %v", file, err)
 		}
 		if err := eng.Replace(k, v); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%s policy %s version %s from %s", k, v.Name(), v.Digest(), file)
 	}
-	for _, k := range []abi.Kind{abi.KindRoute, abi.KindCompress} {
-		v := eng.Active(k)
-		t.Logf("%s policy %s version %s", k, v.Name(), v.Digest())
-	}
-	return eng
+	return &countingDecider{Decider: eng, outcomes: map[string]int{}}
+}
+
+const replayDeadlineMS = 500
+
+// countingDecider counts the outcomes of the decisions it passes on.
+type countingDecider struct {
+	policy.Decider
+	mu       sync.Mutex
+	outcomes map[string]int // "kind/outcome" → count
+}
+
+func (d *countingDecider) count(r policy.Result) {
+	d.mu.Lock()
+	d.outcomes[r.Kind.String()+"/"+r.Outcome.String()]++
+	d.mu.Unlock()
+}
+
+func (d *countingDecider) Route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDecision, policy.Result) {
+	dec, r := d.Decider.Route(ctx, req)
+	d.count(r)
+	return dec, r
+}
+
+func (d *countingDecider) Compress(ctx context.Context, req *abi.CompressRequest) (abi.CompressDecision, policy.Result) {
+	dec, r := d.Decider.Compress(ctx, req)
+	d.count(r)
+	return dec, r
 }
 
 type replayTotals struct {
@@ -322,7 +356,8 @@ func TestChatReplay(t *testing.T) {
 	}
 	st := memstore.New()
 	const users = 8
-	f := newChatFixture(t, replayDecider(t), st, users)
+	dec := replayDecider(t)
+	f := newChatFixture(t, dec, st, users)
 
 	type result struct {
 		kind string
@@ -387,6 +422,12 @@ func TestChatReplay(t *testing.T) {
 	stats := f.svc.Stats()
 	t.Logf("service: %d turns, %d failed, %d fallbacks, %d summaries written, %d reused", stats.Turns, stats.Failed, stats.Fallbacks, stats.Summaries, stats.SummariesReused)
 
+	t.Logf("policy decisions: %v", dec.outcomes)
+	for _, k := range []string{"route", "compress"} {
+		if ok, all := dec.outcomes[k+"/ok"], dec.outcomes[k+"/ok"]+dec.outcomes[k+"/fallback"]+dec.outcomes[k+"/timeout"]+dec.outcomes[k+"/trap"]; all == 0 || ok < all*99/100 {
+			t.Errorf("%s: %d of %d decisions made by the policy, want ≥ 99%%", k, ok, all)
+		}
+	}
 	if int64(total.turns) != stats.Turns || stats.Failed != 0 {
 		t.Errorf("ledger counted %d turns, service %d (%d failed)", total.turns, stats.Turns, stats.Failed)
 	}
