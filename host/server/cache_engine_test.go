@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -47,29 +46,28 @@ func cacheRepoRoot(tb testing.TB) string {
 	}
 }
 
-// cachePolicyConfig is the cache entry's config in policies/policies.json,
-// or nil (the policy's defaults) when the file or entry is absent.
-func cachePolicyConfig(root string) []byte {
+// cachePolicySpec is the cache entry of policies/policies.json as a load
+// spec (configuration, deadline), or a spec with the policy's defaults
+// when the file or entry is absent.
+func cachePolicySpec(root string) policy.Spec {
 	b, err := os.ReadFile(filepath.Join(root, "policies", "policies.json"))
 	if err != nil {
-		return nil
+		return policy.Spec{Name: "cache"}
 	}
-	var f struct {
-		Policies []struct {
-			Kind   string          `json:"kind"`
-			Config json.RawMessage `json:"config"`
-		} `json:"policies"`
-	}
-	if json.Unmarshal(b, &f) != nil {
-		return nil
+	f, err := policy.ParsePoliciesFile(b)
+	if err != nil {
+		return policy.Spec{Name: "cache"}
 	}
 	for _, p := range f.Policies {
 		if p.Kind == "cache" {
-			return p.Config
+			return p.Spec()
 		}
 	}
-	return nil
+	return policy.Spec{Name: "cache"}
 }
+
+// cachePolicyConfig is the configuration part of cachePolicySpec.
+func cachePolicyConfig(root string) []byte { return cachePolicySpec(root).Config }
 
 // cachePluginEngine builds plugins/cache for wasip1 and serves it from a
 // real policy Engine, once per test binary.
@@ -102,7 +100,7 @@ func cachePluginEngine(tb testing.TB) *policy.Engine {
 			cachePluginErr = err
 			return
 		}
-		v, err := rt.Load(ctx, policy.Spec{Name: "cache", Config: cachePolicyConfig(root)}, wasm)
+		v, err := rt.Load(ctx, cachePolicySpec(root), wasm)
 		if err != nil {
 			cachePluginErr = err
 			return
