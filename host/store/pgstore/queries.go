@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -244,43 +243,52 @@ func (s *Store) PutLocation(ctx context.Context, loc store.Location) (store.Loca
 	return loc, err
 }
 
-// matchSQL ranks the wingmen in a bounding box read from the partial
-// covering index locations_wingman_geo_idx (a latitude band of the index,
-// longitude checked on its entries): exact haversine distance, the rank of
-// store.MatchRank, top $14 — and only then joins users for the names.
-const matchSQL = `SELECT u.id, u.name, u.city, c.score, c.km, c.rank
-FROM (
+// matchSQL finds and ranks wingmen in one round trip. From the caller's
+// location it derives a bounding box of the radius (the whole longitude
+// range near the poles and the antimeridian), reads the box from the
+// partial covering index locations_wingman_geo_idx (a latitude band of
+// the index, longitude checked on its entries, an index-only scan once
+// vacuumed), computes exact haversine distances and the rank of
+// store.MatchRank, keeps the top $7 — and only then joins users for the
+// names. No row: the caller has no location; one row with a NULL
+// candidate: located, but nobody nearby.
+const matchSQL = `WITH me AS (
+	SELECT lat, lon, score, $2::float8 / ($3::float8 * pi() / 180) AS dlat
+	FROM locations WHERE user_id = $1
+), box AS (
+	SELECT me.*, CASE WHEN lat - dlat <= -89 OR lat + dlat >= 89 THEN NULL
+		ELSE dlat / cos(radians(greatest(abs(lat - dlat), abs(lat + dlat)))) END AS dlon
+	FROM me
+), bounds AS (
+	SELECT box.*,
+		CASE WHEN dlon IS NULL OR lon - dlon < -180 OR lon + dlon > 180 THEN -180 ELSE lon - dlon END AS lon_min,
+		CASE WHEN dlon IS NULL OR lon - dlon < -180 OR lon + dlon > 180 THEN 180 ELSE lon + dlon END AS lon_max
+	FROM box
+)
+SELECT c.user_id, u.name, u.city, c.score, c.km, c.rank
+FROM bounds b
+LEFT JOIN LATERAL (
 	SELECT m.user_id, m.score, m.km,
-		$8::float8 * (m.km / $7) + $9::float8 * least(1.0, abs($10::int - m.score) / $11::float8) AS rank
+		$4::float8 * (m.km / $2) + $5::float8 * least(1.0, abs(b.score - m.score) / $6::float8) AS rank
 	FROM (
-		SELECT l.user_id, l.score, 2 * $12::float8 * asin(least(1.0, sqrt(
-			power(sin(radians(l.lat - $1) / 2), 2) +
-			cos(radians($1)) * cos(radians(l.lat)) * power(sin(radians(l.lon - $2) / 2), 2)))) AS km
+		SELECT l.user_id, l.score, 2 * $3::float8 * asin(least(1.0, sqrt(
+			power(sin(radians(l.lat - b.lat) / 2), 2) +
+			cos(radians(b.lat)) * cos(radians(l.lat)) * power(sin(radians(l.lon - b.lon) / 2), 2)))) AS km
 		FROM locations l
-		WHERE l.open_to_wingman AND l.lat BETWEEN $3 AND $4 AND l.lon BETWEEN $5 AND $6 AND l.user_id <> $13
+		WHERE l.open_to_wingman AND l.lat BETWEEN b.lat - b.dlat AND b.lat + b.dlat
+			AND l.lon BETWEEN b.lon_min AND b.lon_max AND l.user_id <> $1
 	) m
-	WHERE m.km <= $7
+	WHERE m.km <= $2
 	ORDER BY rank, m.user_id
-	LIMIT $14
-) c JOIN users u ON u.id = c.user_id
+	LIMIT $7
+) c ON true
+LEFT JOIN users u ON u.id = c.user_id
 ORDER BY c.rank, c.user_id`
 
-// matchArgs returns the query arguments for a search around (lat, lon).
-func matchArgs(userID int64, lat, lon float64, myScore int, radiusKM float64, limit int) []any {
-	dLat := radiusKM / (store.EarthRadiusKM * math.Pi / 180)
-	latMin, latMax := lat-dLat, lat+dLat
-	lonMin, lonMax := -180.0, 180.0
-	if latMin > -89 && latMax < 89 {
-		dLon := dLat / math.Cos(math.Max(math.Abs(latMin), math.Abs(latMax))*math.Pi/180)
-		if lon-dLon >= -180 && lon+dLon <= 180 {
-			lonMin, lonMax = lon-dLon, lon+dLon
-		}
-		// Near the antimeridian the box would wrap: keep the whole
-		// longitude range (the latitude band still bounds the scan).
-	}
-	return []any{lat, lon, latMin, latMax, lonMin, lonMax, radiusKM,
-		store.RankDistanceWeight, store.RankReputationWeight, myScore, store.RankReputationScale, store.EarthRadiusKM,
-		userID, limit}
+// matchArgs returns matchSQL's arguments.
+func matchArgs(userID int64, radiusKM float64, limit int) []any {
+	return []any{userID, radiusKM, store.EarthRadiusKM, store.RankDistanceWeight, store.RankReputationWeight,
+		store.RankReputationScale, limit}
 }
 
 // FindMatches implements store.Store.
@@ -291,31 +299,36 @@ func (s *Store) FindMatches(ctx context.Context, q store.MatchQuery) ([]store.Ma
 	out := []store.Match{}
 	err := s.run(ctx, "matches.find", true, func(ctx context.Context, c *pgxpool.Conn) error {
 		out = out[:0]
-		var lat, lon float64
-		var score int
-		err := c.QueryRow(withQueryName(ctx, "matches.me"), `SELECT lat, lon, score FROM locations WHERE user_id = $1`,
-			q.UserID).Scan(&lat, &lon, &score)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("pgstore: location of user %d: %w", q.UserID, store.ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		rows, err := c.Query(withQueryName(ctx, "matches.candidates"), matchSQL,
-			matchArgs(q.UserID, lat, lon, score, q.RadiusKM, q.Limit)...)
+		rows, err := c.Query(ctx, matchSQL, matchArgs(q.UserID, q.RadiusKM, q.Limit)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		located := false
 		for rows.Next() {
-			var m store.Match
-			if err := rows.Scan(&m.UserID, &m.Name, &m.City, &m.Score, &m.DistanceKM, &m.Rank); err != nil {
+			located = true
+			var (
+				id         *int64
+				name, city *string
+				score      *int
+				km, rank   *float64
+			)
+			if err := rows.Scan(&id, &name, &city, &score, &km, &rank); err != nil {
 				return err
 			}
-			m.Level = store.Level(m.Score)
-			out = append(out, m)
+			if id == nil || name == nil {
+				continue // located, nobody nearby (or a user deleted meanwhile)
+			}
+			out = append(out, store.Match{UserID: *id, Name: *name, City: *city, Score: *score,
+				Level: store.Level(*score), DistanceKM: *km, Rank: *rank})
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !located {
+			return fmt.Errorf("pgstore: location of user %d: %w", q.UserID, store.ErrNotFound)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

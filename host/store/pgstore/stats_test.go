@@ -81,7 +81,7 @@ func TestQueryTracerNamesQueries(t *testing.T) {
 	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	for _, name := range []string{"users.create", "location.put", "matches.me", "matches.candidates",
+	for _, name := range []string{"users.create", "location.put", "matches.find",
 		"challenges.list", "reputation.get", "users.get"} {
 		if obs.names[name] == 0 {
 			t.Errorf("no duration observed for %q (observed %v)", name, obs.names)

@@ -31,6 +31,7 @@ func Run(t *testing.T, s store.Store) {
 		{"CompleteIsIdempotentUnderConcurrency", testCompleteConcurrent},
 		{"Location", testLocation},
 		{"Matches", testMatches},
+		{"MatchesAcrossTheAntimeridianAndNearThePole", testMatchesEdges},
 		{"ChatSessionsAndMessages", testChat},
 		{"ChatSummary", testChatSummary},
 		{"Ping", func(t *testing.T, s store.Store) {
@@ -510,5 +511,33 @@ func testChatSummary(t *testing.T, s store.Store) {
 	}
 	if err := s.PutChatSummary(c, store.ChatSummary{SessionID: "no-such-session", Text: "x"}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PutChatSummary(unknown session) err = %v, want ErrNotFound", err)
+	}
+}
+
+func testMatchesEdges(t *testing.T, s store.Store) {
+	c := ctx(t)
+	for _, tc := range []struct {
+		name                   string
+		lat1, lon1, lat2, lon2 float64
+	}{
+		{"antimeridian", -16.5, 179.99, -16.5, -179.99}, // ~2.1 km apart (Fiji)
+		{"north pole", 89.995, 0, 89.995, 180},          // ~1.1 km apart across the pole
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newUser(t, s, tc.name+" A", true)
+			b := newUser(t, s, tc.name+" B", true)
+			for _, l := range []store.Location{{UserID: a.ID, Lat: tc.lat1, Lon: tc.lon1}, {UserID: b.ID, Lat: tc.lat2, Lon: tc.lon2}} {
+				if _, err := s.PutLocation(c, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.FindMatches(c, store.MatchQuery{UserID: a.ID, RadiusKM: 5, Limit: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].UserID != b.ID || got[0].DistanceKM > 3 {
+				t.Fatalf("FindMatches = %+v, want only user %d within 3 km", got, b.ID)
+			}
+		})
 	}
 }
