@@ -33,14 +33,9 @@ func shippedConfig(t testing.TB) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f struct {
-		Policies []struct {
-			Kind   string          `json:"kind"`
-			Config json.RawMessage `json:"config"`
-		} `json:"policies"`
-	}
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatalf("policies.json: %v", err)
+	f, err := policy.ParsePoliciesFile(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, e := range f.Policies {
 		if e.Kind == "compress" {

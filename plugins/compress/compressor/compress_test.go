@@ -177,6 +177,8 @@ func TestParseConfig(t *testing.T) {
 		{"wrong type", `{"k1": "high"}`, true, nil},
 		{"not an object", `[]`, true, nil},
 		{"span too wide", `{"neighbor_span": 99}`, true, nil},
+		{"unknown field", `{"k_1": 1.2}`, true, nil},
+		{"trailing data", `{"k1": 1.2} {}`, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

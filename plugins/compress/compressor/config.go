@@ -1,6 +1,7 @@
 package compressor
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,11 @@ type Config struct {
 	NeighborSpan   int     `json:"neighbor_span"`
 	// NeighborDecay multiplies the neighbour weight at each further step.
 	NeighborDecay float64 `json:"neighbor_decay"`
+	// ContextWeight adds to each message this share of the mean score of
+	// the ContextWindow messages on each side: a stretch of conversation
+	// about the subject of the query lifts all of its turns a little.
+	ContextWeight float64 `json:"context_weight"`
+	ContextWindow int     `json:"context_window"`
 	// AnswerWeight adds to a message this share of the score of the
 	// message before it when that one asks a question: the answer to a
 	// relevant question is relevant even if it shares no word with it.
@@ -118,10 +124,12 @@ func Default() Config {
 		PRFTerms:         8,
 		PRFWeight:        0.2,
 		NeighborWeight:   0.3,
-		NeighborSpan:     3,
-		NeighborDecay:    0.5,
+		NeighborSpan:     4,
+		NeighborDecay:    0.7,
 		NeighborPull:     0.6,
-		AnswerWeight:     0,
+		AnswerWeight:     0.4,
+		ContextWeight:    0,
+		ContextWindow:    8,
 		LengthAlpha:      0.5,
 		LengthOffset:     10,
 		MinScore:         0,
@@ -134,12 +142,18 @@ func Default() Config {
 var ErrConfig = errors.New("compressor: invalid config")
 
 // ParseConfig overlays the JSON object b on Default and validates the
-// result. Empty input (or "null") yields Default.
+// result. Empty input (or "null") yields Default; an unknown field is an
+// error.
 func ParseConfig(b []byte) (Config, error) {
 	c := Default()
 	if len(b) > 0 && string(b) != "null" {
-		if err := json.Unmarshal(b, &c); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields() // a misspelt tunable is an error, not a default
+		if err := dec.Decode(&c); err != nil {
 			return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if dec.More() {
+			return Config{}, fmt.Errorf("%w: trailing data after the config object", ErrConfig)
 		}
 	}
 	return c, c.Validate()
@@ -182,6 +196,8 @@ func (c *Config) Validate() error {
 		nonneg("neighbor_weight", c.NeighborWeight),
 		nonneg("neighbor_span", float64(c.NeighborSpan)),
 		nonneg("answer_weight", c.AnswerWeight),
+		nonneg("context_weight", c.ContextWeight),
+		nonneg("context_window", float64(c.ContextWindow)),
 		frac("neighbor_decay", c.NeighborDecay),
 		nonneg("length_alpha", c.LengthAlpha),
 		nonneg("length_offset", c.LengthOffset),
@@ -194,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.TokenSafety >= 1 && c.TokenSafety <= 4) {
 		return fmt.Errorf("%w: token_safety must be in [1, 4], got %v", ErrConfig, c.TokenSafety)
+	}
+	if c.ContextWindow > 64 {
+		return fmt.Errorf("%w: context_window must be at most 64, got %d", ErrConfig, c.ContextWindow)
 	}
 	if c.NeighborSpan > 8 {
 		return fmt.Errorf("%w: neighbor_span must be at most 8, got %d", ErrConfig, c.NeighborSpan)

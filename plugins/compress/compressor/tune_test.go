@@ -65,11 +65,13 @@ func TestTune(t *testing.T) {
 			func(c *compressor.Config, v float64) { *ptr(c) = int(v) }, vals}
 	}
 	paramList := []param{
-		in("neighbor_span", func(c *compressor.Config) *int { return &c.NeighborSpan }, 1, 2, 3, 4, 5, 6),
+		fl("context_weight", func(c *compressor.Config) *float64 { return &c.ContextWeight }, 0, 0.1, 0.2, 0.4, 0.8),
+		in("context_window", func(c *compressor.Config) *int { return &c.ContextWindow }, 4, 8, 16, 32),
+		in("neighbor_span", func(c *compressor.Config) *int { return &c.NeighborSpan }, 2, 3, 4, 5, 6, 8),
 		fl("neighbor_decay", func(c *compressor.Config) *float64 { return &c.NeighborDecay }, 0.3, 0.5, 0.7, 0.85),
 		fl("neighbor_weight", func(c *compressor.Config) *float64 { return &c.NeighborWeight }, 0.15, 0.3, 0.45, 0.6),
 		fl("neighbor_pull", func(c *compressor.Config) *float64 { return &c.NeighborPull }, 0, 0.4, 0.6, 0.8, 1),
-		fl("answer_weight", func(c *compressor.Config) *float64 { return &c.AnswerWeight }, 0, 0.2, 0.4),
+		fl("answer_weight", func(c *compressor.Config) *float64 { return &c.AnswerWeight }, 0, 0.2, 0.4, 0.6),
 		fl("length_alpha", func(c *compressor.Config) *float64 { return &c.LengthAlpha }, 0.3, 0.4, 0.5, 0.6, 0.7),
 		fl("length_offset", func(c *compressor.Config) *float64 { return &c.LengthOffset }, 0, 5, 10, 20),
 		fl("k1", func(c *compressor.Config) *float64 { return &c.K1 }, 0.9, 1.2, 1.6),
