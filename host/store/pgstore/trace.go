@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,6 +68,9 @@ func (t *tracer) end(ctx context.Context, err error) {
 	start, ok := ctx.Value(traceStartKey{}).(time.Time)
 	if !ok {
 		return
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
 	}
 	t.obs.ObserveQuery(queryName(ctx), time.Since(start), err)
 }
