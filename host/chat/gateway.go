@@ -23,6 +23,10 @@ type CompletionRequest struct {
 	MaxTokens   int
 	Temperature *float64
 	User        string
+	// OnAttempt, when set, is called before each provider call with the
+	// tier (empty for a passed-through model) and model about to answer,
+	// so a streaming caller can label its chunks.
+	OnAttempt func(tier, model string)
 }
 
 // Completion is the gateway's answer.
@@ -62,7 +66,7 @@ func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta l
 		return nil, &InputError{"messages", `the last message must have role "user" for routed models`}
 	}
 	t := &turn{endpoint: "gateway", query: last.Content, queryTokens: llm.CountTokens(last.Content) + llm.MessageOverheadTokens,
-		user: req.User, maxTokens: req.MaxTokens, temperature: req.Temperature, onDelta: onDelta}
+		user: req.User, maxTokens: req.MaxTokens, temperature: req.Temperature, onDelta: onDelta, onAttempt: req.OnAttempt}
 	if byTierName {
 		t.forcedTier = tier.Name
 	}
@@ -90,6 +94,13 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 	lr := &llm.Request{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: req.User}
 	if lr.MaxTokens == 0 && tier != nil {
 		lr.MaxTokens = tier.MaxOutputTokens
+	}
+	if req.OnAttempt != nil {
+		name := ""
+		if tier != nil {
+			name = tier.Name
+		}
+		req.OnAttempt(name, req.Model)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()

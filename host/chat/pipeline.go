@@ -91,6 +91,7 @@ type turn struct {
 	forcedTier  string // skip routing
 	noFallback  bool
 	onDelta     llm.DeltaFunc
+	onAttempt   func(tier, model string)
 }
 
 // outcome is the pipeline's result.
@@ -295,6 +296,9 @@ func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string,
 			Temperature: t.temperature, User: t.user}
 		if t.maxTokens > 0 && t.maxTokens < req.MaxTokens {
 			req.MaxTokens = t.maxTokens
+		}
+		if t.onAttempt != nil {
+			t.onAttempt(name, tier.Model)
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 		cs := time.Now()

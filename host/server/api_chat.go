@@ -165,7 +165,7 @@ func (s *Server) sendChatMessage(c *fiber.Ctx) error {
 		}
 		return c.JSON(reply)
 	}
-	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc) (any, error) {
+	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, _ *string) (any, error) {
 		return s.deps.Chat.Send(ctx, uid, sid, in, onDelta)
 	})
 	first := st.first()
@@ -222,6 +222,7 @@ func writeSSE(w *bufio.Writer, event string, v any) {
 // final result or error.
 type streamEvent struct {
 	delta  string
+	model  string // model answering, for gateway chunks
 	final  bool
 	result any
 	err    error
@@ -235,19 +236,20 @@ type turnStream struct {
 	cancel context.CancelFunc
 }
 
-func startStream(run func(ctx context.Context, onDelta llm.DeltaFunc) (any, error)) *turnStream {
+func startStream(run func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error)) *turnStream {
 	ctx, cancel := context.WithTimeout(context.Background(), chatTimeout)
 	st := &turnStream{events: make(chan streamEvent, 64), cancel: cancel}
 	go func() {
 		defer close(st.events)
+		var model string // set by run's goroutine, read here: same goroutine
 		res, err := run(ctx, func(d string) error {
 			select {
-			case st.events <- streamEvent{delta: d}:
+			case st.events <- streamEvent{delta: d, model: model}:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		})
+		}, &model)
 		st.events <- streamEvent{final: true, result: res, err: err}
 	}()
 	return st

@@ -362,7 +362,8 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 			"wingate":            wingateInfo(comp),
 		})
 	}
-	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc) (any, error) {
+	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
+		creq.OnAttempt = func(_, m string) { *model = m }
 		return s.deps.Chat.Complete(ctx, creq, onDelta)
 	})
 	first := st.first()
@@ -391,6 +392,9 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 				if !sentRole {
 					d["role"] = "assistant"
 					sentRole = true
+				}
+				if ev.model != "" {
+					model = ev.model
 				}
 				writeSSE(w, "", chunk(d, nil, model))
 				return w.Flush() == nil

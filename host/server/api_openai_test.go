@@ -184,6 +184,9 @@ func TestCompletionsWithSDKBodies(t *testing.T) {
 				if ch["object"] != "chat.completion.chunk" {
 					t.Fatalf("chunk %d object %v", i, ch["object"])
 				}
+				if m, _ := ch["model"].(string); !strings.HasPrefix(m, "claude-") {
+					t.Errorf("chunk %d names model %q, not the one answering", i, m)
+				}
 				u, hasUsage := ch["usage"]
 				if tt.usage && !hasUsage {
 					t.Errorf("chunk %d lacks the usage key", i)
