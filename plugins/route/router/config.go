@@ -77,7 +77,7 @@ var DefaultConfig = Config{
 	HistoryTokensFull:   8000,
 	HardCenter:          -0.8,
 	HardScale:           2,
-	Cues:                Cues{Maths: 0.3, Code: 0.4, Reasoning: 0.3, Steps: 0.2, Writing: 0.1, Length: 0.15},
+	Cues:                Cues{Maths: 0.4, Code: 0.5, Reasoning: 0.4, Steps: 0.3, Writing: 0.1, Length: 0.5},
 }
 
 // ErrConfig is wrapped by every configuration error.

@@ -108,7 +108,7 @@ func TestParseConfig(t *testing.T) {
 		{"partial keeps other defaults", `{"economy_below": 0.1}`, false, func(c router.Config) bool {
 			return c.EconomyBelow == 0.1 && c.ChatPremiumAt == router.DefaultConfig.ChatPremiumAt
 		}},
-		{"cue override", `{"cues": {"code": 1}}`, false, func(c router.Config) bool { return c.Cues.Code == 1 && c.Cues.Maths == 0.3 }},
+		{"cue override", `{"cues": {"code": 1}}`, false, func(c router.Config) bool { return c.Cues.Code == 1 && c.Cues.Maths == router.DefaultConfig.Cues.Maths }},
 		{"unknown field", `{"economy": 0.1}`, true, nil},
 		{"out of range", `{"economy_below": -0.1}`, true, nil},
 		{"premium below economy", `{"economy_below": 0.5, "chat_premium_at": 0.4}`, true, nil},

@@ -31,6 +31,7 @@ func main() {
 	rate := flag.Float64("rate", train.DefaultRecipe.Hard.Rate, "hard model rate")
 	easy := flag.Float64("easy", train.DefaultRecipe.EasyWeight, "weight of CLINC utterances as easy examples")
 	nohash := flag.Bool("nohash", false, "hard model without hashed n-grams")
+	cfgJSON := flag.String("config", "", "route config (JSON) for -report and -weights; default: router.DefaultConfig")
 	features := flag.Bool("features", false, "print the APGR of each dense feature alone")
 	weights := flag.Bool("weights", false, "print the dense weights and in-sample APGR")
 	flag.Parse()
@@ -50,6 +51,10 @@ func main() {
 	r := train.DefaultRecipe
 	r.Label, r.Hard.L2Hash, r.Hard.L2Dense, r.Hard.Epochs, r.Hard.Rate, r.EasyWeight, r.Hard.NoHash =
 		*label, *l2h, *l2d, *epochs, *rate, *easy, *nohash
+	cfg, err := router.ParseConfig([]byte(*cfgJSON))
+	if err != nil {
+		log.Fatal(err)
+	}
 	fz := train.FeaturizeAll(c, ps)
 	if *features {
 		printFeatures(fz)
@@ -60,7 +65,7 @@ func main() {
 			name string
 			fold func(train.Prompt, int) int
 		}{{"random 5-fold", train.Fold}, {"subject 5-fold", train.SubjectFold}} {
-			s := r.CrossFit(fz, 5, cv.fold, router.DefaultConfig)
+			s := r.CrossFit(fz, 5, cv.fold, cfg)
 			cu := train.NewCurve(s, ps)
 			fmt.Printf("%s: APGR %.4f CPT50 %.4f CPT80 %.4f\n", cv.name, cu.APGR(), cu.CPT(0.5), cu.CPT(0.8))
 		}
@@ -72,7 +77,7 @@ func main() {
 		for i, n := range router.DenseNames {
 			fmt.Printf("%-14s chat %8.3f hard %8.3f\n", n, chat.Dense[i], hard.Dense[i])
 		}
-		rt, _ := router.New(router.DefaultConfig, train.Model(chat, hard))
+		rt, _ := router.New(cfg, train.Model(chat, hard))
 		s := make([]float64, len(ps))
 		for i, p := range ps {
 			s[i] = rt.Score(p.Text, 0).Score
