@@ -88,7 +88,7 @@ type env struct {
 	dec *fakeDecider
 }
 
-func newMemStore(t *testing.T) store.Store {
+func newMemStore(t testing.TB) store.Store {
 	t.Helper()
 	st := memstore.New()
 	for _, id := range []int64{1, 2} {
@@ -99,7 +99,7 @@ func newMemStore(t *testing.T) store.Store {
 	return st
 }
 
-func newEnv(t *testing.T, st store.Store, mod func(*Config)) *env {
+func newEnv(t testing.TB, st store.Store, mod func(*Config)) *env {
 	t.Helper()
 	sim := simulated.New(simulated.Options{})
 	e := &env{st: st, sim: sim, obs: &recorder{}, dec: &fakeDecider{}}
@@ -116,7 +116,7 @@ func newEnv(t *testing.T, st store.Store, mod func(*Config)) *env {
 	return e
 }
 
-func (e *env) session(t *testing.T, user int64) string {
+func (e *env) session(t testing.TB, user int64) string {
 	t.Helper()
 	s, err := e.svc.CreateSession(context.Background(), user, "test")
 	if err != nil {
@@ -126,7 +126,7 @@ func (e *env) session(t *testing.T, user int64) string {
 }
 
 // seed appends n alternating messages of about 60 tokens each.
-func (e *env) seed(t *testing.T, sid string, n int) {
+func (e *env) seed(t testing.TB, sid string, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		role := store.RoleUser
