@@ -109,7 +109,7 @@ func loadWasm(t testing.TB, config []byte, deadline time.Duration) *policy.Versi
 	t.Helper()
 	wasm := buildWasm(t)
 	ctx := context.Background()
-	rt, err := policy.NewRuntime(ctx, policy.Options{CacheDir: "off"})
+	rt, err := policy.NewRuntime(ctx, policy.Options{CacheDir: filepath.Join(os.TempDir(), "wingate-compress-test-cache")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
@@ -126,6 +127,9 @@ func recentOnly(req *abi.CompressRequest) abi.CompressDecision {
 // budget; turns are taken by score while they fit.
 func bm25Recent(req *abi.CompressRequest) abi.CompressDecision {
 	msgs := req.Messages
+	if len(msgs) == 0 {
+		return abi.CompressDecision{}
+	}
 	budget := int64(req.BudgetTokens)
 	kept := make([]bool, len(msgs))
 	var used int64
@@ -137,29 +141,11 @@ func bm25Recent(req *abi.CompressRequest) abi.CompressDecision {
 		kept[i] = true
 		used += t
 	}
-	split := func(s string) []string {
-		return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
-		})
-	}
-	docs := make([][]string, len(msgs))
-	df := map[string]int{}
-	total := 0
-	for i, m := range msgs {
-		docs[i] = split(m.Text)
-		total += len(docs[i])
-		seen := map[string]bool{}
-		for _, w := range docs[i] {
-			if !seen[w] {
-				seen[w] = true
-				df[w]++
-			}
-		}
-	}
-	avg := float64(total) / float64(len(msgs))
+	ix := bm25Index(msgs)
+	docs, df, avg := ix.docs, ix.df, ix.avg
 	n := float64(len(msgs))
 	q := map[string]bool{}
-	for _, w := range split(req.Query) {
+	for _, w := range bm25Split(req.Query) {
 		q[w] = true
 	}
 	type sc struct {
@@ -168,9 +154,12 @@ func bm25Recent(req *abi.CompressRequest) abi.CompressDecision {
 	}
 	var ranked []sc
 	for i, d := range docs {
-		tf := map[string]int{}
+		var tf map[string]int
 		for _, w := range d {
 			if q[w] {
+				if tf == nil {
+					tf = map[string]int{}
+				}
 				tf[w]++
 			}
 		}
@@ -199,4 +188,49 @@ func bm25Recent(req *abi.CompressRequest) abi.CompressDecision {
 	}
 	d.Tokens = uint32(used)
 	return d
+}
+
+// bm25Split is the baseline's tokenizer: lowercase alphanumeric runs.
+func bm25Split(s string) []string {
+	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	})
+}
+
+// bm25Idx is the baseline's index of one history.
+type bm25Idx struct {
+	docs [][]string
+	df   map[string]int
+	avg  float64
+}
+
+var (
+	bm25Mu    sync.Mutex
+	bm25Cache = map[*abi.Message]*bm25Idx{}
+)
+
+// bm25Index builds the baseline's index of msgs once per history (the
+// evaluation asks many questions of each).
+func bm25Index(msgs []abi.Message) *bm25Idx {
+	bm25Mu.Lock()
+	defer bm25Mu.Unlock()
+	if ix, ok := bm25Cache[&msgs[0]]; ok && len(ix.docs) == len(msgs) {
+		return ix
+	}
+	ix := &bm25Idx{docs: make([][]string, len(msgs)), df: map[string]int{}}
+	total := 0
+	for i, m := range msgs {
+		ix.docs[i] = bm25Split(m.Text)
+		total += len(ix.docs[i])
+		seen := map[string]bool{}
+		for _, w := range ix.docs[i] {
+			if !seen[w] {
+				seen[w] = true
+				ix.df[w]++
+			}
+		}
+	}
+	ix.avg = float64(total) / float64(len(msgs))
+	bm25Cache[&msgs[0]] = ix
+	return ix
 }
