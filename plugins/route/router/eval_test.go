@@ -16,6 +16,7 @@ const (
 	minEconomyRecall    = 0.90 // CLINC150 test: share of small_talk and meta sent to economy
 	minHeldOutAPGR      = 0.58 // GSM8K + MMLU, random 5-fold cross-fitted scores
 	minShippedAPGR      = 0.60 // GSM8K + MMLU, the shipped model (trained on all prompts)
+	minSubjectAPGR      = 0.55 // GSM8K + MMLU, subject 5-fold cross-fitted scores
 )
 
 var (
@@ -133,7 +134,9 @@ func TestEvalRouteLLM(t *testing.T) {
 		t.Log("short mode: subject 5-fold cross-fit skipped")
 	} else {
 		bySubject := train.DefaultRecipe.CrossFit(fz, 5, train.SubjectFold, router.DefaultConfig)
-		report("held out, subject 5-fold", bySubject)
+		if a := report("held out, subject 5-fold", bySubject).APGR(); a < minSubjectAPGR {
+			t.Errorf("subject-held-out APGR %.4f < %.2f", a, minSubjectAPGR)
+		}
 	}
 
 	// Per data set, held-out random 5-fold scores.
