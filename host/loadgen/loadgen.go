@@ -218,8 +218,11 @@ func loopbackOnly(network, address string, _ syscall.RawConn) error {
 type runner struct {
 	cfg    Config
 	base   string
-	client *http.Client
 	picker picker
+	// clients are the workers' HTTP clients, one connection each, kept
+	// across the warm-up and the measured phase.
+	clients []*http.Client
+	dials   atomic.Int64 // connections opened
 
 	tokens   sync.Map // user id → token
 	sessions sync.Map // user id → chat session id
@@ -242,21 +245,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: loopbackOnly}
-	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
-		MaxIdleConns:        cfg.Connections,
-		MaxIdleConnsPerHost: cfg.Connections,
-		MaxConnsPerHost:     cfg.Connections,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	defer tr.CloseIdleConnections()
 	r := &runner{
 		cfg:    cfg,
 		base:   u.Scheme + "://" + u.Host,
-		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		picker: newPicker(cfg.Mix),
 		gen:    seed.New(seed.DefaultSeed),
+	}
+	// One client with one connection per worker, like as many app
+	// clients each with its keep-alive connection: with N workers the
+	// server holds N connections, whatever the request rate.
+	r.clients = make([]*http.Client, cfg.Connections)
+	for i := range r.clients {
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				r.dials.Add(1)
+				return dialer.DialContext(ctx, network, addr)
+			},
+			MaxIdleConns:        1,
+			MaxIdleConnsPerHost: 1,
+			MaxConnsPerHost:     1,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}
+		defer tr.CloseIdleConnections()
+		r.clients[i] = &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	}
 	if cfg.Warmup > 0 {
 		r.phase(ctx, cfg.Warmup, 0, cfg.Seed^0x9e3779b97f4a7c15)
@@ -264,7 +276,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.sent.Store(0)
 	start := time.Now()
 	stats := r.phase(ctx, cfg.Duration, cfg.Requests, cfg.Seed)
-	return buildReport(cfg, stats, time.Since(start)), nil
+	rep := buildReport(cfg, stats, time.Since(start))
+	rep.ConnectionsOpened = r.dials.Load()
+	return rep, nil
 }
 
 // job is one scheduled request: its intended send time.
@@ -290,7 +304,7 @@ func (r *runner) phase(ctx context.Context, d time.Duration, limit int, seedV ui
 	for i := range workers {
 		workers[i] = newStats()
 		rng := rand.New(rand.NewPCG(seedV, uint64(i)+1))
-		w := &worker{r: r, st: workers[i], rng: rng,
+		w := &worker{r: r, st: workers[i], rng: rng, client: r.clients[i],
 			users:      rand.NewZipf(rng, r.cfg.ZipfS, 1, uint64(r.cfg.Users-1)),
 			challenges: rand.NewZipf(rng, r.cfg.ZipfS, 1, uint64(r.cfg.Challenges-1)),
 		}
@@ -353,6 +367,7 @@ func (r *runner) schedule(ctx, hard context.Context, jobs chan<- job, limit int)
 // between workers; merged at the end).
 type worker struct {
 	r          *runner
+	client     *http.Client
 	st         *stats
 	rng        *rand.Rand
 	users      *rand.Zipf
@@ -521,7 +536,7 @@ func (w *worker) send(ctx context.Context, spec requestSpec, intended time.Time)
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := w.r.client.Do(req)
+	resp, err := w.client.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):

@@ -125,6 +125,9 @@ func TestClosedLoopMix(t *testing.T) {
 			drawn += e.Requests
 		}
 	}
+	if rep.ConnectionsOpened != 4 {
+		t.Errorf("connections opened: %d, want 4 (one kept-alive connection per worker)", rep.ConnectionsOpened)
+	}
 	if drawn != 400 {
 		t.Errorf("requests drawn from the mix: %d, want exactly 400", drawn)
 	}

@@ -24,17 +24,18 @@ const (
 	EpChatSession = "chat_session" // POST /api/chat/sessions (once per user that chats)
 )
 
-// DefaultMix is a read-heavy app mix: mostly catalogue and per-user reads,
-// some writes, a few chat messages.
+// DefaultMix is a read-heavy app mix, nine reads to one write: mostly
+// the catalogue and per-user reads, some location updates and challenge
+// completions, a few chat messages.
 var DefaultMix = Mix{
-	EpChallenges:  30,
-	EpChallenge:   10,
-	EpReputation:  20,
-	EpMatches:     12,
-	EpLocationGet: 6,
-	EpLocationPut: 8,
-	EpComplete:    6,
-	EpChat:        8,
+	EpChallenges:  34,
+	EpChallenge:   12,
+	EpReputation:  22,
+	EpMatches:     14,
+	EpLocationGet: 8,
+	EpLocationPut: 4,
+	EpComplete:    3,
+	EpChat:        3,
 }
 
 // Mix weights the endpoints; a request picks one with probability

@@ -141,14 +141,17 @@ func (c *chatStats) merge(o *chatStats) {
 // Report is the result of a run, as written by `wingate load --json`.
 // Latencies are in milliseconds.
 type Report struct {
-	Target      string  `json:"target"`
-	Mode        Mode    `json:"mode"`
-	Connections int     `json:"connections"`
-	Rate        float64 `json:"rate,omitempty"`
-	Users       int     `json:"users"`
-	Seconds     float64 `json:"seconds"`
-	Requests    int64   `json:"requests"`
-	RPS         float64 `json:"rps"`
+	Target      string `json:"target"`
+	Mode        Mode   `json:"mode"`
+	Connections int    `json:"connections"`
+	// ConnectionsOpened counts TCP connections dialled, warm-up included:
+	// about Connections when keep-alive works.
+	ConnectionsOpened int64   `json:"connections_opened"`
+	Rate              float64 `json:"rate,omitempty"`
+	Users             int     `json:"users"`
+	Seconds           float64 `json:"seconds"`
+	Requests          int64   `json:"requests"`
+	RPS               float64 `json:"rps"`
 	// Dropped counts scheduled requests never sent before the hard stop
 	// (constant-rate mode: the server could not keep up).
 	Dropped   int64                     `json:"dropped"`
@@ -279,7 +282,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Mode == ModeRate {
 		fmt.Fprintf(&b, ", %.0f req/s scheduled", r.Rate)
 	}
-	fmt.Fprintf(&b, ", %d users\n", r.Users)
+	fmt.Fprintf(&b, ", %d users, %d connections opened\n", r.Users, r.ConnectionsOpened)
 	fmt.Fprintf(&b, "%d requests in %.1fs: %.0f req/s", r.Requests, r.Seconds, r.RPS)
 	if r.Dropped > 0 {
 		fmt.Fprintf(&b, ", %d scheduled but not sent", r.Dropped)
