@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -124,4 +125,31 @@ func TestCountTokens(t *testing.T) {
 	if n := CountMessages("hello world", msgs); n != 2*(2+MessageOverheadTokens) {
 		t.Errorf("CountMessages = %d", n)
 	}
+}
+
+func TestCountTokensCached(t *testing.T) {
+	long := strings.Repeat("We talked about the hiking trip with Priya in June. ", 4)
+	want := count(long)
+	for i := 0; i < 3; i++ {
+		if got := CountTokens(long); got != want {
+			t.Fatalf("call %d: %d, want %d", i, got, want)
+		}
+	}
+	if n, ok := tokenCache.GetIfPresent(long); !ok || int(n) != want {
+		t.Errorf("not cached: %d %v", n, ok)
+	}
+}
+
+func BenchmarkCountTokens(b *testing.B) {
+	msg := "Caroline: I went to the LGBTQ support group yesterday and it was so powerful, everyone shared their stories."
+	b.Run("uncached", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			count(msg)
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			CountTokens(msg)
+		}
+	})
 }
