@@ -194,15 +194,19 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Migrated() bool { return s.migrated.Load() }
 
 // run executes fn on a pooled connection under the operation timeout and
-// maps its error. Idempotent operations are retried (up to twice) when
-// the connection failed underneath them; any operation is retried when
-// pgconn reports that nothing reached the server.
+// maps its error. Idempotent operations are retried when the connection
+// failed underneath them, up to once per pooled connection plus one (after
+// pg_terminate_backend every pooled connection may be dead, and each
+// failed attempt costs microseconds); any operation is retried when
+// pgconn reports that nothing reached the server. The operation timeout
+// bounds the whole.
 func (s *Store) run(ctx context.Context, name string, idempotent bool, fn func(ctx context.Context, c *pgxpool.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
 	ctx = withQueryName(ctx, name)
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	attempts := min(max(int(s.cfg.MaxConns)+1, 3), 33)
+	for attempt := 0; attempt < attempts; attempt++ {
 		err = s.attempt(ctx, fn)
 		if err == nil {
 			s.health.ok(s.log)
