@@ -58,6 +58,13 @@ func (lengthRouter) Compress(_ context.Context, r *abi.CompressRequest) (abi.Com
 
 func newChatFixture(t testing.TB, dec policy.Decider, st store.Store, users int) *chatFixture {
 	t.Helper()
+	return newChatFixtureWith(t, dec, st, users, nil)
+}
+
+// newChatFixtureWith serves every tier with p (nil: the simulated
+// provider).
+func newChatFixtureWith(t testing.TB, dec policy.Decider, st store.Store, users int, p llm.Provider) *chatFixture {
+	t.Helper()
 	if st == nil {
 		st = memstore.New()
 	}
@@ -75,8 +82,11 @@ func newChatFixture(t testing.TB, dec policy.Decider, st store.Store, users int)
 			t.Fatal(err)
 		}
 	}
-	f.svc, err = chat.New(chat.Config{Store: st, Decider: dec, Tiers: llm.DefaultTiers("simulated"),
-		Providers: map[string]llm.Provider{"simulated": f.sim}})
+	if p == nil {
+		p = f.sim
+	}
+	f.svc, err = chat.New(chat.Config{Store: st, Decider: dec, Tiers: llm.DefaultTiers(p.Name()),
+		Providers: map[string]llm.Provider{p.Name(): p}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,5 +317,39 @@ func TestChatFallbackAndEveryTierDown(t *testing.T) {
 	}
 	if st := f.svc.Stats(); st.Failed != 2 || st.Fallbacks != 1+2*3 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+// breaking streams some text, then fails as a broken stream would.
+type breaking struct{}
+
+func (breaking) Name() string { return "breaking" }
+func (breaking) Complete(_ context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	if onDelta == nil {
+		return nil, &llm.Error{Provider: "breaking", Kind: llm.KindUnavailable, Status: 502}
+	}
+	if err := onDelta("Let me think"); err != nil {
+		return nil, err
+	}
+	return nil, &llm.Error{Provider: "breaking", Kind: llm.KindStream, Message: "stream ended before message_stop"}
+}
+
+func TestStreamBreaksMidAnswer(t *testing.T) {
+	f := newChatFixtureWith(t, lengthRouter{}, nil, 1, breaking{})
+	sid := f.newSession(t, 1)
+	r := f.do(t, "POST", "/api/chat/sessions/"+sid+"/messages", 1, `{"text":"hello"}`, "Accept", "text/event-stream")
+	evs := readEvents(t, r.body)
+	if r.status != 200 || len(evs) != 2 || evs[0].Event != "delta" || evs[1].Event != "error" || !strings.Contains(evs[1].Data, `"llm_error"`) {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+	r = f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	evs = readEvents(t, r.body)
+	if r.status != 200 || len(evs) != 3 || !strings.Contains(evs[0].Data, "Let me think") || !strings.Contains(evs[1].Data, `"server_error"`) || evs[2].Data != "[DONE]" {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+	// Not streamed: every tier fails before any text, 503.
+	r = f.do(t, "POST", "/api/chat/sessions/"+sid+"/messages", 1, `{"text":"hello again"}`)
+	if r.status != 503 || errCode(t, r) != "llm_unavailable" {
+		t.Errorf("%d %s", r.status, r.body)
 	}
 }
