@@ -2,6 +2,8 @@ package train
 
 import (
 	"hash/fnv"
+	"runtime"
+	"sync"
 
 	"github.com/wingman-app/wingate/plugins/route/router"
 )
@@ -158,17 +160,27 @@ func (r Recipe) CrossFit(fz *Featurized, k int, fold func(Prompt, int) int, cfg 
 	for i, p := range fz.PS {
 		folds[i] = fold(p, k)
 	}
+	// Folds train independently (Fit is deterministic and fz read-only
+	// from here on), so they run in parallel and write disjoint scores.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for f := 0; f < k; f++ {
-		hard := r.FitHard(fz, func(i int) bool { return folds[i] != f })
-		rt, err := router.New(cfg, Model(chat, hard))
-		if err != nil {
-			panic(err)
-		}
-		for i, p := range fz.PS {
-			if folds[i] == f {
-				scores[i] = rt.Score(p.Text, 0).Score
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			hard := r.FitHard(fz, func(i int) bool { return folds[i] != f })
+			rt, err := router.New(cfg, Model(chat, hard))
+			if err != nil {
+				panic(err)
 			}
-		}
+			for i, p := range fz.PS {
+				if folds[i] == f {
+					scores[i] = rt.Score(p.Text, 0).Score
+				}
+			}
+		}()
 	}
+	wg.Wait()
 	return scores
 }
