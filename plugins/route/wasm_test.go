@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,7 +83,9 @@ func TestWasmCases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := native.Decide(&req); got != want {
+		// The score may differ in the last bits: math.Exp has an assembly
+		// implementation natively and a Go one in WebAssembly.
+		if want := native.Decide(&req); got.Tier != want.Tier || got.Reason != want.Reason || math.Abs(got.Score-want.Score) > 1e-9 {
 			t.Errorf("wasm %+v, native %+v for %.30q", got, want, m)
 		}
 	}

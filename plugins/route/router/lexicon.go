@@ -38,12 +38,14 @@ var lexicons = []struct {
 		critique critically assess infer deduce hypothesis derive difference between what if
 		paradox cause causes evidence counterargument evaluate whether interpret interpretation
 		ethical ethics philosophical dilemma assumption assumptions hypothetical scenario
-		scenarios predict mechanism underlying fundamentally rigorous nuanced`},
+		scenarios predict mechanism underlying fundamentally rigorous nuanced riddle puzzle
+		puzzles counterintuitive contradiction`},
 	{lexStep, `step by steps first then finally next afterwards plan outline detailed each both
 		additionally include including ensure format table summarize summarise rewrite translate
 		convert make sure requirements constraints bullet bullets sections section paragraph
 		paragraphs itemize list following given below above provide design create build
-		develop structure organize organise schedule itinerary`},
+		develop structure organize organise schedule itinerary exactly must constraint
+		at least at most no more without using`},
 	{lexCreative, `write story poem essay letter email draft lyrics song article blog speech toast
 		haiku limerick novel character characters dialogue compose fiction plot narrative
 		screenplay sonnet slogan tagline`},
@@ -145,7 +147,8 @@ var phrases = map[string]bool{
 	"how many": true, "how much": true, "expected value": true, "per cent": true,
 	"stack trace": true, "unit test": true, "big o": true, "memory leak": true,
 	"trade off": true, "difference between": true, "what if": true,
-	"step by": true, "make sure": true,
+	"step by": true, "make sure": true, "at least": true, "at most": true, "no more": true,
+	"without using": true,
 	"how do": true, "how can": true, "how should": true, "should i": true, "what should": true,
 	"any tips": true, "help me": true, "how to": true, "is it": true, "what do": true,
 	"ways to": true, "best way": true,
