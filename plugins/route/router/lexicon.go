@@ -149,7 +149,7 @@ var phrases = map[string]bool{
 	"trade off": true, "difference between": true, "what if": true,
 	"step by": true, "make sure": true, "at least": true, "at most": true, "no more": true,
 	"without using": true,
-	"how do": true, "how can": true, "how should": true, "should i": true, "what should": true,
+	"how do":        true, "how can": true, "how should": true, "should i": true, "what should": true,
 	"any tips": true, "help me": true, "how to": true, "is it": true, "what do": true,
 	"ways to": true, "best way": true,
 	"got it": true, "sounds good": true, "you too": true, "see you": true, "how are": true,
