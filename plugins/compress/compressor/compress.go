@@ -615,15 +615,27 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	}
 
 	// 3. Retrieval within what the summary leaves.
+	// The summary's reserve: its share of the budget, at least
+	// SummaryMinTokens (a line or two) but never a quarter of the budget.
 	reserve := int64(c.cfg.SummaryFraction * float64(budget))
 	if reserve > int64(c.cfg.SummaryMaxTokens) {
 		reserve = int64(c.cfg.SummaryMaxTokens)
 	}
-	if reserve < int64(c.cfg.SummaryMinTokens) {
+	if reserve < int64(c.cfg.SummaryMinTokens) && c.cfg.SummaryFraction > 0 {
+		reserve = int64(c.cfg.SummaryMinTokens)
+	}
+	if reserve > budget/4 {
 		reserve = 0
 	}
 	a, scores, smoothed := c.score(msgs, req.Query)
 	c.retrieve(msgs, smoothed, scores, kept, &used, budget-reserve)
+	if c.cfg.FillRecent {
+		for i := len(msgs) - 1; i >= 0 && used < budget-reserve; i-- {
+			if !kept[i] {
+				keepMsg(i, budget-reserve)
+			}
+		}
+	}
 
 	// 4. The summary of the rest.
 	summary, cost := c.summarise(msgs, a, smoothed, kept, budget-used)

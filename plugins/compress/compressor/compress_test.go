@@ -90,13 +90,13 @@ func TestCompress(t *testing.T) {
 		query    string
 		budget   uint32
 		mustKeep []string
-		summary  bool
+		summary  string // a word the summary must hold; "-" for no summary
 	}{
-		{"fact by name and place", "When did Tom move to Denver?", total / 10, []string{"sys", "m40", "m199"}, true},
-		{"answer after the question", "Which instrument does Sam play?", total / 10, []string{"sys", "m90", "m91"}, true},
-		{"category expands to members", "What instruments has Sam learned?", total / 10, []string{"m91"}, true},
-		{"everything fits", "anything", total, nil, false},
-		{"budget zero", "When did Tom move?", 0, nil, false},
+		{"fact by name and place", "When did Tom move to Denver?", total / 10, []string{"sys", "m40", "m199"}, ""},
+		{"answer after the question", "Which instrument does Sam play?", total / 10, []string{"sys", "m90", "m91"}, "Denver"},
+		{"category expands to members", "What instruments has Sam learned?", total / 10, []string{"m91"}, "Denver"},
+		{"everything fits", "anything", total, nil, "-"},
+		{"budget zero", "When did Tom move?", 0, nil, "-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,8 +112,11 @@ func TestCompress(t *testing.T) {
 					t.Errorf("%s not kept (kept %d messages)", id, len(d.Keep))
 				}
 			}
-			if (d.Summary != "") != tt.summary {
-				t.Errorf("summary = %q, want present: %v", d.Summary, tt.summary)
+			switch {
+			case tt.summary == "-" && d.Summary != "":
+				t.Errorf("summary = %q, want none", d.Summary)
+			case tt.summary != "" && tt.summary != "-" && !strings.Contains(d.Summary, tt.summary):
+				t.Errorf("summary = %q, want it to hold %q", d.Summary, tt.summary)
 			}
 			if tt.budget == total && len(d.Keep) != len(hist) {
 				t.Errorf("kept %d of %d messages within a budget that holds all", len(d.Keep), len(hist))
@@ -122,8 +125,37 @@ func TestCompress(t *testing.T) {
 	}
 }
 
-func TestSummaryKeepsFacts(t *testing.T) {
+// TestNothingRelevantFillsRecent checks that a query matching nothing
+// spends the budget on the most recent messages rather than leaving it.
+func TestNothingRelevantFillsRecent(t *testing.T) {
 	c := newDefault(t)
+	hist := history(200, nil)
+	var total uint32
+	for _, m := range hist {
+		total += m.Tokens
+	}
+	req := &abi.CompressRequest{Messages: hist, Query: "Hmm?", BudgetTokens: total / 5}
+	d := c.Compress(req)
+	checkInvariants(t, req, d)
+	var kept uint32
+	for j, k := range d.Keep {
+		kept += hist[k].Tokens
+		if want := uint32(len(hist) - len(d.Keep) + j); k != want {
+			t.Fatalf("keep = %v, want the most recent messages", d.Keep)
+		}
+	}
+	if kept < req.BudgetTokens*8/10 {
+		t.Errorf("kept %d tokens of a %d budget", kept, req.BudgetTokens)
+	}
+}
+
+func TestSummaryKeepsFacts(t *testing.T) {
+	cfg := compressor.Default()
+	cfg.SummaryFraction = 0.2
+	c, err := compressor.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hist := history(300, map[int]string{
 		20:  "Sam: We adopted a dog named Pepper on 3 March, she is 2 years old.",
 		150: "Alex: I ran the Boston marathon in 3 hours 41 minutes last April.",

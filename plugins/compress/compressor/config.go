@@ -83,6 +83,9 @@ type Config struct {
 	// ranks by score alone, 1 by score per token.
 	LengthAlpha  float64 `json:"length_alpha"`
 	LengthOffset float64 `json:"length_offset"`
+	// FillRecent spends budget that retrieval leaves unused (a query that
+	// matches little) on further recent messages, newest first.
+	FillRecent bool `json:"fill_recent"`
 	// MinScore is the share of the best score below which a message is
 	// not retrieved at all; the budget left over goes to the summary.
 	MinScore float64 `json:"min_score"`
@@ -133,6 +136,7 @@ func Default() Config {
 		LengthAlpha:      0.5,
 		LengthOffset:     10,
 		MinScore:         0,
+		FillRecent:       true,
 		SynonymWeight:    0.5,
 		MemoMessages:     4096,
 	}
