@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wingman-app/wingate/host/auth"
@@ -37,7 +39,8 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "the server's HS256 key, to mint user tokens (WINGATE_JWT_SECRET); empty: the secret a local serve saved")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, instead of the text report)")
-	targets := fs.String("targets", "", "JSON targets file; exit 1 when any is missed")
+	targets := fs.String("targets", "", "JSON targets file, or \"default\" for the project's targets; exit 1 when any is missed")
+	gauges := fs.String("gauges", "", "comma-separated server metrics to sample from /metrics during the run (the targets file's gauges are added)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -60,6 +63,12 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 			return err
 		}
 		tgt = &t
+		cfg.Gauges = append(cfg.Gauges, t.GaugeNames()...)
+	}
+	for _, g := range strings.Split(*gauges, ",") {
+		if g = strings.TrimSpace(g); g != "" && !slices.Contains(cfg.Gauges, g) {
+			cfg.Gauges = append(cfg.Gauges, g)
+		}
 	}
 	key := *secret
 	if key == "" {

@@ -107,6 +107,11 @@ type Config struct {
 	// Tokens mints bearer tokens; required when the mix has user
 	// endpoints.
 	Tokens TokenFunc
+	// Gauges names server metrics to sample from the target's /metrics
+	// every GaugeEvery (default 1 s) during the measured phase, e.g. the
+	// database pool's utilisation and health.
+	Gauges     []string
+	GaugeEvery time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -136,6 +141,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if c.GaugeEvery <= 0 {
+		c.GaugeEvery = time.Second
 	}
 	switch {
 	case c.Mode != ModeClosed && c.Mode != ModeRate:
@@ -274,10 +282,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.phase(ctx, cfg.Warmup, 0, cfg.Seed^0x9e3779b97f4a7c15)
 	}
 	r.sent.Store(0)
+	var sampler *gaugeSampler
+	sampled := make(chan struct{})
+	sctx, stopSampling := context.WithCancel(ctx)
+	if len(cfg.Gauges) > 0 {
+		sampler = newGaugeSampler(r.base, cfg.Gauges, &http.Client{
+			Timeout:   5 * time.Second,
+			Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1},
+		})
+		go func() {
+			defer close(sampled)
+			sampler.run(sctx, cfg.GaugeEvery)
+		}()
+	} else {
+		close(sampled)
+	}
 	start := time.Now()
 	stats := r.phase(ctx, cfg.Duration, cfg.Requests, cfg.Seed)
-	rep := buildReport(cfg, stats, time.Since(start))
+	elapsed := time.Since(start)
+	stopSampling()
+	<-sampled
+	rep := buildReport(cfg, stats, elapsed)
 	rep.ConnectionsOpened = r.dials.Load()
+	if sampler != nil {
+		rep.Gauges = sampler.report()
+	}
 	return rep, nil
 }
 

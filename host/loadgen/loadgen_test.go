@@ -443,6 +443,9 @@ func TestLoadTargets(t *testing.T) {
 	if _, err := LoadTargets(write(`{"p95_ms": {"*": 1000}, "min_cache_hit_ratio": 0.85}`)); err != nil {
 		t.Error(err)
 	}
+	if d, err := LoadTargets("default"); err != nil || d.MinCacheHitRatio == nil || *d.MinCacheHitRatio != 0.85 || d.P95MS["*"] != 1000 {
+		t.Errorf("default targets: %+v, %v", d, err)
+	}
 	if _, err := LoadTargets(write(`{"p95_ms": {"weather": 1}}`)); err == nil || !strings.Contains(err.Error(), "weather") {
 		t.Errorf("unknown endpoint: %v", err)
 	}

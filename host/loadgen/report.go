@@ -165,6 +165,9 @@ type Report struct {
 	Cache    map[string]int64 `json:"cache"`
 	HitRatio float64          `json:"cache_hit_ratio"`
 	Chat     ChatReport       `json:"chat"`
+	// Gauges summarises the server metrics sampled during the run
+	// (Config.Gauges).
+	Gauges map[string]GaugeReport `json:"gauges,omitempty"`
 	// Checks holds the comparison with a targets file, when given.
 	Checks []Check `json:"checks,omitempty"`
 	Pass   *bool   `json:"pass,omitempty"`
@@ -310,6 +313,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		c := r.Chat
 		fmt.Fprintf(&b, "chat: %d replies, cost $%.4f vs baseline $%.4f (%.1f%% saved), context %d vs %d tokens (%.1f%% fewer), tiers %s\n",
 			c.Messages, c.CostUSD, c.BaselineCostUSD, c.CostSavedPct, c.ContextTokens, c.BaselineContextTokens, c.ContextSavedPct, countList(c.Tiers))
+	}
+	if len(r.Gauges) > 0 {
+		names := make([]string, 0, len(r.Gauges))
+		for n := range r.Gauges {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			g := r.Gauges[n]
+			fmt.Fprintf(&b, "%s: min %s, mean %s, max %s (%d samples)\n", n, fmtNum(g.Min), fmtNum(g.Mean), fmtNum(g.Max), g.Samples)
+		}
 	}
 	if len(r.Checks) > 0 {
 		b.WriteString("\n")

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -34,15 +35,47 @@ type Targets struct {
 	MinRPS                 *float64           `json:"min_rps,omitempty"`
 	MinChatCostSavedPct    *float64           `json:"min_chat_cost_saved_pct,omitempty"`
 	MinChatContextSavedPct *float64           `json:"min_chat_context_saved_pct,omitempty"`
+	// Gauges bounds sampled server metrics: every sample at least min
+	// and at most max (either may be absent). A gauge with no samples
+	// fails.
+	Gauges map[string]GaugeTarget `json:"gauges,omitempty"`
 }
 
-// LoadTargets reads a targets file; unknown fields and endpoint names are
-// errors.
+// GaugeTarget bounds the samples of one server metric.
+type GaugeTarget struct {
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
+}
+
+// GaugeNames returns the metrics the targets bound, to sample them.
+func (t Targets) GaugeNames() []string {
+	names := make([]string, 0, len(t.Gauges))
+	for n := range t.Gauges {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultTargetsJSON are the project's targets (issue 9): P95 under 1 s
+// everywhere, cached reads under 50 ms at P99, hit ratio over 85%, no
+// 5xx, chat cost 40% and context 70% under the baseline, the database
+// pool healthy (health 80 or more, at most 90% of its connections busy).
+// `wingate load --targets default` uses them.
+//
+//go:embed targets.json
+var DefaultTargetsJSON []byte
+
+// LoadTargets reads a targets file, or DefaultTargetsJSON for the path
+// "default"; unknown fields and endpoint names are errors.
 func LoadTargets(path string) (Targets, error) {
 	var t Targets
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return t, fmt.Errorf("loadgen: targets: %w", err)
+	data := DefaultTargetsJSON
+	if path != "default" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return t, fmt.Errorf("loadgen: targets: %w", err)
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -141,6 +174,20 @@ func (r *Report) Evaluate(t Targets) bool {
 	}
 	if t.MinChatContextSavedPct != nil {
 		atLeast("chat context tokens saved %", r.Chat.ContextSavedPct, *t.MinChatContextSavedPct)
+	}
+	for _, name := range t.GaugeNames() {
+		gt := t.Gauges[name]
+		g, ok := r.Gauges[name]
+		if !ok || g.Samples == 0 {
+			checks = append(checks, Check{Name: name + " (not sampled)", Target: "samples from /metrics"})
+			continue
+		}
+		if gt.Min != nil {
+			atLeast(name+" min", g.Min, *gt.Min)
+		}
+		if gt.Max != nil {
+			atMost(name+" max", g.Max, *gt.Max)
+		}
 	}
 	pass := true
 	for _, c := range checks {
