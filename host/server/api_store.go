@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -23,15 +24,25 @@ func storeAPIError(err error) *APIError {
 	case errors.As(err, &fe):
 		return badRequest("invalid_"+fe.Field, fe.Field+": "+fe.Reason)
 	case errors.Is(err, store.ErrInvalid):
-		return badRequest("invalid", err.Error())
+		return badRequest("invalid", clientMessage(err))
 	case errors.Is(err, store.ErrNotFound):
-		return notFound(err.Error())
+		return notFound(clientMessage(err))
 	case errors.Is(err, store.ErrConflict):
-		return &APIError{fiber.StatusConflict, "conflict", err.Error()}
+		return &APIError{fiber.StatusConflict, "conflict", clientMessage(err)}
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return &APIError{fiber.StatusServiceUnavailable, "unavailable", "the database is unavailable, retry later"}
 	}
 	return nil
+}
+
+// clientMessage is a store error's text without the implementation's
+// package prefix ("pgstore: ", "memstore: ").
+func clientMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "store: "); i >= 0 && i < 10 {
+		msg = msg[i+len("store: "):]
+	}
+	return msg
 }
 
 // Defaults and limits of the Wingman endpoints.
