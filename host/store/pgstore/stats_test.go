@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +134,32 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 	}
 	if st := s.PoolStats(); st.Reachable || st.Health != 0 {
 		t.Fatalf("PoolStats while down = %+v, want unreachable with health 0", st)
+	}
+}
+
+func TestPoolSettings(t *testing.T) {
+	const base = "postgres://postgres@127.0.0.1:1/x?sslmode=disable"
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantMax int32
+		wantMin int32
+	}{
+		{"defaults", Config{URL: base}, max(8, 4*int32(runtime.GOMAXPROCS(0))), 2},
+		{"URL parameters win over defaults", Config{URL: base + "&pool_max_conns=3&pool_min_conns=1"}, 3, 1},
+		{"explicit fields win over the URL", Config{URL: base + "&pool_max_conns=3", MaxConns: 5}, 5, 2},
+		{"min never above max", Config{URL: base + "&pool_max_conns=1"}, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(context.Background(), tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			c := s.Config()
+			if c.MaxConns != tc.wantMax || c.MinConns != tc.wantMin || s.pool.Config().MaxConns != tc.wantMax {
+				t.Fatalf("max %d min %d, want %d %d", c.MaxConns, c.MinConns, tc.wantMax, tc.wantMin)
+			}
+		})
 	}
 }
