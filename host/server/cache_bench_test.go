@@ -107,7 +107,7 @@ var (
 )
 
 // TestCacheHitThroughputWrk is the same comparison driven by wrk (2
-// threads, 100 connections, 5 s per side, bare first). It runs only with
+// threads, 100 connections, three alternating rounds of 3 s per side). It runs only with
 // WINGATE_WRK=1 and wrk installed (apt-get install wrk):
 //
 //	WINGATE_WRK=1 go test ./host/server -run CacheHitThroughputWrk -v
@@ -125,7 +125,7 @@ func TestCacheHitThroughputWrk(t *testing.T) {
 			cached := w.serve(t)
 			bare := bareApp(t, wingmanBody("challenges", "", ""))
 			run := func(addr string) (float64, float64) {
-				out, err := exec.Command(wrk, "-t2", "-c100", "-d5s", "--latency",
+				out, err := exec.Command(wrk, "-t2", "-c100", "-d3s", "--latency",
 					"-H", "Authorization: Bearer u1", "http://"+addr+"/api/challenges").CombinedOutput()
 				if err != nil {
 					t.Fatalf("wrk: %v\n%s", err, out)
@@ -144,10 +144,19 @@ func TestCacheHitThroughputWrk(t *testing.T) {
 				}
 				return rps, p99
 			}
-			bRPS, bP99 := run(bare)
-			cRPS, cP99 := run(cached)
-			t.Logf("wrk -t2 -c100 -d5s: bare %.0f req/s p99 %.2f ms; cached hits (%s) %.0f req/s p99 %.2f ms; ratio %.2f",
-				bRPS, bP99, v.name, cRPS, cP99, cRPS/bRPS)
+			// Alternating rounds, so that a change in the machine's load
+			// falls on both sides; throughput is the mean over rounds, p99
+			// the worst round's.
+			var bRPS, bP99, cRPS, cP99 float64
+			const rounds = 3
+			for range rounds {
+				r, p := run(bare)
+				bRPS, bP99 = bRPS+r/rounds, max(bP99, p)
+				r, p = run(cached)
+				cRPS, cP99 = cRPS+r/rounds, max(cP99, p)
+			}
+			t.Logf("wrk -t2 -c100, %d alternating rounds of 3 s: bare %.0f req/s p99 %.2f ms; cached hits (%s) %.0f req/s p99 %.2f ms; ratio %.2f",
+				rounds, bRPS, bP99, v.name, cRPS, cP99, cRPS/bRPS)
 			fmt.Fprintf(os.Stderr, "%s: ratio %.3f\n", v.name, cRPS/bRPS)
 			if cRPS/bRPS < 0.70 || cP99 > 5 {
 				t.Errorf("cached hits below target: ratio %.2f (want ≥ 0.70), p99 %.2f ms (want ≤ 5)", cRPS/bRPS, cP99)
