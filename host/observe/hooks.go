@@ -38,8 +38,22 @@ var (
 // cacheSeries holds one route's cache counters: pre-bound attribute sets
 // for every tier and result, and a rolling window.
 type cacheSeries struct {
-	opts [len(cacheTiers)][len(cacheResults)][]metric.AddOption
-	win  *Counters // cacheField
+	opts  [len(cacheTiers)][len(cacheResults)][]metric.ObserveOption
+	total [len(cacheTiers)][len(cacheResults)]atomic.Uint64
+	win   *Counters // cacheField
+}
+
+func (m *Metrics) observeCacheCounts(_ context.Context, o metric.Int64Observer) error {
+	m.cacheSeries.each(func(_ string, s *cacheSeries) {
+		for i := range s.total {
+			for j := range s.total[i] {
+				if v := s.total[i][j].Load(); v > 0 {
+					o.Observe(int64(v), s.opts[i][j]...)
+				}
+			}
+		}
+	})
+	return nil
 }
 
 // Fields of a route's cache window.
@@ -91,13 +105,14 @@ func (m *Metrics) observeCache(route string, ti, ri int) {
 				cs := &cacheSeries{win: NewCounters(cFields)}
 				for i, t := range cacheTiers {
 					for j, res := range cacheResults {
-						cs.opts[i][j] = addOpt(attribute.String("http.route", r), attribute.String("cache.tier", t), attribute.String("cache.result", res))
+						cs.opts[i][j] = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(
+							attribute.String("http.route", r), attribute.String("cache.tier", t), attribute.String("cache.result", res)))}
 					}
 				}
 				return cs
 			})
 	}
-	m.cacheReqs.Add(context.Background(), 1, s.opts[ti][ri]...)
+	s.total[ti][ri].Add(1)
 	f := cMiss
 	switch {
 	case ri == 3 || ti == 3:
@@ -113,7 +128,7 @@ func (m *Metrics) observeCache(route string, ti, ri int) {
 	case ti == 1 && ri == 2:
 		f = cRedisStale
 	}
-	s.win.Add(m.now(), f, 1)
+	s.win.Add(m.eventTime(), f, 1)
 }
 
 // Redis breaker states, the values of the state label.
@@ -198,20 +213,23 @@ type policyKey struct {
 }
 
 type policySeries struct {
-	add    []metric.AddOption
-	record []metric.RecordOption
-	kind   *policyKind
-	idx    int // outcome index in the kind's counters
+	count atomic.Uint64
+	attrs []metric.ObserveOption
+	hist  *atomicHist
+	kind  *policyKind
+	idx   int // outcome index in the kind's counters
 
 	policy, version string
 }
 
-// policyKind holds the rolling windows of one policy kind.
+// policyKind holds the rolling window of one policy kind: durations, and
+// decisions not answered by the policy as its errors.
 type policyKind struct {
-	kind     string
-	lat      *Latency
-	outcomes *Counters // one counter per policyOutcomes entry, then "unknown"
-	last     atomicPolicy
+	kind string
+	lat  *Latency
+	// last is the series of the latest decision, since when it has been.
+	last  atomic.Pointer[policySeries]
+	since atomic.Int64
 }
 
 // ObservePolicyDecision records one decision: its kind (cache, route,
@@ -225,13 +243,29 @@ func (m *Metrics) ObservePolicyDecision(kind, policy, version, outcome string, d
 	if !ok {
 		s = m.newPolicySeries(policyKey{strings.Clone(kind), strings.Clone(policy), strings.Clone(version), strings.Clone(outcome)})
 	}
-	ctx := context.Background()
-	m.policyDecisions.Add(ctx, 1, s.add...)
-	m.policyDur.Record(ctx, d.Seconds(), s.record...)
-	now := m.now()
+	s.count.Add(1)
+	s.hist.record(d)
+	now := m.eventTime()
 	s.kind.lat.Record(now, d, s.idx != 0)
-	s.kind.outcomes.Add(now, s.idx, 1)
-	s.kind.last.store(s.policy, s.version, now)
+	if s.kind.last.Load() != s {
+		s.kind.last.Store(s)
+		s.kind.since.Store(now.UnixNano())
+	}
+}
+
+// latest returns the policy and version of the kind's latest decision.
+func (k *policyKind) latest() (policy, version string, since time.Time) {
+	if s := k.last.Load(); s != nil {
+		return s.policy, s.version, time.Unix(0, k.since.Load())
+	}
+	return "", "", time.Time{}
+}
+
+func (m *Metrics) observePolicyCounts(_ context.Context, o metric.Int64Observer) error {
+	m.policySeries.each(func(_ policyKey, s *policySeries) {
+		o.Observe(int64(s.count.Load()), s.attrs...)
+	})
+	return nil
 }
 
 func (m *Metrics) newPolicySeries(k policyKey) *policySeries {
@@ -239,7 +273,7 @@ func (m *Metrics) newPolicySeries(k policyKey) *policySeries {
 		func() policyKey { return policyKey{k.kind, k.policy, otherLabel, k.outcome} },
 		func(k policyKey) *policySeries {
 			pk := m.policyKinds.getOrCreate(k.kind, nil, func(kind string) *policyKind {
-				return &policyKind{kind: kind, lat: NewLatency(), outcomes: NewCounters(len(policyOutcomes) + 1)}
+				return &policyKind{kind: kind, lat: NewLatency()}
 			})
 			idx := len(policyOutcomes)
 			for i, o := range policyOutcomes {
@@ -248,10 +282,10 @@ func (m *Metrics) newPolicySeries(k policyKey) *policySeries {
 				}
 			}
 			return &policySeries{
-				add: addOpt(attribute.String("policy.kind", k.kind), attribute.String("policy.name", k.policy),
-					attribute.String("policy.version", k.version), attribute.String("policy.outcome", k.outcome)),
-				record: recordOpt(attribute.String("policy.kind", k.kind), attribute.String("policy.version", k.version),
-					attribute.String("policy.outcome", k.outcome)),
+				attrs: []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("policy.kind", k.kind), attribute.String("policy.name", k.policy),
+					attribute.String("policy.version", k.version), attribute.String("policy.outcome", k.outcome)))},
+				hist: m.policyDur.seriesFor(attribute.NewSet(attribute.String("policy.kind", k.kind),
+					attribute.String("policy.version", k.version), attribute.String("policy.outcome", k.outcome))),
 				kind:   pk,
 				idx:    idx,
 				policy: k.policy, version: k.version,
@@ -406,7 +440,7 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 	if c.CostUSD > 0 {
 		m.llmCost.Add(ctx, c.CostUSD, s.cost...)
 	}
-	now := m.now()
+	now := m.eventTime()
 	s.tier.add(now, lCalls, 1)
 	s.tier.add(now, lTokensIn, uint64(max(c.InputTokens+c.CacheReadTokens+c.CacheWriteTokens, 0)))
 	s.tier.add(now, lTokensOut, uint64(max(c.OutputTokens, 0)))
@@ -429,7 +463,7 @@ func (m *Metrics) ObserveLLMTurn(t LLMTurn) {
 	m.llmBaseline.Add(ctx, t.BaselineCostUSD, lt.turn...)
 	m.llmSaved.Add(ctx, t.BaselineCostUSD-t.CostUSD, lt.turn...)
 	m.llmTokensSaved.Add(ctx, int64(saved), lt.turn...)
-	now := m.now()
+	now := m.eventTime()
 	lt.add(now, lTurns, 1)
 	lt.add(now, lCostNano, nano(t.CostUSD))
 	lt.add(now, lBaselineNano, nano(t.BaselineCostUSD))

@@ -1,12 +1,10 @@
 package observe
 
 import (
-	"context"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 )
 
 // UnmatchedRoute is the route label of requests no route matched, so that
@@ -23,7 +21,7 @@ type httpKey struct {
 }
 
 type httpSeries struct {
-	opts []metric.RecordOption
+	hist *atomicHist
 	win  *routeWindow
 }
 
@@ -77,7 +75,7 @@ func (m *Metrics) ObserveHTTP(method, route string, status int, d time.Duration,
 	if !ok {
 		s = m.newHTTPSeries(httpKey{method, route, status})
 	}
-	m.httpDur.Record(context.Background(), d.Seconds(), s.opts...)
+	s.hist.record(d)
 	s.win.lat.Record(end, d, status >= 500)
 }
 
@@ -87,11 +85,11 @@ func (m *Metrics) newHTTPSeries(k httpKey) *httpSeries {
 		func() httpKey { return httpKey{k.method, otherLabel, k.status} },
 		func(k httpKey) *httpSeries {
 			return &httpSeries{
-				opts: recordOpt(
+				hist: m.httpDur.seriesFor(attribute.NewSet(
 					attribute.String("http.request.method", k.method),
 					attribute.String("http.route", k.route),
 					attribute.Int("http.response.status_code", k.status),
-				),
+				)),
 				win: m.routeWindow(routeKey{k.method, k.route}),
 			}
 		})

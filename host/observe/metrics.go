@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -49,6 +50,9 @@ var QueryDurationBuckets = []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.0
 // http_server_request_duration_seconds, counters end in _total.
 var TranslationStrategy = otlptranslator.UnderscoreEscapingWithSuffixes
 
+// meterName is the instrumentation scope of every metric.
+const meterName = "github.com/wingman-app/wingate/host/observe"
+
 // maxSeries bounds each family's label combinations built from request
 // data (routes, statuses, query names); past it, new combinations are
 // counted under the label value "other".
@@ -68,22 +72,29 @@ type Options struct {
 // Metrics is the process's measurement hub. Create it with New; it is safe
 // for concurrent use. A nil *Metrics records nothing.
 type Metrics struct {
-	log      *slog.Logger
-	now      func() time.Time
+	log *slog.Logger
+	now func() time.Time
+	// coarse is the wall clock in Unix nanoseconds, refreshed every
+	// coarseTick, for the windows' slot of hook events (a second's
+	// resolution is all they need, and a clock read costs more than the
+	// rest of a hook); nil when the clock is injected.
+	coarse   *atomic.Int64
+	stop     chan struct{}
+	stopOnce sync.Once
 	started  time.Time
 	reg      *prometheus.Registry
 	provider *sdkmetric.MeterProvider
 	meter    metric.Meter
 
-	httpDur    metric.Float64Histogram
+	httpDur    *histFamily
 	httpSeries seriesMap[httpKey, *httpSeries]
 	routeWins  seriesMap[routeKey, *routeWindow]
 
-	cacheReqs   metric.Int64Counter
+	cacheReqs   metric.Int64ObservableCounter
 	cacheSeries seriesMap[string, *cacheSeries]
 
-	policyDecisions   metric.Int64Counter
-	policyDur         metric.Float64Histogram
+	policyDecisions   metric.Int64ObservableCounter
+	policyDur         *histFamily
 	policySeries      seriesMap[policyKey, *policySeries]
 	policyInstances   metric.Int64Counter
 	policyQuarantines metric.Int64Counter
@@ -121,19 +132,28 @@ func New(opts Options) (*Metrics, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.ServiceName == "" {
 		opts.ServiceName = "wingate"
 	}
-	m := &Metrics{log: opts.Logger, now: opts.Now, reg: prometheus.NewRegistry()}
+	m := &Metrics{log: opts.Logger, now: opts.Now, reg: prometheus.NewRegistry(), stop: make(chan struct{})}
+	if opts.Now == nil {
+		m.now = time.Now
+		m.coarse = new(atomic.Int64)
+		m.coarse.Store(time.Now().UnixNano())
+		go m.tick()
+	}
 	m.started = m.now()
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.httpDur = newHistFamily("http.server.request.duration", "s", "Duration of HTTP server requests.", HTTPDurationBuckets, m.started)
+	m.policyDur = newHistFamily("wingate.policy.decision.duration", "s", "Duration of policy decisions.", DecisionDurationBuckets, m.started)
 	exp, err := otelprom.New(
 		otelprom.WithRegisterer(m.reg),
 		otelprom.WithTranslationStrategy(TranslationStrategy),
 		otelprom.WithoutScopeInfo(),
+		otelprom.WithProducer(&histProducer{
+			scope:    instrumentation.Scope{Name: meterName},
+			families: []*histFamily{m.httpDur, m.policyDur},
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("observe: prometheus exporter: %w", err)
@@ -151,7 +171,7 @@ func New(opts Options) (*Metrics, error) {
 		sdkmetric.WithResource(res),
 		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
 	)
-	m.meter = m.provider.Meter("github.com/wingman-app/wingate/host/observe")
+	m.meter = m.provider.Meter(meterName)
 	if err := m.instruments(); err != nil {
 		return nil, err
 	}
@@ -161,16 +181,15 @@ func New(opts Options) (*Metrics, error) {
 func (m *Metrics) instruments() error {
 	var errs [19]error
 	mt := m.meter
-	m.httpDur, errs[0] = mt.Float64Histogram("http.server.request.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of HTTP server requests."),
-		metric.WithExplicitBucketBoundaries(HTTPDurationBuckets...))
-	m.cacheReqs, errs[1] = mt.Int64Counter("wingate.cache.requests",
-		metric.WithUnit("{request}"), metric.WithDescription("Cache lookups by route, tier and result (hit, miss, stale)."))
-	m.policyDecisions, errs[2] = mt.Int64Counter("wingate.policy.decisions",
-		metric.WithUnit("{decision}"), metric.WithDescription("Policy decisions by kind, policy, version and outcome (ok, fallback, timeout, trap)."))
-	m.policyDur, errs[3] = mt.Float64Histogram("wingate.policy.decision.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of policy decisions."),
-		metric.WithExplicitBucketBoundaries(DecisionDurationBuckets...))
+	// The two per-request counters count in atomics of their pre-bound
+	// series and are read at collection: a synchronous counter costs more
+	// than the rest of the hook.
+	m.cacheReqs, errs[1] = mt.Int64ObservableCounter("wingate.cache.requests",
+		metric.WithUnit("{request}"), metric.WithDescription("Requests seen by the response cache, by route, the tier that served them (local, redis, origin, none) and result (hit, miss, stale, bypass)."),
+		metric.WithInt64Callback(m.observeCacheCounts))
+	m.policyDecisions, errs[2] = mt.Int64ObservableCounter("wingate.policy.decisions",
+		metric.WithUnit("{decision}"), metric.WithDescription("Policy decisions by kind, policy, version and outcome (ok, fallback, timeout, trap)."),
+		metric.WithInt64Callback(m.observePolicyCounts))
 	m.queryDur, errs[4] = mt.Float64Histogram("db.client.operation.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of database queries by name."),
 		metric.WithExplicitBucketBoundaries(QueryDurationBuckets...))
@@ -223,8 +242,35 @@ func (m *Metrics) MeterProvider() metric.MeterProvider { return m.provider }
 // Now returns the current time on the metrics' clock.
 func (m *Metrics) Now() time.Time { return m.now() }
 
-// Shutdown flushes and stops the MeterProvider.
+// coarseTick is how often the coarse clock is refreshed.
+const coarseTick = 50 * time.Millisecond
+
+func (m *Metrics) tick() {
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.coarse.Store(now.UnixNano())
+		}
+	}
+}
+
+// eventTime is the time of a hook event for the windows: the injected
+// clock, or the coarse clock.
+func (m *Metrics) eventTime() time.Time {
+	if m.coarse == nil {
+		return m.now()
+	}
+	return time.Unix(0, m.coarse.Load())
+}
+
+// Shutdown stops the coarse clock and flushes and stops the
+// MeterProvider.
 func (m *Metrics) Shutdown(ctx context.Context) error {
+	m.stopOnce.Do(func() { close(m.stop) })
 	if err := m.provider.Shutdown(ctx); err != nil {
 		return fmt.Errorf("observe: shutdown: %w", err)
 	}

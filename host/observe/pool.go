@@ -2,7 +2,6 @@ package observe
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -113,36 +112,8 @@ func (m *Metrics) activePolicies() []ActivePolicy {
 	}
 	var out []ActivePolicy
 	m.policyKinds.each(func(kind string, k *policyKind) {
-		p, v, at := k.last.load()
+		p, v, at := k.latest()
 		out = append(out, ActivePolicy{Kind: kind, Policy: p, Version: v, Since: at})
 	})
 	return out
-}
-
-// atomicPolicy remembers the policy and version of a kind's latest
-// decision. It is written on every decision, so it is updated only when
-// the version changes.
-type atomicPolicy struct {
-	mu      sync.RWMutex
-	policy  string
-	version string
-	since   time.Time
-}
-
-func (a *atomicPolicy) store(policy, version string, now time.Time) {
-	a.mu.RLock()
-	same := a.policy == policy && a.version == version
-	a.mu.RUnlock()
-	if same {
-		return
-	}
-	a.mu.Lock()
-	a.policy, a.version, a.since = policy, version, now
-	a.mu.Unlock()
-}
-
-func (a *atomicPolicy) load() (policy, version string, since time.Time) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.policy, a.version, a.since
 }

@@ -126,7 +126,7 @@ type PolicySnapshot struct {
 	P99           float64           `json:"p99"`
 	Fallbacks     uint64            `json:"fallbacks"` // every outcome but ok
 	FallbackRatio float64           `json:"fallback_ratio"`
-	Outcomes      map[string]uint64 `json:"outcomes"`
+	Outcomes      map[string]uint64 `json:"outcomes"` // since start
 }
 
 // AISnapshot is model usage against the baseline: over the last five
@@ -236,26 +236,27 @@ func (m *Metrics) policySnapshots(now time.Time) []PolicySnapshot {
 	for _, a := range m.activePolicies() {
 		byKind[a.Kind] = &PolicySnapshot{ActivePolicy: a}
 	}
+	// Outcomes since start, from the decision counters.
+	outcomes := map[string]map[string]uint64{}
+	m.policySeries.each(func(k policyKey, s *policySeries) {
+		if outcomes[k.kind] == nil {
+			outcomes[k.kind] = map[string]uint64{}
+		}
+		outcomes[k.kind][k.outcome] += s.count.Load()
+	})
 	m.policyKinds.each(func(kind string, k *policyKind) {
 		p := byKind[kind]
 		if p == nil {
-			pol, ver, since := k.last.load()
+			pol, ver, since := k.latest()
 			p = &PolicySnapshot{ActivePolicy: ActivePolicy{Kind: kind, Policy: pol, Version: ver, Since: since}}
 			byKind[kind] = p
 		}
 		st := k.lat.Stats(now, maxWindow)
-		v := k.outcomes.Sums(now, maxWindow)
 		p.Decisions = st.Count
 		p.Rate = k.lat.Stats(now, time.Minute).Rate
 		p.P50, p.P99 = st.P50, st.P99
-		p.Outcomes = map[string]uint64{}
-		for i, o := range policyOutcomes {
-			p.Outcomes[o] = v[i]
-		}
-		if v[len(policyOutcomes)] > 0 {
-			p.Outcomes["unknown"] = v[len(policyOutcomes)]
-		}
-		p.Fallbacks = st.Count - v[0]
+		p.Fallbacks = st.Errors
+		p.Outcomes = outcomes[kind]
 		if st.Count > 0 {
 			p.FallbackRatio = float64(p.Fallbacks) / float64(st.Count)
 		}

@@ -60,11 +60,12 @@ func bucketBounds(i int) (lo, width float64) {
 	return float64(uint64(subCount+sub) << (e - subBits)), float64(uint64(1) << (e - subBits))
 }
 
+// histSlot is one period's histogram. The count is the sum of the
+// buckets, computed when read, so that a write is one atomic add (two
+// for a failure).
 type histSlot struct {
 	period atomic.Int64 // period number + 1; 0 means never used
-	count  atomic.Uint64
 	errs   atomic.Uint64
-	sumNS  atomic.Int64
 	b      [numBuckets]atomic.Uint32
 }
 
@@ -80,9 +81,7 @@ func (r *histRing) slot(nowNS int64) *histSlot {
 	if s.period.Load() != p {
 		r.mu.Lock()
 		if s.period.Load() != p {
-			s.count.Store(0)
 			s.errs.Store(0)
-			s.sumNS.Store(0)
 			for i := range s.b {
 				s.b[i].Store(0)
 			}
@@ -115,8 +114,6 @@ func (l *Latency) Record(now time.Time, d time.Duration, failed bool) {
 	b := bucketOf(int64(d))
 	for _, s := range [2]*histSlot{l.fine.slot(t), l.coarse.slot(t)} {
 		s.b[b].Add(1)
-		s.count.Add(1)
-		s.sumNS.Add(int64(d))
 		if failed {
 			s.errs.Add(1)
 		}
@@ -128,7 +125,6 @@ type LatencyStats struct {
 	Count  uint64  `json:"count"`
 	Errors uint64  `json:"errors"`
 	Rate   float64 `json:"rate"` // observations per second over the window
-	Mean   float64 `json:"mean"` // seconds
 	P50    float64 `json:"p50"`  // seconds
 	P95    float64 `json:"p95"`
 	P99    float64 `json:"p99"`
@@ -139,7 +135,6 @@ type LatencyStats struct {
 func (l *Latency) Stats(now time.Time, window time.Duration) LatencyStats {
 	var merged [numBuckets]uint64
 	var st LatencyStats
-	var sum int64
 	r, n := l.ringFor(window)
 	cur := now.UnixNano()/r.res + 1
 	for i := range n {
@@ -148,12 +143,11 @@ func (l *Latency) Stats(now time.Time, window time.Duration) LatencyStats {
 		if s.period.Load() != p {
 			continue
 		}
-		st.Count += s.count.Load()
 		st.Errors += s.errs.Load()
-		sum += s.sumNS.Load()
 		for j := range s.b {
 			if c := s.b[j].Load(); c != 0 {
 				merged[j] += uint64(c)
+				st.Count += uint64(c)
 			}
 		}
 	}
@@ -161,7 +155,6 @@ func (l *Latency) Stats(now time.Time, window time.Duration) LatencyStats {
 	if st.Count == 0 {
 		return st
 	}
-	st.Mean = float64(sum) / float64(st.Count) / 1e9
 	st.P50 = quantile(&merged, st.Count, 0.50)
 	st.P95 = quantile(&merged, st.Count, 0.95)
 	st.P99 = quantile(&merged, st.Count, 0.99)
@@ -178,7 +171,11 @@ func (l *Latency) PerSecond(now time.Time, n int) []float64 {
 		p := cur - int64(n-1-i)
 		s := &l.fine.slots[p%fineSlots]
 		if s.period.Load() == p {
-			out[i] = float64(s.count.Load())
+			var c uint64
+			for j := range s.b {
+				c += uint64(s.b[j].Load())
+			}
+			out[i] = float64(c)
 		}
 	}
 	return out
@@ -199,12 +196,13 @@ func (l *Latency) QuantileSeries(now time.Time, q float64, n int) []float64 {
 		if s.period.Load() != p {
 			continue
 		}
-		c := s.count.Load()
-		if c == 0 {
-			continue
-		}
+		var c uint64
 		for j := range s.b {
 			merged[j] = uint64(s.b[j].Load())
+			c += merged[j]
+		}
+		if c == 0 {
+			continue
 		}
 		out[i] = quantile(&merged, c, q)
 	}
