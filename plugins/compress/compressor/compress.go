@@ -244,18 +244,30 @@ func (c *Compressor) analyseDoc(a *analysis, d *doc, i int32, text string) {
 	first, firstFact, firstSent := len(a.terms), len(a.facts), len(a.sents)
 	body := text[d.textStart:]
 	d.question = strings.IndexByte(body, '?') >= 0
-	it := wordIter{s: body, sentenceStart: true, lower: a.buf[:0], track: true, base: int32(d.textStart), sents: a.sents}
+	it := wordIter{s: body, sentenceStart: true, track: true, base: int32(d.textStart), sents: a.sents}
+	flags := &c.flags
+	mask := len(flags.keys) - 1
 	for {
 		w, ok := it.next()
 		if !ok {
 			break
 		}
-		a.buf = it.lower
-		f := c.flag(it.hash)
+		// c.flag(it.hash), inlined: this runs for every word of the history.
+		var f wordFlag
+		k := it.hash
+		if k == 0 {
+			k = 1
+		}
+		for j := int((k*0x9E3779B1)>>7) & mask; flags.keys[j] != 0; j = (j + 1) & mask {
+			if flags.keys[j] == k {
+				f = wordFlag(flags.vals[j])
+				break
+			}
+		}
 		pos := int32(d.textStart + w.start)
 		if w.digit {
 			d.hasNumber = true
-			if len(a.buf) == 4 && (a.buf[0] == '1' || a.buf[0] == '2') {
+			if w.end-w.start == 4 && (body[w.start] == '1' || body[w.start] == '2') {
 				d.hasTime = true // a year
 			}
 			a.facts = append(a.facts, fact{pos: pos})
@@ -272,6 +284,7 @@ func (c *Compressor) analyseDoc(a *analysis, d *doc, i int32, text string) {
 		if f&flagStop != 0 {
 			continue
 		}
+		a.buf = lowerInto(a.buf, body[w.start:w.end])
 		h := hashTerm(stem(a.buf))
 		if w.capital && !w.digit && w.end-w.start >= 3 && f&flagDate == 0 {
 			a.facts = append(a.facts, fact{pos: pos, capital: true, hash: h})
@@ -418,6 +431,7 @@ func (c *Compressor) scoreAll(a *analysis, qi *queryInfo, out []float64) {
 	for j, t := range qi.terms {
 		index.put(t.hash, int32(j))
 	}
+	mask := len(index.keys) - 1
 	tf := make([]int32, len(qi.terms))
 	touched := make([]int32, 0, 16)
 	for i := range a.docs {
@@ -426,8 +440,19 @@ func (c *Compressor) scoreAll(a *analysis, qi *queryInfo, out []float64) {
 		touched = touched[:0]
 		prevHit := false
 		for k, h := range d.terms {
-			j, ok := index.get(h)
-			if !ok {
+			// index.get(h), inlined: this runs for every term of the history.
+			kh := h
+			if kh == 0 {
+				kh = 1
+			}
+			j := int32(-1)
+			for x := int((kh*0x9E3779B1)>>7) & mask; index.keys[x] != 0; x = (x + 1) & mask {
+				if index.keys[x] == kh {
+					j = index.vals[x]
+					break
+				}
+			}
+			if j < 0 {
 				prevHit = false
 				continue
 			}

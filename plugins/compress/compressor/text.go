@@ -46,8 +46,8 @@ var byteClass = func() (t [256]uint8) {
 	return t
 }()
 
-// wordIter yields the words of s, with each word's lowercased bytes (in
-// lower) and their hashTerm (in hash), computed in the same pass. An
+// wordIter yields the words of s, with the hashTerm of each word's
+// lowercased bytes (in hash), computed in the same pass. An
 // apostrophe inside a word (ASCII or U+2019) ends the word and the
 // possessive or contraction tail is dropped: "Caroline's" yields
 // "Caroline", "didn't" yields "didn".
@@ -55,7 +55,6 @@ type wordIter struct {
 	s             string
 	i             int
 	sentenceStart bool
-	lower         []byte
 	hash          uint32
 
 	// With track set, the iterator also records the sentences of s in
@@ -119,7 +118,6 @@ func (it *wordIter) next() (word, bool) {
 		}
 		it.words++
 		w := word{start: i}
-		lower := it.lower[:0]
 		h := uint32(2166136261)
 		for i < len(s) {
 			c := s[i]
@@ -133,12 +131,11 @@ func (it *wordIter) next() (word, bool) {
 			if cl&classUpper != 0 {
 				c += 'a' - 'A'
 			}
-			lower = append(lower, c)
 			h ^= uint32(c)
 			h *= 16777619
 			i++
 		}
-		it.lower, it.hash = lower, h
+		it.hash = h
 		w.end = i
 		w.capital = !it.sentenceStart && byteClass[s[w.start]]&classUpper != 0
 		it.sentenceStart = false
