@@ -191,7 +191,7 @@ func (s *Server) sendChatMessage(c *fiber.Ctx) error {
 			}
 			return w.Flush() == nil
 		}
-		st.pump(first, write)
+		st.pump(first, true, write)
 	})
 	return nil
 }
@@ -271,17 +271,21 @@ func (st *turnStream) drain() {
 	}
 }
 
-// pump writes first and every following event; after a write fails (the
-// client left) it cancels the turn and discards the rest.
-func (st *turnStream) pump(first streamEvent, write func(streamEvent) bool) {
+// pump writes first and every following event. After a write fails (the
+// client left) it stops writing; with finish the turn still runs to its
+// end (a chat answer is stored for the client to read later), otherwise
+// it is canceled.
+func (st *turnStream) pump(first streamEvent, finish bool, write func(streamEvent) bool) {
 	defer st.drain()
-	if !write(first) {
-		return
-	}
+	ok := write(first)
 	for ev := range st.events {
-		if !write(ev) {
-			return
+		if !ok {
+			if !finish {
+				return
+			}
+			continue
 		}
+		ok = write(ev)
 	}
 }
 

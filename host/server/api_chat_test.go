@@ -353,3 +353,35 @@ func TestStreamBreaksMidAnswer(t *testing.T) {
 		t.Errorf("%d %s", r.status, r.body)
 	}
 }
+
+func TestClientLeavesMidStreamAnswerStillStored(t *testing.T) {
+	slow := simulated.New(simulated.Options{PerToken: 5 * time.Millisecond})
+	f := newChatFixtureWith(t, lengthRouter{}, nil, 1, slow)
+	sid := f.newSession(t, 1)
+	req, _ := http.NewRequest("POST", f.url+"/api/chat/sessions/"+sid+"/messages", strings.NewReader(`{"text":"hello there"}`))
+	req.Header.Set("Authorization", "Bearer "+f.tokens[1])
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := sse.NewDecoder(res.Body).Next()
+	if err != nil || ev.Event != "delta" {
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	res.Body.Close() // the client leaves
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		msgs, err := f.svc.Messages(context.Background(), 1, sid, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 2 && msgs[1].Role == "assistant" && strings.HasPrefix(msgs[1].Text, "[simulated") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("answer not stored after the client left: %+v", msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -417,7 +417,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 			w.WriteString("data: [DONE]\n\n")
 			return w.Flush() == nil
 		}
-		st.pump(first, write)
+		st.pump(first, false, write)
 	})
 	return nil
 }
