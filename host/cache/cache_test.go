@@ -594,3 +594,32 @@ func checkStateLines(t *testing.T, out string) {
 		t.Logf("breaker reopened under the race detector: %d episodes", down)
 	}
 }
+
+// TestPurgeReplayedAfterOutage: a purge made while the breaker is open is
+// applied locally at once and replayed to Redis (and to the other
+// instances) when Redis is back.
+func TestPurgeReplayedAfterOutage(t *testing.T) {
+	rs := startRedis(t)
+	prefix := testPrefix(t)
+	a := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
+	time.Sleep(50 * time.Millisecond)
+	o := &origin{}
+	rb := req(b, "9", "rep", o, time.Hour, 0, "user:9")
+	if _, err := b.Get(context.Background(), rb); err != nil {
+		t.Fatal(err)
+	}
+	raw := rs.client(t)
+	waitFor(t, func() bool { return raw.Exists(context.Background(), rb.Key).Val() == 1 })
+	a.trip(errors.New("test outage"))
+	a.Purge(context.Background(), "user:9")
+	if raw.Exists(context.Background(), rb.Key).Val() != 1 {
+		t.Fatal("purge reached Redis through an open breaker")
+	}
+	waitFor(t, func() bool { return a.Stats().RedisUp })
+	waitFor(t, func() bool { return raw.Exists(context.Background(), rb.Key).Val() == 0 })
+	waitFor(t, func() bool { return b.Stats().PurgesReceived > 0 })
+	if res, _ := b.Get(context.Background(), rb); res.Event != EventMiss {
+		t.Fatalf("B still serves the purged entry: %v from %v", res.Event, res.Tier)
+	}
+}
