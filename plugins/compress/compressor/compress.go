@@ -152,6 +152,8 @@ type analysis struct {
 	speakers hashSet // speakers named by "Name:" prefixes
 	buf      []byte
 	memoKeys []memoKey
+	scores   []float64 // per message, before and after smoothing
+	smoothed []float64
 	memoHits []*doc // per message: its memoised analysis, or nil
 }
 
@@ -679,7 +681,8 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 func (c *Compressor) score(msgs []abi.Message, query string) (a *analysis, scores, smoothed []float64) {
 	a = c.analyse(msgs)
 	qi := c.analyseQuery(query, a)
-	scores = make([]float64, len(msgs))
+	scores = resize(a.scores, len(msgs))
+	a.scores = scores
 	if len(qi.terms) > 0 {
 		c.scoreAll(a, qi, scores)
 		c.expand(a, qi, scores)
@@ -690,7 +693,8 @@ func (c *Compressor) score(msgs []abi.Message, query string) (a *analysis, score
 
 // smooth adds to each score a share of its neighbours' scores.
 func (c *Compressor) smooth(a *analysis, scores []float64) []float64 {
-	out := make([]float64, len(scores))
+	out := resize(a.smoothed, len(scores))
+	a.smoothed = out
 	copy(out, scores)
 	if c.cfg.AnswerWeight > 0 {
 		for i := 1; i < len(scores); i++ {
@@ -781,4 +785,15 @@ func (c *Compressor) retrieve(msgs []abi.Message, smoothed, raw []float64, kept 
 			}
 		}
 	}
+}
+
+// resize returns s with length n and every element zero, reusing its
+// storage when large enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }

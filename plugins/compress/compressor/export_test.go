@@ -6,8 +6,9 @@ import "github.com/wingman-app/wingate/sdk/abi"
 // diagnostics.
 func (c *Compressor) Scores(msgs []abi.Message, query string) []float64 {
 	a, _, s := c.score(msgs, query)
+	out := append([]float64(nil), s...)
 	c.release(a)
-	return s
+	return out
 }
 
 func abiRequest(msgs []abi.Message, q string, budget uint32) abi.CompressRequest {
