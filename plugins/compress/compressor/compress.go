@@ -10,17 +10,21 @@
 //     names, numbers, the speaker and, for "when" questions, turns that
 //     mention a time; pseudo-relevance feedback; and the neighbours of
 //     relevant turns, since an answer usually follows its question;
-//     turns compete for the budget by score per token^alpha;
+//     turns compete for the budget by score per token^alpha, and budget
+//     that nothing relevant claims goes to further recent turns;
 //  4. an extractive summary of what is left out: its sentences that carry
 //     names, dates, numbers or relate to the new message.
 //
 // Kept messages cost their given token counts. The summary's cost is
-// estimated from the history's own tokens-per-byte ratio times a safety
-// factor, so the whole never exceeds the budget.
+// estimated per line as the larger of the history's own tokens-per-byte
+// ratio times a safety factor and the line's count of words and
+// punctuation, so the whole never exceeds the budget.
 //
-// The package has no dependencies beyond the standard library and sdk/abi
-// and compiles for GOOS=wasip1; a Compressor is immutable after New and safe
-// for concurrent use.
+// The package has no dependencies beyond the standard library and sdk/abi,
+// compiles for GOOS=wasip1 and uses no encoding/json when deciding (only
+// ParseConfig does). A Compressor is safe for concurrent use: its
+// configuration is fixed by New and its only mutable state, a memo of
+// message analyses and a pool of scratch space, is synchronised.
 package compressor
 
 import (
@@ -654,8 +658,8 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	if reserve > budget/4 {
 		reserve = 0
 	}
-	a, scores, smoothed := c.score(msgs, req.Query)
-	c.retrieve(msgs, smoothed, scores, kept, &used, budget-reserve)
+	a, _, smoothed := c.score(msgs, req.Query)
+	c.retrieve(msgs, smoothed, kept, &used, budget-reserve)
 	if c.cfg.FillRecent {
 		for i := len(msgs) - 1; i >= 0 && used < budget-reserve; i-- {
 			if !kept[i] {
@@ -725,7 +729,7 @@ func (c *Compressor) smooth(a *analysis, scores []float64) []float64 {
 
 // retrieve keeps the best-priority messages that fit under limit, pulling
 // in the close neighbours of each.
-func (c *Compressor) retrieve(msgs []abi.Message, smoothed, raw []float64, kept []bool, used *int64, limit int64) {
+func (c *Compressor) retrieve(msgs []abi.Message, smoothed []float64, kept []bool, used *int64, limit int64) {
 	maxScore := 0.0
 	for _, s := range smoothed {
 		if s > maxScore {

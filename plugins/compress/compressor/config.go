@@ -60,7 +60,8 @@ type Config struct {
 
 	// NeighborWeight adds to each message this share of its better
 	// neighbour's score (answers follow questions); NeighborSpan is how
-	// many messages on each side count, with weight decaying by half.
+	// many messages on each side count, the weight multiplied by
+	// NeighborDecay at each further step.
 	NeighborWeight float64 `json:"neighbor_weight"`
 	NeighborSpan   int     `json:"neighbor_span"`
 	// NeighborDecay multiplies the neighbour weight at each further step.
