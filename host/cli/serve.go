@@ -28,6 +28,10 @@ type serveConfig struct {
 	JWTSecret   string
 	LLMProvider string
 	LogLevel    string
+	// Cache sizes in bytes: the in-process tier and the largest response
+	// stored.
+	CacheLocalBytes    int64
+	CacheMaxEntryBytes int64
 }
 
 func parseServeFlags(args []string, std Stdio, getenv func(string) string) (serveConfig, error) {
@@ -41,6 +45,8 @@ func parseServeFlags(args []string, std Stdio, getenv func(string) string) (serv
 	fs.StringVar(&c.JWTSecret, "jwt-secret", getenv("WINGATE_JWT_SECRET"), "HS256 key for API tokens; empty: random per process (WINGATE_JWT_SECRET)")
 	fs.StringVar(&c.LLMProvider, "llm-provider", envOr(getenv, "WINGATE_LLM_PROVIDER", "simulated"), "simulated, anthropic or openai (WINGATE_LLM_PROVIDER)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "WINGATE_LOG_LEVEL", "info"), "debug, info, warn or error (WINGATE_LOG_LEVEL)")
+	fs.Int64Var(&c.CacheLocalBytes, "cache-local-bytes", envInt64(getenv, "WINGATE_CACHE_LOCAL_BYTES", 64<<20), "size of the in-process cache tier in bytes (WINGATE_CACHE_LOCAL_BYTES)")
+	fs.Int64Var(&c.CacheMaxEntryBytes, "cache-max-entry-bytes", envInt64(getenv, "WINGATE_CACHE_MAX_ENTRY_BYTES", 256<<10), "largest response body the cache stores, in bytes (WINGATE_CACHE_MAX_ENTRY_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -131,7 +137,7 @@ func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostPro
 		h.Close()
 		return nil, err
 	}
-	cc, closeCache, err := startCache(cfg.RedisURL, nil, log)
+	cc, closeCache, err := startCache(cfg, nil, log)
 	if err != nil {
 		h.Close()
 		return nil, err
