@@ -179,7 +179,7 @@ func (d *dispatcher) decide(kind abi.Kind, in []byte) (out []byte) {
 		if cacheFn == nil {
 			return d.fail(errNoHandler)
 		}
-		if err := abi.DecodeCacheRequest(in, &d.cacheReq); err != nil {
+		if err := decodeCacheRequest(in, &d.cacheReq); err != nil {
 			return d.fail(err)
 		}
 		dec, err := cacheFn(d.cacheReq)
@@ -191,7 +191,7 @@ func (d *dispatcher) decide(kind abi.Kind, in []byte) (out []byte) {
 		if routeFn == nil {
 			return d.fail(errNoHandler)
 		}
-		if err := abi.DecodeRouteRequest(in, &d.routeReq); err != nil {
+		if err := decodeRouteRequest(in, &d.routeReq); err != nil {
 			return d.fail(err)
 		}
 		dec, err := routeFn(d.routeReq)
@@ -203,7 +203,7 @@ func (d *dispatcher) decide(kind abi.Kind, in []byte) (out []byte) {
 		if compressFn == nil {
 			return d.fail(errNoHandler)
 		}
-		if err := abi.DecodeCompressRequest(in, &d.compressReq); err != nil {
+		if err := decodeCompressRequest(in, &d.compressReq); err != nil {
 			return d.fail(err)
 		}
 		dec, err := compressFn(d.compressReq)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -99,3 +101,7 @@ func loadGuest(tb testing.TB, rt *Runtime, mode, tag string, spec Spec) *Version
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

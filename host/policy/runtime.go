@@ -40,6 +40,8 @@ const (
 	// DefaultWatchdogTick is how often the watchdog looks for overruns; a
 	// runaway guest is stopped at most one tick after its deadline.
 	DefaultWatchdogTick = 250 * time.Microsecond
+	// DefaultIdleTimeout shrinks a pool back to its minimum after a burst.
+	DefaultIdleTimeout = 30 * time.Second
 )
 
 // DefaultDeadline returns the per-call deadline of kind when the policies
@@ -67,6 +69,9 @@ type Options struct {
 	MemoryLimitPages uint32
 	// WatchdogTick: zero means DefaultWatchdogTick.
 	WatchdogTick time.Duration
+	// IdleTimeout: instances above a version's minimum are closed after
+	// the pool has not needed them for this long. Zero: DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Runtime compiles, validates and runs policy modules. It owns the wazero
@@ -78,8 +83,12 @@ type Runtime struct {
 	obs      Observer
 	maxPages uint32
 
-	mu   sync.Mutex
-	live map[*instance]struct{} // every instance, for the watchdog
+	idleTimeout time.Duration
+
+	mu       sync.Mutex
+	live     map[*instance]struct{} // every instance, for the watchdog
+	versions map[*Version]struct{}  // every open version, for shrinking
+	modules  map[string]*compiledModule
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -96,6 +105,9 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	if opts.WatchdogTick <= 0 {
 		opts.WatchdogTick = DefaultWatchdogTick
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
@@ -114,6 +126,10 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		obs:      opts.Observer,
 		maxPages: opts.MemoryLimitPages,
 		live:     map[*instance]struct{}{},
+		versions: map[*Version]struct{}{},
+		modules:  map[string]*compiledModule{},
+
+		idleTimeout: opts.IdleTimeout,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -167,7 +183,12 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 	defer close(rt.done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var batch []*instance
+	var (
+		batch     []*instance
+		shrink    []*Version
+		lastSweep int64
+	)
+	sweepEvery := int64(rt.idleTimeout / 4)
 	for {
 		select {
 		case <-rt.stop:
@@ -175,6 +196,18 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		case <-t.C:
 		}
 		now := nanotime()
+		if now-lastSweep >= sweepEvery {
+			lastSweep = now
+			shrink = shrink[:0]
+			rt.mu.Lock()
+			for v := range rt.versions {
+				shrink = append(shrink, v)
+			}
+			rt.mu.Unlock()
+			for _, v := range shrink {
+				v.shrink(now, int64(rt.idleTimeout))
+			}
+		}
 		batch = batch[:0]
 		rt.mu.Lock()
 		for in := range rt.live {
@@ -260,21 +293,21 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	if spec.Name == "" {
 		spec.Name = "unnamed"
 	}
-	p, err := prepare(spec.Name, wasm, rt.maxPages)
+	digest := Digest(wasm)
+	mod, err := rt.compile(ctx, spec.Name, digest, wasm)
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := rt.wz.CompileModule(ctx, p.wasm)
-	if err != nil {
-		return nil, &LoadError{Policy: spec.Name, Item: "module", Err: fmt.Errorf("compile: %w", err)}
-	}
-	v := newVersion(rt, spec, Digest(wasm), compiled, p)
+	v := newVersion(rt, spec, digest, mod)
 	first, err := v.newInstance(ctx)
 	if err != nil {
 		v.closeNow()
 		return nil, err
 	}
 	v.kinds = first.kinds
+	rt.mu.Lock()
+	rt.versions[v] = struct{}{}
+	rt.mu.Unlock()
 	v.total.Add(1)
 	v.put(first)
 	for i := 1; i < v.min; i++ {
@@ -288,6 +321,61 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	}
 	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", v.Kinds(), "instances", v.min)
 	return v, nil
+}
+
+// compiledModule is a validated, rewritten and compiled module shared by
+// every version loaded from the same bytes (a configuration change, a
+// rollback, a shadow copy): refs counts those versions.
+type compiledModule struct {
+	digest   string
+	compiled wazero.CompiledModule
+	prepared prepared
+	refs     int
+}
+
+// compile returns the shared compiled module for wasm, preparing and
+// compiling it on first use.
+func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, error) {
+	rt.mu.Lock()
+	if m := rt.modules[digest]; m != nil {
+		m.refs++
+		rt.mu.Unlock()
+		return m, nil
+	}
+	rt.mu.Unlock()
+	p, err := prepare(name, wasm, rt.maxPages)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := rt.wz.CompileModule(ctx, p.wasm)
+	if err != nil {
+		return nil, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("compile: %w", err)}
+	}
+	p.wasm = nil // wazero keeps what it needs
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if m := rt.modules[digest]; m != nil { // compiled concurrently
+		m.refs++
+		compiled.Close(ctx)
+		return m, nil
+	}
+	m := &compiledModule{digest: digest, compiled: compiled, prepared: p, refs: 1}
+	rt.modules[digest] = m
+	return m, nil
+}
+
+// releaseModule drops a version's reference to its compiled module.
+func (rt *Runtime) releaseModule(m *compiledModule) {
+	rt.mu.Lock()
+	m.refs--
+	last := m.refs == 0
+	if last {
+		delete(rt.modules, m.digest)
+	}
+	rt.mu.Unlock()
+	if last {
+		m.compiled.Close(context.Background())
+	}
 }
 
 // defaults of a spec's pool sizes.

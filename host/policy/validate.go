@@ -214,18 +214,8 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	p.memoryPages = m.MemorySection.Min
 
 	// Rewrite: add the stop global, export it, guard every loop.
-	stop := nImportedGlobals + uint32(len(m.GlobalSection))
-	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
-		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
-		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
-	})
-	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop})
-	for i, c := range m.CodeSection {
-		body, err := guardBody(c.Body, stop)
-		if err != nil {
-			return p, &LoadError{Policy: name, Item: fmt.Sprintf("code of function %d", nImportedFuncs+uint32(i)), Err: err}
-		}
-		c.Body = body
+	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals); err != nil {
+		return p, &LoadError{Policy: name, Item: "code", Err: err}
 	}
 	// Debug sections describe code offsets the rewrite moved.
 	m.CustomSections = nil
@@ -258,4 +248,23 @@ func funcTypeOf(m *wasm.Module, funcIdx, nImported uint32) (funcSig, error) {
 		return funcSig{}, fmt.Errorf("function index %d out of range", funcIdx)
 	}
 	return typeOf(m, m.FunctionSection[i])
+}
+
+// addLoopGuard adds the stop global to m, exports it as stopGlobalName and
+// inserts the stop check at every loop header.
+func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32) error {
+	stop := nImportedGlobals + uint32(len(m.GlobalSection))
+	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
+		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
+	})
+	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop})
+	for i, c := range m.CodeSection {
+		body, err := guardBody(c.Body, stop)
+		if err != nil {
+			return fmt.Errorf("function %d: %w", nImportedFuncs+uint32(i), err)
+		}
+		c.Body = body
+	}
+	return nil
 }

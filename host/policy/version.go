@@ -23,6 +23,7 @@ type Version struct {
 	digest     string
 	config     []byte
 	deadline   time.Duration
+	module     *compiledModule
 	compiled   wazero.CompiledModule
 	initialize bool
 	kinds      uint32
@@ -33,8 +34,9 @@ type Version struct {
 	recycleMemory  uint64
 	acquireTimeout time.Duration
 
-	idle  chan *instance
-	total atomic.Int32 // instances alive or being created
+	idle     chan *instance
+	total    atomic.Int32 // instances alive or being created
+	lastBusy atomic.Int64 // nanotime when a caller last found no idle instance
 
 	// refs counts calls and instance creations in flight; closingBit is
 	// set by Close, and whoever brings refs to exactly closingBit closes.
@@ -51,7 +53,7 @@ type Version struct {
 
 const closingBit = int64(1) << 62
 
-func newVersion(rt *Runtime, spec Spec, digest string, compiled wazero.CompiledModule, p prepared) *Version {
+func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Version {
 	min, max := poolSizes(spec)
 	v := &Version{
 		rt:             rt,
@@ -59,8 +61,9 @@ func newVersion(rt *Runtime, spec Spec, digest string, compiled wazero.CompiledM
 		digest:         digest,
 		config:         append([]byte(nil), spec.Config...),
 		deadline:       spec.Deadline,
-		compiled:       compiled,
-		initialize:     p.initialize,
+		module:         mod,
+		compiled:       mod.compiled,
+		initialize:     mod.prepared.initialize,
 		log:            rt.log.With("policy", spec.Name, "version", digest),
 		min:            min,
 		max:            max,
@@ -155,6 +158,9 @@ func (v *Version) closeNow() {
 	default:
 	}
 	close(v.done)
+	v.rt.mu.Lock()
+	delete(v.rt.versions, v)
+	v.rt.mu.Unlock()
 	ins := v.instances
 	v.instances = map[*instance]struct{}{}
 	v.mu.Unlock()
@@ -172,7 +178,7 @@ func (v *Version) closeNow() {
 			o.InstanceDiscarded(v.name, v.digest, "close")
 		}
 	}
-	v.compiled.Close(ctx)
+	v.rt.releaseModule(v.module)
 }
 
 // put registers a new instance and makes it available.
@@ -191,6 +197,7 @@ func (v *Version) acquire(ctx context.Context) (*instance, error) {
 		return in, nil
 	default:
 	}
+	v.lastBusy.Store(nanotime())
 	v.grow()
 	t := time.NewTimer(v.acquireTimeout)
 	defer t.Stop()
@@ -262,6 +269,23 @@ func (v *Version) release(in *instance, reason string) {
 	}
 	if int(v.total.Load()) < v.min {
 		v.grow()
+	}
+}
+
+// shrink closes idle instances above the minimum when the pool has not
+// run short for idle nanoseconds. It runs on the watchdog goroutine.
+func (v *Version) shrink(now, idle int64) {
+	if now-v.lastBusy.Load() < idle || !v.acquireRef() {
+		return
+	}
+	defer v.releaseRef()
+	for int(v.total.Load()) > v.min {
+		select {
+		case in := <-v.idle:
+			v.release(in, "idle")
+		default:
+			return
+		}
 	}
 }
 

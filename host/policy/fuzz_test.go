@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Fuzz tests for every host decoder of guest bytes: the packed result and
+// its bounds, the status byte, each kind's decision with its checks, and
+// the loop-guard rewriter and module validation (guest bytes too).
+
+// fakeMemory is a guest memory for readResult.
+type fakeMemory []byte
+
+func (m fakeMemory) Read(off, n uint32) ([]byte, bool) {
+	if uint64(off)+uint64(n) > uint64(len(m)) {
+		return nil, false
+	}
+	return m[off : off+n], true
+}
+
+func FuzzReadResult(f *testing.F) {
+	mem := append([]byte{byte(abi.StatusOK)}, abi.AppendRouteDecision(nil, &abi.RouteDecision{Tier: 1, Score: 0.5, Reason: "r"})...)
+	f.Add(abi.PackResult(0, uint32(len(mem))), mem)
+	f.Add(abi.PackResult(0xffffffff, 0xffffffff), mem)
+	f.Add(abi.PackResult(3, 0), mem)
+	f.Add(abi.PackResult(0, 2), []byte{byte(abi.StatusError), 'x'})
+	f.Fuzz(func(t *testing.T, packed uint64, mem []byte) {
+		b, err := readResult(fakeMemory(mem), packed)
+		if err != nil {
+			return
+		}
+		ptr, size := abi.UnpackResult(packed)
+		if !bytes.Equal(b, mem[ptr:ptr+size]) {
+			t.Fatal("view does not match memory")
+		}
+		body, err := splitPayload(b)
+		if err == nil && len(body) != len(b)-1 {
+			t.Fatal("body length")
+		}
+		var rd abi.RouteDecision
+		_ = decodeRoute(body, &rd)
+	})
+}
+
+func FuzzDecodeCacheDecision(f *testing.F) {
+	f.Add(abi.AppendCacheDecision(nil, &abi.CacheDecision{Action: abi.CacheLookup, Key: "k", TTLSeconds: 60, Scope: abi.ScopeUser, StaleSeconds: 5, Tags: []string{"user:42"}}))
+	f.Add(abi.AppendCacheDecision(nil, &abi.CacheDecision{}))
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add([]byte{9, 255, 255, 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d abi.CacheDecision
+		if err := decodeCache(b, &d); err != nil {
+			return
+		}
+		if d.Action == abi.CacheLookup && d.Key == "" {
+			t.Fatal("accepted a lookup without a key")
+		}
+		if got := abi.AppendCacheDecision(nil, &d); !bytes.Equal(got, b) {
+			t.Fatalf("round trip: %x != %x", got, b)
+		}
+	})
+}
+
+func FuzzDecodeRouteDecision(f *testing.F) {
+	f.Add(abi.AppendRouteDecision(nil, &abi.RouteDecision{Tier: abi.TierPremium, Score: 1, Reason: "assessment"}))
+	f.Add(abi.AppendRouteDecision(nil, &abi.RouteDecision{Score: 2}))
+	f.Add([]byte{3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d abi.RouteDecision
+		if err := decodeRoute(b, &d); err != nil {
+			return
+		}
+		if !(d.Score >= 0 && d.Score <= 1) || d.Tier > abi.TierPremium {
+			t.Fatalf("accepted %+v", d)
+		}
+	})
+}
+
+func FuzzDecodeCompressDecision(f *testing.F) {
+	req := abi.CompressRequest{BudgetTokens: 100, Messages: []abi.Message{{ID: "a", Tokens: 40}, {ID: "b", Tokens: 30}, {ID: "c", Tokens: 50}}}
+	f.Add(abi.AppendCompressDecision(nil, &abi.CompressDecision{Keep: []uint32{0, 1}, Summary: "s", Tokens: 90}))
+	f.Add(abi.AppendCompressDecision(nil, &abi.CompressDecision{Keep: []uint32{1, 0}, Tokens: 70}))
+	f.Add(abi.AppendCompressDecision(nil, &abi.CompressDecision{Keep: []uint32{7}, Tokens: 1}))
+	f.Add(abi.AppendCompressDecision(nil, &abi.CompressDecision{Tokens: 101}))
+	f.Add([]byte{0xff, 0xff, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d abi.CompressDecision
+		if err := decodeCompress(b, &req, &d); err != nil {
+			return
+		}
+		var sum uint32
+		for i, k := range d.Keep {
+			if int(k) >= len(req.Messages) || (i > 0 && k <= d.Keep[i-1]) {
+				t.Fatalf("accepted keep %v", d.Keep)
+			}
+			sum += req.Messages[k].Tokens
+		}
+		if d.Tokens > req.BudgetTokens || sum > d.Tokens {
+			t.Fatalf("accepted tokens %d (kept %d, budget %d)", d.Tokens, sum, req.BudgetTokens)
+		}
+	})
+}
+
+func FuzzGuardBody(f *testing.F) {
+	f.Add(loopModule().CodeSection[0].Body)
+	f.Add([]byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b})
+	f.Add([]byte{0x03, 0x7f, 0x41, 0x80, 0x01, 0x0b, 0x1a, 0x0b})
+	f.Add([]byte{0xfc, 0x0a, 0x00, 0x00, 0xfd, 0x0c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x0b})
+	f.Add([]byte{0x0e, 0x02, 0x00, 0x01, 0x00, 0x0b})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := guardBody(b, 3)
+		if err != nil {
+			return
+		}
+		// Every loop gained exactly one 6-byte check.
+		if (len(out)-len(b))%6 != 0 {
+			t.Fatalf("guarded body grew by %d bytes", len(out)-len(b))
+		}
+		again, err := guardBody(out, 3)
+		if err != nil {
+			t.Fatalf("guarded body does not decode: %v", err)
+		}
+		if len(again)-len(out) != len(out)-len(b) {
+			t.Fatal("second rewrite found a different number of loops")
+		}
+	})
+}
+
+func FuzzPrepare(f *testing.F) {
+	f.Add(encode(abiModule(0)))
+	f.Add(encode(loopModule()))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := prepare("fuzz", b, DefaultMemoryLimitPages)
+		if err != nil {
+			if _, ok := err.(*LoadError); !ok {
+				t.Fatalf("error %T is not a *LoadError", err)
+			}
+			return
+		}
+		if len(p.wasm) == 0 {
+			t.Fatal("empty rewritten module")
+		}
+	})
+}

@@ -1,0 +1,240 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// waitFor polls cond until it holds or the generous timeout passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestInfiniteLoopIsStopped(t *testing.T) {
+	rt := testRuntime(t)
+	v := loadGuest(t, rt, "loop", "", Spec{Name: "spinner", MinInstances: 1, MaxInstances: 2, AcquireTimeout: 10 * time.Second})
+	e := NewEngine(EngineOptions{Logger: discardLogger(), DefaultTier: "premium"})
+	if _, err := e.Activate(abi.KindRoute, v); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d, r := e.Route(context.Background(), &abi.RouteRequest{Message: "hello"})
+	elapsed := time.Since(start)
+	if r.Outcome != OutcomeTimeout {
+		t.Fatalf("Outcome = %v, want timeout", r.Outcome)
+	}
+	if d != FallbackRoute(abi.TierPremium) {
+		t.Errorf("decision = %+v, want the fallback with the configured tier", d)
+	}
+	if r.Policy != "spinner" || r.Version != v.Digest() {
+		t.Errorf("Result attribution = %q@%q", r.Policy, r.Version)
+	}
+	// The figure to watch is BenchmarkRunawayStop; this bound only
+	// catches a guard that does not work at all.
+	if elapsed > 5*time.Second {
+		t.Errorf("stopped after %v", elapsed)
+	}
+	t.Logf("runaway call returned after %v (deadline %v)", elapsed, v.Deadline(abi.KindRoute))
+	waitFor(t, "the stopped instance to be replaced", func() bool {
+		s := v.Stats()
+		return s.Timeouts == 1 && s.Discarded >= 1 && s.Instances == 1 && s.Idle == 1
+	})
+}
+
+func TestMemoryBombIsCapped(t *testing.T) {
+	rt := newRuntime(t, Options{MemoryLimitPages: 256, Logger: discardLogger()})
+	v := loadGuest(t, rt, "bomb", "", Spec{Name: "bomb", MinInstances: 1, Deadline: 5 * time.Second})
+	e := NewEngine(EngineOptions{Logger: discardLogger()})
+	e.Activate(abi.KindCache, v)
+	d, r := e.Cache(context.Background(), &cacheReq)
+	if r.Outcome == OutcomeOK || d.Action != abi.CacheBypass {
+		t.Fatalf("decision %+v, outcome %v: want the bypass fallback", d, r.Outcome)
+	}
+	if r.Outcome != OutcomeTrap {
+		t.Errorf("Outcome = %v, want trap (out of memory)", r.Outcome)
+	}
+	waitFor(t, "the instance to be replaced", func() bool {
+		s := v.Stats()
+		return s.Traps == 1 && s.Discarded >= 1 && s.Idle == 1
+	})
+}
+
+func TestFaultsServeFallback(t *testing.T) {
+	rt := testRuntime(t)
+	req := abi.CompressRequest{BudgetTokens: 100, Messages: []abi.Message{{ID: "a", Tokens: 60}, {ID: "b", Tokens: 30}, {ID: "c", Tokens: 50}}}
+	tests := []struct {
+		mode    string
+		outcome Outcome
+		err     error
+		discard bool
+	}{
+		{"panic", OutcomeFallback, ErrPolicy, false},
+		{"error", OutcomeFallback, ErrPolicy, false},
+		{"trap", OutcomeTrap, ErrTrap, true},
+		{"bad", OutcomeFallback, ErrBadDecision, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			v := loadGuest(t, rt, tt.mode, "", Spec{MinInstances: 1, Deadline: time.Second})
+			e := NewEngine(EngineOptions{Logger: discardLogger()})
+			e.Activate(abi.KindCompress, v)
+			d, r := e.Compress(context.Background(), &req)
+			if r.Outcome != tt.outcome {
+				t.Errorf("Outcome = %v, want %v", r.Outcome, tt.outcome)
+			}
+			if want := FallbackCompress(&req); !reflect.DeepEqual(d, want) {
+				t.Errorf("decision = %+v, want the fallback %+v", d, want)
+			}
+			if _, err := v.Compress(context.Background(), &req); !errors.Is(err, tt.err) {
+				t.Errorf("direct call err = %v, want %v", err, tt.err)
+			}
+			if s := v.Stats(); (s.Discarded > 0) != tt.discard {
+				t.Errorf("Discarded = %d, want discard %v", s.Discarded, tt.discard)
+			}
+		})
+	}
+}
+
+func TestQuarantineAfterConsecutiveFailures(t *testing.T) {
+	rt := testRuntime(t)
+	bad := loadGuest(t, rt, "error", "", Spec{MinInstances: 1})
+	good := loadGuest(t, rt, "ok", "good", Spec{MinInstances: 1})
+	obs := &countingObserver{}
+	e := NewEngine(EngineOptions{Logger: discardLogger(), QuarantineAfter: 3, Observer: obs})
+	e.Activate(abi.KindRoute, bad)
+	for i := 0; i < 5; i++ {
+		e.Route(context.Background(), &abi.RouteRequest{Message: "x"})
+	}
+	if s := bad.Stats(); s.Failures != 3 {
+		t.Errorf("failed calls reaching the guest = %d, want 3 (then quarantined)", s.Failures)
+	}
+	if l := e.List(); len(l) != 1 || !l[0].Quarantined {
+		t.Errorf("List = %+v, want the route version quarantined", l)
+	}
+	if err := e.Ready(context.Background()); err == nil {
+		t.Error("Ready = nil with a quarantined version")
+	}
+	if obs.quarantined() != 1 || obs.outcomes(OutcomeFallback) != 5 {
+		t.Errorf("observer: %d quarantines, %d fallbacks; want 1, 5", obs.quarantined(), obs.outcomes(OutcomeFallback))
+	}
+	prev, _ := e.Activate(abi.KindRoute, good)
+	if prev != bad {
+		t.Error("Activate did not return the previous version")
+	}
+	d, r := e.Route(context.Background(), &abi.RouteRequest{Message: "x"})
+	if r.Outcome != OutcomeOK || d.Reason != "good" {
+		t.Errorf("after replacement: %+v %v", d, r.Outcome)
+	}
+}
+
+func TestSlowPolicyUnderLoadLeavesNoLeak(t *testing.T) {
+	rt := newRuntime(t, Options{Logger: discardLogger(), IdleTimeout: 200 * time.Millisecond})
+	v := loadGuest(t, rt, "slow", "", Spec{Name: "slow", MinInstances: 1, MaxInstances: 8, Deadline: 10 * time.Second, AcquireTimeout: 30 * time.Second})
+	e := NewEngine(EngineOptions{Logger: discardLogger()})
+	e.Activate(abi.KindCache, v)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	baseInstances, baseHeap := rt.Instances(), heap()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[Outcome]int{}
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 3; i++ {
+				_, r := e.Cache(context.Background(), &cacheReq)
+				mu.Lock()
+				outcomes[r.Outcome]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if outcomes[OutcomeOK] != 64*3 {
+		t.Errorf("outcomes = %v, want all ok", outcomes)
+	}
+	peak := v.Stats().Created
+	waitFor(t, "the pool to shrink back", func() bool { return rt.Instances() == baseInstances })
+	after := heap()
+	t.Logf("instances: %d before, %d created under load, %d after; heap %d KiB before, %d KiB after",
+		baseInstances, peak, rt.Instances(), baseHeap>>10, after>>10)
+	if peak <= int64(baseInstances) {
+		t.Errorf("the pool did not grow under load (created %d)", peak)
+	}
+	if after > baseHeap+8<<20 {
+		t.Errorf("heap grew from %d to %d KiB", baseHeap>>10, after>>10)
+	}
+}
+
+// countingObserver records events for assertions.
+type countingObserver struct {
+	mu         sync.Mutex
+	byOutcome  map[Outcome]int
+	quarantine int
+	created    int
+	discarded  map[string]int
+}
+
+var _ Observer = (*countingObserver)(nil)
+
+func (o *countingObserver) Decision(kind abi.Kind, policy, version string, outcome Outcome, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byOutcome == nil {
+		o.byOutcome = map[Outcome]int{}
+	}
+	o.byOutcome[outcome]++
+}
+
+func (o *countingObserver) InstanceCreated(policy, version string) {
+	o.mu.Lock()
+	o.created++
+	o.mu.Unlock()
+}
+
+func (o *countingObserver) InstanceDiscarded(policy, version, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.discarded == nil {
+		o.discarded = map[string]int{}
+	}
+	o.discarded[reason]++
+}
+
+func (o *countingObserver) Quarantined(kind abi.Kind, policy, version string) {
+	o.mu.Lock()
+	o.quarantine++
+	o.mu.Unlock()
+}
+
+func (o *countingObserver) quarantined() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.quarantine
+}
+
+func (o *countingObserver) outcomes(out Outcome) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.byOutcome[out]
+}
