@@ -114,4 +114,3 @@ func decodeCompressRequest(b []byte, r *CompressRequest) error {
 	}
 	return d.err()
 }
-

@@ -37,7 +37,7 @@ type instance struct {
 	deadline atomic.Int64
 	calls    atomic.Int64
 
-	clock   int64 // the guest's monotonic clock, see nanotime
+	clock int64 // the guest's monotonic clock, see nanotime
 
 	stack   [2]uint64
 	scratch []byte

@@ -130,8 +130,8 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		modules:  map[string]*compiledModule{},
 
 		idleTimeout: opts.IdleTimeout,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt.wz); err != nil {
 		rt.wz.Close(ctx)
