@@ -212,7 +212,11 @@ func (s *Store) run(ctx context.Context, name string, idempotent bool, fn func(c
 			s.health.ok(s.log)
 			return nil
 		}
-		if !isConnErr(err) || ctx.Err() != nil || !(idempotent || pgconn.SafeToRetry(err)) {
+		var ae *acquireError
+		if errors.As(err, &ae) || !isConnErr(err) || ctx.Err() != nil || !(idempotent || pgconn.SafeToRetry(err)) {
+			// A failed acquire already tried to connect: retrying at once
+			// would only multiply connection attempts against a database
+			// that is down.
 			break
 		}
 	}
@@ -224,16 +228,24 @@ func (s *Store) attempt(ctx context.Context, fn func(ctx context.Context, c *pgx
 	c, err := s.pool.Acquire(actx)
 	acancel()
 	if err != nil {
-		return fmt.Errorf("acquire: %w", err)
+		return &acquireError{err: err}
 	}
 	defer c.Release()
 	err = fn(ctx, c)
 	if err != nil && isConnErr(err) {
 		// Do not hand a broken connection to the next caller.
-		c.Conn().PgConn().Close(context.Background())
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		_ = c.Conn().PgConn().Close(cctx)
+		ccancel()
 	}
 	return err
 }
+
+// acquireError is a failure to get a connection from the pool.
+type acquireError struct{ err error }
+
+func (e *acquireError) Error() string { return "acquire: " + e.err.Error() }
+func (e *acquireError) Unwrap() error { return e.err }
 
 // tx runs fn in a transaction.
 func (s *Store) tx(ctx context.Context, name string, idempotent bool, fn func(ctx context.Context, tx pgx.Tx) error) error {
