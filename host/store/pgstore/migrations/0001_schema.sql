@@ -18,7 +18,8 @@ CREATE TABLE locations (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- Copies of users.open_to_wingman and users.score, the matching read
     -- model: written by the location upsert and by the completion
-    -- transaction, so matching never touches users for its candidates.
+    -- transaction (and by any future write of either column), so matching
+    -- never touches users for its candidates.
     open_to_wingman boolean NOT NULL DEFAULT false,
     score           integer NOT NULL DEFAULT 0
 );
