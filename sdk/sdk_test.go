@@ -1,0 +1,46 @@
+package sdk
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+func TestDispatchPanicBecomesError(t *testing.T) {
+	HandleRoute(func(req RouteRequest) (RouteDecision, error) {
+		var m map[string]int
+		m["x"] = 1 // panics
+		return RouteDecision{}, nil
+	})
+	defer HandleRoute(nil)
+	_, err := CallRoute(RouteRequest{Message: "x"})
+	if !errors.Is(err, ErrPolicy) || !bytes.Contains([]byte(err.Error()), []byte("panic in route handler")) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDispatchErrors(t *testing.T) {
+	var d dispatcher
+	tests := []struct {
+		name string
+		kind abi.Kind
+		in   []byte
+	}{
+		{"unknown kind", 9, nil},
+		{"no handler", abi.KindCompress, abi.AppendCompressRequest(nil, &CompressRequest{})},
+		{"malformed", abi.KindCache, []byte{1, 2}},
+	}
+	HandleCache(func(CacheRequest) (CacheDecision, error) { return CacheDecision{}, nil })
+	HandleCompress(nil)
+	defer HandleCache(nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := d.decide(tt.kind, tt.in)
+			if len(out) == 0 || abi.Status(out[0]) != abi.StatusError {
+				t.Fatalf("payload %q, want an error status", out)
+			}
+		})
+	}
+}
