@@ -658,7 +658,7 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	if reserve > budget/4 {
 		reserve = 0
 	}
-	a, _, smoothed := c.score(msgs, req.Query)
+	a, scores, smoothed := c.score(msgs, req.Query)
 	c.retrieve(msgs, smoothed, kept, &used, budget-reserve)
 	if c.cfg.FillRecent {
 		for i := len(msgs) - 1; i >= 0 && used < budget-reserve; i-- {
@@ -669,7 +669,7 @@ func (c *Compressor) Compress(req *abi.CompressRequest) abi.CompressDecision {
 	}
 
 	// 4. The summary of the rest.
-	summary, cost := c.summarise(msgs, a, smoothed, kept, budget-used)
+	summary, cost := c.summarise(msgs, a, scores, kept, budget-used)
 	c.release(a)
 	d := abi.CompressDecision{Summary: summary, Tokens: uint32(used + cost)}
 	for i, k := range kept {

@@ -34,8 +34,9 @@ func heldOut(convs []*evaldata.Conv) []string {
 
 // TestLocomoRecall is the policy's evaluation on LoCoMo: evidence recall
 // at 10% and 30% of each history's tokens, beside a recent-window baseline
-// and a BM25-plus-recent-window baseline measured the same way, and that no
-// decision goes over its budget once the summary is tokenised for real.
+// and a BM25-plus-recent-window baseline measured the same way; that no
+// decision goes over its budget once the summary is tokenised for real; and
+// that most summary lines keep a name, a date or a number.
 func TestLocomoRecall(t *testing.T) {
 	convs := loadLocomo(t)
 	cfg, err := compressor.ParseConfig(shippedConfig(t))
@@ -51,7 +52,7 @@ func TestLocomoRecall(t *testing.T) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "LoCoMo evidence recall (%d conversations, %d non-adversarial questions; held out: %s)\n",
 		len(convs), countQuestions(convs), strings.Join(held, ", "))
-	fmt.Fprintf(&sb, "%-7s %-22s %8s %9s %9s %9s %10s\n", "budget", "method", "recall", "tuned", "held-out", "over", "summary/q")
+	fmt.Fprintf(&sb, "%-7s %-22s %8s %9s %9s %6s %10s %11s\n", "budget", "method", "recall", "tuned", "held-out", "over", "summary/q", "fact lines")
 	targets := map[float64]float64{0.10: 0.75, 0.30: 0.85}
 	for _, frac := range []float64{0.10, 0.30} {
 		for _, m := range []struct {
@@ -64,13 +65,18 @@ func TestLocomoRecall(t *testing.T) {
 		} {
 			check := m.name == "compress policy"
 			r := measure(convs, frac, m.d, check)
-			summary := "-"
+			summary, facts := "-", "-"
 			if check {
 				summary = fmt.Sprintf("%.0f", float64(r.summaryTokens)/float64(r.questions))
+				facts = fmt.Sprintf("%.0f%%", 100*float64(r.factLines)/float64(max(r.summaryLines, 1)))
+				if r.summaryLines == 0 || 2*r.factLines < r.summaryLines {
+					t.Errorf("at %.0f%%: %d of %d summary lines hold a name, date or number, want at least half",
+						frac*100, r.factLines, r.summaryLines)
+				}
 			}
-			fmt.Fprintf(&sb, "%-7s %-22s %7.1f%% %8.1f%% %8.1f%% %9d %10s\n",
+			fmt.Fprintf(&sb, "%-7s %-22s %7.1f%% %8.1f%% %8.1f%% %6d %10s %11s\n",
 				fmt.Sprintf("%.0f%%", frac*100), m.name, 100*r.rate(),
-				100*r.convRate(tuneConvs...), 100*r.convRate(held...), r.overBudget, summary)
+				100*r.convRate(tuneConvs...), 100*r.convRate(held...), r.overBudget, summary, facts)
 			if r.overBudget > 0 {
 				t.Errorf("%s at %.0f%%: %d decisions over budget", m.name, frac*100, r.overBudget)
 			}

@@ -40,6 +40,8 @@ type recallResult struct {
 	overBudget          int               // decisions whose real token count exceeded the budget
 	keptTokens          int64
 	summaryTokens       int64
+	summaryLines        int // lines of all summaries
+	factLines           int // of which hold a number, a date word or a name
 }
 
 func (r recallResult) rate() float64 {
@@ -86,6 +88,12 @@ func measure(convs []*evaldata.Conv, frac float64, d decider, checkSummary bool)
 			}
 			real := keptTokens
 			if checkSummary && dec.Summary != "" {
+				for _, line := range strings.Split(dec.Summary, "\n") {
+					r.summaryLines++
+					if lineHasFact(line) {
+						r.factLines++
+					}
+				}
 				n, _ := codec.Count(dec.Summary)
 				real += int64(n)
 				r.summaryTokens += int64(n)
@@ -233,4 +241,32 @@ func bm25Index(msgs []abi.Message) *bm25Idx {
 	ix.avg = float64(total) / float64(len(msgs))
 	bm25Cache[&msgs[0]] = ix
 	return ix
+}
+
+var dateWordSet = map[string]bool{
+	"yesterday": true, "tomorrow": true, "ago": true, "weekend": true, "week": true, "month": true, "year": true,
+	"monday": true, "tuesday": true, "wednesday": true, "thursday": true, "friday": true, "saturday": true, "sunday": true,
+	"january": true, "february": true, "march": true, "april": true, "may": true, "june": true, "july": true,
+	"august": true, "september": true, "october": true, "november": true, "december": true,
+}
+
+// lineHasFact reports whether a summary line ("Speaker: sentence") holds
+// a number, a date word or a capitalised word other than its first.
+func lineHasFact(line string) bool {
+	if i := strings.Index(line, ": "); i >= 0 {
+		line = line[i+2:]
+	}
+	for j, w := range strings.Fields(line) {
+		w = strings.Trim(w, ".,!?;:'\"()")
+		if w == "" {
+			continue
+		}
+		if strings.ContainsAny(w, "0123456789") || dateWordSet[strings.ToLower(w)] {
+			return true
+		}
+		if j > 0 && w[0] >= 'A' && w[0] <= 'Z' && w != "I" && !strings.HasPrefix(w, "I'") {
+			return true
+		}
+	}
+	return false
 }

@@ -17,7 +17,11 @@ const maxSentenceBytes = 240
 
 // minSummaryRel is the relevance (share of the best score among the
 // messages left out) that makes a sentence without facts worth a line.
-const minSummaryRel = 0.35
+const minSummaryRel = 0.5
+
+// minSentenceContent is the number of content words (not stopwords) a
+// summary sentence needs.
+const minSentenceContent = 3
 
 // minSentenceBytes drops greetings and acknowledgements from the summary.
 const minSentenceBytes = 16
@@ -112,14 +116,16 @@ func (c *Compressor) summarise(msgs []abi.Message, a *analysis, scores []float64
 				}
 				info++
 			}
+			// Questions and short exchanges state no facts; a sentence
+			// earns its line with a fact or with relevance to the query.
 			if n := end - start; n >= minSentenceBytes && n <= maxSentenceBytes &&
-				content >= 2 && (info > 0 || rel >= minSummaryRel) {
+				text[end-1] != '?' && content >= minSentenceContent && (info > 0 || rel >= minSummaryRel) {
 				cost := lineCost(prefix+n, prefixPieces+int(st.words+st.puncts), ratio)
 				spans = append(spans, span{
 					msg:   i,
 					start: start,
 					end:   end,
-					score: (2*rel + 0.5*float64(info)) / float64(cost),
+					score: (2*rel + float64(info)) / math.Sqrt(float64(cost)),
 					cost:  cost,
 				})
 			}
