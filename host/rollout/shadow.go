@@ -85,9 +85,9 @@ type ShadowStats struct {
 	Errors  int64 `json:"errors"`
 	Dropped int64 `json:"dropped"`
 	// Mean latencies of the compared decisions, in microseconds.
-	CandidateMeanUS float64 `json:"candidate_mean_us"`
-	ActiveMeanUS    float64 `json:"active_mean_us"`
-	CandidateMaxUS  float64 `json:"candidate_max_us"`
+	CandidateMeanUS float64   `json:"candidate_mean_us"`
+	ActiveMeanUS    float64   `json:"active_mean_us"`
+	CandidateMaxUS  float64   `json:"candidate_max_us"`
 	Since           time.Time `json:"since"`
 }
 

@@ -125,7 +125,8 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	}
 	cc := s.deps.Cache
 	req := cacheRequest(c)
-	d, _ := s.deps.CachePolicy.Cache(c.UserContext(), &req)
+	d, pres := s.deps.CachePolicy.Cache(c.UserContext(), &req)
+	setPolicyHeaders(c, pres)
 	global := d.Scope == abi.ScopeGlobal
 	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 || (!global && req.User == "") ||
 		(req.Method != fiber.MethodGet && req.Method != fiber.MethodHead) {

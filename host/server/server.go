@@ -19,6 +19,7 @@ import (
 	"github.com/wingman-app/wingate/host/dashboard"
 	"github.com/wingman-app/wingate/host/observe"
 	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/rollout"
 	"github.com/wingman-app/wingate/host/store"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	// ReadTimeout and WriteTimeout bound one request's I/O.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// AdminUploadLimit caps a policy module uploaded to /admin (bytes;
+	// zero: DefaultAdminUploadLimit); larger uploads get 413.
+	AdminUploadLimit int
 }
 
 // DefaultConfig returns the settings used when nothing is configured.
@@ -69,6 +73,10 @@ type Deps struct {
 	Metrics   *observe.Metrics
 	Dashboard *dashboard.Dashboard
 	Alerts    *alert.Manager
+	// Rollout serves the admin API (/admin, admin.go), guarded by
+	// AdminToken; an empty token disables it (403).
+	Rollout    *rollout.Manager
+	AdminToken string
 }
 
 // Server is the HTTP server. Create it with New; it is safe for concurrent use.
@@ -88,13 +96,20 @@ func New(cfg Config, deps Deps) *Server {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	bodyLimit := cfg.BodyLimit
+	if deps.Rollout != nil {
+		bodyLimit = max(bodyLimit, s.uploadLimit()+1<<20) // multipart overhead
+	}
 	s.app = fiber.New(fiber.Config{
-		BodyLimit:             cfg.BodyLimit,
+		BodyLimit:             bodyLimit,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
 	})
+	if bodyLimit > cfg.BodyLimit {
+		s.app.Use(s.limitBody)
+	}
 	s.routes()
 	s.installCache()
 	return s
@@ -124,6 +139,9 @@ func (s *Server) routes() {
 	}
 	if s.deps.Chat != nil {
 		s.chatRoutes()
+	}
+	if s.deps.Rollout != nil {
+		s.adminRoutes()
 	}
 }
 
