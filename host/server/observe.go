@@ -55,6 +55,12 @@ func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
 	}
 	m := s.deps.Metrics
 	own := c.Route()
+	var span *observe.RequestSpan
+	if t := s.deps.Tracing; t != nil {
+		var ctx context.Context
+		ctx, span = t.StartRequest(c.UserContext(), c.Method(), c.Path(), func(k string) string { return c.Get(k) })
+		c.SetUserContext(ctx)
+	}
 	start := m.Now()
 	err := c.Next()
 	unmatched := c.Route() == own || isNoRoute(err)
@@ -70,6 +76,9 @@ func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
 		method, route = c.Method(), observe.UnmatchedRoute
 	}
 	m.ObserveHTTP(method, route, c.Response().StatusCode(), end.Sub(start), end)
+	if span != nil {
+		span.End(method, route, c.Response().StatusCode())
+	}
 	return nil
 }
 

@@ -77,6 +77,8 @@ type Deps struct {
 	// AdminToken; an empty token disables it (403).
 	Rollout    *rollout.Manager
 	AdminToken string
+	// Tracing, when set with Metrics, gives every request a span.
+	Tracing *observe.Tracing
 }
 
 // Server is the HTTP server. Create it with New; it is safe for concurrent use.
