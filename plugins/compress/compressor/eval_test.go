@@ -77,6 +77,13 @@ func TestLocomoRecall(t *testing.T) {
 			fmt.Fprintf(&sb, "%-7s %-22s %7.1f%% %8.1f%% %8.1f%% %6d %10s %11s\n",
 				fmt.Sprintf("%.0f%%", frac*100), m.name, 100*r.rate(),
 				100*r.convRate(tuneConvs...), 100*r.convRate(held...), r.overBudget, summary, facts)
+			if check {
+				var per []string
+				for _, c := range convs {
+					per = append(per, fmt.Sprintf("%s %.1f%%", c.ID, 100*r.convRate(c.ID)))
+				}
+				fmt.Fprintf(&sb, "%-7s %-22s %s\n", "", "  per conversation", strings.Join(per, ", "))
+			}
 			if r.overBudget > 0 {
 				t.Errorf("%s at %.0f%%: %d decisions over budget", m.name, frac*100, r.overBudget)
 			}
