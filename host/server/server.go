@@ -200,7 +200,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	}
 	if ae := storeAPIError(err); ae != nil {
 		if ae.Status >= 500 {
-			s.log.Warn("store unavailable", "method", c.Method(), "path", c.Path(), "err", err)
+			// The store logs the outage once per state change; per request
+			// only at debug level.
+			s.log.Debug("store unavailable", "method", c.Method(), "path", c.Path(), "err", err)
 		}
 		return writeError(c, ae.Status, ae.Code, ae.Message)
 	}
