@@ -25,9 +25,12 @@ type serveConfig struct {
 	RedisURL    string
 	PolicyDir   string
 	AdminToken  string
-	JWTSecret   string
-	LLMProvider string
-	LogLevel    string
+	// PolicyPubKey (base64 ed25519 public key, or a file holding it) makes
+	// signed policy versions mandatory.
+	PolicyPubKey string
+	JWTSecret    string
+	LLMProvider  string
+	LogLevel     string
 	// Cache sizes in bytes: the in-process tier and the largest response
 	// stored.
 	CacheLocalBytes    int64
@@ -42,6 +45,7 @@ func parseServeFlags(args []string, std Stdio, getenv func(string) string) (serv
 	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL; empty: in-process cache only (REDIS_URL)")
 	fs.StringVar(&c.PolicyDir, "policy-dir", envOr(getenv, "WINGATE_POLICY_DIR", "./policies"), "policy directory (WINGATE_POLICY_DIR)")
 	fs.StringVar(&c.AdminToken, "admin-token", getenv("WINGATE_ADMIN_TOKEN"), "bearer token for /admin; empty disables it (WINGATE_ADMIN_TOKEN)")
+	fs.StringVar(&c.PolicyPubKey, "policy-pubkey", getenv("WINGATE_POLICY_PUBKEY"), "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted (WINGATE_POLICY_PUBKEY)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", getenv("WINGATE_JWT_SECRET"), "HS256 key for API tokens; empty: random per process (WINGATE_JWT_SECRET)")
 	fs.StringVar(&c.LLMProvider, "llm-provider", envOr(getenv, "WINGATE_LLM_PROVIDER", "simulated"), "simulated, anthropic or openai (WINGATE_LLM_PROVIDER)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "WINGATE_LOG_LEVEL", "info"), "debug, info, warn or error (WINGATE_LOG_LEVEL)")
@@ -125,15 +129,16 @@ func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostPro
 		h.Close()
 		return nil, err
 	}
-	pols, err := startPolicies(ctx, cfg.PolicyDir, log)
+	pols, err := startRollout(ctx, cfg, nil, log)
 	if err != nil {
 		h.Close()
 		return nil, err
 	}
 	h.closers = append(h.closers, pols.close)
-	deps.Policies = pols.engine
+	deps.Policies = pols.decider
+	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	deps.Ready = append(deps.Ready, pols.readyCheck())
-	if deps.Chat, err = startChat(cfg.LLMProvider, os.Getenv, deps.Store, pols.engine, nil, log); err != nil {
+	if deps.Chat, err = startChat(cfg.LLMProvider, os.Getenv, deps.Store, pols.decider, nil, log); err != nil {
 		h.Close()
 		return nil, err
 	}

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/rollout"
+	"github.com/wingman-app/wingate/host/server"
+	"github.com/wingman-app/wingate/host/store/pgpolicy"
+)
+
+// rolloutHost is the policy runtime of a serve process with the rollout
+// manager that owns its engine's versions.
+type rolloutHost struct {
+	rt      *policy.Runtime
+	mgr     *rollout.Manager
+	engine  *policy.Engine
+	decider policy.Decider
+	pg      *pgpolicy.Store
+}
+
+// parsePubKey reads WINGATE_POLICY_PUBKEY: the key itself (base64) or the
+// path of a file holding it (from `wingate policy keygen`).
+func parsePubKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if k, err := rollout.ParsePublicKey(s); err == nil {
+		return k, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: policy public key: neither a base64 key nor a readable file: %v", errUsage, err)
+	}
+	return rollout.ParsePublicKey(string(b))
+}
+
+// startRollout creates the policy runtime and the rollout manager. Local
+// mode (no DATABASE_URL): versions live in memory, the policy directory is
+// loaded and watched. Fleet mode (DATABASE_URL): versions live in
+// PostgreSQL, the instance starts on the store's active set (importing the
+// directory only for kinds with none) and follows LISTEN/NOTIFY. Missing
+// or broken policies are warnings: their kinds serve the fallback.
+func startRollout(ctx context.Context, cfg serveConfig, obs policy.Observer, log *slog.Logger) (*rolloutHost, error) {
+	pub, err := parsePubKey(cfg.PolicyPubKey)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: log, Observer: obs})
+	if err != nil {
+		return nil, fmt.Errorf("policy runtime: %w", err)
+	}
+	h := &rolloutHost{rt: rt}
+	host, _ := os.Hostname()
+	mc := rollout.Config{Runtime: rt, Engine: policy.EngineOptions{Logger: log, Observer: obs}, PublicKey: pub,
+		Logger: log, Instance: host + "/" + cfg.Addr}
+	fleet := cfg.DatabaseURL != ""
+	if fleet {
+		h.pg, err = pgpolicy.Open(ctx, pgpolicy.Config{URL: cfg.DatabaseURL, Logger: log})
+		if err != nil {
+			rt.Close(context.Background())
+			return nil, fmt.Errorf("policy store: %w", err)
+		}
+		mc.Store, mc.Notifier = h.pg, h.pg
+	} else {
+		mc.Store = rollout.NewMemStore()
+	}
+	if h.mgr, err = rollout.New(mc); err != nil {
+		h.close()
+		return nil, err
+	}
+	h.engine, h.decider = h.mgr.Engine(), h.mgr.Decider()
+	if pub != nil {
+		log.Info("policy signatures required", "pubkey", rollout.EncodePublicKey(pub))
+	}
+	if fleet {
+		if err := h.mgr.Sync(ctx); err != nil {
+			log.Warn("some active policy versions of the store failed here: their kinds keep the fallback", "err", err)
+		}
+	}
+	err = h.mgr.ImportDir(ctx, cfg.PolicyDir, fleet)
+	switch {
+	case errors.Is(err, policy.ErrNoPoliciesFile):
+		log.Warn("no policies file: every policy kind without a stored version serves its fallback decision", "dir", cfg.PolicyDir, "err", err)
+	case err != nil:
+		log.Warn("some policies failed to load: their kinds serve the fallback decision", "dir", cfg.PolicyDir, "err", err)
+	}
+	if !fleet && !errors.Is(err, policy.ErrNoPoliciesFile) {
+		if err := h.mgr.WatchDir(cfg.PolicyDir, 0); err != nil {
+			log.Warn("policy directory not watched", "err", err)
+		}
+	}
+	h.mgr.Start()
+	return h, nil
+}
+
+// readyCheck reports kinds without a healthy policy; informative only.
+func (h *rolloutHost) readyCheck() server.ReadyCheck {
+	return server.ReadyCheck{Name: "policies", Check: h.engine.Ready}
+}
+
+func (h *rolloutHost) close() {
+	if h.mgr != nil {
+		h.mgr.Close()
+	}
+	if h.pg != nil {
+		h.pg.Close()
+	}
+	h.rt.Close(context.Background())
+}
