@@ -59,7 +59,9 @@ type StepError struct {
 	Err  error
 }
 
-func (e *StepError) Error() string { return "rollout: " + e.Step + ": " + e.Err.Error() }
+func (e *StepError) Error() string {
+	return "rollout: " + e.Step + ": " + strings.TrimPrefix(e.Err.Error(), "rollout: ")
+}
 
 func (e *StepError) Unwrap() error { return e.Err }
 

@@ -22,7 +22,7 @@ import (
 
 // ErrSignature is returned (wrapped) when a signature is missing, malformed
 // or does not match the module.
-var ErrSignature = errors.New("rollout: signature")
+var ErrSignature = errors.New("rollout: bad signature")
 
 // GenerateKey returns a new Ed25519 key pair.
 func GenerateKey() (ed25519.PublicKey, ed25519.PrivateKey, error) {

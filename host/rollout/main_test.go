@@ -1,0 +1,213 @@
+package rollout_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/rollout"
+)
+
+var tmpDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wingate-rollout-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tmpDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// repoRoot walks up to the directory holding go.mod.
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+type built struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+var (
+	cacheModule built
+	guestModule built
+)
+
+// buildGuest builds the package at pkg (relative to the repository root)
+// for wasip1 into the test's temporary directory.
+func buildGuest(root, pkg, name string) ([]byte, error) {
+	out := filepath.Join(tmpDir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./"+pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+	}
+	return os.ReadFile(out)
+}
+
+// cacheWasm returns the default cache policy: policies/cache.wasm when
+// `go generate ./policies` built it, else built from plugins/cache.
+func cacheWasm(tb testing.TB) []byte {
+	tb.Helper()
+	root := repoRoot(tb)
+	cacheModule.once.Do(func() {
+		if b, err := os.ReadFile(filepath.Join(root, "policies", "cache.wasm")); err == nil {
+			cacheModule.wasm = b
+			return
+		}
+		cacheModule.wasm, cacheModule.err = buildGuest(root, "plugins/cache", "cache")
+	})
+	if cacheModule.err != nil {
+		tb.Fatal(cacheModule.err)
+	}
+	return cacheModule.wasm
+}
+
+// testGuest returns the runtime's test guest, whose behaviour is chosen
+// by configuration ({"mode": "ok"|"error"|...}).
+func testGuest(tb testing.TB) []byte {
+	tb.Helper()
+	guestModule.once.Do(func() {
+		guestModule.wasm, guestModule.err = buildGuest(repoRoot(tb), "host/policy/testdata/guest", "guest")
+	})
+	if guestModule.err != nil {
+		tb.Fatal(guestModule.err)
+	}
+	return guestModule.wasm
+}
+
+// variant returns wasm with a custom section named tag appended: the same
+// behaviour under another digest (another version).
+func variant(wasm []byte, tag string) []byte {
+	payload := append(uleb(uint64(len(tag))), tag...)
+	payload = append(payload, "variant"...)
+	out := append([]byte(nil), wasm...)
+	out = append(out, 0)
+	out = append(out, uleb(uint64(len(payload)))...)
+	return append(out, payload...)
+}
+
+func uleb(v uint64) []byte {
+	var b []byte
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			c |= 0x80
+		}
+		b = append(b, c)
+		if v == 0 {
+			return b
+		}
+	}
+}
+
+// abiV2 renames the ABI v1 marker export: a module of another major ABI.
+func abiV2(wasm []byte) []byte {
+	return bytes.ReplaceAll(wasm, []byte("wingate_abi_v1"), []byte("wingate_abi_v2"))
+}
+
+// newRuntime returns a runtime with the package's compilation cache,
+// closed at the end of the test.
+func newRuntime(tb testing.TB) *policy.Runtime {
+	tb.Helper()
+	rt, err := policy.NewRuntime(context.Background(), policy.Options{CacheDir: filepath.Join(tmpDir, "compiled")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rt.Close(context.Background()) })
+	return rt
+}
+
+// newManager returns a manager on rt with cfg's other fields, closed at
+// the end of the test.
+func newManager(tb testing.TB, rt *policy.Runtime, cfg rollout.Config) *rollout.Manager {
+	tb.Helper()
+	cfg.Runtime = rt
+	if cfg.Store == nil {
+		cfg.Store = rollout.NewMemStore()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(tb)
+	}
+	if cfg.MinInstances == 0 {
+		cfg.MinInstances, cfg.MaxInstances = 2, 8
+	}
+	m, err := rollout.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Close)
+	return m
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// cacheConfig is the default cache policy's configuration with the
+// catalogue's TTL set to ttl.
+func cacheConfig(ttl int) []byte {
+	return fmt.Appendf(nil, `{"rules": [
+ {"route": "/api/challenges", "ttl_s": %d, "scope": "global", "stale_s": 300, "tags": ["challenges"]},
+ {"route": "/api/challenges/:id", "ttl_s": 1800, "scope": "global", "stale_s": 300, "tags": ["challenges", "challenge:{id}"]}
+]}`, ttl)
+}
+
+// catalogueCase is a case file whose catalogue case wants ttl.
+func catalogueCase(ttl int) []byte {
+	return fmt.Appendf(nil, `[{"name": "catalogue", "input": {"method": "GET", "route": "/api/challenges", "path": "/api/challenges", "user": "1"},
+ "want": {"action": "lookup", "key": "/api/challenges", "ttl_s": %d, "scope": "global"}}]`, ttl)
+}
+
+// listen returns a loopback listener.
+func listen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
+
+// eventually polls cond every 10 ms until it holds or timeout passes.
+func eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			tb.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
