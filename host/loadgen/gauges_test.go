@@ -59,6 +59,12 @@ func TestGaugesSampledDuringRun(t *testing.T) {
 	if rep.Evaluate(Targets{Gauges: map[string]GaugeTarget{"wingate_pool_health": {Min: &min99}}}) {
 		t.Errorf("health >= 99.5 passed: %+v", rep.Checks)
 	}
+	if mean := g.Mean; !rep.Evaluate(Targets{Gauges: map[string]GaugeTarget{"wingate_pool_health": {MeanMin: &mean, MeanMax: &mean}}}) {
+		t.Errorf("mean bounds equal to the mean failed: %+v", rep.Checks)
+	}
+	if rep.Evaluate(Targets{Gauges: map[string]GaugeTarget{"wingate_pool_health": {MeanMin: &min99}}}) {
+		t.Errorf("mean >= 99.5 passed: %+v", rep.Checks)
+	}
 	if rep.Evaluate(Targets{Gauges: map[string]GaugeTarget{"absent_metric": {Min: &min80}}}) {
 		t.Errorf("a gauge never sampled passed: %+v", rep.Checks)
 	}
