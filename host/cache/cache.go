@@ -334,6 +334,24 @@ func (c *Cache) Event(route string, tier Tier, ev Event) {
 	}
 }
 
+// Fresh serves a fresh in-process hit of key, reporting it for route; ok
+// is false for anything else (absent, stale, purged), which the caller
+// then passes to Get. It is Get's first step without building a Request,
+// for the hot path.
+func (c *Cache) Fresh(key, route string) (res Result, ok bool) {
+	le, found := c.local.GetIfPresent(key)
+	if !found || !c.validLocal(le) {
+		return Result{}, false
+	}
+	now := time.Now()
+	if !le.e.Fresh(now) {
+		return Result{}, false
+	}
+	c.stats.localHits.Add(1)
+	c.Event(route, TierLocal, EventHit)
+	return Result{Entry: le.e, Tier: TierLocal, Event: EventHit, Age: le.e.Age(now)}, true
+}
+
 // Get serves r from the in-process tier, then Redis, then r.Fill, in that
 // order. A stale entry within its stale window is served at once while
 // exactly one background refresh runs; an origin that fails during the

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,8 +103,9 @@ func mergeLoad(runs []loadStats) loadStats {
 }
 
 var (
-	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
+	wrkCount = regexp.MustCompile(`([0-9]+) requests in`)
+	wrkRPS   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP99   = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
 )
 
 // TestCacheHitThroughputWrk is the same comparison driven by wrk (2
@@ -124,7 +126,8 @@ func TestCacheHitThroughputWrk(t *testing.T) {
 			w := newWingmanApp(t, cache.Config{}, v.dec(t))
 			cached := w.serve(t)
 			bare := bareApp(t, wingmanBody("challenges", "", ""))
-			run := func(addr string) (float64, float64) {
+			run := func(addr string) (float64, float64, time.Duration) {
+				cpu0 := processCPU()
 				out, err := exec.Command(wrk, "-t2", "-c100", "-d3s", "--latency",
 					"-H", "Authorization: Bearer u1", "http://"+addr+"/api/challenges").CombinedOutput()
 				if err != nil {
@@ -134,6 +137,12 @@ func TestCacheHitThroughputWrk(t *testing.T) {
 				if m == nil || p == nil || bytes.Contains(out, []byte("Non-2xx")) {
 					t.Fatalf("wrk output:\n%s", out)
 				}
+				cpu := processCPU() - cpu0
+				n := wrkCount.FindSubmatch(out)
+				if n == nil {
+					t.Fatalf("wrk output:\n%s", out)
+				}
+				count, _ := strconv.Atoi(string(n[1]))
 				rps, _ := strconv.ParseFloat(string(m[1]), 64)
 				p99, _ := strconv.ParseFloat(string(p[1]), 64)
 				switch string(p[2]) {
@@ -142,25 +151,37 @@ func TestCacheHitThroughputWrk(t *testing.T) {
 				case "s":
 					p99 *= 1000
 				}
-				return rps, p99
+				return rps, p99, cpu / time.Duration(max(count, 1))
 			}
 			// Alternating rounds, so that a change in the machine's load
 			// falls on both sides; throughput is the mean over rounds, p99
 			// the worst round's.
 			var bRPS, bP99, cRPS, cP99 float64
+			var bCPU, cCPU time.Duration
 			const rounds = 3
 			for range rounds {
-				r, p := run(bare)
-				bRPS, bP99 = bRPS+r/rounds, max(bP99, p)
-				r, p = run(cached)
-				cRPS, cP99 = cRPS+r/rounds, max(cP99, p)
+				r, p, c := run(bare)
+				bRPS, bP99, bCPU = bRPS+r/rounds, max(bP99, p), bCPU+c/rounds
+				r, p, c = run(cached)
+				cRPS, cP99, cCPU = cRPS+r/rounds, max(cP99, p), cCPU+c/rounds
 			}
 			t.Logf("wrk -t2 -c100, %d alternating rounds of 3 s: bare %.0f req/s p99 %.2f ms; cached hits (%s) %.0f req/s p99 %.2f ms; ratio %.2f",
 				rounds, bRPS, bP99, v.name, cRPS, cP99, cRPS/bRPS)
+			t.Logf("server CPU per request: bare %v, cached hits (%s) %v; capacity ratio (bare CPU / cached CPU) %.2f",
+				bCPU, v.name, cCPU, float64(bCPU)/float64(cCPU))
 			fmt.Fprintf(os.Stderr, "%s: ratio %.3f\n", v.name, cRPS/bRPS)
 			if cRPS/bRPS < 0.70 || cP99 > 5 {
 				t.Errorf("cached hits below target: ratio %.2f (want ≥ 0.70), p99 %.2f ms (want ≤ 5)", cRPS/bRPS, cP99)
 			}
 		})
 	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -210,12 +210,13 @@ func newWingmanApp(tb testing.TB, cfg cache.Config, dec policy.Decider) *wingman
 	w := &wingmanApp{c: c}
 	s := New(DefaultConfig(), Deps{Auth: fakeTokens{}})
 	catalogue := wingmanBody("challenges", "", "")
-	api := s.app.Group("/api", s.requireAuth)
-	api.Get("/challenges", func(c *fiber.Ctx) error {
+	// As in the real API: the catalogue is public, the rest per user.
+	s.app.Get("/api/challenges", func(c *fiber.Ctx) error {
 		w.origin.Add(1)
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send(catalogue)
 	})
+	api := s.app.Group("/api", s.requireAuth)
 	perUser := func(kind string) fiber.Handler {
 		return func(c *fiber.Ctx) error {
 			w.origin.Add(1)
@@ -251,11 +252,13 @@ func (w *wingmanApp) serve(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// bareApp serves the same bytes from memory with nothing in front.
+// bareApp serves the same bytes from memory with nothing in front, from a
+// Fiber app with the server's own settings (timeouts, error handler) and
+// no cache.
 func bareApp(tb testing.TB, body []byte) string {
 	tb.Helper()
-	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	app.Get("/api/challenges", func(c *fiber.Ctx) error {
+	s := New(DefaultConfig(), Deps{})
+	s.app.Get("/api/challenges", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send(body)
 	})
@@ -263,8 +266,8 @@ func bareApp(tb testing.TB, body []byte) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go func() { _ = app.Listener(ln) }()
-	tb.Cleanup(func() { _ = app.Shutdown() })
+	go func() { _ = s.Serve(ln) }()
+	tb.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	return ln.Addr().String()
 }
 

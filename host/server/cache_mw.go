@@ -136,11 +136,15 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	if global {
 		user = ""
 	}
-	route := strings.Clone(req.Route)
+	key := cc.Key(user, d.Key)
+	if res, ok := cc.Fresh(key, req.Route); ok {
+		writeEntry(c, res)
+		return nil
+	}
 	leaderCtx := c
 	r := &cache.Request{
-		Key:   cc.Key(user, d.Key),
-		Route: route,
+		Key:   key,
+		Route: req.Route, // the route's own string, not a request buffer
 		TTL:   time.Duration(d.TTLSeconds) * time.Second,
 		Stale: time.Duration(d.StaleSeconds) * time.Second,
 		Tags:  d.Tags,
@@ -161,6 +165,12 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 		setCacheHeaders(c, res.Event, 0)
 		return nil
 	}
+	writeEntry(c, res)
+	return nil
+}
+
+// writeEntry answers with a cached entry.
+func writeEntry(c *fiber.Ctx, res cache.Result) {
 	e := res.Entry
 	c.Status(e.Status)
 	if e.ContentType != "" {
@@ -168,7 +178,6 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	}
 	c.Response().SetBodyRaw(e.Body)
 	setCacheHeaders(c, res.Event, res.Age)
-	return nil
 }
 
 // cacheBypass serves the request from the handler and, for a successful
