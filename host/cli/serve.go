@@ -31,6 +31,10 @@ type serveConfig struct {
 	JWTSecret    string
 	LLMProvider  string
 	LogLevel     string
+	// AlertRules is the alert rules file (empty: the shipped rules);
+	// AlertHook the URL alert changes are POSTed to.
+	AlertRules string
+	AlertHook  string
 	// Cache sizes in bytes: the in-process tier and the largest response
 	// stored.
 	CacheLocalBytes    int64
@@ -48,6 +52,8 @@ func parseServeFlags(args []string, std Stdio, getenv func(string) string) (serv
 	fs.StringVar(&c.PolicyPubKey, "policy-pubkey", getenv("WINGATE_POLICY_PUBKEY"), "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted (WINGATE_POLICY_PUBKEY)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", getenv("WINGATE_JWT_SECRET"), "HS256 key for API tokens; empty: random per process (WINGATE_JWT_SECRET)")
 	fs.StringVar(&c.LLMProvider, "llm-provider", envOr(getenv, "WINGATE_LLM_PROVIDER", "simulated"), "simulated, anthropic or openai (WINGATE_LLM_PROVIDER)")
+	fs.StringVar(&c.AlertRules, "alert-rules", getenv("WINGATE_ALERT_RULES"), "alert rules file; empty: the shipped rules (WINGATE_ALERT_RULES)")
+	fs.StringVar(&c.AlertHook, "alert-webhook", getenv("WINGATE_ALERT_WEBHOOK"), "URL alert changes are POSTed to as JSON; empty: log and dashboard only (WINGATE_ALERT_WEBHOOK)")
 	fs.StringVar(&c.LogLevel, "log-level", envOr(getenv, "WINGATE_LOG_LEVEL", "info"), "debug, info, warn or error (WINGATE_LOG_LEVEL)")
 	fs.Int64Var(&c.CacheLocalBytes, "cache-local-bytes", envInt64(getenv, "WINGATE_CACHE_LOCAL_BYTES", 64<<20), "size of the in-process cache tier in bytes (WINGATE_CACHE_LOCAL_BYTES)")
 	fs.Int64Var(&c.CacheMaxEntryBytes, "cache-max-entry-bytes", envInt64(getenv, "WINGATE_CACHE_MAX_ENTRY_BYTES", 256<<10), "largest response body the cache stores, in bytes (WINGATE_CACHE_MAX_ENTRY_BYTES)")
@@ -118,18 +124,26 @@ func (h *hostProcess) Close() {
 func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostProcess, error) {
 	h := &hostProcess{}
 	deps := server.Deps{Logger: log}
-	st, storeReady, closeStore, err := startStore(ctx, cfg.DatabaseURL, nil, log)
+	obs, err := startObserve(ctx, cfg.AlertRules, cfg.AlertHook, os.Getenv, log)
 	if err != nil {
 		return nil, err
 	}
+	h.closers = append(h.closers, obs.close)
+	deps.Metrics, deps.Alerts, deps.Dashboard, deps.Tracing = obs.metrics, obs.alerts, obs.dash, obs.tracing
+	st, storeReady, closeStore, err := startStore(ctx, cfg.DatabaseURL, obs.metrics, log)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
 	h.closers = append(h.closers, closeStore)
+	obs.watchStore(st)
 	deps.Store = st
 	deps.Ready = append(deps.Ready, storeReady)
 	if deps.Auth, err = startAuth(cfg.JWTSecret, log); err != nil {
 		h.Close()
 		return nil, err
 	}
-	pols, err := startRollout(ctx, cfg, nil, log)
+	pols, err := startRollout(ctx, cfg, obs.metrics.PolicyObserver(), log)
 	if err != nil {
 		h.Close()
 		return nil, err
@@ -137,17 +151,19 @@ func buildHost(ctx context.Context, cfg serveConfig, log *slog.Logger) (*hostPro
 	h.closers = append(h.closers, pols.close)
 	deps.Policies = pols.decider
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
+	obs.watchPolicies(pols.engine)
 	deps.Ready = append(deps.Ready, pols.readyCheck())
-	if deps.Chat, err = startChat(cfg.LLMProvider, os.Getenv, deps.Store, pols.decider, nil, log); err != nil {
+	if deps.Chat, err = startChat(cfg.LLMProvider, os.Getenv, deps.Store, pols.decider, obs.metrics.ChatObserver(), log); err != nil {
 		h.Close()
 		return nil, err
 	}
-	cc, closeCache, err := startCache(cfg, nil, log)
+	cc, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
 	if err != nil {
 		h.Close()
 		return nil, err
 	}
 	h.closers = append(h.closers, closeCache)
+	obs.watchCache(cc, cfg.RedisURL != "")
 	deps.Cache = cc
 	h.srv = server.New(server.DefaultConfig(), deps)
 	return h, nil
