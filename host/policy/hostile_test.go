@@ -3,6 +3,8 @@ package policy
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"reflect"
 	"runtime"
 	"sync"
@@ -237,4 +239,43 @@ func (o *countingObserver) outcomes(out Outcome) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.byOutcome[out]
+}
+
+// TestMainIsNotRun documents why the SDK tells authors to register in
+// init(): a -buildmode=c-shared module's main.main never runs.
+func TestMainIsNotRun(t *testing.T) {
+	v := loadGuest(t, testRuntime(t), "mainran", "", Spec{MinInstances: 1})
+	_, err := v.Cache(context.Background(), &cacheReq)
+	if !errors.Is(err, ErrPolicy) {
+		t.Fatalf("err = %v: main.main ran in a reactor module", err)
+	}
+}
+
+func TestGuestLogsReachTheHostLogger(t *testing.T) {
+	var buf syncBuffer
+	rt := newRuntime(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	v := loadGuest(t, rt, "ok", "", Spec{Name: "chatty", MinInstances: 1})
+	out := buf.String()
+	for _, want := range []string{"initialised in mode ok", "policy=chatty", "version=" + v.Digest()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
