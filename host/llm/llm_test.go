@@ -153,3 +153,25 @@ func BenchmarkCountTokens(b *testing.B) {
 		}
 	})
 }
+
+func FuzzParseTiers(f *testing.F) {
+	f.Add(`{"tiers":[{"name":"economy","model":"a","prices":[{"effective":"2025-01-01","input_per_mtok":1,"output_per_mtok":5}]},{"name":"standard","model":"b","prices":[{"effective":"2025-01-01"}]},{"name":"premium","model":"c","prices":[{"effective":"2025-01-01"}]}]}`)
+	f.Add(`{"tiers":[{"name":"economy","prices":[{"effective":"bad"}]}]}`)
+	f.Fuzz(func(t *testing.T, js string) {
+		ts, err := ParseTiers([]byte(js), "simulated")
+		if err != nil {
+			return
+		}
+		if len(ts.List()) != 3 {
+			t.Fatalf("%d tiers", len(ts.List()))
+		}
+		for _, tr := range ts.List() {
+			if tr.Model == "" || tr.Provider == "" || len(tr.Prices) == 0 || tr.ContextBudgetTokens <= 0 {
+				t.Fatalf("invalid tier accepted: %+v", tr)
+			}
+			if c := tr.PriceAt(time.Now()).Cost(Usage{InputTokens: 1, OutputTokens: 1}); c < 0 {
+				t.Fatalf("negative cost %v", c)
+			}
+		}
+	})
+}

@@ -135,6 +135,19 @@ type sendBody struct {
 	Purpose string  `json:"purpose"`
 }
 
+// parseSendBody reads {"text": "...", "purpose": "chat"|"assessment"}; the
+// text's content and the purpose are validated by the chat service.
+func parseSendBody(b []byte) (chat.Input, error) {
+	var body sendBody
+	if err := json.Unmarshal(b, &body); err != nil {
+		return chat.Input{}, badRequest("invalid_body", "body: must be a JSON object like {\"text\": \"...\"}")
+	}
+	if body.Text == nil {
+		return chat.Input{}, badRequest("invalid_text", "text: is required")
+	}
+	return chat.Input{Text: *body.Text, Purpose: body.Purpose}, nil
+}
+
 func wantsSSE(c *fiber.Ctx) bool {
 	return strings.Contains(c.Get(fiber.HeaderAccept), "text/event-stream")
 }
@@ -149,14 +162,10 @@ func (s *Server) sendChatMessage(c *fiber.Ctx) error {
 	if !ok {
 		return unauthorized("missing bearer token")
 	}
-	var body sendBody
-	if err := json.Unmarshal(c.Body(), &body); err != nil {
-		return badRequest("invalid_body", "body: must be a JSON object like {\"text\": \"...\"}")
+	in, err := parseSendBody(c.Body())
+	if err != nil {
+		return err
 	}
-	if body.Text == nil {
-		return badRequest("invalid_text", "text: is required")
-	}
-	in := chat.Input{Text: *body.Text, Purpose: body.Purpose}
 	sid := sessionParam(c)
 	if !wantsSSE(c) {
 		reply, err := s.deps.Chat.Send(c.UserContext(), uid, sid, in, nil)

@@ -385,3 +385,22 @@ func TestClientLeavesMidStreamAnswerStillStored(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func FuzzParseSendBody(f *testing.F) {
+	for _, s := range []string{`{"text":"hi"}`, `{"text":"x","purpose":"assessment"}`, `{"purpose":"chat"}`, `{"text":null}`, `[]`, `{"text":`, `"text"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		in, err := parseSendBody([]byte(body))
+		if err != nil {
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Status != 400 {
+				t.Fatalf("error %v is not a 400", err)
+			}
+			return
+		}
+		if !json.Valid([]byte(body)) {
+			t.Fatalf("accepted invalid JSON %q as %+v", body, in)
+		}
+	})
+}
