@@ -371,10 +371,22 @@ func (m *Manager) load(ctx context.Context, rec Record) (*policy.Version, error)
 		}
 	}
 	spec := policy.Spec{Name: rec.Name, Config: rec.Config, MinInstances: m.cfg.MinInstances, MaxInstances: m.cfg.MaxInstances}
+	// Warm as many instances as the version serving now has grown to, so
+	// that the first requests after the switch find them ready instead of
+	// starting instances on their own path.
+	if cur := m.eng.Active(kind); cur != nil {
+		if n := cur.Stats().Instances; n > spec.MinInstances {
+			spec.MinInstances = n
+			if spec.MaxInstances > 0 && n > spec.MaxInstances {
+				spec.MinInstances = spec.MaxInstances
+			}
+		}
+	}
 	if rec.DeadlineMS > 0 {
 		spec.Deadline = time.Duration(rec.DeadlineMS * float64(time.Millisecond))
 	}
-	v, err := m.rt.Load(ctx, spec, wasm)
+	var v *policy.Version
+	inBackground(func() { v, err = m.rt.Load(ctx, spec, wasm) })
 	if err != nil {
 		var le *policy.LoadError
 		switch {
