@@ -467,7 +467,15 @@ func (c *Cache) refresh(r *Request) {
 
 // storable reports whether e may be kept.
 func (c *Cache) storable(e *Entry) bool {
-	return e.Status == 200 && len(e.Body) <= c.cfg.MaxEntryBytes && e.TTL > 0
+	if e.Status != 200 || len(e.Body) > c.cfg.MaxEntryBytes || e.TTL <= 0 {
+		return false
+	}
+	for _, t := range e.Tags {
+		if !validTag(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // store keeps e in both tiers unless one of its tags was purged since the

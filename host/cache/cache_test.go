@@ -623,3 +623,18 @@ func TestPurgeReplayedAfterOutage(t *testing.T) {
 		t.Fatalf("B still serves the purged entry: %v from %v", res.Event, res.Tier)
 	}
 }
+
+// TestUnpurgeableNotStored: an entry with a tag that no purge could carry
+// is served but never stored.
+func TestUnpurgeableNotStored(t *testing.T) {
+	c := newTestCache(t, Config{})
+	o := &origin{}
+	for range 2 {
+		if _, err := c.Get(context.Background(), req(c, "", "k", o, time.Minute, 0, "user:1\nchallenges")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.calls.Load() != 2 {
+		t.Fatalf("origin calls = %d, want 2", o.calls.Load())
+	}
+}

@@ -34,6 +34,11 @@ func (c *Cache) Key(user, policyKey string) string {
 // tagKey is the Redis set listing the keys stored under a tag.
 func (c *Cache) tagKey(tag string) string { return c.tagPrefix + tag }
 
+// ValidTag reports whether t can be a purge tag: not empty, at most 512
+// bytes, no line breaks. Entries with an invalid tag are not cacheable,
+// since they could never be purged by it.
+func ValidTag(t string) bool { return validTag(t) }
+
 // validTag reports whether a tag can travel in a purge message.
 func validTag(t string) bool {
 	return t != "" && len(t) <= 512 && !strings.ContainsAny(t, "\n\r")

@@ -176,7 +176,21 @@ func parseTag(t string, params []string) (tagTemplate, error) {
 	}
 }
 
-var errNoValue = errors.New("placeholder without a value")
+var errNoValue = errors.New("placeholder without a usable value")
+
+// safeValue reports whether a user id or path segment can go into a tag:
+// not empty, at most 128 bytes, no braces, no control characters.
+func safeValue(v string) bool {
+	if v == "" || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f || c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
+}
 
 // Decide answers one request. Anything without a rule is bypassed; a
 // user-scoped rule without a user is bypassed; a user-scoped key always
@@ -259,7 +273,7 @@ func (t tagTemplate) expand(user string, names []string, path string) (string, e
 		} else if j := slices.Index(names, t.parts[i]); j >= 0 {
 			v = segment(path, j)
 		}
-		if v == "" {
+		if !safeValue(v) {
 			return "", errNoValue
 		}
 		if i/2 < len(vals) {

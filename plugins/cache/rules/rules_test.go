@@ -66,7 +66,7 @@ func FuzzDecide(f *testing.F) {
 			}
 		}
 		for _, tag := range d.Tags {
-			if tag == "" || strings.Contains(tag, "{") {
+			if tag == "" || strings.ContainsAny(tag, "{}\n\r") {
 				t.Fatalf("bad tag %q", tag)
 			}
 		}
