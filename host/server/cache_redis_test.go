@@ -121,6 +121,7 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 			Logger: slog.New(slog.NewTextHandler(lb, nil))}, nativeCachePolicy(t))
 		insts = append(insts, inst{w: w, addr: w.serve(t), log: lb})
 	}
+	probe := startSchedProbe()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	results := make([]loadStats, len(insts))
@@ -157,6 +158,8 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
+	starved := probe.Stop()
+	t.Logf("worst scheduling delay during the run: %v", starved)
 	for i, in := range insts {
 		if errs[i] != nil {
 			t.Fatalf("instance %d load: %v", i, errs[i])
@@ -173,20 +176,23 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 				t.Errorf("instance %d: %d answers with status %d", i, n, code)
 			}
 		}
-		// The race detector on a busy machine starves goroutines for
-		// hundreds of milliseconds: only then is the bound loosened, and
-		// a breaker that reopens allowed (each episode one warning, one
-		// info line).
-		bound := 100 * time.Millisecond
+		// A wait on Redis is bounded by 100 ms plus the worst scheduling
+		// delay seen (a starved goroutine is slow whatever it waits on);
+		// under the race detector the bound is loosened further. When
+		// goroutines were starved past the Redis timeout (or under the
+		// race detector), a healthy Redis can time out and reopen the
+		// breaker: each episode must still be one warning, one info line.
+		bound := 100*time.Millisecond + starved
 		if raceEnabled {
-			bound = 2 * time.Second
+			bound += 2 * time.Second
 		}
 		if st.RedisSlowest >= bound {
-			t.Errorf("instance %d: a request waited %v on Redis", i, st.RedisSlowest)
+			t.Errorf("instance %d: a request waited %v on Redis (bound %v)", i, st.RedisSlowest, bound)
 		}
 		out := in.log.String()
 		down, up := strings.Count(out, "redis unavailable"), strings.Count(out, "redis available again")
-		if (down != 1 || up != 1) && (!raceEnabled || down != up || down == 0) {
+		flapOK := raceEnabled || starved > 50*time.Millisecond
+		if (down != 1 || up != 1) && (!flapOK || down != up || down == 0) {
 			t.Errorf("instance %d: want one warning and one info line, got:\n%s", i, out)
 		}
 		if strings.Count(out, "\n") != 1+down+up {
