@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -358,7 +357,6 @@ type chatAck struct {
 	replyMsg    int64
 	fallbacks   int
 	replyTier   string
-	replyStatus string
 }
 
 // startLedger starts n writers on users seededUsers-n+1..seededUsers.
@@ -540,13 +538,19 @@ func (l *ledger) verify(t *testing.T, dbURL string) {
 	sessions := map[string]map[int64]bool{}
 	for _, c := range l.chats {
 		if sessions[c.session] == nil {
-			msgs, err := st.ListChatMessages(ctx, c.session, 0, 100000)
-			if err != nil {
-				t.Fatalf("list chat messages of %s: %v", c.session, err)
-			}
 			ids := map[int64]bool{}
-			for _, m := range msgs {
-				ids[m.ID] = true
+			for after := int64(0); ; {
+				msgs, err := st.ListChatMessages(ctx, c.session, after, 1000)
+				if err != nil {
+					t.Fatalf("list chat messages of %s: %v", c.session, err)
+				}
+				for _, m := range msgs {
+					ids[m.ID] = true
+					after = m.ID
+				}
+				if len(msgs) < 1000 {
+					break
+				}
 			}
 			sessions[c.session] = ids
 		}
@@ -611,5 +615,3 @@ func sleepPhase(t *testing.T, name string, d time.Duration) {
 	t.Logf("phase %q for %v", name, d)
 	time.Sleep(d)
 }
-
-var errNoAnswer = errors.New("drill: no answer")
