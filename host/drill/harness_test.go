@@ -351,12 +351,12 @@ type completion struct {
 }
 
 type chatAck struct {
-	session     string
-	user        int64
-	userMsg     int64
-	replyMsg    int64
-	fallbacks   int
-	replyTier   string
+	session   string
+	user      int64
+	userMsg   int64
+	replyMsg  int64
+	fallbacks int
+	replyTier string
 }
 
 // startLedger starts n writers on users seededUsers-n+1..seededUsers.
