@@ -15,10 +15,9 @@ func BenchmarkActivate(b *testing.B) {
 	ctx := context.Background()
 	rt := newRuntime(b)
 	mgr := newManager(b, rt, rollout.Config{RollbackThreshold: -1})
-	wasm := cacheWasm(b)
 	var ids []int64
 	for _, tag := range []string{"A", "B"} {
-		r, err := mgr.Push(ctx, rollout.Upload{Kind: "cache", Wasm: variant(wasm, tag), Config: cacheConfig(1800)})
+		r, err := mgr.Push(ctx, rollout.Upload{Kind: "cache", Wasm: versionWasm(b, tag), Config: cacheConfig(1800)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"testing"
@@ -99,19 +100,18 @@ func TestFleetConvergence(t *testing.T) {
 	f := &fleet{dbURL: dbURL, prefix: "wingate:test:rollout:" + hex.EncodeToString(b)}
 	t.Cleanup(func() { cleanRedis(t, f.prefix) })
 
-	wasm := cacheWasm(t)
-	wasmA, wasmB := variant(wasm, "A"), variant(wasm, "B")
+	wasmA, wasmB := versionWasm(t, "A"), versionWasm(t, "B")
 	members := []*fleetMember{f.start(t, "one"), f.start(t, "two"), f.start(t, "three")}
 
 	// Version A, activated on instance one through its manager.
-	recA, err := members[0].stack.mgr.Push(ctx, rollout.Upload{Kind: "cache", Wasm: wasmA, Config: cacheConfig(1800), DeadlineMS: 10})
+	recA, err := members[0].stack.mgr.Push(ctx, rollout.Upload{Kind: "cache", Name: "cache-A", Wasm: wasmA, Config: cacheConfig(1800), DeadlineMS: deadlineMS})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := members[0].stack.mgr.Activate(ctx, recA.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantA := "cache@" + recA.Short()
+	wantA := "cache-A@" + recA.Short()
 	for _, m := range members {
 		eventually(t, 30*time.Second, m.name+" serves A", func() bool { return m.serving() == wantA })
 	}
@@ -120,8 +120,9 @@ func TestFleetConvergence(t *testing.T) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	mw.WriteField("kind", "cache")
-	mw.WriteField("config", string(cacheConfig(1800)))
-	mw.WriteField("deadline_ms", "10")
+	mw.WriteField("name", "cache-B")
+	mw.WriteField("config", string(cacheConfig(1799)))
+	mw.WriteField("deadline_ms", fmt.Sprint(deadlineMS))
 	mw.WriteField("activate", "true")
 	fw, _ := mw.CreateFormFile("wasm", "cache.wasm")
 	fw.Write(wasmB)
@@ -142,7 +143,7 @@ func TestFleetConvergence(t *testing.T) {
 		t.Fatalf("push B: %d %+v", resp.StatusCode, out.Version)
 	}
 	activated := time.Now()
-	wantB := "cache@" + out.Version.Short()
+	wantB := "cache-B@" + out.Version.Short()
 	var slowest time.Duration
 	for _, m := range members {
 		eventually(t, 30*time.Second, m.name+" serves B", func() bool { return m.serving() == wantB })

@@ -128,16 +128,29 @@ func uleb(v uint64) []byte {
 	}
 }
 
+// versionWasm returns the module of test version tag: the default cache
+// policy with a custom section naming tag (its own digest). Under the race
+// detector every tag gets the same bytes, compiled once (the versions then
+// differ by name and configuration only).
+func versionWasm(tb testing.TB, tag string) []byte {
+	if raceEnabled {
+		return cacheWasm(tb)
+	}
+	return variant(cacheWasm(tb), tag)
+}
+
 // abiV2 renames the ABI v1 marker export: a module of another major ABI.
 func abiV2(wasm []byte) []byte {
 	return bytes.ReplaceAll(wasm, []byte("wingate_abi_v1"), []byte("wingate_abi_v2"))
 }
 
-// newRuntime returns a runtime with the package's compilation cache,
+// newRuntime returns a runtime,
 // closed at the end of the test.
 func newRuntime(tb testing.TB) *policy.Runtime {
 	tb.Helper()
-	rt, err := policy.NewRuntime(context.Background(), policy.Options{CacheDir: filepath.Join(tmpDir, "compiled")})
+	// The default compilation cache directory, as in production: a module
+	// compiled once on this machine loads in milliseconds afterwards.
+	rt, err := policy.NewRuntime(context.Background(), policy.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -385,8 +385,7 @@ func (m *Manager) load(ctx context.Context, rec Record) (*policy.Version, error)
 	if rec.DeadlineMS > 0 {
 		spec.Deadline = time.Duration(rec.DeadlineMS * float64(time.Millisecond))
 	}
-	var v *policy.Version
-	inBackground(func() { v, err = m.rt.Load(ctx, spec, wasm) })
+	v, err := m.rt.Load(ctx, spec, wasm)
 	if err != nil {
 		var le *policy.LoadError
 		switch {

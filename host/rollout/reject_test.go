@@ -67,7 +67,7 @@ func TestActivationRejections(t *testing.T) {
 	mgr := newManager(t, rt, rollout.Config{PublicKey: pub})
 	addr := adminServer(t, mgr, server.Deps{})
 	dir := t.TempDir()
-	good := variant(cacheWasm(t), "A")
+	good := versionWasm(t, "A")
 	cfgPath := writeFile(t, dir, "config.json", cacheConfig(1800))
 	casesOK := writeFile(t, dir, "cases-ok/catalogue.json", catalogueCase(1800))
 	casesBad := writeFile(t, dir, "cases-bad/catalogue.json", catalogueCase(60))
@@ -91,7 +91,7 @@ func TestActivationRejections(t *testing.T) {
 	serving()
 
 	corrupt := good[:len(good)/2]
-	selfTest := variant(cacheWasm(t), "B")
+	selfTest := versionWasm(t, "A")
 	abiMismatch := abiV2(good)
 	unsigned := variant(good, "unsigned")
 	badSig := variant(good, "bad-signature")
