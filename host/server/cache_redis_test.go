@@ -145,15 +145,16 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 		}()
 	}
 	b := insts[1].w.c
-	waitUntil(t, 10*time.Second, func() bool { return b.Stats().RedisHits > 100 })
+	waitUntil(t, 60*time.Second, func() bool { return b.Stats().RedisHits > 20 },
+		func() any { return b.Stats() }, func() any { return insts[0].w.c.Stats() })
 	rs.kill()
 	killed := time.Now()
-	waitUntil(t, 10*time.Second, func() bool { return !insts[0].w.c.Stats().RedisUp && !b.Stats().RedisUp })
+	waitUntil(t, 60*time.Second, func() bool { return !insts[0].w.c.Stats().RedisUp && !b.Stats().RedisUp })
 	time.Sleep(time.Second)
 	rs.start()
 	back := time.Now()
 	hits := b.Stats().RedisHits
-	waitUntil(t, 10*time.Second, func() bool { return b.Stats().RedisHits > hits })
+	waitUntil(t, 60*time.Second, func() bool { return b.Stats().RedisHits > hits })
 	recovery := time.Since(back)
 	time.Sleep(300 * time.Millisecond)
 	stop.Store(true)
@@ -205,11 +206,14 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 	}
 }
 
-func waitUntil(t testing.TB, d time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, d time.Duration, cond func() bool, state ...func() any) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, f := range state {
+				t.Logf("state: %+v", f())
+			}
 			t.Fatalf("condition not met within %v", d)
 		}
 		time.Sleep(5 * time.Millisecond)
