@@ -50,7 +50,7 @@ func drillShape() shape {
 	if *full {
 		return shape{Duration: 40 * time.Second, Rate: 400, Connections: 200, Writers: 16}
 	}
-	return shape{Duration: 6 * time.Second, Rate: 120, Connections: 24, Writers: 4}
+	return shape{Duration: 4 * time.Second, Rate: 100, Connections: 16, Writers: 3}
 }
 
 // repoRoot walks up to the directory holding go.mod.

@@ -211,7 +211,7 @@ func TestDrillPolicySwaps(t *testing.T) {
 	t.Logf("cache versions seen by the probe: %v; fail-open outcomes: %v", l.versions, l.outcomes)
 	seen := len(l.versions)
 	l.mu.Unlock()
-	if swaps < 4 {
+	if swaps < 2 {
 		t.Errorf("only %d activations succeeded", swaps)
 	}
 	if seen < 2 {
