@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/rollout"
@@ -63,13 +64,18 @@ func startRollout(ctx context.Context, cfg serveConfig, obs policy.Observer, log
 		Logger: log, Instance: host + "/" + cfg.Addr}
 	fleet := cfg.DatabaseURL != ""
 	if fleet {
-		h.pg, err = pgpolicy.Open(ctx, pgpolicy.Config{URL: cfg.DatabaseURL, Logger: log})
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		h.pg, err = pgpolicy.Open(octx, pgpolicy.Config{URL: cfg.DatabaseURL, Logger: log})
+		cancel()
 		if err != nil {
-			rt.Close(context.Background())
-			return nil, fmt.Errorf("policy store: %w", err)
+			// Degrade, don't fail: serve the policy directory alone.
+			log.Warn("policy version store unavailable: serving the policy directory without fleet roll-out until restart", "err", err)
+			h.pg, fleet = nil, false
+		} else {
+			mc.Store, mc.Notifier = h.pg, h.pg
 		}
-		mc.Store, mc.Notifier = h.pg, h.pg
-	} else {
+	}
+	if !fleet {
 		mc.Store = rollout.NewMemStore()
 	}
 	if h.mgr, err = rollout.New(mc); err != nil {
