@@ -2,6 +2,8 @@ package observe
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -59,9 +61,42 @@ type policyObserver struct{ m *Metrics }
 
 var _ policy.Observer = policyObserver{}
 
+// policyFastKey finds a decision's series from the engine's own values:
+// two small integers and two strings to hash instead of four strings.
+type policyFastKey struct {
+	kind            abi.Kind
+	outcome         policy.Outcome
+	policy, version string
+}
+
 // Decision records one decision.
 func (o policyObserver) Decision(kind abi.Kind, pol, version string, outcome policy.Outcome, d time.Duration) {
-	o.m.ObservePolicyDecision(kind.String(), pol, version, outcome.String(), d)
+	m := o.m
+	if m == nil {
+		return
+	}
+	// The active version changes rarely: the series of the latest
+	// decision of each kind and outcome is checked first (the engine
+	// passes the same strings every time, so comparing them is cheap).
+	var last *atomic.Pointer[policySeries]
+	if int(kind) < len(m.policyLast) && int(outcome) < len(m.policyLast[0]) {
+		last = &m.policyLast[kind][outcome]
+		if s := last.Load(); s != nil && s.policy == pol && s.version == version {
+			m.recordPolicy(s, d)
+			return
+		}
+	}
+	s, ok := m.policyFast.get(policyFastKey{kind, outcome, pol, version})
+	if !ok {
+		k := policyFastKey{kind, outcome, strings.Clone(pol), strings.Clone(version)}
+		s = m.policyFast.getOrCreate(k, nil, func(policyFastKey) *policySeries {
+			return m.newPolicySeries(policyKey{kind.String(), k.policy, k.version, outcome.String()})
+		})
+	}
+	if last != nil {
+		last.Store(s)
+	}
+	m.recordPolicy(s, d)
 }
 
 // InstanceCreated counts a new warm instance.

@@ -102,7 +102,7 @@ func (m *Metrics) observeCache(route string, ti, ri int) {
 		s = m.cacheSeries.getOrCreate(strings.Clone(route),
 			func() string { return otherLabel },
 			func(r string) *cacheSeries {
-				cs := &cacheSeries{win: NewCounters(cFields)}
+				cs := &cacheSeries{win: newCoarseCounters(cFields)}
 				for i, t := range cacheTiers {
 					for j, res := range cacheResults {
 						cs.opts[i][j] = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(
@@ -243,6 +243,10 @@ func (m *Metrics) ObservePolicyDecision(kind, policy, version, outcome string, d
 	if !ok {
 		s = m.newPolicySeries(policyKey{strings.Clone(kind), strings.Clone(policy), strings.Clone(version), strings.Clone(outcome)})
 	}
+	m.recordPolicy(s, d)
+}
+
+func (m *Metrics) recordPolicy(s *policySeries, d time.Duration) {
 	s.count.Add(1)
 	s.hist.record(d)
 	now := m.eventTime()
@@ -273,7 +277,7 @@ func (m *Metrics) newPolicySeries(k policyKey) *policySeries {
 		func() policyKey { return policyKey{k.kind, k.policy, otherLabel, k.outcome} },
 		func(k policyKey) *policySeries {
 			pk := m.policyKinds.getOrCreate(k.kind, nil, func(kind string) *policyKind {
-				return &policyKind{kind: kind, lat: NewLatency()}
+				return &policyKind{kind: kind, lat: newCoarseLatency()}
 			})
 			idx := len(policyOutcomes)
 			for i, o := range policyOutcomes {

@@ -3,6 +3,10 @@ package observe
 import (
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 // The hooks on the request path, one request's worth each.
@@ -29,6 +33,27 @@ func BenchmarkHooks(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			m.ObservePolicyDecision("cache", "cache", "ebae8e5bfdcb", "ok", 900*time.Nanosecond)
+		}
+	})
+	rec := m.Route("GET", "/api/challenges")
+	b.Run("http-recorder", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rec.Observe(200, 250*time.Microsecond, now)
+		}
+	})
+	po := m.PolicyObserver()
+	b.Run("policy-observer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			po.Decision(abi.KindCache, "cache", "ebae8e5bfdcb", policy.OutcomeOK, 900*time.Nanosecond)
+		}
+	})
+	co := m.CacheObserver()
+	b.Run("cache-observer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			co.CacheEvent("/api/challenges", cache.TierLocal, cache.EventHit)
 		}
 	})
 	b.Run("clock", func(b *testing.B) {

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -30,9 +31,48 @@ type routeKey struct {
 	route  string
 }
 
+// routeWindow is one method and route: its rolling window and, by
+// status, its pre-bound series.
 type routeWindow struct {
-	key routeKey
-	lat *Latency
+	m        *Metrics
+	key      routeKey
+	lat      *Latency
+	byStatus [maxStatus]atomic.Pointer[httpSeries]
+}
+
+// maxStatus bounds the statuses looked up by index; others go through
+// the map.
+const maxStatus = 600
+
+// RouteRecorder records the requests of one method and route template; get
+// it once per route with Metrics.Route and keep it. Safe for concurrent
+// use; Observe does not allocate once a status has been seen.
+type RouteRecorder struct{ w *routeWindow }
+
+// Route returns the recorder of method and route (a template, never a raw
+// path).
+func (m *Metrics) Route(method, route string) RouteRecorder {
+	method = Method(method)
+	if w, ok := m.routeWins.get(routeKey{method, route}); ok {
+		return RouteRecorder{w}
+	}
+	return RouteRecorder{m.routeWindow(routeKey{method, strings.Clone(route)})}
+}
+
+// Observe records one request with status and duration d, ended at end.
+func (r RouteRecorder) Observe(status int, d time.Duration, end time.Time) {
+	w := r.w
+	if status < 0 || status >= maxStatus {
+		w.m.ObserveHTTP(w.key.method, w.key.route, status, d, end)
+		return
+	}
+	s := w.byStatus[status].Load()
+	if s == nil {
+		s = w.m.newHTTPSeries(httpKey{w.key.method, w.key.route, status})
+		w.byStatus[status].Store(s)
+	}
+	s.hist.record(d)
+	s.win.lat.Record(end, d, status >= 500)
 }
 
 // Method returns the HTTP method as a metric label: one of the standard
@@ -98,7 +138,7 @@ func (m *Metrics) newHTTPSeries(k httpKey) *httpSeries {
 func (m *Metrics) routeWindow(k routeKey) *routeWindow {
 	return m.routeWins.getOrCreate(k,
 		func() routeKey { return routeKey{k.method, otherLabel} },
-		func(k routeKey) *routeWindow { return &routeWindow{key: k, lat: NewLatency()} })
+		func(k routeKey) *routeWindow { return &routeWindow{m: m, key: k, lat: NewLatency()} })
 }
 
 // RouteLatency returns the rolling window of one route, or nil if the

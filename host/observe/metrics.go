@@ -99,6 +99,8 @@ type Metrics struct {
 	policyInstances   metric.Int64Counter
 	policyQuarantines metric.Int64Counter
 	policyKinds       seriesMap[string, *policyKind]
+	policyFast        seriesMap[policyFastKey, *policySeries]
+	policyLast        [8][4]atomic.Pointer[policySeries] // by kind and outcome
 
 	queryDur    metric.Float64Histogram
 	querySeries seriesMap[queryKey, []metric.RecordOption]
@@ -241,6 +243,17 @@ func (m *Metrics) MeterProvider() metric.MeterProvider { return m.provider }
 
 // Now returns the current time on the metrics' clock.
 func (m *Metrics) Now() time.Time { return m.now() }
+
+// RequestStart returns the start of a request: accepted, the time the
+// HTTP server already read when the request arrived (so timing it costs
+// no clock read), unless it is zero or the clock is injected, when it is
+// Now.
+func (m *Metrics) RequestStart(accepted time.Time) time.Time {
+	if m.coarse == nil || accepted.IsZero() {
+		return m.now()
+	}
+	return accepted
+}
 
 // coarseTick is how often the coarse clock is refreshed.
 const coarseTick = 50 * time.Millisecond

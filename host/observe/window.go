@@ -98,6 +98,9 @@ func (r *histRing) slot(nowNS int64) *histSlot {
 type Latency struct {
 	fine   histRing
 	coarse histRing
+	// coarseOnly windows keep only the ten-second slots: half the cost
+	// per record, for series whose windows need no finer grain.
+	coarseOnly bool
 }
 
 // NewLatency returns an empty window.
@@ -108,15 +111,33 @@ func NewLatency() *Latency {
 	}
 }
 
+// newCoarseLatency returns an empty window of ten-second slots only:
+// windows are whole ten-second periods (the current one included) and
+// PerSecond reports nothing.
+func newCoarseLatency() *Latency {
+	return &Latency{
+		fine:       histRing{res: fineRes, slots: make([]histSlot, 1)},
+		coarse:     histRing{res: coarseRes, slots: make([]histSlot, coarseSlots)},
+		coarseOnly: true,
+	}
+}
+
 // Record adds one observation made at now.
 func (l *Latency) Record(now time.Time, d time.Duration, failed bool) {
 	t := now.UnixNano()
 	b := bucketOf(int64(d))
-	for _, s := range [2]*histSlot{l.fine.slot(t), l.coarse.slot(t)} {
-		s.b[b].Add(1)
-		if failed {
-			s.errs.Add(1)
-		}
+	s := l.coarse.slot(t)
+	s.b[b].Add(1)
+	if failed {
+		s.errs.Add(1)
+	}
+	if l.coarseOnly {
+		return
+	}
+	s = l.fine.slot(t)
+	s.b[b].Add(1)
+	if failed {
+		s.errs.Add(1)
 	}
 }
 
@@ -166,6 +187,9 @@ func (l *Latency) Stats(now time.Time, window time.Duration) LatencyStats {
 func (l *Latency) PerSecond(now time.Time, n int) []float64 {
 	n = min(max(n, 0), fineSlots)
 	out := make([]float64, n)
+	if l.coarseOnly {
+		return out
+	}
 	cur := now.UnixNano()/fineRes + 1
 	for i := range n {
 		p := cur - int64(n-1-i)
@@ -210,7 +234,7 @@ func (l *Latency) QuantileSeries(now time.Time, q float64, n int) []float64 {
 }
 
 func (l *Latency) ringFor(window time.Duration) (*histRing, int) {
-	if window <= fineWindow {
+	if window <= fineWindow && !l.coarseOnly {
 		return &l.fine, max(1, int(window/time.Duration(fineRes)))
 	}
 	return &l.coarse, min(coarseSlots, int((window+time.Duration(coarseRes)-1)/time.Duration(coarseRes)))
@@ -272,9 +296,10 @@ func (r *counterRing) slot(nowNS int64) *counterSlot {
 // hits, misses and stale serves of one cache tier). It is safe for
 // concurrent use; Add does not allocate.
 type Counters struct {
-	fine   counterRing
-	coarse counterRing
-	n      int
+	fine       counterRing
+	coarse     counterRing
+	n          int
+	coarseOnly bool
 }
 
 // NewCounters returns a window of n counters.
@@ -285,11 +310,22 @@ func NewCounters(n int) *Counters {
 	return c
 }
 
+// newCoarseCounters returns a window of n counters in ten-second slots
+// only (see newCoarseLatency).
+func newCoarseCounters(n int) *Counters {
+	c := &Counters{n: n, coarseOnly: true}
+	c.fine.init(fineRes, 1, n)
+	c.coarse.init(coarseRes, coarseSlots, n)
+	return c
+}
+
 // Add adds delta to counter i at now.
 func (c *Counters) Add(now time.Time, i int, delta uint64) {
 	t := now.UnixNano()
-	c.fine.slot(t).v[i].Add(delta)
 	c.coarse.slot(t).v[i].Add(delta)
+	if !c.coarseOnly {
+		c.fine.slot(t).v[i].Add(delta)
+	}
 }
 
 // Sums returns each counter's total over the last window (at most five
@@ -297,7 +333,7 @@ func (c *Counters) Add(now time.Time, i int, delta uint64) {
 func (c *Counters) Sums(now time.Time, window time.Duration) []uint64 {
 	out := make([]uint64, c.n)
 	r, n := &c.fine, max(1, int(window/time.Duration(fineRes)))
-	if window > fineWindow {
+	if window > fineWindow || c.coarseOnly {
 		r, n = &c.coarse, min(coarseSlots, int((window+time.Duration(coarseRes)-1)/time.Duration(coarseRes)))
 	}
 	cur := now.UnixNano()/r.res + 1

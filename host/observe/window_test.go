@@ -148,3 +148,33 @@ func BenchmarkLatencyRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestCoarseWindows(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	l := newCoarseLatency()
+	c := newCoarseCounters(1)
+	l.Record(t0, 3*time.Millisecond, true)
+	c.Add(t0, 0, 2)
+	tests := []struct {
+		after      time.Duration
+		window     time.Duration
+		want, errs uint64
+	}{
+		{5 * time.Second, time.Minute, 1, 1},
+		{65 * time.Second, time.Minute, 0, 0},
+		{65 * time.Second, 5 * time.Minute, 1, 1},
+		{305 * time.Second, 5 * time.Minute, 0, 0},
+	}
+	for _, tc := range tests {
+		st := l.Stats(t0.Add(tc.after), tc.window)
+		if st.Count != tc.want || st.Errors != tc.errs {
+			t.Errorf("after %s, window %s: %+v, want count %d", tc.after, tc.window, st, tc.want)
+		}
+		if got := c.Sums(t0.Add(tc.after), tc.window)[0]; got != 2*tc.want {
+			t.Errorf("counters after %s, window %s: %d, want %d", tc.after, tc.window, got, 2*tc.want)
+		}
+	}
+	if ps := l.PerSecond(t0, 60); len(ps) != 60 || ps[59] != 0 {
+		t.Errorf("coarse PerSecond = %v", ps)
+	}
+}

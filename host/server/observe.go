@@ -61,23 +61,31 @@ func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
 		ctx, span = t.StartRequest(c.UserContext(), c.Method(), c.Path(), func(k string) string { return c.Get(k) })
 		c.SetUserContext(ctx)
 	}
-	start := m.Now()
+	start := m.RequestStart(c.Context().Time())
 	err := c.Next()
-	unmatched := c.Route() == own || isNoRoute(err)
+	r := c.Route()
+	unmatched := r == own || isNoRoute(err)
 	if err != nil {
 		if herr := s.handleError(c, err); herr != nil {
 			c.Status(fiber.StatusInternalServerError)
 		}
 	}
 	end := m.Now()
-	r := c.Route()
+	status := c.Response().StatusCode()
 	method, route := r.Method, r.Path
+	var rec observe.RouteRecorder
 	if unmatched {
 		method, route = c.Method(), observe.UnmatchedRoute
+		rec = m.Route(method, route)
+	} else if v, ok := s.routeRecorders.Load(r); ok {
+		rec = v.(observe.RouteRecorder)
+	} else {
+		rec = m.Route(method, route)
+		s.routeRecorders.Store(r, rec)
 	}
-	m.ObserveHTTP(method, route, c.Response().StatusCode(), end.Sub(start), end)
+	rec.Observe(status, end.Sub(start), end)
 	if span != nil {
-		span.End(method, route, c.Response().StatusCode())
+		span.End(method, route, status)
 	}
 	return nil
 }

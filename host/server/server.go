@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -90,6 +91,9 @@ type Server struct {
 	// handler is the application's request handler, for internal
 	// sub-requests (background cache refreshes).
 	handler fasthttp.RequestHandler
+	// routeRecorders maps a matched *fiber.Route to its metrics recorder
+	// (observe.go).
+	routeRecorders sync.Map
 }
 
 // New builds the server and registers its routes.
