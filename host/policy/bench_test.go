@@ -203,8 +203,10 @@ func BenchmarkRunawayStop(b *testing.B) {
 	for b.Loop() {
 		// Wait, untimed, for the replacement of the stopped instance.
 		b.StopTimer()
-		for v.Stats().Idle < 1 {
-			time.Sleep(time.Millisecond)
+		for wait := time.Now(); v.Stats().Idle < 1; time.Sleep(time.Millisecond) {
+			if time.Since(wait) > 20*time.Second {
+				b.Fatalf("no instance came back: %+v", v.Stats())
+			}
 		}
 		b.StartTimer()
 		start := time.Now()
