@@ -53,7 +53,7 @@ const checkPanelsJS = `(() => {
   const noEmpty = (sel) => !document.querySelector(sel + " .empty");
   const p = (name, ok) => out.push({panel: name, ok: ok, text: txt("[data-panel=" + name + "]").slice(0, 400)});
   p("traffic", !!document.querySelector("#chart-rate svg path") && !/waiting for traffic/.test(txt("#chart-rate")));
-  p("latency", !!document.querySelector("#chart-p95 svg path") && !/waiting for traffic/.test(txt("#chart-p95")));
+  p("latency", !!document.querySelector("#chart-p95 svg path, #chart-p95 svg circle") && !/waiting for traffic/.test(txt("#chart-p95")));
   p("routes", noEmpty("#routes") && document.querySelectorAll("#routes tr").length >= 3 && has("#routes td.v"));
   p("cache", noEmpty("#cache") && /%/.test(txt("#cache")) && /Redis up/.test(txt("#redis")));
   p("pool", noEmpty("#pool") && has("#pool .mv"));

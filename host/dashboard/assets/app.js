@@ -96,6 +96,13 @@ function lineChart(el, series, opt) {
       svg += `<path d="${d}L${x(n - 1)} ${y(0)}L${x(0)} ${y(0)}Z" fill="${s.color}" fill-opacity="0.15" stroke="none"/>`;
     }
     svg += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2" vector-effect="non-scaling-stroke" stroke-linejoin="round"/>`;
+    // A point with no neighbour draws no line: mark it.
+    s.values.forEach((v, i) => {
+      const gap = (j) => j < 0 || j >= s.values.length || s.values[j] === null || !isFinite(s.values[j]);
+      if (v !== null && isFinite(v) && gap(i - 1) && gap(i + 1)) {
+        svg += `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${s.color}"/>`;
+      }
+    });
   });
   svg += "</svg>";
   let legend = "";
