@@ -190,7 +190,9 @@ func (e *APIError) Error() string { return e.Code + ": " + e.Message }
 func badRequest(code, msg string) *APIError { return &APIError{fiber.StatusBadRequest, code, msg} }
 func notFound(msg string) *APIError         { return &APIError{fiber.StatusNotFound, "not_found", msg} }
 func forbidden(msg string) *APIError        { return &APIError{fiber.StatusForbidden, "forbidden", msg} }
-func unauthorized(msg string) *APIError     { return &APIError{fiber.StatusUnauthorized, "unauthorized", msg} }
+func unauthorized(msg string) *APIError {
+	return &APIError{fiber.StatusUnauthorized, "unauthorized", msg}
+}
 
 // writeError renders err as the JSON error body.
 func writeError(c *fiber.Ctx, status int, code, msg string) error {
