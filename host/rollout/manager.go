@@ -774,7 +774,8 @@ func (t *tap) Decision(kind abi.Kind, pol, version string, outcome policy.Outcom
 	if outcome != policy.OutcomeOK {
 		f = w.fallbacks.Add(1)
 	}
-	if n >= int64(t.m.cfg.RollbackMinCalls) && float64(f)/float64(n) > t.m.cfg.RollbackThreshold && w.fired.CompareAndSwap(false, true) {
+	if n >= int64(t.m.cfg.RollbackMinCalls) && float64(f)/float64(n) > t.m.cfg.RollbackThreshold &&
+		!t.m.closed.Load() && w.fired.CompareAndSwap(false, true) {
 		reason := fmt.Sprintf("automatic rollback: fallback rate %.0f%% over %d calls within %s of activation (threshold %.0f%%)",
 			100*float64(f)/float64(n), n, time.Since(w.start).Round(time.Millisecond), 100*t.m.cfg.RollbackThreshold)
 		t.m.wg.Add(1)
