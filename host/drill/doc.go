@@ -9,9 +9,12 @@
 //     connections) and returns.
 //   - Policy swaps: the cache policy is switched between two versions through
 //     the admin API every second.
-//   - Hostile policy: cache policies that loop forever or trap are pushed
+//   - Hostile policy: cache policies that trap or return errors are pushed
 //     through the admin API; they are rejected by the self-test, or
-//     activated and rolled back, while fallback decisions are served.
+//     activated and rolled back, while fallback decisions are served. With
+//     -drill, policies that loop forever too, in a child process killed
+//     after a bound (TestDrillRunawayPolicy): a process that cannot stop a
+//     runaway guest freezes whole.
 //   - Provider failures: an OpenAI-compatible server fails one tier's model,
 //     then every model, then recovers.
 //
