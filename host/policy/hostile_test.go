@@ -113,8 +113,8 @@ func TestFaultsServeFallback(t *testing.T) {
 
 func TestQuarantineAfterConsecutiveFailures(t *testing.T) {
 	rt := testRuntime(t)
-	bad := loadGuest(t, rt, "error", "", Spec{MinInstances: 1})
-	good := loadGuest(t, rt, "ok", "good", Spec{MinInstances: 1})
+	bad := loadGuest(t, rt, "error", "", Spec{MinInstances: 1, Deadline: 10 * time.Second})
+	good := loadGuest(t, rt, "ok", "good", Spec{MinInstances: 1, Deadline: 10 * time.Second})
 	obs := &countingObserver{}
 	e := NewEngine(EngineOptions{Logger: discardLogger(), QuarantineAfter: 3, Observer: obs})
 	e.Activate(abi.KindRoute, bad)
@@ -244,7 +244,7 @@ func (o *countingObserver) outcomes(out Outcome) int {
 // TestMainIsNotRun documents why the SDK tells authors to register in
 // init(): a -buildmode=c-shared module's main.main never runs.
 func TestMainIsNotRun(t *testing.T) {
-	v := loadGuest(t, testRuntime(t), "mainran", "", Spec{MinInstances: 1})
+	v := loadGuest(t, testRuntime(t), "mainran", "", Spec{MinInstances: 1, Deadline: 10 * time.Second})
 	_, err := v.Cache(context.Background(), &cacheReq)
 	if !errors.Is(err, ErrPolicy) {
 		t.Fatalf("err = %v: main.main ran in a reactor module", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wabin/wasm"
 
@@ -123,7 +124,7 @@ func addImport(m *wasm.Module, module, name string, ft *wasm.FunctionType) {
 
 func TestLoadHandAssembledModule(t *testing.T) {
 	rt := testRuntime(t)
-	v, err := rt.Load(context.Background(), Spec{Name: "tiny", MinInstances: 1}, encode(abiModule(0)))
+	v, err := rt.Load(context.Background(), Spec{Name: "tiny", MinInstances: 1, Deadline: 10 * time.Second}, encode(abiModule(0)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,6 +148,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("policy: instantiate host module: %w", err)
 	}
 	go rt.watchdog(opts.WatchdogTick)
+	go rt.janitor()
 	return rt, nil
 }
 
@@ -183,12 +184,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 	defer close(rt.done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var (
-		batch     []*instance
-		shrink    []*Version
-		lastSweep int64
-	)
-	sweepEvery := int64(rt.idleTimeout / 4)
+	var batch []*instance
 	for {
 		select {
 		case <-rt.stop:
@@ -196,18 +192,6 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		case <-t.C:
 		}
 		now := nanotime()
-		if now-lastSweep >= sweepEvery {
-			lastSweep = now
-			shrink = shrink[:0]
-			rt.mu.Lock()
-			for v := range rt.versions {
-				shrink = append(shrink, v)
-			}
-			rt.mu.Unlock()
-			for _, v := range shrink {
-				v.shrink(now, int64(rt.idleTimeout))
-			}
-		}
 		batch = batch[:0]
 		rt.mu.Lock()
 		for in := range rt.live {
@@ -218,6 +202,31 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		rt.mu.Unlock()
 		for _, in := range batch {
 			in.stop.Set(1)
+		}
+	}
+}
+
+// janitor shrinks idle pools. It is separate from the watchdog so that
+// closing modules can never delay stopping a runaway call.
+func (rt *Runtime) janitor() {
+	t := time.NewTicker(rt.idleTimeout / 4)
+	defer t.Stop()
+	var vs []*Version
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-t.C:
+		}
+		vs = vs[:0]
+		rt.mu.Lock()
+		for v := range rt.versions {
+			vs = append(vs, v)
+		}
+		rt.mu.Unlock()
+		now := nanotime()
+		for _, v := range vs {
+			v.shrink(now, int64(rt.idleTimeout))
 		}
 	}
 }
