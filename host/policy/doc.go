@@ -46,13 +46,21 @@
 // takes a fraction of that, and a per-call context.WithTimeout costs
 // about 0.8 µs more. Instead, at load time every loop header gets
 //
-//	global.get $stop; if; unreachable; end
+//	global.get $budget; i64.eqz; if; unreachable; end
+//	global.get $budget; i64.const 1; i64.sub; global.set $budget
 //
-// where $stop is a mutable global the rewrite adds. One watchdog goroutine
-// per Runtime wakes every 250 µs, finds the calls past their deadline
-// (each instance publishes its deadline in an atomic before the call and
-// clears it after) and sets their global; the guest traps at its next
-// loop iteration. The call costs one atomic store and swap of an
+// where $budget is a mutable i64 global the rewrite adds: the loop
+// iterations the call may still run. The host arms it before each call
+// with 4 iterations per nanosecond of the deadline (loopBudget). One
+// watchdog goroutine per Runtime wakes every 250 µs, finds the calls past
+// their deadline (each instance publishes its deadline in an atomic before
+// the call and clears it after) and zeroes their budget; the guest traps
+// at its next loop iteration. The count is what makes the guard safe
+// against the Go runtime itself: a goroutine in compiled guest code cannot
+// be preempted, so a stop-the-world garbage collection that begins while a
+// guest spins also stops the watchdog; the spinning guest then exhausts its
+// budget by itself and traps, and the pause completes
+// (TestRunawayDuringGarbageCollection). The call costs one atomic store and swap of an
 // instance-local word and about a nanosecond per loop iteration
 // (BenchmarkLoopGuard); a runaway is stopped within a watchdog tick of
 // its deadline (BenchmarkRunawayStop). Straight-line code ends by itself

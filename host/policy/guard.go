@@ -3,36 +3,72 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The loop guard. At load time every function body is rewritten so that
 // each loop header begins with
 //
-//	global.get $stop
+//	global.get $budget
+//	i64.eqz
 //	if
 //	  unreachable
 //	end
+//	global.get $budget
+//	i64.const 1
+//	i64.sub
+//	global.set $budget
 //
-// where $stop is a mutable i32 global added to the module and exported as
-// stopGlobalName. The watchdog sets it to 1 on an instance whose call has
-// overrun its deadline; the guest then traps at its next loop iteration
-// and the instance is discarded. Straight-line code needs no check: it
-// ends, and recursion ends in a stack-overflow trap.
+// where $budget is a mutable i64 global added to the module and exported as
+// stopGlobalName: the number of loop iterations the call may still run.
+// The host arms it before every call (see loopBudget) and the watchdog
+// sets it to 0 on an instance whose call has overrun its deadline; the
+// guest then traps at its next loop iteration and the instance is
+// discarded. Straight-line code needs no check: it ends, and recursion
+// ends in a stack-overflow trap.
+//
+// Why a count and not only a flag: a goroutine running compiled guest
+// code cannot be preempted by the Go scheduler, so when a garbage
+// collection stops the world while a guest spins, the watchdog goroutine
+// is stopped too and could never set a flag: the process would hang. The
+// count needs no other goroutine: a spinning guest exhausts it by itself
+// and traps, which lets the stop-the-world pause complete.
 
 // stopGlobalName is the export under which the host finds the stop flag.
 // Guests may not export this name themselves.
 const stopGlobalName = "__wingate_stop"
 
+// loopBudget is the number of loop iterations a call with deadline d may
+// run before it traps by itself. An iteration of guarded code costs at
+// least about 1 ns, so a call that used 4 iterations per nanosecond of its
+// deadline has overrun it several times over: the count never stops a
+// call the watchdog would have let finish, and it bounds a spinning guest
+// when the watchdog cannot run.
+func loopBudget(d time.Duration) uint64 {
+	const minBudget = 1 << 22
+	b := uint64(d.Nanoseconds()) * 4
+	if b < minBudget {
+		b = minBudget
+	}
+	return b
+}
+
 var errGuardOpcode = errors.New("unsupported instruction")
 
 // guardBody returns body with the stop check inserted after every loop
-// instruction's block type. global is the index of the stop global.
+// instruction's block type. global is the index of the budget global.
 // It fails on instructions it cannot decode rather than guessing.
 func guardBody(body []byte, global uint32) ([]byte, error) {
-	check := make([]byte, 0, 8)
-	check = append(check, 0x23) // global.get
+	check := make([]byte, 0, 24)
+	check = append(check, 0x23) // global.get $budget
 	check = appendULEB(check, global)
+	check = append(check, 0x50)                   // i64.eqz
 	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	check = append(check, 0x23)                   // global.get $budget
+	check = appendULEB(check, global)
+	check = append(check, 0x42, 0x01, 0x7d) // i64.const 1, i64.sub
+	check = append(check, 0x24)             // global.set $budget
+	check = appendULEB(check, global)
 
 	out := make([]byte, 0, len(body)+len(body)/16+8)
 	r := codeReader{b: body}

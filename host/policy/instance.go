@@ -144,6 +144,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	in.deadline.Store(nanotime() + int64(DefaultInitTimeout))
+	in.stop.Set(loopBudget(DefaultInitTimeout))
 	if v.initialize {
 		if _, err := mod.ExportedFunction("_initialize").Call(in.ctx); err != nil {
 			return fail(lerr("export _initialize", "", "", in.callErr(err)))
@@ -205,7 +206,9 @@ func (in *instance) callStack(fn api.Function) error {
 
 // callErr classifies an error returned by a guest call.
 func (in *instance) callErr(err error) error {
-	if in.deadline.Load() == deadlineStopped {
+	// A zero budget means the loop guard trapped: the watchdog stopped
+	// the call, or the call used up its iterations by itself.
+	if in.deadline.Load() == deadlineStopped || in.stop.Get() == 0 {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	var exit *sys.ExitError

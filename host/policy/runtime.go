@@ -178,8 +178,8 @@ func (rt *Runtime) Close(ctx context.Context) error {
 }
 
 // watchdog stops calls past their deadline: it flips the instance's
-// deadline to stopped (so the caller knows to discard it) and then sets
-// its stop global, which the guest checks at every loop header.
+// deadline to stopped (so the caller knows to discard it) and then zeroes
+// its loop budget, which the guest checks at every loop header.
 func (rt *Runtime) watchdog(tick time.Duration) {
 	defer close(rt.done)
 	t := time.NewTicker(tick)
@@ -201,7 +201,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		}
 		rt.mu.Unlock()
 		for _, in := range batch {
-			in.stop.Set(1)
+			in.stop.Set(0)
 		}
 	}
 }

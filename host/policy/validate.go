@@ -213,7 +213,7 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	}
 	p.memoryPages = m.MemorySection.Min
 
-	// Rewrite: add the stop global, export it, guard every loop.
+	// Rewrite: add the loop-budget global, export it, guard every loop.
 	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals); err != nil {
 		return p, &LoadError{Policy: name, Item: "code", Err: err}
 	}
@@ -250,13 +250,13 @@ func funcTypeOf(m *wasm.Module, funcIdx, nImported uint32) (funcSig, error) {
 	return typeOf(m, m.FunctionSection[i])
 }
 
-// addLoopGuard adds the stop global to m, exports it as stopGlobalName and
+// addLoopGuard adds the loop-budget global to m, exports it as stopGlobalName and
 // inserts the stop check at every loop header.
 func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32) error {
 	stop := nImportedGlobals + uint32(len(m.GlobalSection))
 	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
-		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
-		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
+		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI64, Mutable: true},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI64Const, Data: []byte{0}},
 	})
 	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop})
 	for i, c := range m.CodeSection {

@@ -301,7 +301,9 @@ func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
 // and returns the decision bytes: a view into guest memory valid until
 // the instance is released.
 func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
-	in.deadline.Store(nanotime() + int64(v.Deadline(kind)))
+	d := v.Deadline(kind)
+	in.stop.Set(loopBudget(d))
+	in.deadline.Store(nanotime() + int64(d))
 	res, err := in.invoke(in.decide, kind, in.scratch)
 	if in.deadline.Swap(0) == deadlineStopped && err == nil {
 		err = ErrTimeout
