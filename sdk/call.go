@@ -38,9 +38,17 @@ func CallInit(config []byte) error {
 // CallCache runs the registered cache handler on req through the ABI's
 // binary encoding in both directions, the way the host calls it. It is
 // meant for unit tests of a policy, natively, without WebAssembly.
+//
+// As in a guest, the request's strings seen by the handler are views of
+// the input buffer; after the handler returns that buffer is overwritten,
+// so a handler that keeps a request string without strings.Clone fails its
+// own tests instead of misbehaving in production.
 func CallCache(req CacheRequest) (CacheDecision, error) {
 	var d CacheDecision
-	b, err := result(local.decide(abi.KindCache, abi.AppendCacheRequest(nil, &req)))
+	in := abi.AppendCacheRequest(nil, &req)
+	out := local.decide(abi.KindCache, in)
+	poison(in)
+	b, err := result(out)
 	if err != nil {
 		return d, err
 	}
@@ -51,9 +59,13 @@ func CallCache(req CacheRequest) (CacheDecision, error) {
 }
 
 // CallRoute is CallCache for the route kind.
+// Its request's message is a view of the input buffer, as in CallCache.
 func CallRoute(req RouteRequest) (RouteDecision, error) {
 	var d RouteDecision
-	b, err := result(local.decide(abi.KindRoute, abi.AppendRouteRequest(nil, &req)))
+	in := abi.AppendRouteRequest(nil, &req)
+	out := local.decide(abi.KindRoute, in)
+	poison(in)
+	b, err := result(out)
 	if err != nil {
 		return d, err
 	}
@@ -63,7 +75,16 @@ func CallRoute(req RouteRequest) (RouteDecision, error) {
 	return d, nil
 }
 
-// CallCompress is CallCache for the compress kind.
+// poison overwrites an input buffer after its handler returned, the way
+// the host's next request would.
+func poison(b []byte) {
+	for i := range b {
+		b[i] = 0xa5
+	}
+}
+
+// CallCompress is CallCache for the compress kind; its request's strings
+// are copies the handler may keep.
 func CallCompress(req CompressRequest) (CompressDecision, error) {
 	var d CompressDecision
 	b, err := result(local.decide(abi.KindCompress, abi.AppendCompressRequest(nil, &req)))

@@ -83,11 +83,19 @@ const (
 
 // Handler function types, one per kind.
 type (
-	// CacheFunc decides whether and how to cache one API request.
+	// CacheFunc decides whether and how to cache one API request. The
+	// strings of req are views of the host's input buffer, valid only
+	// until the function returns: use strings.Clone to keep one (strings
+	// in the returned decision are copied, so returning them is fine).
+	// This keeps a cache decision free of allocation.
 	CacheFunc func(req CacheRequest) (CacheDecision, error)
-	// RouteFunc chooses the model tier for one chat message.
+	// RouteFunc chooses the model tier for one chat message. As for
+	// CacheFunc, req.Message is valid only until the function returns.
 	RouteFunc func(req RouteRequest) (RouteDecision, error)
-	// CompressFunc chooses which history messages enter the context.
+	// CompressFunc chooses which history messages enter the context. Its
+	// request's strings are copies the function may keep (for example to
+	// remember messages already analysed, since a chat resends its history
+	// every turn).
 	CompressFunc func(req CompressRequest) (CompressDecision, error)
 	// InitFunc receives the policy's configuration bytes (the raw JSON
 	// value of "config" in the policies file) once per instance, before

@@ -3,6 +3,7 @@ package sdk
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -42,5 +43,30 @@ func TestDispatchErrors(t *testing.T) {
 				t.Fatalf("payload %q, want an error status", out)
 			}
 		})
+	}
+}
+
+// TestCacheRequestStringsAreViews: a cache handler's request strings are
+// valid only during the call; CallCache makes a retained view visibly
+// wrong, while a clone survives and the returned decision is unaffected.
+func TestCacheRequestStringsAreViews(t *testing.T) {
+	var kept, cloned string
+	HandleCache(func(req CacheRequest) (CacheDecision, error) {
+		kept, cloned = req.Path, strings.Clone(req.Path)
+		return CacheDecision{Action: CacheLookup, Key: req.Path}, nil
+	})
+	defer HandleCache(nil)
+	d, err := CallCache(CacheRequest{Method: "GET", Route: "/r", Path: "/api/users/42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Key != "/api/users/42" {
+		t.Errorf("decision key = %q, want the path", d.Key)
+	}
+	if cloned != "/api/users/42" {
+		t.Errorf("cloned = %q", cloned)
+	}
+	if kept == "/api/users/42" {
+		t.Error("a retained view still reads the request after the call; it should be overwritten")
 	}
 }

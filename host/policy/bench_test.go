@@ -175,10 +175,14 @@ func BenchmarkLoopGuard(b *testing.B) {
 			}
 			defer mod.Close(ctx)
 			fn := mod.ExportedFunction("spin")
+			budget, _ := mod.ExportedGlobal(stopGlobalName).(api.MutableGlobal)
 			stack := []uint64{35}
 			m := startCPU(b)
 			defer m.report(b)
 			for b.Loop() {
+				if budget != nil {
+					budget.Set(loopBudget(time.Millisecond)) // armed per call, as the host does
+				}
 				stack[0] = 35
 				if err := fn.CallWithStack(ctx, stack); err != nil || api.DecodeI32(stack[0]) != 35 {
 					b.Fatal(err, stack[0])

@@ -51,7 +51,7 @@
 //
 // where $budget is a mutable i64 global the rewrite adds: the loop
 // iterations the call may still run. The host arms it before each call
-// with 4 iterations per nanosecond of the deadline (loopBudget). One
+// with 2 iterations per nanosecond of the deadline (loopBudget). One
 // watchdog goroutine per Runtime wakes every 250 µs, finds the calls past
 // their deadline (each instance publishes its deadline in an atomic before
 // the call and clears it after) and zeroes their budget; the guest traps

@@ -41,6 +41,10 @@ type instance struct {
 
 	stack   [2]uint64
 	scratch []byte
+	// bufPtr and bufCap describe the guest's input buffer as last returned
+	// by wingate_buffer(bufCap); it stays valid until the next call to
+	// wingate_buffer, which the host makes only for a larger input.
+	bufPtr, bufCap uint32
 	out     *guestWriter
 	errw    *guestWriter
 }
@@ -218,18 +222,22 @@ func (in *instance) callErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrTrap, err)
 }
 
-// invoke copies payload into the guest's buffer and calls fn (init with
+// invoke copies payload into the guest's input buffer (asking for a larger
+// one only when payload does not fit the current one) and calls fn (init with
 // (len) or decide with (kind, len)); it returns a view of the guest's
 // result payload, valid until the next call into the instance. The
 // caller has set the deadline.
 func (in *instance) invoke(fn api.Function, kind abi.Kind, payload []byte) ([]byte, error) {
-	in.stack[0] = uint64(len(payload))
-	if err := in.buffer.CallWithStack(in.ctx, in.stack[:]); err != nil {
-		return nil, in.callErr(err)
+	if uint64(len(payload)) > uint64(in.bufCap) || in.bufCap == 0 {
+		size := max(len(payload), minInputBuffer)
+		in.stack[0] = uint64(size)
+		if err := in.buffer.CallWithStack(in.ctx, in.stack[:]); err != nil {
+			return nil, in.callErr(err)
+		}
+		in.bufPtr, in.bufCap = uint32(in.stack[0]), uint32(size)
 	}
-	ptr := uint32(in.stack[0])
-	if !in.mem.Write(ptr, payload) {
-		return nil, fmt.Errorf("%w: wingate_buffer returned %#x, outside memory for %d bytes", ErrBadDecision, ptr, len(payload))
+	if !in.mem.Write(in.bufPtr, payload) {
+		return nil, fmt.Errorf("%w: wingate_buffer returned %#x, outside memory for %d bytes", ErrBadDecision, in.bufPtr, len(payload))
 	}
 	if kind == 0 {
 		in.stack[0] = uint64(len(payload))
@@ -242,6 +250,10 @@ func (in *instance) invoke(fn api.Function, kind abi.Kind, payload []byte) ([]by
 	}
 	return readResult(in.mem, in.stack[0])
 }
+
+// minInputBuffer is the smallest input buffer the host asks a guest for,
+// so that most requests reuse the first one without a wingate_buffer call.
+const minInputBuffer = 4096
 
 // memoryReader is the part of api.Memory readResult needs.
 type memoryReader interface {
