@@ -45,8 +45,8 @@ type instance struct {
 	// by wingate_buffer(bufCap); it stays valid until the next call to
 	// wingate_buffer, which the host makes only for a larger input.
 	bufPtr, bufCap uint32
-	out     *guestWriter
-	errw    *guestWriter
+	out            *guestWriter
+	errw           *guestWriter
 }
 
 type instanceKey struct{}
