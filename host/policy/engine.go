@@ -241,9 +241,15 @@ func (b *binding) succeeded() {
 }
 
 // failed counts a failure, logs once per burst and quarantines after K
-// in a row.
+// in a row. A call that found no free instance in time (ErrUnavailable)
+// says the host is saturated, not that the policy is broken: it is served
+// the fallback and logged but does not count towards quarantine, so a
+// burst of load cannot switch a healthy policy off until it is replaced.
 func (e *Engine) failed(b *binding, err error) {
-	n := b.consecutive.Add(1)
+	n := b.consecutive.Load()
+	if !errors.Is(err, ErrUnavailable) {
+		n = b.consecutive.Add(1)
+	}
 	if n >= e.quarantineK && b.quarantined.CompareAndSwap(false, true) {
 		e.log.Error("policy quarantined: serving the fallback until replaced",
 			"kind", b.kind.String(), "policy", b.v.name, "version", b.v.digest, "consecutive_failures", n, "err", err)

@@ -279,3 +279,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestSaturationDoesNotQuarantine: calls that find no free instance are
+// served the fallback but never quarantine a healthy version.
+func TestSaturationDoesNotQuarantine(t *testing.T) {
+	rt := testRuntime(t)
+	good := loadGuest(t, rt, "ok", "sat", Spec{MinInstances: 1, Deadline: 10 * time.Second})
+	e := NewEngine(EngineOptions{Logger: discardLogger(), QuarantineAfter: 3})
+	if _, err := e.Activate(abi.KindRoute, good); err != nil {
+		t.Fatal(err)
+	}
+	b := e.slots[abi.KindRoute].Load()
+	for i := 0; i < 10; i++ {
+		e.failed(b, &CallError{Kind: abi.KindRoute, Err: ErrUnavailable})
+	}
+	if l := e.List(); len(l) != 1 || l[0].Quarantined {
+		t.Fatalf("List = %+v: saturation quarantined the version", l)
+	}
+	for i := 0; i < 3; i++ {
+		e.failed(b, &CallError{Kind: abi.KindRoute, Err: ErrTrap})
+	}
+	if l := e.List(); !l[0].Quarantined {
+		t.Fatalf("List = %+v: three traps in a row did not quarantine", l)
+	}
+}
