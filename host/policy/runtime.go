@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,10 @@ type Runtime struct {
 	live     map[*instance]struct{} // every instance, for the watchdog
 	versions map[*Version]struct{}  // every open version, for shrinking
 	modules  map[string]*compiledModule
+	// idle lists modules no version references, oldest first, kept
+	// compiled so that a rollback or a swap back to a recent version
+	// costs only instance start-up; at most retainedModules are kept.
+	idle []*compiledModule
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -347,6 +352,9 @@ type compiledModule struct {
 func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, error) {
 	rt.mu.Lock()
 	if m := rt.modules[digest]; m != nil {
+		if m.refs == 0 {
+			rt.idle = slices.DeleteFunc(rt.idle, func(x *compiledModule) bool { return x == m })
+		}
 		m.refs++
 		rt.mu.Unlock()
 		return m, nil
@@ -373,17 +381,29 @@ func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte
 	return m, nil
 }
 
-// releaseModule drops a version's reference to its compiled module.
+// retainedModules bounds the compiled modules kept without a version
+// (each holds the module's machine code, a few MiB for a Go guest).
+const retainedModules = 4
+
+// releaseModule drops a version's reference to its compiled module. A
+// module no version uses is kept compiled among the retainedModules most
+// recently released, so swapping back to it (a rollback, versions that
+// alternate) skips validation, rewriting and compilation.
 func (rt *Runtime) releaseModule(m *compiledModule) {
 	rt.mu.Lock()
 	m.refs--
-	last := m.refs == 0
-	if last {
-		delete(rt.modules, m.digest)
+	var evict *compiledModule
+	if m.refs == 0 {
+		rt.idle = append(rt.idle, m)
+		if len(rt.idle) > retainedModules {
+			evict = rt.idle[0]
+			rt.idle = rt.idle[1:]
+			delete(rt.modules, evict.digest)
+		}
 	}
 	rt.mu.Unlock()
-	if last {
-		m.compiled.Close(context.Background())
+	if evict != nil {
+		evict.compiled.Close(context.Background())
 	}
 }
 
