@@ -33,7 +33,7 @@ func startPolicies(ctx context.Context, dir string, log *slog.Logger) (*policyHo
 		log.Warn("some policies failed to load: their kinds serve the fallback decision", "dir", dir, "err", err)
 	}
 	for _, v := range loaded {
-		log.Info("policy active", "policy", v.Name(), "version", v.Digest(), "kinds", v.Kinds())
+		log.Info("policy active", "policy", v.Name(), "version", v.Digest(), "kinds", fmt.Sprint(v.Kinds()))
 	}
 	return &policyHost{rt: rt, engine: eng}, nil
 }

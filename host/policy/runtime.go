@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -333,7 +334,7 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 		v.total.Add(1)
 		v.put(in)
 	}
-	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", v.Kinds(), "instances", v.min)
+	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", kindNames(v.Kinds()), "instances", v.min)
 	return v, nil
 }
 
@@ -424,4 +425,17 @@ func poolSizes(spec Spec) (min, max int) {
 		min = max
 	}
 	return min, max
+}
+
+// kindNames renders kinds for logs ("cache,route"); a []abi.Kind alone
+// would be logged as bytes.
+func kindNames(ks []abi.Kind) string {
+	var b strings.Builder
+	for i, k := range ks {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k.String())
+	}
+	return b.String()
 }
