@@ -6,16 +6,18 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 // BenchmarkPurgePropagation: one op is a purge on instance A until
 // instance B has applied it (Redis pub/sub on loopback); p50/p99/max of
 // that delay are reported.
 func BenchmarkPurgePropagation(b *testing.B) {
-	rs := startRedis(b)
+	rs := testkit.StartRedis(b)
 	prefix := testPrefix(b)
-	a := newTestCache(b, Config{Prefix: prefix, Redis: rs.client(b)})
-	c := newTestCache(b, Config{Prefix: prefix, Redis: rs.client(b)})
+	a := newTestCache(b, Config{Prefix: prefix, Redis: redisClient(b, rs)})
+	c := newTestCache(b, Config{Prefix: prefix, Redis: redisClient(b, rs)})
 	time.Sleep(50 * time.Millisecond)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 func init() { SilenceRedisLogs() }
@@ -189,12 +191,12 @@ func TestHitMissAndStorePolicy(t *testing.T) {
 // TestCoalescing: 1,000 concurrent misses on one cold key make exactly one
 // origin call, with and without the Redis tier.
 func TestCoalescing(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	for _, withRedis := range []bool{false, true} {
 		t.Run(fmt.Sprintf("redis=%v", withRedis), func(t *testing.T) {
 			cfg := Config{}
 			if withRedis {
-				cfg.Redis = rs.client(t)
+				cfg.Redis = redisClient(t, rs)
 			}
 			c := newTestCache(t, cfg)
 			o := &origin{delay: 100 * time.Millisecond}
@@ -401,10 +403,10 @@ func TestPurgeDuringFill(t *testing.T) {
 // TestTwoInstancesPurge: a purge on one instance drops the entry from the
 // other's in-process tier through Redis pub/sub.
 func TestTwoInstancesPurge(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	prefix := testPrefix(t)
-	a := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
-	b := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
+	a := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs)})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs)})
 	time.Sleep(50 * time.Millisecond) // both subscribed
 	o := &origin{}
 	rb := req(b, "7", "loc", o, time.Hour, 0, "user:7:location")
@@ -437,13 +439,13 @@ func TestTwoInstancesPurge(t *testing.T) {
 // it: no request fails, none waits on Redis for long, and Redis serves
 // hits again soon after it is back.
 func TestRedisOutage(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	prefix := testPrefix(t)
 	var logBuf syncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	probe := startSchedProbe()
-	a := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t), Logger: log})
-	b := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t), MaxLocalBytes: 64 << 10})
+	probe := testkit.StartSchedProbe()
+	a := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs), Logger: log})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs), MaxLocalBytes: 64 << 10})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var errs, reqs atomic.Int64
@@ -480,10 +482,10 @@ func TestRedisOutage(t *testing.T) {
 	if !b.Stats().RedisUp || b.Stats().RedisHits == 0 {
 		t.Fatalf("no redis hits before the outage: %+v", b.Stats())
 	}
-	rs.kill()
+	rs.Kill()
 	waitFor(t, func() bool { return !a.Stats().RedisUp && !b.Stats().RedisUp })
 	time.Sleep(500 * time.Millisecond)
-	rs.start()
+	rs.Start()
 	back := time.Now()
 	hits := b.Stats().RedisHits
 	waitFor(t, func() bool { return b.Stats().RedisHits > hits })
@@ -523,9 +525,9 @@ func (s *syncBuffer) String() string {
 
 // TestRedisDownAtStart: the cache works in-process only and recovers.
 func TestRedisDownAtStart(t *testing.T) {
-	rs := startRedis(t)
-	rs.kill()
-	c := newTestCache(t, Config{Redis: rs.client(t)})
+	rs := testkit.StartRedis(t)
+	rs.Kill()
+	c := newTestCache(t, Config{Redis: redisClient(t, rs)})
 	o := &origin{}
 	for range 3 {
 		if _, err := c.Get(context.Background(), req(c, "", "k", o, time.Minute, 0)); err != nil {
@@ -535,17 +537,17 @@ func TestRedisDownAtStart(t *testing.T) {
 	if c.Stats().RedisUp || o.calls.Load() != 1 {
 		t.Fatalf("stats %+v calls %d", c.Stats(), o.calls.Load())
 	}
-	rs.start()
+	rs.Start()
 	waitFor(t, func() bool { return c.Stats().RedisUp })
 }
 
 // TestHammer mixes reads, purges and Redis traffic from many goroutines
 // (run under -race).
 func TestHammer(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	prefix := testPrefix(t)
-	a := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t), MaxLocalBytes: 32 << 10})
-	b := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
+	a := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs), MaxLocalBytes: 32 << 10})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs)})
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Add(1)
@@ -605,17 +607,17 @@ func checkStateLines(t *testing.T, out string, starved time.Duration) {
 // applied locally at once and replayed to Redis (and to the other
 // instances) when Redis is back.
 func TestPurgeReplayedAfterOutage(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	prefix := testPrefix(t)
-	a := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
-	b := newTestCache(t, Config{Prefix: prefix, Redis: rs.client(t)})
+	a := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs)})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs)})
 	time.Sleep(50 * time.Millisecond)
 	o := &origin{}
 	rb := req(b, "9", "rep", o, time.Hour, 0, "user:9")
 	if _, err := b.Get(context.Background(), rb); err != nil {
 		t.Fatal(err)
 	}
-	raw := rs.client(t)
+	raw := redisClient(t, rs)
 	waitFor(t, func() bool { return raw.Exists(context.Background(), rb.Key).Val() == 1 })
 	a.trip(errors.New("test outage"))
 	a.Purge(context.Background(), "user:9")

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
 
@@ -17,21 +18,21 @@ import (
 func TestDrillRedisOutage(t *testing.T) {
 	s := drillShape()
 	db := database(t)
-	rs := startPrivateRedis(t)
-	h := startServe(t, "--database-url", db, "--redis-url", "redis://"+rs.addr()+"/0")
+	rs := testkit.StartRedis(t)
+	h := startServe(t, "--database-url", db, "--redis-url", "redis://"+rs.Addr()+"/0")
 	l := startLedger(t, h, s.Writers, false)
 	ld := startLoad(h, s, nil)
 
 	third := s.Duration / 3
 	sleepPhase(t, "redis up", third)
-	before := rs.keys()
-	rs.kill()
+	before := redisKeys(rs)
+	rs.Kill()
 	sleepPhase(t, "redis stopped", third)
-	rs.start()
+	rs.Start()
 	back := time.Now()
 	var refilled time.Duration
 	for refilled == 0 && time.Since(back) < third+20*time.Second {
-		if rs.keys() > 0 {
+		if redisKeys(rs) > 0 {
 			refilled = time.Since(back)
 			break
 		}
@@ -42,7 +43,7 @@ func TestDrillRedisOutage(t *testing.T) {
 
 	logLoad(t, rep)
 	l.checkAnswers(t)
-	t.Logf("redis: %d keys before the stop; refilled %v after the restart (%d keys at the end)", before, refilled.Round(time.Millisecond), rs.keys())
+	t.Logf("redis: %d keys before the stop; refilled %v after the restart (%d keys at the end)", before, refilled.Round(time.Millisecond), redisKeys(rs))
 	if before == 0 {
 		t.Error("Redis held no key before the stop: the second tier was not in use")
 	}

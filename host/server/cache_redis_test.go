@@ -2,11 +2,8 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,66 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
-
-// privateRedis is a redis-server child process owned by one test, so that
-// the test can kill and restart it without touching the shared Redis.
-type privateRedis struct {
-	t    testing.TB
-	port int
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t testing.TB) *privateRedis {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	r := &privateRedis{t: t, port: port}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *privateRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *privateRedis) start() {
-	r.t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		bin = "/usr/bin/redis-server"
-	}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
-	}
-	cl := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
-	defer cl.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := cl.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not answer: %v", r.addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (r *privateRedis) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
 
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -101,7 +40,7 @@ func (l *lockedBuffer) String() string {
 // line, and Redis serves hits again within 5 s of its return.
 func TestCacheRedisOutageHTTP(t *testing.T) {
 	cache.SilenceRedisLogs()
-	rs := startPrivateRedis(t)
+	rs := testkit.StartRedis(t)
 	prefix := fmt.Sprintf("wingate-test:%d", time.Now().UnixNano())
 	type inst struct {
 		w    *wingmanApp
@@ -110,7 +49,7 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 	}
 	var insts []inst
 	for range 2 {
-		opt, err := cache.RedisOptions("redis://"+rs.addr()+"/0", 0)
+		opt, err := cache.RedisOptions("redis://"+rs.Addr()+"/0", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +60,7 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 			Logger: slog.New(slog.NewTextHandler(lb, nil))}, nativeCachePolicy(t))
 		insts = append(insts, inst{w: w, addr: w.serve(t), log: lb})
 	}
-	probe := startSchedProbe()
+	probe := testkit.StartSchedProbe()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	results := make([]loadStats, len(insts))
@@ -147,11 +86,11 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 	b := insts[1].w.c
 	waitUntil(t, 60*time.Second, func() bool { return b.Stats().RedisHits > 20 },
 		func() any { return b.Stats() }, func() any { return insts[0].w.c.Stats() })
-	rs.kill()
+	rs.Kill()
 	killed := time.Now()
 	waitUntil(t, 60*time.Second, func() bool { return !insts[0].w.c.Stats().RedisUp && !b.Stats().RedisUp })
 	time.Sleep(time.Second)
-	rs.start()
+	rs.Start()
 	back := time.Now()
 	hits := b.Stats().RedisHits
 	waitUntil(t, 60*time.Second, func() bool { return b.Stats().RedisHits > hits })

@@ -1,0 +1,136 @@
+// Package testkit holds the test fixtures that several packages' tests
+// share: a private redis-server they may kill and restart, and a probe of
+// scheduler starvation. It is imported only by tests.
+package testkit
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a redis-server child process owned by one test, so that the test
+// can kill and restart it without touching the machine's shared Redis. It
+// keeps its port across restarts.
+type Redis struct {
+	tb   testing.TB
+	port int
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a private redis-server on a free loopback port and
+// kills it when the test ends.
+func StartRedis(tb testing.TB) *Redis {
+	tb.Helper()
+	r := &Redis{tb: tb, port: FreePort(tb)}
+	r.Start()
+	tb.Cleanup(r.Kill)
+	return r
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Addr returns the server's host:port.
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// URL returns a redis:// URL of the server's database 0.
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Start (re)starts the server on its port and waits until it answers.
+func (r *Redis) Start() {
+	r.tb.Helper()
+	r.cmd = exec.Command(redisBinary(r.tb), "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	if err := r.cmd.Start(); err != nil {
+		r.tb.Fatalf("start redis-server: %v", err)
+	}
+	cl := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer cl.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := cl.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.tb.Fatalf("redis-server on %s did not answer: %v", r.Addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill ends the server abruptly, as a crash would.
+func (r *Redis) Kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func redisBinary(tb testing.TB) string {
+	tb.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		if _, serr := os.Stat("/usr/bin/redis-server"); serr == nil {
+			return "/usr/bin/redis-server"
+		}
+		tb.Fatalf("redis-server is not installed: %v", err)
+	}
+	return p
+}
+
+// SchedProbe measures how late the Go scheduler runs a goroutine: a loop
+// of 1 ms sleeps records the worst oversleep. On a machine shared with
+// other work, a wait that looks long may be starvation, not the component
+// under test; tests that bound latencies add this to their bounds.
+type SchedProbe struct {
+	worst atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// StartSchedProbe starts measuring.
+func StartSchedProbe() *SchedProbe {
+	p := &SchedProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			t0 := time.Now()
+			time.Sleep(time.Millisecond)
+			if late := int64(time.Since(t0) - time.Millisecond); late > p.worst.Load() {
+				p.worst.Store(late)
+			}
+		}
+	}()
+	return p
+}
+
+// Stop ends the probe and returns the worst oversleep seen.
+func (p *SchedProbe) Stop() time.Duration {
+	close(p.stop)
+	<-p.done
+	return time.Duration(p.worst.Load())
+}
