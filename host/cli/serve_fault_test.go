@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -14,111 +13,9 @@ import (
 	"time"
 
 	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
-
-// proxyMode is what the fault proxy does with connections.
-type proxyMode int
-
-const (
-	proxyForward   proxyMode = iota // relay to PostgreSQL
-	proxyRefuse                     // close every connection at once (server stopped)
-	proxyBlackhole                  // accept and never answer (server hung, network gone)
-)
-
-// faultProxy is a TCP relay in front of PostgreSQL that the test can cut,
-// which to the pool is the same as the server stopping — without
-// disturbing the shared server other tests use.
-type faultProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	mode   proxyMode
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func startFaultProxy(t *testing.T, target string) *faultProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setMode(proxyRefuse)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *faultProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		switch p.mode {
-		case proxyRefuse:
-			c.Close()
-		case proxyBlackhole:
-			p.conns[c] = struct{}{}
-		case proxyForward:
-			p.conns[c] = struct{}{}
-			p.wg.Add(1)
-			go p.relay(c)
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *faultProxy) relay(c net.Conn) {
-	defer p.wg.Done()
-	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-	if err != nil {
-		p.drop(c)
-		return
-	}
-	p.mu.Lock()
-	if p.mode != proxyForward {
-		p.mu.Unlock()
-		up.Close()
-		p.drop(c)
-		return
-	}
-	p.conns[up] = struct{}{}
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	p.drop(c)
-	p.drop(up)
-	<-done
-}
-
-func (p *faultProxy) drop(c net.Conn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	c.Close()
-}
-
-// setMode switches mode and closes every open connection.
-func (p *faultProxy) setMode(m proxyMode) {
-	p.mu.Lock()
-	p.mode = m
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-	p.mu.Unlock()
-}
 
 // faultCounts tallies answers during one phase.
 type faultCounts struct{ ok, unavailable, slowest atomic.Int64 }
@@ -170,9 +67,9 @@ func TestDatabaseFaults(t *testing.T) {
 	setup.Close()
 
 	du, _ := url.Parse(direct)
-	proxy := startFaultProxy(t, du.Host)
+	proxy := testkit.StartFaultProxy(t, du.Host)
 	pu := *du
-	pu.Host = proxy.ln.Addr().String()
+	pu.Host = proxy.Addr()
 	q := pu.Query()
 	q.Set("connect_timeout", "1")
 	pu.RawQuery = q.Encode()
@@ -275,12 +172,12 @@ func TestDatabaseFaults(t *testing.T) {
 	}
 
 	// 2. The server stops: connections refused.
-	proxy.setMode(proxyRefuse)
+	proxy.SetMode(testkit.ProxyRefuse)
 	outage := runPhase("server stopped", 1500*time.Millisecond)
 	checkOutage(t, base, token(1), bound)
 
 	// 3. The server hangs: connections accepted, never answered.
-	proxy.setMode(proxyBlackhole)
+	proxy.SetMode(testkit.ProxyBlackhole)
 	hung := runPhase("server hung", 2*time.Second)
 	checkOutage(t, base, token(1), bound)
 	if outage.unavailable.Load()+hung.unavailable.Load() == 0 {
@@ -288,7 +185,7 @@ func TestDatabaseFaults(t *testing.T) {
 	}
 
 	// 4. The server returns: the service recovers by itself.
-	proxy.setMode(proxyForward)
+	proxy.SetMode(testkit.ProxyForward)
 	t0 := time.Now()
 	waitReady(t, base, 20*time.Second)
 	t.Logf("ready again %v after the database returned", time.Since(t0).Round(time.Millisecond))

@@ -75,9 +75,9 @@ func TestDrillPostgresFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := startProxy(t, du.Host)
+	px := testkit.StartFaultProxy(t, du.Host)
 	pu := *du
-	pu.Host = px.addr()
+	pu.Host = px.Addr()
 	q := pu.Query()
 	q.Set("connect_timeout", "1")
 	pu.RawQuery = q.Encode()
@@ -103,10 +103,10 @@ func TestDrillPostgresFaults(t *testing.T) {
 		sleepPhase(t, "steady", part/2)
 	}
 	l.allow503.Store(true)
-	px.setRefuse(true)
+	px.SetMode(testkit.ProxyRefuse)
 	down := time.Now()
 	sleepPhase(t, "database stopped", part)
-	px.setRefuse(false)
+	px.SetMode(testkit.ProxyForward)
 	up := time.Now()
 	h.waitReady(t, 30*time.Second)
 	ready := time.Since(up)

@@ -1,14 +1,17 @@
 // Package testkit holds the test fixtures that several packages' tests
-// share: a private redis-server they may kill and restart, and a probe of
-// scheduler starvation. It is imported only by tests.
+// share: a private redis-server they may kill and restart, a probe of
+// scheduler starvation, and a TCP proxy that fakes a server failing. It is
+// imported only by tests.
 package testkit
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,4 +136,116 @@ func (p *SchedProbe) Stop() time.Duration {
 	close(p.stop)
 	<-p.done
 	return time.Duration(p.worst.Load())
+}
+
+// ProxyMode is what a FaultProxy does with connections.
+type ProxyMode int
+
+const (
+	// ProxyForward relays to the target.
+	ProxyForward ProxyMode = iota
+	// ProxyRefuse closes every connection at once: the server stopped.
+	ProxyRefuse
+	// ProxyBlackhole accepts and never answers: the server hung, or the
+	// network is gone.
+	ProxyBlackhole
+)
+
+// FaultProxy is a TCP relay in front of a server (PostgreSQL, say) that a
+// test can cut, which to a client is the same as the server failing,
+// without disturbing the shared server other tests use.
+type FaultProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	mode   ProxyMode
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// StartFaultProxy relays a free loopback port to target until the test
+// ends.
+func StartFaultProxy(tb testing.TB, target string) *FaultProxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &FaultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	tb.Cleanup(func() {
+		ln.Close()
+		p.SetMode(ProxyRefuse)
+		p.wg.Wait()
+	})
+	return p
+}
+
+// Addr returns the proxy's host:port, to give clients instead of target's.
+func (p *FaultProxy) Addr() string { return p.ln.Addr().String() }
+
+// SetMode switches mode and closes every open connection.
+func (p *FaultProxy) SetMode(m ProxyMode) {
+	p.mu.Lock()
+	p.mode = m
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+	p.mu.Unlock()
+}
+
+func (p *FaultProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		switch p.mode {
+		case ProxyRefuse:
+			c.Close()
+		case ProxyBlackhole:
+			p.conns[c] = struct{}{}
+		case ProxyForward:
+			p.conns[c] = struct{}{}
+			p.wg.Add(1)
+			go p.relay(c)
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *FaultProxy) relay(c net.Conn) {
+	defer p.wg.Done()
+	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		p.drop(c)
+		return
+	}
+	p.mu.Lock()
+	if p.mode != ProxyForward {
+		p.mu.Unlock()
+		up.Close()
+		p.drop(c)
+		return
+	}
+	p.conns[up] = struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	p.drop(c)
+	p.drop(up)
+	<-done
+}
+
+func (p *FaultProxy) drop(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
 }
