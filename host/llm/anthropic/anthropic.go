@@ -5,7 +5,6 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -195,25 +194,13 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 
 // Complete calls POST /v1/messages, streamed when onDelta is non-nil.
 func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	body, err := json.Marshal(c.buildRequest(req, onDelta != nil))
+	res, err := llm.PostJSON(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), onDelta != nil,
+		func(h http.Header) {
+			h.Set("x-api-key", c.cfg.APIKey)
+			h.Set("anthropic-version", APIVersion)
+		})
 	if err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+"/v1/messages", bytes.NewReader(body))
-	if err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
-	}
-	hr.Header.Set("content-type", "application/json")
-	hr.Header.Set("x-api-key", c.cfg.APIKey)
-	hr.Header.Set("anthropic-version", APIVersion)
-	if onDelta != nil {
-		hr.Header.Set("accept", "text/event-stream")
-	} else {
-		hr.Header.Set("accept", "application/json")
-	}
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return nil, llm.AsError(c.Name(), err)
+		return nil, err
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -223,8 +210,8 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		return c.readStream(ctx, res.Body, onDelta)
 	}
 	var r response
-	if err := json.NewDecoder(io.LimitReader(res.Body, 32<<20)).Decode(&r); err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Message: "malformed response", Err: err}
+	if err := llm.DecodeResponse(c.Name(), res, &r); err != nil {
+		return nil, err
 	}
 	out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
 	var u llmUsage

@@ -5,7 +5,6 @@
 package openai
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,32 +154,20 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 // Complete calls POST {base}/chat/completions, streamed when onDelta is
 // non-nil.
 func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	body, err := json.Marshal(c.buildRequest(req, onDelta != nil))
+	res, err := llm.PostJSON(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), onDelta != nil,
+		func(h http.Header) {
+			if c.cfg.APIKey != "" {
+				h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+			}
+			if c.cfg.Organization != "" {
+				h.Set("OpenAI-Organization", c.cfg.Organization)
+			}
+			if c.cfg.Project != "" {
+				h.Set("OpenAI-Project", c.cfg.Project)
+			}
+		})
 	if err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+"/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindBadRequest, Err: err}
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	if c.cfg.APIKey != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
-	}
-	if c.cfg.Organization != "" {
-		hr.Header.Set("OpenAI-Organization", c.cfg.Organization)
-	}
-	if c.cfg.Project != "" {
-		hr.Header.Set("OpenAI-Project", c.cfg.Project)
-	}
-	if onDelta != nil {
-		hr.Header.Set("Accept", "text/event-stream")
-	} else {
-		hr.Header.Set("Accept", "application/json")
-	}
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return nil, llm.AsError(c.Name(), err)
+		return nil, err
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -190,8 +177,8 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		return c.readStream(ctx, res.Body, onDelta)
 	}
 	var r response
-	if err := json.NewDecoder(io.LimitReader(res.Body, 32<<20)).Decode(&r); err != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Message: "malformed response", Err: err}
+	if err := llm.DecodeResponse(c.Name(), res, &r); err != nil {
+		return nil, err
 	}
 	if r.Error != nil {
 		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Type: r.Error.Type, Message: r.Error.Message}
