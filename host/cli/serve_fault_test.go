@@ -129,8 +129,11 @@ func TestDatabaseFaults(t *testing.T) {
 				case 2:
 					method, path = "GET", "/api/challenges?limit=5"
 				}
-				st, code, d, err := timedCall(method, base+path, tok, body)
+				// A request belongs to the phase it was sent in: one sent
+				// during the hang and answered after the return is part
+				// of the outage.
 				c := phase.Load()
+				st, code, d, err := timedCall(method, base+path, tok, body)
 				c.took(d)
 				switch {
 				case err != nil:
