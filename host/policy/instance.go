@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -118,6 +119,10 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	lerr := func(item, want, found string, err error) error {
 		return &LoadError{Policy: v.name, Item: item, Want: want, Found: found, Err: err}
 	}
+	if !v.rt.beginStart() {
+		return nil, lerr("module", "", "", errRuntimeClosed)
+	}
+	defer v.rt.starting.Done()
 	in := &instance{v: v}
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
 	in.out = &guestWriter{log: v.log, level: slog.LevelInfo}
@@ -125,7 +130,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(in.out).WithStderr(in.errw).
 		WithNanotime(in.nanotime, 1)
-	mod, err := v.rt.wz.InstantiateModule(ctx, v.compiled, cfg)
+	mod, err := v.rt.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), v.compiled, cfg)
 	if err != nil {
 		return nil, lerr("module", "", "", fmt.Errorf("instantiate: %w", err))
 	}
@@ -147,8 +152,11 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		mod.Close(ctx)
 		return nil, err
 	}
-	in.deadline.Store(nanotime() + int64(DefaultInitTimeout))
+	// Budget first, then the deadline: whoever stops the instance (the
+	// watchdog, Runtime.Close) claims the deadline before zeroing the
+	// budget, so its write comes after this one.
 	in.stop.Set(loopBudget(DefaultInitTimeout))
+	in.deadline.Store(nanotime() + int64(DefaultInitTimeout))
 	if v.initialize {
 		if _, err := mod.ExportedFunction("_initialize").Call(in.ctx); err != nil {
 			return fail(lerr("export _initialize", "", "", in.callErr(err)))

@@ -97,8 +97,12 @@ type Runtime struct {
 	idle []*compiledModule
 
 	closed atomic.Bool
-	stop   chan struct{}
-	done   chan struct{}
+	// starting counts instances being started; Close waits for them,
+	// since closing the wazero runtime under a running call is a race.
+	// Added to under mu, and only while the runtime is open.
+	starting sync.WaitGroup
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
@@ -175,9 +179,20 @@ func cacheDir(opt string) string {
 // Close stops the watchdog and closes every module. Versions must not be
 // used afterwards.
 func (rt *Runtime) Close(ctx context.Context) error {
+	rt.mu.Lock()
 	if rt.closed.Swap(true) {
+		rt.mu.Unlock()
 		return nil
 	}
+	// Stop whatever runs (an instance starting in the background, a
+	// runaway guest) at its next loop header, then wait for the starts.
+	for in := range rt.live {
+		if d := in.deadline.Load(); d > 0 && in.deadline.CompareAndSwap(d, deadlineStopped) {
+			in.stop.Set(0)
+		}
+	}
+	rt.mu.Unlock()
+	rt.starting.Wait()
 	close(rt.stop)
 	<-rt.done
 	return rt.wz.Close(ctx)
@@ -235,6 +250,21 @@ func (rt *Runtime) janitor() {
 			v.shrink(now, int64(rt.idleTimeout))
 		}
 	}
+}
+
+// errRuntimeClosed: the runtime was closed.
+var errRuntimeClosed = errors.New("policy: runtime closed")
+
+// beginStart registers an instance start; false once the runtime is
+// closed. A true return must be paired with rt.starting.Done.
+func (rt *Runtime) beginStart() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed.Load() {
+		return false
+	}
+	rt.starting.Add(1)
+	return true
 }
 
 func (rt *Runtime) track(in *instance) {
@@ -303,7 +333,7 @@ func Digest(wasm []byte) string {
 // fails to start, is refused with a *LoadError naming the problem.
 func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, error) {
 	if rt.closed.Load() {
-		return nil, errors.New("policy: runtime closed")
+		return nil, errRuntimeClosed
 	}
 	if spec.Name == "" {
 		spec.Name = "unnamed"

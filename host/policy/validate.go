@@ -217,6 +217,8 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals); err != nil {
 		return p, &LoadError{Policy: name, Item: "code", Err: err}
 	}
+	// Fewer data segments: instantiation applies each one.
+	coalesceData(m)
 	// Debug sections describe code offsets the rewrite moved.
 	m.CustomSections = nil
 	p.wasm = binary.EncodeModule(m)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -231,7 +232,9 @@ func (v *Version) grow() {
 		in, err := v.newInstance(context.Background())
 		if err != nil {
 			v.total.Add(-1)
-			v.log.Error("policy: start instance", "err", err)
+			if !errors.Is(err, errRuntimeClosed) {
+				v.log.Error("policy: start instance", "err", err)
+			}
 			return
 		}
 		v.put(in)

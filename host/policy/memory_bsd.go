@@ -1,0 +1,5 @@
+//go:build darwin || freebsd
+
+package policy
+
+const mapNoReserve = 0
