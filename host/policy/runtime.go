@@ -300,6 +300,9 @@ type Spec struct {
 	Name string
 	// Config is handed to the guest's init handler in every instance.
 	Config []byte
+	// Digest is the module's SHA-256 in hex (ModuleSHA256), when the
+	// caller has computed it from these very bytes; empty: Load does.
+	Digest string
 	// Deadline is the per-call deadline; zero: DefaultDeadline of the kind
 	// being decided.
 	Deadline time.Duration
@@ -316,9 +319,20 @@ type Spec struct {
 
 // Digest returns the short digest that identifies a module's bytes: the
 // first 12 hex digits of its SHA-256. It is Result.Version.
-func Digest(wasm []byte) string {
-	sum := sha256.Sum256(wasm)
-	return hex.EncodeToString(sum[:6])
+func Digest(wasm []byte) string { return ModuleSHA256(wasm)[:12] }
+
+// ModuleSHA256 is the hex SHA-256 of a module's bytes. It hashes in
+// slices of 256 KiB: the hash's assembly loop cannot be preempted, and
+// one call over a 4 MiB module would hold up a garbage collection's
+// stop-the-world, and so every request, for a few milliseconds.
+func ModuleSHA256(wasm []byte) string {
+	h := sha256.New()
+	for len(wasm) > 0 {
+		n := min(len(wasm), 256<<10)
+		h.Write(wasm[:n])
+		wasm = wasm[n:]
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Load validates wasm against ABI v1 and the host's limits, rewrites it
@@ -338,7 +352,11 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	if spec.Name == "" {
 		spec.Name = "unnamed"
 	}
-	digest := Digest(wasm)
+	digest := spec.Digest
+	if len(digest) < 12 {
+		digest = Digest(wasm)
+	}
+	digest = digest[:12]
 	mod, err := rt.compile(ctx, spec.Name, digest, wasm)
 	if err != nil {
 		return nil, err

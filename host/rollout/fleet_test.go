@@ -150,8 +150,14 @@ func TestFleetConvergence(t *testing.T) {
 		slowest = time.Since(activated)
 	}
 	t.Logf("all three instances serve the new version %s after %v (from the activation's answer)", wantB, slowest.Round(time.Millisecond))
-	if slowest > 5*time.Second {
-		t.Errorf("fleet converged after %v", slowest)
+	// The target is 1 s; the race detector slows compilation and start-up
+	// several times over, so it gets more room.
+	limit := time.Second
+	if raceEnabled {
+		limit = 3 * time.Second
+	}
+	if slowest > limit {
+		t.Errorf("fleet converged after %v; want within %v", slowest, limit)
 	}
 
 	// The store says so too: B active, A previous.

@@ -16,12 +16,11 @@ package rollout
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,6 +173,11 @@ type Manager struct {
 	active map[abi.Kind]*slot
 	local  map[int64]string // this instance's rejections: id → reason
 	fresh  [4]atomic.Pointer[freshWatch]
+	// verified are the modules most recently read and checked against
+	// their record's digest and signature, most recent last. Records
+	// never change, so activating one of them again (a rollback, a swap
+	// back) skips reading, hashing and verifying a few MiB.
+	verified []verifiedModule
 
 	syncCh chan struct{}
 	ctx    context.Context
@@ -320,8 +324,7 @@ func (m *Manager) Push(ctx context.Context, u Upload) (Record, error) {
 	if u.Source == "" {
 		u.Source = "upload"
 	}
-	sum := sha256.Sum256(u.Wasm)
-	rec := Record{Digest: hex.EncodeToString(sum[:]), Kind: u.Kind, Name: u.Name, Config: u.Config,
+	rec := Record{Digest: policy.ModuleSHA256(u.Wasm), Kind: u.Kind, Name: u.Name, Config: u.Config,
 		DeadlineMS: u.DeadlineMS, DefaultTier: u.DefaultTier, Signature: strings.TrimSpace(u.Signature),
 		Cases: u.Cases, Status: StatusInactive, Source: u.Source}
 	if err := m.store.Put(ctx, &rec, u.Wasm); err != nil {
@@ -352,17 +355,33 @@ func (m *Manager) Get(ctx context.Context, id int64) (Record, error) { return m.
 
 // load runs the pipeline up to, not including, the switch: signature,
 // validation, compilation, warm instances and the bundled case files.
-func (m *Manager) load(ctx context.Context, rec Record) (*policy.Version, error) {
-	kind, ok := abi.ParseKind(rec.Kind)
-	if !ok {
-		return nil, &StepError{StepValidate, fmt.Errorf("unknown kind %q", rec.Kind)}
+// retainedVerified bounds Manager.verified.
+const retainedVerified = 4
+
+type verifiedModule struct {
+	id          int64
+	digest, sig string
+	wasm        []byte
+}
+
+// verifiedWasm returns rec's module bytes, read from the store and
+// checked against its digest and, when a key is configured, its
+// signature; or the bytes of an earlier such check.
+func (m *Manager) verifiedWasm(ctx context.Context, rec Record) ([]byte, error) {
+	m.mu.Lock()
+	for i, vm := range m.verified {
+		if vm.id == rec.ID && vm.digest == rec.Digest && vm.sig == rec.Signature {
+			m.verified = append(append(m.verified[:i:i], m.verified[i+1:]...), vm)
+			m.mu.Unlock()
+			return vm.wasm, nil
+		}
 	}
+	m.mu.Unlock()
 	wasm, err := m.store.Wasm(ctx, rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: read module: %w", err)
 	}
-	sum := sha256.Sum256(wasm)
-	if hex.EncodeToString(sum[:]) != rec.Digest {
+	if policy.ModuleSHA256(wasm) != rec.Digest {
 		return nil, &StepError{StepValidate, errors.New("module bytes do not match the recorded digest")}
 	}
 	if m.cfg.PublicKey != nil {
@@ -370,7 +389,25 @@ func (m *Manager) load(ctx context.Context, rec Record) (*policy.Version, error)
 			return nil, &StepError{StepSignature, err}
 		}
 	}
-	spec := policy.Spec{Name: rec.Name, Config: rec.Config, MinInstances: m.cfg.MinInstances, MaxInstances: m.cfg.MaxInstances}
+	m.mu.Lock()
+	m.verified = append(m.verified, verifiedModule{rec.ID, rec.Digest, rec.Signature, wasm})
+	if len(m.verified) > retainedVerified {
+		m.verified = slices.Delete(m.verified, 0, 1)
+	}
+	m.mu.Unlock()
+	return wasm, nil
+}
+
+func (m *Manager) load(ctx context.Context, rec Record) (*policy.Version, error) {
+	kind, ok := abi.ParseKind(rec.Kind)
+	if !ok {
+		return nil, &StepError{StepValidate, fmt.Errorf("unknown kind %q", rec.Kind)}
+	}
+	wasm, err := m.verifiedWasm(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	spec := policy.Spec{Name: rec.Name, Config: rec.Config, Digest: rec.Digest, MinInstances: m.cfg.MinInstances, MaxInstances: m.cfg.MaxInstances}
 	// Warm as many instances as the version serving now has grown to, so
 	// that the first requests after the switch find them ready instead of
 	// starting instances on their own path.

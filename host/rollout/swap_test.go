@@ -29,17 +29,19 @@ type swapReport struct {
 	Requests, Failed, Unattributed int64
 	// Fallbacks are responses whose (attributed) decision was the
 	// fail-open one, e.g. a call past its deadline on a starved machine.
-	Fallbacks             int64
-	PerVersion            map[string]int64
-	Rate                  float64 // requests per second over the run
-	SteadyP50, SteadyP99  time.Duration
-	SwapP50, SwapP99      time.Duration
-	SteadyP90, SwapP90    time.Duration
-	SwapWindow            time.Duration
-	Activations           int
-	OldClosed             int
-	HeapBefore, HeapAfter uint64
-	FirstFailure          string
+	Fallbacks                int64
+	PerVersion               map[string]int64
+	Rate                     float64 // requests per second over the run
+	SteadyP50, SteadyP99     time.Duration
+	SwapP50, SwapP99         time.Duration
+	SteadyP90, SwapP90       time.Duration
+	SwapWindow               time.Duration
+	Activations              int
+	ActivateP50, ActivateMax time.Duration
+	GCSteady, GCSwaps        uint32 // garbage collections in each phase
+	OldClosed                int
+	HeapBefore, HeapAfter    uint64
+	FirstFailure             string
 }
 
 // apiStack is one host: a manager, the response cache, the API and the
@@ -200,18 +202,25 @@ func runSwapLoad(tb testing.TB, rate, workers, swaps int, steady time.Duration) 
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	rep.HeapBefore = ms.HeapInuse
+	gc0 := ms.NumGC
 	phase.Store(1)
 	time.Sleep(steady)
+	runtime.ReadMemStats(&ms)
+	gc1 := ms.NumGC
 	phase.Store(2)
 	swapStart := time.Now()
 	var old []*policy.Version
+	var took []time.Duration
 	for i := range swaps {
 		id := b.ID
 		if i%2 == 1 {
 			id = a.ID
 		}
 		prev := mgr.Engine().Active(abi.KindCache)
-		if _, err := mgr.Activate(ctx, id); err != nil {
+		t0 := time.Now()
+		_, err := mgr.Activate(ctx, id)
+		took = append(took, time.Since(t0))
+		if err != nil {
 			tb.Errorf("activation %d: %v", i, err)
 			continue
 		}
@@ -221,6 +230,9 @@ func runSwapLoad(tb testing.TB, rate, workers, swaps int, steady time.Duration) 
 	}
 	rep.SwapWindow = time.Since(swapStart)
 	phase.Store(3)
+	runtime.ReadMemStats(&ms)
+	rep.GCSteady, rep.GCSwaps = gc1-gc0, ms.NumGC-gc1
+	rep.ActivateP50, rep.ActivateMax = pct(took, 0.5), pct(took, 1)
 	time.Sleep(100 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -255,7 +267,8 @@ func logSwapReport(tb testing.TB, r swapReport) {
 	tb.Logf("steady p50 %v p99 %v; during %d activations (%v) p50 %v p99 %v; p99 ratio %.2f",
 		r.SteadyP50, r.SteadyP99, r.Activations, r.SwapWindow.Round(time.Millisecond), r.SwapP50, r.SwapP99,
 		float64(r.SwapP99)/float64(max(r.SteadyP99, 1)))
-	tb.Logf("p90 steady %v, during swaps %v", r.SteadyP90, r.SwapP90)
+	tb.Logf("p90 steady %v, during swaps %v; an activation took %v (median), %v at most; garbage collections: %d steady, %d during the swaps",
+		r.SteadyP90, r.SwapP90, r.ActivateP50.Round(10*time.Microsecond), r.ActivateMax.Round(10*time.Microsecond), r.GCSteady, r.GCSwaps)
 	tb.Logf("old versions closed %d of %d; heap in use %.1f MiB before, %.1f MiB after",
 		r.OldClosed, r.Activations, float64(r.HeapBefore)/(1<<20), float64(r.HeapAfter)/(1<<20))
 }
