@@ -22,6 +22,9 @@ import (
 
 // deadlineMS is the cache policy's per-call deadline in these tests: the
 // shipped policies.json's 10 ms, longer under the race detector.
+// swapGap is the pause between two activations of the swap scenario.
+var swapGap = 100 * time.Millisecond
+
 var deadlineMS = map[bool]float64{false: 10, true: 200}[raceEnabled]
 
 // swapReport are the figures of one hot-swap run.
@@ -226,7 +229,7 @@ func runSwapLoad(tb testing.TB, rate, workers, swaps int, steady time.Duration) 
 		}
 		old = append(old, prev)
 		rep.Activations++
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(swapGap)
 	}
 	rep.SwapWindow = time.Since(swapStart)
 	phase.Store(3)
