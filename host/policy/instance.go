@@ -130,7 +130,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(in.out).WithStderr(in.errw).
 		WithNanotime(in.nanotime, 1)
-	mod, err := v.rt.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, v.module.image.allocator()), v.compiled, cfg)
+	mod, err := v.rt.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), v.compiled, cfg)
 	if err != nil {
 		return nil, lerr("module", "", "", fmt.Errorf("instantiate: %w", err))
 	}

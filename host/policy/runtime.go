@@ -195,13 +195,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.starting.Wait()
 	close(rt.stop)
 	<-rt.done
-	err := rt.wz.Close(ctx)
-	rt.mu.Lock()
-	for _, m := range rt.modules {
-		m.image.close()
-	}
-	rt.mu.Unlock()
-	return err
+	return rt.wz.Close(ctx)
 }
 
 // watchdog stops calls past their deadline: it flips the instance's
@@ -399,13 +393,7 @@ type compiledModule struct {
 	digest   string
 	compiled wazero.CompiledModule
 	prepared prepared
-	image    *memoryImage // nil: the module keeps its data segments
 	refs     int
-}
-
-func (m *compiledModule) close() {
-	m.compiled.Close(context.Background())
-	m.image.close()
 }
 
 // compile returns the shared compiled module for wasm, preparing and
@@ -438,10 +426,6 @@ func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte
 		return m, nil
 	}
 	m := &compiledModule{digest: digest, compiled: compiled, prepared: p, refs: 1}
-	if p.image != nil {
-		m.image = newMemoryImage(p.image)
-		m.prepared.image = nil
-	}
 	rt.modules[digest] = m
 	return m, nil
 }
@@ -468,7 +452,7 @@ func (rt *Runtime) releaseModule(m *compiledModule) {
 	}
 	rt.mu.Unlock()
 	if evict != nil {
-		evict.close()
+		evict.compiled.Close(context.Background())
 	}
 }
 

@@ -94,7 +94,6 @@ type prepared struct {
 	wasm        []byte // the rewritten module, ready to compile
 	initialize  bool   // the module exports _initialize (a reactor)
 	memoryPages uint32 // declared initial memory, in pages
-	image       []byte // initial memory written by the removed data segments, or nil
 }
 
 // prepare validates the module against ABI v1 and the host's limits and
@@ -218,10 +217,8 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals); err != nil {
 		return p, &LoadError{Policy: name, Item: "code", Err: err}
 	}
-	// Fewer data segments: instantiation applies each one. Then, where
-	// it is safe, none: the host lays the memory image in itself.
+	// Fewer data segments: instantiation applies each one.
 	coalesceData(m)
-	p.image = takeImage(m)
 	// Debug sections describe code offsets the rewrite moved.
 	m.CustomSections = nil
 	p.wasm = binary.EncodeModule(m)
