@@ -32,6 +32,7 @@ import (
 type Store interface {
 	CreateChatSession(ctx context.Context, userID int64, title string) (store.ChatSession, error)
 	GetChatSession(ctx context.Context, id string) (store.ChatSession, error)
+	ListChatSessions(ctx context.Context, userID int64, limit int) ([]store.ChatSession, error)
 	AppendChatMessage(ctx context.Context, m *store.ChatMessage) error
 	ListChatMessages(ctx context.Context, sessionID string, afterID int64, limit int) ([]store.ChatMessage, error)
 	GetChatSummary(ctx context.Context, sessionID string) (store.ChatSummary, error)
@@ -211,6 +212,15 @@ func (s *Service) CreateSession(ctx context.Context, userID int64, title string)
 		return sess, fmt.Errorf("chat: create session: %w", err)
 	}
 	return sess, nil
+}
+
+// Sessions returns up to limit of userID's sessions, newest first.
+func (s *Service) Sessions(ctx context.Context, userID int64, limit int) ([]store.ChatSession, error) {
+	out, err := s.st.ListChatSessions(ctx, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("chat: sessions: %w", err)
+	}
+	return out, nil
 }
 
 // Session returns a session of userID's: ErrForbidden when it is someone

@@ -31,6 +31,7 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second, for --mode rate")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, fmt.Sprintf("measured duration (at most %v)", loadgen.MaxDuration))
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "unmeasured warm-up before the run")
+	fs.BoolVar(&cfg.NewChats, "new-chats", false, "open a new chat session per chatting user instead of continuing their newest (returning users continue theirs)")
 	fs.IntVar(&cfg.Requests, "requests", 0, "stop after this many requests (0: duration only)")
 	fs.IntVar(&cfg.Users, "users", 2000, "seeded users to draw from (ids 1..N)")
 	fs.Float64Var(&cfg.ZipfS, "zipf", 1.1, "Zipf exponent of user and challenge popularity (> 1)")

@@ -89,6 +89,11 @@ type Config struct {
 	// Warmup runs the same load for this long first, unmeasured (fills
 	// caches and connection pools).
 	Warmup time.Duration
+	// NewChats opens a new chat session for each chatting user. By
+	// default a user continues their newest session, as a returning user
+	// of the app does, and opens one only when they have none: successive
+	// runs against one server then extend the same conversations.
+	NewChats bool
 	// Requests, when positive, stops the run after this many requests.
 	Requests int
 	// Users is the number of seeded users (ids 1..Users); default 2000.
@@ -512,10 +517,30 @@ func (r *runner) token(user int64) (string, error) {
 	return t, nil
 }
 
-// session returns the user's chat session, creating it on first use.
+// session returns the user's chat session: on first use, the user's
+// newest (unless Config.NewChats), or a new one.
 func (w *worker) session(ctx context.Context, user int64) (string, error) {
 	if v, ok := w.r.sessions.Load(user); ok {
 		return v.(string), nil
+	}
+	if !w.r.cfg.NewChats {
+		list := requestSpec{endpoint: EpChatSession, method: http.MethodGet, path: "/api/chat/sessions?limit=1", user: user}
+		body, ok := w.send(ctx, list, time.Now())
+		if !ok {
+			return "", errors.New("loadgen: could not list the user's chat sessions")
+		}
+		var sessions struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(body, &sessions); err != nil {
+			return "", errors.New("loadgen: chat session list is not JSON")
+		}
+		if len(sessions.Items) > 0 && sessions.Items[0].ID != "" {
+			v, _ := w.r.sessions.LoadOrStore(user, sessions.Items[0].ID)
+			return v.(string), nil
+		}
 	}
 	spec := requestSpec{endpoint: EpChatSession, method: http.MethodPost, path: "/api/chat/sessions",
 		body: jsonBody(map[string]string{"title": "load test"}), user: user}

@@ -24,9 +24,15 @@ type fakeAPI struct {
 	seen  map[string]bool
 	delay time.Duration
 	fail  map[string]int // path prefix segment → status to answer
+	// sessions are the users with a chat session ("s<user>"); created
+	// counts the sessions opened through the API.
+	sessions map[string]bool
+	created  int
 }
 
-func newFakeAPI() *fakeAPI { return &fakeAPI{seen: map[string]bool{}, fail: map[string]int{}} }
+func newFakeAPI() *fakeAPI {
+	return &fakeAPI{seen: map[string]bool{}, fail: map[string]int{}, sessions: map[string]bool{}}
+}
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.delay > 0 {
@@ -83,12 +89,30 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("X-Cache", "BYPASS")
 		w.Write([]byte(`{}`))
+	case r.URL.Path == "/api/chat/sessions" && r.Method == http.MethodGet:
+		u, ok := user()
+		if !ok || r.URL.Query().Get("limit") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		has := f.sessions[u]
+		f.mu.Unlock()
+		if has {
+			fmt.Fprintf(w, `{"items":[{"id":"s%s"}]}`, u)
+		} else {
+			w.Write([]byte(`{"items":[]}`))
+		}
 	case r.URL.Path == "/api/chat/sessions" && r.Method == http.MethodPost:
 		u, ok := user()
 		if !ok {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		f.mu.Lock()
+		f.sessions[u] = true
+		f.created++
+		f.mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":"s%s"}`, u)
 	case len(parts) == 5 && parts[2] == "sessions" && parts[4] == "messages":
@@ -141,8 +165,8 @@ func TestClosedLoopMix(t *testing.T) {
 	if len(rep.Errors) != 0 {
 		t.Errorf("errors %v, want none", rep.Errors)
 	}
-	if n := rep.Endpoints[EpChatSession].Requests; n == 0 || n > 50 {
-		t.Errorf("chat sessions created: %d, want 1 to 50 (one per chatting user)", n)
+	if n := rep.Endpoints[EpChatSession].Requests; n == 0 || n > 100 {
+		t.Errorf("chat session requests: %d, want 1 to 100 (a look-up and an opening per chatting user)", n)
 	}
 	chat := rep.Endpoints[EpChat]
 	if rep.Chat.Messages != chat.OK {
@@ -451,5 +475,33 @@ func TestLoadTargets(t *testing.T) {
 	}
 	if _, err := LoadTargets(write(`{"p95": 1}`)); err == nil || !strings.Contains(err.Error(), "p95") {
 		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// TestChatsContinueTheNewestSession: chatting users with a session
+// continue it (no session is opened); with NewChats each opens one.
+func TestChatsContinueTheNewestSession(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		f := newFakeAPI()
+		for u := 1; u <= 20; u++ {
+			f.sessions[fmt.Sprint(u)] = true
+		}
+		srv := httptest.NewServer(f)
+		rep, err := Run(context.Background(), Config{Target: srv.URL, Connections: 2, Requests: 200, Duration: time.Minute,
+			Users: 20, Tokens: fakeTokens, Mix: Mix{EpChat: 1}, NewChats: fresh})
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Errors) != 0 || rep.Endpoints[EpChat].OK != 200 {
+			t.Fatalf("NewChats %v: errors %v, chat ok %d", fresh, rep.Errors, rep.Endpoints[EpChat].OK)
+		}
+		users := rep.Endpoints[EpChatSession].Requests
+		switch {
+		case !fresh && f.created != 0:
+			t.Errorf("sessions opened: %d, want 0 (every user has one to continue)", f.created)
+		case fresh && (f.created == 0 || int64(f.created) != users):
+			t.Errorf("NewChats: sessions opened %d for %d chatting users", f.created, users)
+		}
 	}
 }

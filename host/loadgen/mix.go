@@ -21,7 +21,7 @@ const (
 	EpLocationPut = "location_put" // PUT /api/users/:id/location
 	EpComplete    = "complete"     // POST /api/challenges/:id/complete
 	EpChat        = "chat"         // POST /api/chat/sessions/:id/messages
-	EpChatSession = "chat_session" // POST /api/chat/sessions (once per user that chats)
+	EpChatSession = "chat_session" // GET or POST /api/chat/sessions (finding or opening a chatting user's session, once per user)
 )
 
 // DefaultMix is a read-heavy app mix, nine reads to one write: mostly

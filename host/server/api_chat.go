@@ -13,6 +13,7 @@ import (
 
 	"github.com/wingman-app/wingate/host/chat"
 	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/store"
 )
 
 // chatTimeout bounds one chat turn, streaming included, once the handler
@@ -21,6 +22,7 @@ const chatTimeout = 3 * time.Minute
 
 func (s *Server) chatRoutes() {
 	s.app.Post("/api/chat/sessions", s.requireAuth, s.createChatSession)
+	s.app.Get("/api/chat/sessions", s.requireAuth, s.listChatSessions)
 	s.app.Get("/api/chat/sessions/:id/messages", s.requireAuth, s.listChatMessages)
 	s.app.Post("/api/chat/sessions/:id/messages", s.requireAuth, s.sendChatMessage)
 	s.app.Get("/api/chat/sessions/:id/cost", s.requireAuth, s.chatCost)
@@ -80,6 +82,27 @@ func (s *Server) createChatSession(c *fiber.Ctx) error {
 		return s.chatError(err)
 	}
 	return c.Status(fiber.StatusCreated).JSON(sess)
+}
+
+// listChatSessions answers the caller's own sessions, newest first:
+// {"items": [...]}; limit 1 to 100, default 20.
+func (s *Server) listChatSessions(c *fiber.Ctx) error {
+	uid, ok := userID(c)
+	if !ok {
+		return unauthorized("missing bearer token")
+	}
+	limit, err := queryInt(c, "limit", 20, 1, 100)
+	if err != nil {
+		return err
+	}
+	sessions, err := s.deps.Chat.Sessions(c.UserContext(), uid, int(limit))
+	if err != nil {
+		return s.chatError(err)
+	}
+	if sessions == nil {
+		sessions = []store.ChatSession{}
+	}
+	return c.JSON(fiber.Map{"items": sessions})
 }
 
 func (s *Server) listChatMessages(c *fiber.Ctx) error {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +212,22 @@ func TestChatSessionEndpoints(t *testing.T) {
 		t.Errorf("cost: %d %s", r.status, r.body)
 	}
 
+	// The caller's own sessions, newest first; none of another user's.
+	second := f.newSession(t, 1)
+	r = f.do(t, "GET", "/api/chat/sessions", 1, "")
+	var list struct{ Items []store.ChatSession }
+	if err := json.Unmarshal(r.body, &list); r.status != 200 || err != nil || len(list.Items) != 2 ||
+		!slices.ContainsFunc(list.Items, func(x store.ChatSession) bool { return x.ID == sid }) ||
+		!slices.ContainsFunc(list.Items, func(x store.ChatSession) bool { return x.ID == second }) {
+		t.Errorf("sessions: %d %s", r.status, r.body)
+	}
+	if r = f.do(t, "GET", "/api/chat/sessions?limit=1", 1, ""); r.status != 200 || len(r.json(t)["items"].([]any)) != 1 {
+		t.Errorf("sessions?limit=1: %d %s", r.status, r.body)
+	}
+	if r = f.do(t, "GET", "/api/chat/sessions", 2, ""); r.status != 200 || len(r.json(t)["items"].([]any)) != 0 {
+		t.Errorf("another user's sessions: %d %s", r.status, r.body)
+	}
+
 	tests := []struct {
 		name, method, path string
 		user               int64
@@ -219,6 +236,8 @@ func TestChatSessionEndpoints(t *testing.T) {
 		code               string
 	}{
 		{"no token", "POST", "/api/chat/sessions", 0, `{}`, 401, "unauthorized"},
+		{"no token list", "GET", "/api/chat/sessions", 0, "", 401, "unauthorized"},
+		{"bad list limit", "GET", "/api/chat/sessions?limit=0", 1, "", 400, "invalid_limit"},
 		{"no token messages", "GET", "/api/chat/sessions/" + sid + "/messages", 0, "", 401, "unauthorized"},
 		{"other user's messages", "GET", "/api/chat/sessions/" + sid + "/messages", 2, "", 403, "forbidden"},
 		{"other user's send", "POST", "/api/chat/sessions/" + sid + "/messages", 2, `{"text":"hi"}`, 403, "forbidden"},

@@ -81,6 +81,9 @@ type ChatStore interface {
 	CreateChatSession(ctx context.Context, userID int64, title string) (ChatSession, error)
 	// GetChatSession returns one session.
 	GetChatSession(ctx context.Context, id string) (ChatSession, error)
+	// ListChatSessions returns up to limit of userID's sessions, newest
+	// first (an unknown user has none).
+	ListChatSessions(ctx context.Context, userID int64, limit int) ([]ChatSession, error)
 	// AppendChatMessage stores m and sets m.ID and m.CreatedAt. IDs grow
 	// monotonically within a session.
 	AppendChatMessage(ctx context.Context, m *ChatMessage) error

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -347,6 +348,28 @@ func (s *Store) GetChatSession(ctx context.Context, id string) (store.ChatSessio
 		return store.ChatSession{}, fmt.Errorf("memstore: chat session %q: %w", id, store.ErrNotFound)
 	}
 	return cs, nil
+}
+
+// ListChatSessions implements store.ChatStore.
+func (s *Store) ListChatSessions(ctx context.Context, userID int64, limit int) ([]store.ChatSession, error) {
+	s.mu.RLock()
+	var out []store.ChatSession
+	for _, cs := range s.sessions {
+		if cs.UserID == userID {
+			out = append(out, cs)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b store.ChatSession) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	if len(out) > limit {
+		out = out[:max(limit, 0)]
+	}
+	return out, nil
 }
 
 // AppendChatMessage implements store.ChatStore.

@@ -366,6 +366,30 @@ func (s *Store) GetChatSession(ctx context.Context, id string) (store.ChatSessio
 	return cs, err
 }
 
+// ListChatSessions implements store.ChatStore.
+func (s *Store) ListChatSessions(ctx context.Context, userID int64, limit int) ([]store.ChatSession, error) {
+	var out []store.ChatSession
+	err := s.run(ctx, "chat.session.list", true, func(ctx context.Context, c *pgxpool.Conn) error {
+		out = out[:0]
+		rows, err := c.Query(ctx, `SELECT id, title, created_at FROM chat_sessions WHERE user_id = $1
+			ORDER BY created_at DESC, id DESC LIMIT $2`, userID, max(limit, 0))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			cs := store.ChatSession{UserID: userID}
+			if err := rows.Scan(&cs.ID, &cs.Title, &cs.CreatedAt); err != nil {
+				return err
+			}
+			cs.CreatedAt = cs.CreatedAt.UTC()
+			out = append(out, cs)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 const messageCols = `session_id, role, text, tokens, tier, provider, model, input_tokens, output_tokens,
 	cache_read_tokens, cache_write_tokens, cost_usd, baseline_cost_usd, context_tokens, baseline_context_tokens,
 	latency_ms, status`

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -426,6 +427,17 @@ func testChat(t *testing.T, s store.Store) {
 	other, err := s.CreateChatSession(c, u.ID, "other")
 	if err != nil || other.ID == sess.ID {
 		t.Fatalf("second session = %+v, %v", other, err)
+	}
+	list, err := s.ListChatSessions(c, u.ID, 10)
+	if err != nil || len(list) != 2 || !slices.ContainsFunc(list, func(x store.ChatSession) bool { return x == sess }) ||
+		!slices.ContainsFunc(list, func(x store.ChatSession) bool { return x == other }) || list[0].CreatedAt.Before(list[1].CreatedAt) {
+		t.Fatalf("ListChatSessions = %+v, %v; want both sessions, newest first", list, err)
+	}
+	if one, err := s.ListChatSessions(c, u.ID, 1); err != nil || len(one) != 1 || one[0] != list[0] {
+		t.Fatalf("ListChatSessions(limit 1) = %+v, %v; want [%+v]", one, err, list[0])
+	}
+	if none, err := s.ListChatSessions(c, 1<<60, 10); err != nil || len(none) != 0 {
+		t.Fatalf("ListChatSessions(unknown user) = %+v, %v; want none", none, err)
 	}
 
 	full := store.ChatMessage{SessionID: sess.ID, Role: store.RoleAssistant, Text: "Breathe, then say hi. ✨", Tokens: 9,
