@@ -35,7 +35,7 @@ type Version struct {
 	recycleMemory  uint64
 	acquireTimeout time.Duration
 
-	idle     chan *instance
+	idle     idlePool
 	total    atomic.Int32 // instances alive or being created
 	lastBusy atomic.Int64 // nanotime when a caller last found no idle instance
 
@@ -71,7 +71,6 @@ func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Ver
 		recycleCalls:   int64(spec.RecycleCalls),
 		recycleMemory:  spec.RecycleMemory,
 		acquireTimeout: spec.AcquireTimeout,
-		idle:           make(chan *instance, max),
 		done:           make(chan struct{}),
 		instances:      map[*instance]struct{}{},
 	}
@@ -165,9 +164,7 @@ func (v *Version) closeNow() {
 	ins := v.instances
 	v.instances = map[*instance]struct{}{}
 	v.mu.Unlock()
-	for len(v.idle) > 0 {
-		<-v.idle
-	}
+	v.idle.drain()
 	ctx := context.Background()
 	for in := range ins {
 		v.rt.untrack(in)
@@ -187,29 +184,25 @@ func (v *Version) put(in *instance) {
 	v.mu.Lock()
 	v.instances[in] = struct{}{}
 	v.mu.Unlock()
-	v.idle <- in
+	v.idle.put(in)
 }
 
 // acquire returns an idle instance, starting a new one when the pool is
 // below its cap, and waits up to the acquire timeout or ctx's end.
 func (v *Version) acquire(ctx context.Context) (*instance, error) {
-	select {
-	case in := <-v.idle:
+	if in := v.idle.get(); in != nil {
 		return in, nil
-	default:
 	}
 	v.lastBusy.Store(nanotime())
 	v.grow()
-	t := time.NewTimer(v.acquireTimeout)
-	defer t.Stop()
-	select {
-	case in := <-v.idle:
-		return in, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	case <-t.C:
+	in, err := v.idle.wait(ctx, v.acquireTimeout)
+	switch {
+	case err == errPoolTimeout:
 		return nil, fmt.Errorf("%w: none free within %v (pool of %d)", ErrUnavailable, v.acquireTimeout, v.max)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	return in, nil
 }
 
 // grow starts one more instance in the background if below the cap.
@@ -251,7 +244,7 @@ func (v *Version) release(in *instance, reason string) {
 		case uint64(in.mem.Size()) > v.recycleMemory:
 			reason = "memory"
 		default:
-			v.idle <- in
+			v.idle.put(in)
 			return
 		}
 	}
@@ -283,12 +276,11 @@ func (v *Version) shrink(now, idle int64) {
 	}
 	defer v.releaseRef()
 	for int(v.total.Load()) > v.min {
-		select {
-		case in := <-v.idle:
-			v.release(in, "idle")
-		default:
+		in := v.idle.oldest()
+		if in == nil {
 			return
 		}
+		v.release(in, "idle")
 	}
 }
 
@@ -498,7 +490,7 @@ type VersionStats struct {
 func (v *Version) Stats() VersionStats {
 	s := VersionStats{
 		Policy: v.name, Version: v.digest, Kinds: v.Kinds(), Max: v.max,
-		Idle: len(v.idle), Failures: v.failures.Load(), Timeouts: v.timeouts.Load(), Traps: v.traps.Load(),
+		Idle: v.idle.len(), Failures: v.failures.Load(), Timeouts: v.timeouts.Load(), Traps: v.traps.Load(),
 		Created: v.created.Load(), Discarded: v.discarded.Load(), Calls: v.retiredCalls.Load(),
 	}
 	v.mu.Lock()
