@@ -90,8 +90,12 @@
 // instances are single-threaded, so more than a few per core only adds
 // memory (a Go guest starts at about 2.3 MiB). Growth happens in the
 // background; a caller waits for the first free instance, bounded by its
-// context and Spec.AcquireTimeout. Instances above the minimum are closed
-// when the pool has not run short for Options.IdleTimeout. An instance is
+// context and Spec.AcquireTimeout. Idle instances are a stack: the one
+// released last is handed out first, which keeps as many instances as
+// there are busy cores hot in the CPU caches (a queue rotating through
+// every instance cost about 1 µs of CPU per request more under wrk at 100
+// connections). Instances above the minimum, taken from the bottom, are
+// closed when the pool has not run short for Options.IdleTimeout. An instance is
 // thrown away after any trap, exit or timeout (its state is unknown), and
 // recycled after DefaultRecycleCalls calls or once its memory passes
 // DefaultRecycleMemory, so a slow leak inside a guest stays bounded.
