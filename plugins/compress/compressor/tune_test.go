@@ -1,3 +1,5 @@
+//go:build tune
+
 package compressor_test
 
 import (
@@ -14,11 +16,13 @@ import (
 
 // TestTune searches the configuration by coordinate ascent on the tuning
 // conversations only and prints the held-out figures beside. It is a
-// development tool: it runs only with WINGATE_COMPRESS_TUNE=1.
+// development tool of up to an hour, built only with the "tune" tag:
+//
+//	WINGATE_COMPRESS_TUNE=k1,b go test -tags tune -run TestTune -v -timeout 60m ./plugins/compress/compressor
+//
+// WINGATE_COMPRESS_TUNE names the parameters to search (unset or "1":
+// all of them).
 func TestTune(t *testing.T) {
-	if os.Getenv("WINGATE_COMPRESS_TUNE") == "" {
-		t.Skip("set WINGATE_COMPRESS_TUNE=1 to search the compressor's configuration")
-	}
 	all := loadLocomo(t)
 	var tune, held []*evaldata.Conv
 	heldIDs := heldOut(all)
@@ -91,7 +95,7 @@ func TestTune(t *testing.T) {
 	var params []param
 	for _, p := range paramList {
 		want := os.Getenv("WINGATE_COMPRESS_TUNE")
-		if want == "1" || strings.Contains(","+want+",", ","+p.name+",") {
+		if want == "" || want == "1" || strings.Contains(","+want+",", ","+p.name+",") {
 			params = append(params, p)
 		}
 	}
