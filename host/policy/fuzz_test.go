@@ -111,16 +111,16 @@ func FuzzGuardBody(f *testing.F) {
 	f.Add([]byte{0xfc, 0x0a, 0x00, 0x00, 0xfd, 0x0c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x0b})
 	f.Add([]byte{0x0e, 0x02, 0x00, 0x01, 0x00, 0x0b})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := guardBody(b, 3)
+		out, err := guardBody(b, 3, 4)
 		if err != nil {
 			return
 		}
-		// Every loop gained exactly one 14-byte check (global index 3
-		// encodes in one byte).
-		if (len(out)-len(b))%14 != 0 {
+		// Every loop gained exactly one 17-byte check (global indexes 3
+		// and 4 encode in one byte each).
+		if (len(out)-len(b))%17 != 0 {
 			t.Fatalf("guarded body grew by %d bytes", len(out)-len(b))
 		}
-		again, err := guardBody(out, 3)
+		again, err := guardBody(out, 3, 4)
 		if err != nil {
 			t.Fatalf("guarded body does not decode: %v", err)
 		}

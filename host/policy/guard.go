@@ -9,8 +9,10 @@ import (
 // The loop guard. At load time every function body is rewritten so that
 // each loop header begins with
 //
+//	global.get $halt
 //	global.get $budget
 //	i64.eqz
+//	i32.or
 //	if
 //	  unreachable
 //	end
@@ -20,12 +22,20 @@ import (
 //	global.set $budget
 //
 // where $budget is a mutable i64 global added to the module and exported as
-// stopGlobalName: the number of loop iterations the call may still run.
-// The host arms it before every call (see loopBudget) and the watchdog
-// sets it to 0 on an instance whose call has overrun its deadline; the
-// guest then traps at its next loop iteration and the instance is
-// discarded. Straight-line code needs no check: it ends, and recursion
-// ends in a stack-overflow trap.
+// stopGlobalName, the number of loop iterations the call may still run,
+// and $halt a mutable i32 global exported as haltGlobalName. The host arms
+// the budget before every call (see loopBudget); the watchdog sets halt on
+// an instance whose call has overrun its deadline, and the guest traps at
+// its next loop iteration; the instance is then discarded. Straight-line
+// code needs no check: it ends, and recursion ends in a stack-overflow
+// trap.
+//
+// Why a separate halt flag: the guest writes the budget back at every
+// iteration, so a zero the host writes between the guest's load and its
+// store is overwritten, and with the loads and the store of a tight loop
+// that window is most of the iteration. A budget-only guard let a runaway
+// call live until its budget ran out, several milliseconds past the
+// deadline; the guest never writes halt.
 //
 // Why a count and not only a flag: a goroutine running compiled guest
 // code cannot be preempted by the Go scheduler, so when a garbage
@@ -34,9 +44,13 @@ import (
 // count needs no other goroutine: a spinning guest exhausts it by itself
 // and traps, which lets the stop-the-world pause complete.
 
-// stopGlobalName is the export under which the host finds the stop flag.
-// Guests may not export this name themselves.
-const stopGlobalName = "__wingate_stop"
+// stopGlobalName and haltGlobalName are the exports under which the host
+// finds the loop budget and the halt flag. Guests may not export these
+// names themselves.
+const (
+	stopGlobalName = "__wingate_stop"
+	haltGlobalName = "__wingate_halt"
+)
 
 // loopBudget is the number of loop iterations a call with deadline d may
 // run before it traps by itself: 2 per nanosecond of the deadline. An
@@ -59,13 +73,17 @@ func loopBudget(d time.Duration) uint64 {
 var errGuardOpcode = errors.New("unsupported instruction")
 
 // guardBody returns body with the stop check inserted after every loop
-// instruction's block type. global is the index of the budget global.
-// It fails on instructions it cannot decode rather than guessing.
-func guardBody(body []byte, global uint32) ([]byte, error) {
-	check := make([]byte, 0, 24)
+// instruction's block type. global and halt are the indexes of the budget
+// global and the halt flag. It fails on instructions it cannot decode
+// rather than guessing.
+func guardBody(body []byte, global, halt uint32) ([]byte, error) {
+	check := make([]byte, 0, 32)
+	check = append(check, 0x23) // global.get $halt
+	check = appendULEB(check, halt)
 	check = append(check, 0x23) // global.get $budget
 	check = appendULEB(check, global)
 	check = append(check, 0x50)                   // i64.eqz
+	check = append(check, 0x72)                   // i32.or
 	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
 	check = append(check, 0x23)                   // global.get $budget
 	check = appendULEB(check, global)

@@ -29,8 +29,9 @@ type instance struct {
 	buffer api.Function
 	decide api.Function
 	init   api.Function
-	stop   api.MutableGlobal
-	ctx    context.Context // carries the instance to host functions
+	stop   api.MutableGlobal // loop budget: iterations the call may still run
+	halt   api.MutableGlobal // set to 1 to stop the call at its next loop iteration
+	ctx    context.Context   // carries the instance to host functions
 	kinds  uint32
 
 	// deadline is 0 while idle, the monotonic deadline of the call in
@@ -140,11 +141,12 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	in.decide = mod.ExportedFunction(abi.ExportDecide)
 	in.init = mod.ExportedFunction(abi.ExportInit)
 	g, ok := mod.ExportedGlobal(stopGlobalName).(api.MutableGlobal)
-	if !ok || in.mem == nil || in.buffer == nil || in.decide == nil || in.init == nil {
+	h, hok := mod.ExportedGlobal(haltGlobalName).(api.MutableGlobal)
+	if !ok || !hok || in.mem == nil || in.buffer == nil || in.decide == nil || in.init == nil {
 		mod.Close(ctx)
 		return nil, lerr("module", "ABI v1 exports", "missing after instantiation", nil)
 	}
-	in.stop = g
+	in.stop, in.halt = g, h
 	v.rt.track(in)
 	fail := func(err error) (*instance, error) {
 		in.deadline.Store(0)
@@ -220,7 +222,7 @@ func (in *instance) callStack(fn api.Function) error {
 func (in *instance) callErr(err error) error {
 	// A zero budget means the loop guard trapped: the watchdog stopped
 	// the call, or the call used up its iterations by itself.
-	if in.deadline.Load() == deadlineStopped || in.stop.Get() == 0 {
+	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() == 0 {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	var exit *sys.ExitError

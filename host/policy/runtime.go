@@ -188,7 +188,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	// runaway guest) at its next loop header, then wait for the starts.
 	for in := range rt.live {
 		if d := in.deadline.Load(); d > 0 && in.deadline.CompareAndSwap(d, deadlineStopped) {
-			in.stop.Set(0)
+			in.halt.Set(1)
 		}
 	}
 	rt.mu.Unlock()
@@ -222,7 +222,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		}
 		rt.mu.Unlock()
 		for _, in := range batch {
-			in.stop.Set(0)
+			in.halt.Set(1)
 		}
 	}
 }

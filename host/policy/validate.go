@@ -102,6 +102,9 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	lerr := func(item, want, found string) error {
 		return &LoadError{Policy: name, Item: item, Want: want, Found: found}
 	}
+	if err := checkBounds(bin); err != nil {
+		return p, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("malformed binary: %w", err)}
+	}
 	var m *wasm.Module
 	func() {
 		defer func() {
@@ -156,8 +159,10 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	for _, e := range m.ExportSection {
 		exports[e.Name] = e
 	}
-	if _, ok := exports[stopGlobalName]; ok {
-		return p, lerr("export "+stopGlobalName, "no export of this reserved name", "an export")
+	for _, reserved := range []string{stopGlobalName, haltGlobalName} {
+		if _, ok := exports[reserved]; ok {
+			return p, lerr("export "+reserved, "no export of this reserved name", "an export")
+		}
 	}
 	if _, ok := exports[abi.ExportMarker]; !ok {
 		found := "no export named wingate_abi_v*"
@@ -260,9 +265,16 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32) error
 		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI64, Mutable: true},
 		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI64Const, Data: []byte{0}},
 	})
-	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop})
+	halt := stop + 1
+	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
+		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
+	})
+	m.ExportSection = append(m.ExportSection,
+		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop},
+		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: haltGlobalName, Index: halt})
 	for i, c := range m.CodeSection {
-		body, err := guardBody(c.Body, stop)
+		body, err := guardBody(c.Body, stop, halt)
 		if err != nil {
 			return fmt.Errorf("function %d: %w", nImportedFuncs+uint32(i), err)
 		}
