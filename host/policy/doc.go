@@ -63,16 +63,18 @@
 // takes a fraction of that, and a per-call context.WithTimeout costs
 // about 0.8 µs more. Instead, at load time every loop header gets
 //
-//	global.get $budget; i64.eqz; if; unreachable; end
+//	global.get $halt; global.get $budget; i64.eqz; i32.or; if; unreachable; end
 //	global.get $budget; i64.const 1; i64.sub; global.set $budget
 //
-// where $budget is a mutable i64 global the rewrite adds: the loop
-// iterations the call may still run. The host arms it before each call
-// with 2 iterations per nanosecond of the deadline (loopBudget). One
-// watchdog goroutine per Runtime wakes every 250 µs, finds the calls past
-// their deadline (each instance publishes its deadline in an atomic before
-// the call and clears it after) and zeroes their budget; the guest traps
-// at its next loop iteration. The count is what makes the guard safe
+// where $budget is a mutable i64 global the rewrite adds, the loop
+// iterations the call may still run, and $halt a mutable i32 only the
+// host writes. The host arms the budget before each call with 2
+// iterations per nanosecond of the deadline (loopBudget). One watchdog
+// goroutine per Runtime wakes every 250 µs, finds the calls past their
+// deadline (each instance publishes its deadline in an atomic before the
+// call and clears it after) and sets their halt flag; the guest traps at
+// its next loop iteration. (Zeroing the budget instead does not work: the
+// guest writes it back every iteration and overwrites the zero.) The count is what makes the guard safe
 // against the Go runtime itself: a goroutine in compiled guest code cannot
 // be preempted, so a stop-the-world garbage collection that begins while a
 // guest spins also stops the watchdog; the spinning guest then exhausts its
