@@ -149,7 +149,12 @@ func startServe(t *testing.T, args ...string) *host {
 			t.Error("serve did not stop within 30 s of its context ending")
 		}
 	})
-	h.waitReady(t, 60*time.Second)
+	// Start-up loads the three policies; they are compiled by `go generate
+	// ./policies`, but a race-built server that misses the compilation
+	// cache compiles each for about 17 s.
+	t0 := time.Now()
+	h.waitReady(t, 3*time.Minute)
+	t.Logf("serve ready after %v", time.Since(t0).Round(time.Millisecond))
 	return h
 }
 
@@ -174,6 +179,12 @@ func (h *host) waitReady(t *testing.T, within time.Duration) {
 }
 
 var httpClient = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// adminClient uploads policies. An upload validates and compiles the
+// module before it answers, and under the race detector wazero's compiler
+// is instrumented too: a Go guest that compiles in under 2 s takes about
+// 17 s, more on a busy machine.
+var adminClient = &http.Client{Timeout: 3 * time.Minute}
 
 // answer is a decoded response.
 type answer struct {

@@ -105,7 +105,7 @@ func push(h *host, wasm []byte, fields map[string]string) (answer, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := httpClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return answer{}, err
 	}

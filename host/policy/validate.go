@@ -103,7 +103,7 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 		return &LoadError{Policy: name, Item: item, Want: want, Found: found}
 	}
 	if err := checkBounds(bin); err != nil {
-		return p, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("malformed binary: %w", err)}
+		return p, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("not a WebAssembly module: %w", err)}
 	}
 	var m *wasm.Module
 	func() {
