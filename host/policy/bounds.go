@@ -21,83 +21,38 @@ func checkBounds(bin []byte) error {
 	if len(bin) < 8 {
 		return errors.New("shorter than the WebAssembly header")
 	}
-	s := &scanner{b: bin, p: 8}
-	for s.err == nil && s.p < len(bin) {
+	s := &scanner{b: bin, pos: 8}
+	for s.err == nil && s.pos < len(bin) {
 		id := s.byte()
 		size := s.length()
 		if s.err != nil {
 			break
 		}
-		sec := &scanner{b: bin[:s.p+size], p: s.p}
+		sec := &scanner{b: bin[:s.pos+size], pos: s.pos}
 		sec.section(id)
 		if sec.err != nil {
-			return fmt.Errorf("section %d at offset %d: %w", id, s.p, sec.err)
+			return fmt.Errorf("section %d at offset %d: %w", id, s.pos, sec.err)
 		}
-		s.p += size
+		s.pos += size
 	}
 	return s.err
 }
 
-type scanner struct {
-	b   []byte
-	p   int
-	err error
-}
+// scanner is a codeReader walking a module's sections.
+type scanner = codeReader
 
 var errBounds = errors.New("count or length larger than the bytes left")
-
-func (s *scanner) fail(err error) {
-	if s.err == nil {
-		s.err = err
-	}
-	s.p = len(s.b)
-}
-
-func (s *scanner) byte() byte {
-	if s.p >= len(s.b) {
-		s.fail(errors.New("unexpected end"))
-		return 0
-	}
-	c := s.b[s.p]
-	s.p++
-	return c
-}
-
-// leb reads a LEB128 number of at most max bytes.
-func (s *scanner) leb(max int) uint64 {
-	var v uint64
-	for i := 0; i < max; i++ {
-		c := s.byte()
-		if s.err != nil {
-			return 0
-		}
-		v |= uint64(c&0x7f) << (7 * i)
-		if c&0x80 == 0 {
-			return v
-		}
-	}
-	s.fail(errors.New("LEB128 number too long"))
-	return 0
-}
 
 func (s *scanner) u32() uint32 { return uint32(s.leb(5)) }
 
 // length reads a count or byte length that must fit in what is left.
 func (s *scanner) length() int {
 	n := s.leb(5)
-	if s.err == nil && n > uint64(len(s.b)-s.p) {
+	if s.err == nil && n > uint64(len(s.b)-s.pos) {
 		s.fail(errBounds)
 		return 0
 	}
 	return int(n)
-}
-
-func (s *scanner) skip(n int) {
-	if n > len(s.b)-s.p {
-		s.fail(errBounds)
-		return
-	}
-	s.p += n
 }
 
 func (s *scanner) name() { s.skip(s.length()) }
@@ -192,7 +147,7 @@ func (s *scanner) section(id byte) {
 			if s.err != nil {
 				return
 			}
-			body := &scanner{b: s.b[:s.p+size], p: s.p}
+			body := &scanner{b: s.b[:s.pos+size], pos: s.pos}
 			var locals uint64
 			body.vector(func() {
 				locals += uint64(body.u32())
@@ -204,7 +159,7 @@ func (s *scanner) section(id byte) {
 			if body.err != nil {
 				s.fail(body.err)
 			}
-			s.p += size
+			s.pos += size
 		})
 	case 11: // data
 		s.vector(func() {
@@ -250,22 +205,22 @@ func (s *scanner) element() {
 // customSection checks the "name" section, which the decoder reads;
 // other custom sections are only skipped.
 func (s *scanner) customSection() {
-	start := s.p
+	start := s.pos
 	n := s.length()
-	if s.err != nil || string(s.b[s.p:s.p+n]) != "name" {
-		s.p = start
+	if s.err != nil || string(s.b[s.pos:s.pos+n]) != "name" {
+		s.pos = start
 		s.name()
-		s.p = len(s.b)
+		s.pos = len(s.b)
 		return
 	}
 	s.skip(n)
-	for s.err == nil && s.p < len(s.b) {
+	for s.err == nil && s.pos < len(s.b) {
 		id := s.byte()
 		size := s.length()
 		if s.err != nil {
 			return
 		}
-		sub := &scanner{b: s.b[:s.p+size], p: s.p}
+		sub := &scanner{b: s.b[:s.pos+size], pos: s.pos}
 		switch id {
 		case 0:
 			sub.name()
@@ -281,6 +236,6 @@ func (s *scanner) customSection() {
 			s.fail(sub.err)
 			return
 		}
-		s.p += size
+		s.pos += size
 	}
 }

@@ -171,7 +171,7 @@ type codeReader struct {
 	err error
 }
 
-var errGuardShort = errors.New("function body ends inside an instruction")
+var errGuardShort = errors.New("unexpected end inside an instruction or entry")
 
 func (r *codeReader) fail(err error) {
 	if r.err == nil {
@@ -200,9 +200,12 @@ func (r *codeReader) skip(n int) {
 
 // uleb reads a LEB128 number of at most 10 bytes (signed or unsigned:
 // only its length matters, except for counts).
-func (r *codeReader) uleb() uint64 {
+func (r *codeReader) uleb() uint64 { return r.leb(10) }
+
+// leb reads a LEB128 number of at most max bytes.
+func (r *codeReader) leb(max int) uint64 {
 	var v uint64
-	for i := 0; i < 10; i++ {
+	for i := 0; i < max; i++ {
 		c := r.byte()
 		if r.err != nil {
 			return 0
