@@ -22,6 +22,7 @@ import (
 
 	"github.com/wingman-app/wingate/host/auth"
 	"github.com/wingman-app/wingate/host/cli"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/loadgen"
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
@@ -53,26 +54,10 @@ func drillShape() shape {
 	return shape{Duration: 4 * time.Second, Rate: 100, Connections: 16, Writers: 3}
 }
 
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
 // policyDir returns the repository's built policies.
 func policyDir(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "policies")
+	dir := filepath.Join(testkit.RepoRoot(t), "policies")
 	for _, f := range []string{"cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("policies/%s is missing: run `go generate ./policies` first (%v)", f, err)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 // shippedPolicy is one entry of policies/policies.json with its module.
@@ -50,32 +52,6 @@ func shipped(t *testing.T, kind string) shippedPolicy {
 	}
 	t.Fatalf("policies.json has no %s policy", kind)
 	return shippedPolicy{}
-}
-
-// variant returns wasm with a custom section appended: the same behaviour
-// under another digest, so another version.
-func variant(wasm []byte, tag string) []byte {
-	payload := append(uleb(uint64(len(tag))), tag...)
-	payload = append(payload, "drill"...)
-	out := append([]byte(nil), wasm...)
-	out = append(out, 0)
-	out = append(out, uleb(uint64(len(payload)))...)
-	return append(out, payload...)
-}
-
-func uleb(v uint64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if v == 0 {
-			return b
-		}
-	}
 }
 
 // push uploads a version through the admin API as multipart/form-data;
@@ -163,7 +139,7 @@ func TestDrillPolicySwaps(t *testing.T) {
 		p := shipped(t, kind)
 		var pair [2]int64
 		for i, tag := range []string{"a", "b"} {
-			a, err := push(h, variant(p.wasm, tag), map[string]string{"kind": kind, "name": p.Name + "-" + tag,
+			a, err := push(h, testkit.WasmVariant(p.wasm, tag), map[string]string{"kind": kind, "name": p.Name + "-" + tag,
 				"config": string(p.Config), "deadline_ms": strconv.FormatFloat(p.DeadlineMS, 'f', -1, 64)})
 			if err != nil || a.Status != http.StatusCreated {
 				t.Fatalf("push %s %s = %d %v (%v)", kind, tag, a.Status, a.Body, err)
@@ -238,7 +214,7 @@ func hostileGuest(t *testing.T) []byte {
 		out := filepath.Join(os.TempDir(), fmt.Sprintf("wingate-drill-guest-%d.wasm", os.Getpid()))
 		defer os.Remove(out)
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./host/policy/testdata/guest")
-		cmd.Dir = repoRoot(t)
+		cmd.Dir = testkit.RepoRoot(t)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			guestErr = fmt.Errorf("build the hostile guest: %v\n%s", err, b)
@@ -330,7 +306,7 @@ func filterLog(s string) string {
 func hostileDrill(t *testing.T, pushes []hostilePush) {
 	s := drillShape()
 	guest := hostileGuest(t)
-	cases, err := os.ReadFile(filepath.Join(repoRoot(t), "plugins", "cache", "testdata", "cases", "default.json"))
+	cases, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), "plugins", "cache", "testdata", "cases", "default.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +328,7 @@ func hostileDrill(t *testing.T, pushes []hostilePush) {
 			fields["cases"] = string(cases)
 		}
 		t0 := time.Now()
-		a, err := push(h, variant(guest, p.name), fields)
+		a, err := push(h, testkit.WasmVariant(guest, p.name), fields)
 		if err != nil {
 			t.Fatalf("push %s: %v", p.name, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/rollout"
 )
@@ -29,22 +30,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// repoRoot walks up to the directory holding go.mod.
-func repoRoot(tb testing.TB) string {
-	tb.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
 }
 
 type built struct {
@@ -75,7 +60,7 @@ func buildGuest(root, pkg, name string) ([]byte, error) {
 // `go generate ./policies` built it, else built from plugins/cache.
 func cacheWasm(tb testing.TB) []byte {
 	tb.Helper()
-	root := repoRoot(tb)
+	root := testkit.RepoRoot(tb)
 	cacheModule.once.Do(func() {
 		if b, err := os.ReadFile(filepath.Join(root, "policies", "cache.wasm")); err == nil {
 			cacheModule.wasm = b
@@ -94,38 +79,12 @@ func cacheWasm(tb testing.TB) []byte {
 func testGuest(tb testing.TB) []byte {
 	tb.Helper()
 	guestModule.once.Do(func() {
-		guestModule.wasm, guestModule.err = buildGuest(repoRoot(tb), "host/policy/testdata/guest", "guest")
+		guestModule.wasm, guestModule.err = buildGuest(testkit.RepoRoot(tb), "host/policy/testdata/guest", "guest")
 	})
 	if guestModule.err != nil {
 		tb.Fatal(guestModule.err)
 	}
 	return guestModule.wasm
-}
-
-// variant returns wasm with a custom section named tag appended: the same
-// behaviour under another digest (another version).
-func variant(wasm []byte, tag string) []byte {
-	payload := append(uleb(uint64(len(tag))), tag...)
-	payload = append(payload, "variant"...)
-	out := append([]byte(nil), wasm...)
-	out = append(out, 0)
-	out = append(out, uleb(uint64(len(payload)))...)
-	return append(out, payload...)
-}
-
-func uleb(v uint64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if v == 0 {
-			return b
-		}
-	}
 }
 
 // versionWasm returns the module of test version tag: the default cache
@@ -136,7 +95,7 @@ func versionWasm(tb testing.TB, tag string) []byte {
 	if raceEnabled {
 		return cacheWasm(tb)
 	}
-	return variant(cacheWasm(tb), tag)
+	return testkit.WasmVariant(cacheWasm(tb), tag)
 }
 
 // abiV2 renames the ABI v1 marker export: a module of another major ABI.

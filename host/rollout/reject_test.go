@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wingman-app/wingate/host/cli"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/rollout"
 	"github.com/wingman-app/wingate/host/server"
@@ -93,8 +94,8 @@ func TestActivationRejections(t *testing.T) {
 	corrupt := good[:len(good)/2]
 	selfTest := versionWasm(t, "A")
 	abiMismatch := abiV2(good)
-	unsigned := variant(good, "unsigned")
-	badSig := variant(good, "bad-signature")
+	unsigned := testkit.WasmVariant(good, "unsigned")
+	badSig := testkit.WasmVariant(good, "bad-signature")
 	tests := []struct {
 		name   string
 		wasm   []byte

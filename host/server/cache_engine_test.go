@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/plugins/cache/rules"
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -27,25 +28,6 @@ var (
 	cachePluginEng  *policy.Engine
 	cachePluginErr  error
 )
-
-// cacheRepoRoot walks up to the directory holding go.mod.
-func cacheRepoRoot(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
 
 // cachePolicySpec is the cache entry of policies/policies.json as a load
 // spec (configuration, deadline), or a spec with the policy's defaults
@@ -75,7 +57,7 @@ func cachePolicyConfig(root string) []byte { return cachePolicySpec(root).Config
 func cachePluginEngine(tb testing.TB) *policy.Engine {
 	tb.Helper()
 	cachePluginOnce.Do(func() {
-		root := cacheRepoRoot(tb)
+		root := testkit.RepoRoot(tb)
 		dir, err := os.MkdirTemp("", "wingate-cache-plugin-")
 		if err != nil {
 			cachePluginErr = err
@@ -192,7 +174,7 @@ func (z *zipf) next() int {
 // nativeCachePolicy is plugins/cache's logic, configured as in the
 // policies file, called as Go.
 func nativeCachePolicy(tb testing.TB) policy.Decider {
-	p, err := rules.Parse(cachePolicyConfig(cacheRepoRoot(tb)))
+	p, err := rules.Parse(cachePolicyConfig(testkit.RepoRoot(tb)))
 	if err != nil {
 		tb.Fatal(err)
 	}

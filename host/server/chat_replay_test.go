@@ -16,32 +16,13 @@ import (
 	"testing"
 
 	"github.com/wingman-app/wingate/host/chat"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 	"github.com/wingman-app/wingate/host/store/memstore"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
-
-// repoRoot walks up from the working directory to the directory holding
-// go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // replayConv is one conversation of the replay: optional history imported
 // into the session, then user messages sent through the API.
@@ -56,7 +37,7 @@ type replayConv struct {
 // skips when the data is absent.
 func replayData(t *testing.T) []replayConv {
 	t.Helper()
-	data := filepath.Join(repoRoot(t), "..", "shared", "data")
+	data := filepath.Join(testkit.RepoRoot(t), "..", "shared", "data")
 	need := []string{"clinc150/data_full.json", "clinc150/domains.json", "routellm/gsm8k_responses.csv", "routellm/mmlu", "locomo/locomo-dev.json"}
 	for _, n := range need {
 		if _, err := os.Stat(filepath.Join(data, n)); err != nil {
@@ -264,7 +245,7 @@ func locomoConvs(t *testing.T, path string) []replayConv {
 func replayDecider(t *testing.T) *countingDecider {
 	t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join(repoRoot(t), "policies")
+	dir := filepath.Join(testkit.RepoRoot(t), "policies")
 	if d := os.Getenv("WINGATE_REPLAY_POLICIES"); d != "" {
 		dir = d
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/wingman-app/wingate/host/alert"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 // chromiumPath finds the Chromium binary: WINGATE_CHROMIUM, then the
@@ -184,7 +185,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	dir := filepath.Join(cacheRepoRoot(t), "artifacts")
+	dir := filepath.Join(testkit.RepoRoot(t), "artifacts")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/chat"
 	"github.com/wingman-app/wingate/host/dashboard"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/simulated"
 	"github.com/wingman-app/wingate/host/observe"
@@ -50,7 +51,7 @@ var (
 // and serves it from a new Engine that reports to obs.
 func observedCachePolicy(tb testing.TB, obs policy.Observer) *policy.Engine {
 	tb.Helper()
-	root := cacheRepoRoot(tb)
+	root := testkit.RepoRoot(tb)
 	obsWasmOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "wingate-observe-plugin-")
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package testkit holds the test fixtures that several packages' tests
 // share: a private redis-server they may kill and restart, a probe of
-// scheduler starvation, and a TCP proxy that fakes a server failing. It is
-// imported only by tests.
+// scheduler starvation, a TCP proxy that fakes a server failing, the
+// repository root and module variants. It is imported only by tests.
 package testkit
 
 import (
