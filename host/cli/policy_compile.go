@@ -2,11 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/wingman-app/wingate/host/policy"
@@ -37,35 +36,28 @@ func runPolicyCompile(ctx context.Context, args []string, std Stdio) error {
 		fs.Usage()
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	raw, err := os.ReadFile(filepath.Join(*dir, policy.PoliciesFileName))
-	if err != nil {
-		return err
-	}
-	f, err := policy.ParsePoliciesFile(raw)
-	if err != nil {
-		return err
-	}
 	rt, err := policy.NewRuntime(ctx, policy.Options{CacheDir: *cacheDir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
 	defer rt.Close(context.Background())
-	var errs []error
-	for _, p := range f.Policies {
-		wasm, err := os.ReadFile(filepath.Join(*dir, p.File))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s policy %q: %w", p.Kind, p.Name, err))
-			continue
-		}
-		t0 := time.Now()
-		v, err := rt.Load(ctx, p.Spec(), wasm)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fmt.Fprintf(std.Out, "%-8s %-10s %s  %v\n", p.Kind, p.Name, v.Digest(), time.Since(t0).Round(time.Millisecond))
+	// Loaded as serve loads them, into an engine of this command's own.
+	t0 := time.Now()
+	versions, err := policy.LoadDir(ctx, rt, policy.NewEngine(policy.EngineOptions{}), *dir)
+	for _, v := range versions {
+		fmt.Fprintf(std.Out, "%-8s %-10s %s\n", kindNames(v), v.Name(), v.Digest())
 		v.Close()
 		<-v.Done()
 	}
-	return errors.Join(errs...)
+	fmt.Fprintf(std.Out, "%d compiled in %v\n", len(versions), time.Since(t0).Round(time.Millisecond))
+	return err
+}
+
+// kindNames lists the kinds a version handles.
+func kindNames(v *policy.Version) string {
+	var names []string
+	for _, k := range v.Kinds() {
+		names = append(names, k.String())
+	}
+	return strings.Join(names, ",")
 }

@@ -25,6 +25,11 @@ type idlePool struct {
 func (p *idlePool) get() *instance {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.popLocked()
+}
+
+// popLocked pops the top of the stack, or nil; p.mu is held.
+func (p *idlePool) popLocked() *instance {
 	n := len(p.stack)
 	if n == 0 {
 		return nil
@@ -64,10 +69,7 @@ func (p *idlePool) put(in *instance) {
 // end of ctx; the error is ctx's or errPoolTimeout.
 func (p *idlePool) wait(ctx context.Context, timeout time.Duration) (*instance, error) {
 	p.mu.Lock()
-	if n := len(p.stack); n > 0 {
-		in := p.stack[n-1]
-		p.stack[n-1] = nil
-		p.stack = p.stack[:n-1]
+	if in := p.popLocked(); in != nil {
 		p.mu.Unlock()
 		return in, nil
 	}

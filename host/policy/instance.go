@@ -207,6 +207,15 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// claimStop marks the call or start in flight as stopped when its
+// deadline is before now, and reports whether it did: then, and only
+// then, may the caller set the halt flag (after the arming writes, which
+// happen before the deadline is published).
+func (in *instance) claimStop(now int64) bool {
+	d := in.deadline.Load()
+	return d > 0 && now > d && in.deadline.CompareAndSwap(d, deadlineStopped)
+}
+
 // callStack calls fn with the instance's stack holding its parameters.
 func (in *instance) callStack(fn api.Function) error {
 	if fn == nil {

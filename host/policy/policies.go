@@ -126,6 +126,20 @@ func (p PolicyEntry) Spec() Spec {
 // has no policies file: every kind serves its fallback.
 var ErrNoPoliciesFile = errors.New("policy: no policies file")
 
+// ReadPoliciesFile reads and parses dir's policies file: ErrNoPoliciesFile
+// (naming the path) when there is none.
+func ReadPoliciesFile(dir string) (PoliciesFile, error) {
+	path := filepath.Join(dir, PoliciesFileName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return PoliciesFile{}, fmt.Errorf("%w: %s", ErrNoPoliciesFile, path)
+	}
+	if err != nil {
+		return PoliciesFile{}, fmt.Errorf("policy: %w", err)
+	}
+	return ParsePoliciesFile(b)
+}
+
 // LoadDir reads dir/policies.json, loads each entry's module and
 // activates it in eng for its kind, replacing (and closing) the version
 // active before. Entries that fail are skipped and reported in the
@@ -134,15 +148,7 @@ var ErrNoPoliciesFile = errors.New("policy: no policies file")
 // previous version, or serves the fallback. It returns the versions it
 // activated.
 func LoadDir(ctx context.Context, rt *Runtime, eng *Engine, dir string) ([]*Version, error) {
-	path := filepath.Join(dir, PoliciesFileName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNoPoliciesFile, path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	f, err := ParsePoliciesFile(b)
+	f, err := ReadPoliciesFile(dir)
 	if err != nil {
 		return nil, err
 	}

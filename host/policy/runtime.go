@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -187,7 +188,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	// Stop whatever runs (an instance starting in the background, a
 	// runaway guest) at its next loop header, then wait for the starts.
 	for in := range rt.live {
-		if d := in.deadline.Load(); d > 0 && in.deadline.CompareAndSwap(d, deadlineStopped) {
+		if in.claimStop(math.MaxInt64) {
 			in.halt.Set(1)
 		}
 	}
@@ -199,8 +200,8 @@ func (rt *Runtime) Close(ctx context.Context) error {
 }
 
 // watchdog stops calls past their deadline: it flips the instance's
-// deadline to stopped (so the caller knows to discard it) and then zeroes
-// its loop budget, which the guest checks at every loop header.
+// deadline to stopped (so the caller knows to discard it) and then sets
+// its halt flag, which the guest checks at every loop header.
 func (rt *Runtime) watchdog(tick time.Duration) {
 	defer close(rt.done)
 	t := time.NewTicker(tick)
@@ -216,7 +217,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		batch = batch[:0]
 		rt.mu.Lock()
 		for in := range rt.live {
-			if d := in.deadline.Load(); d > 0 && now > d && in.deadline.CompareAndSwap(d, deadlineStopped) {
+			if in.claimStop(now) {
 				batch = append(batch, in)
 			}
 		}

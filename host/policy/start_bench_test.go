@@ -19,11 +19,7 @@ func BenchmarkInstanceStart(b *testing.B) {
 		benchStart(b, v)
 	})
 	dir := filepath.Join("..", "..", "policies")
-	raw, err := os.ReadFile(filepath.Join(dir, PoliciesFileName))
-	if err != nil {
-		b.Skipf("no policies file: %v", err)
-	}
-	f, err := ParsePoliciesFile(raw)
+	f, err := ReadPoliciesFile(dir)
 	if err != nil {
 		b.Fatal(err)
 	}

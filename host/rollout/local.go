@@ -33,14 +33,7 @@ const casesDirName = "cases"
 // still go ahead. policy.ErrNoPoliciesFile (wrapped) means there is no
 // policies file.
 func (m *Manager) ImportDir(ctx context.Context, dir string, skipActive bool) error {
-	b, err := os.ReadFile(filepath.Join(dir, policy.PoliciesFileName))
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w in %s", policy.ErrNoPoliciesFile, dir)
-	}
-	if err != nil {
-		return fmt.Errorf("rollout: %w", err)
-	}
-	pf, err := policy.ParsePoliciesFile(b)
+	pf, err := policy.ReadPoliciesFile(dir)
 	if err != nil {
 		return err
 	}
