@@ -15,8 +15,12 @@ import (
 	"github.com/wingman-app/wingate/sdk"
 )
 
-// pol is the instance's compiled configuration.
-var pol *rules.Policy
+// pol is the instance's compiled configuration; scratch is where its
+// decisions are built (the SDK encodes a decision before the next call).
+var (
+	pol     *rules.Policy
+	scratch rules.Scratch
+)
 
 func configure(config []byte) error {
 	p, err := rules.Parse(config)
@@ -33,7 +37,7 @@ func decide(req sdk.CacheRequest) (sdk.CacheDecision, error) {
 			return sdk.CacheDecision{}, err
 		}
 	}
-	return pol.Decide(&req), nil
+	return pol.DecideInto(&req, &scratch), nil
 }
 
 func init() {

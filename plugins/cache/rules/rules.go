@@ -6,10 +6,10 @@ package rules
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -58,7 +58,11 @@ func Defaults() Config {
 
 // Policy is a compiled configuration.
 type Policy struct {
-	byRoute map[string]map[string]*compiled // method → route → rule
+	// byLen holds the rules by the length of their route template: a
+	// lookup indexes by the request's route length and compares the few
+	// rules of that length. Inside a guest this is several times cheaper
+	// than hashing the strings into a map.
+	byLen [][]*compiled
 }
 
 type compiled struct {
@@ -67,6 +71,9 @@ type compiled struct {
 	scope  abi.Scope
 	params []string // route parameter names by segment index ("" for a constant)
 	tags   []tagTemplate
+	// literalTags is the tags when none has a placeholder: a decision
+	// shares it instead of building the list.
+	literalTags []string
 }
 
 // tagTemplate is a tag split into literal parts and placeholders.
@@ -90,7 +97,7 @@ func Parse(b []byte) (*Policy, error) {
 
 // Compile checks and compiles cfg.
 func Compile(cfg Config) (*Policy, error) {
-	p := &Policy{byRoute: make(map[string]map[string]*compiled)}
+	p := &Policy{}
 	for i, r := range cfg.Rules {
 		c := &compiled{Rule: r}
 		if c.Method == "" {
@@ -143,15 +150,31 @@ func Compile(cfg Config) (*Policy, error) {
 			}
 			c.tags = append(c.tags, tt)
 		}
-		if p.byRoute[c.Method] == nil {
-			p.byRoute[c.Method] = make(map[string]*compiled)
+		if len(c.tags) > 0 && !slices.ContainsFunc(c.tags, func(t tagTemplate) bool { return len(t.parts) > 1 }) {
+			c.literalTags = slices.Clip(slices.Clone(r.Tags))
 		}
-		if _, dup := p.byRoute[c.Method][r.Route]; dup {
+		if p.find(c.Method, r.Route) != nil {
 			return nil, fmt.Errorf("cache policy: rule %d: duplicate rule for %s %s", i, c.Method, r.Route)
 		}
-		p.byRoute[c.Method][r.Route] = c
+		for len(p.byLen) <= len(r.Route) {
+			p.byLen = append(p.byLen, nil)
+		}
+		p.byLen[len(r.Route)] = append(p.byLen[len(r.Route)], c)
 	}
 	return p, nil
+}
+
+// find returns the rule for method and route, or nil.
+func (p *Policy) find(method, route string) *compiled {
+	if len(route) >= len(p.byLen) {
+		return nil
+	}
+	for _, c := range p.byLen[len(route)] {
+		if c.Route == route && c.Method == method {
+			return c
+		}
+	}
+	return nil
 }
 
 func parseTag(t string, params []string) (tagTemplate, error) {
@@ -176,8 +199,6 @@ func parseTag(t string, params []string) (tagTemplate, error) {
 	}
 }
 
-var errNoValue = errors.New("placeholder without a usable value")
-
 // safeValue reports whether a user id or path segment can go into a tag:
 // not empty, at most 128 bytes, no braces, no control characters.
 func safeValue(v string) bool {
@@ -192,21 +213,49 @@ func safeValue(v string) bool {
 	return true
 }
 
-// Decide answers one request. Anything without a rule is bypassed; a
-// user-scoped rule without a user is bypassed; a user-scoped key always
-// contains the user.
+// Scratch is memory a caller reuses across decisions: DecideInto builds
+// keys and tags in it instead of allocating, which inside a guest costs
+// far more than natively. The zero value is ready to use. A Scratch serves
+// one caller at a time.
+type Scratch struct {
+	buf   []byte
+	tags  []string
+	pairs []string
+}
+
+// Decide answers one request with fresh memory: its decision's strings stay
+// valid for as long as the caller keeps them (they may share memory with
+// req's). Anything without a rule is bypassed; a user-scoped rule without a
+// user is bypassed; a user-scoped key always contains the user.
 func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
-	r := p.byRoute[req.Method][req.Route]
+	return p.DecideInto(req, nil)
+}
+
+// DecideInto is Decide building the decision in s: the decision's key and
+// tags may be views of s, valid until the next call with s. A nil s
+// allocates.
+func (p *Policy) DecideInto(req *abi.CacheRequest, s *Scratch) abi.CacheDecision {
+	r := p.find(req.Method, req.Route)
 	if r == nil {
 		return abi.CacheDecision{Action: abi.CacheBypass}
 	}
-	params := req.Path
+	if s == nil {
+		s = new(Scratch)
+	}
+	s.buf, s.tags = s.buf[:0], s.tags[:0]
 	if r.purge {
 		d := abi.CacheDecision{Action: abi.CacheBypass}
+		if r.literalTags != nil {
+			d.Tags = r.literalTags
+			return d
+		}
 		for _, t := range r.tags {
-			if s, err := t.expand(req.User, r.params, params); err == nil {
-				d.Tags = append(d.Tags, s)
+			if v, ok := s.expand(t, req.User, r.params, req.Path); ok {
+				s.tags = append(s.tags, v)
 			}
+		}
+		if len(s.tags) > 0 {
+			d.Tags = s.tags
 		}
 		return d
 	}
@@ -219,29 +268,47 @@ func (p *Policy) Decide(req *abi.CacheRequest) abi.CacheDecision {
 		Scope:        r.scope,
 		StaleSeconds: r.StaleSeconds,
 	}
-	var key strings.Builder
-	key.Grow(len(req.Path) + len(req.Query) + len(req.User) + 8)
-	if r.scope == abi.ScopeUser {
-		key.WriteString("u=")
-		key.WriteString(req.User)
-		key.WriteByte('|')
+	query := !r.IgnoreQuery && req.Query != ""
+	if r.scope != abi.ScopeUser && !query {
+		d.Key = req.Path
+	} else {
+		start := len(s.buf)
+		if r.scope == abi.ScopeUser {
+			s.buf = append(s.buf, "u="...)
+			s.buf = append(s.buf, req.User...)
+			s.buf = append(s.buf, '|')
+		}
+		s.buf = append(s.buf, req.Path...)
+		if query {
+			s.buf = append(s.buf, '?')
+			s.buf = s.appendCanonicalQuery(s.buf, req.Query)
+		}
+		d.Key = view(s.buf[start:])
 	}
-	key.WriteString(req.Path)
-	if !r.IgnoreQuery && req.Query != "" {
-		key.WriteByte('?')
-		key.WriteString(CanonicalQuery(req.Query))
+	if r.literalTags != nil {
+		d.Tags = r.literalTags
+		return d
 	}
-	d.Key = key.String()
-	d.Tags = make([]string, 0, len(r.tags))
 	for _, t := range r.tags {
-		s, err := t.expand(req.User, r.params, params)
-		if err != nil {
+		v, ok := s.expand(t, req.User, r.params, req.Path)
+		if !ok {
 			// A tag that cannot be named could never be purged: do not cache.
 			return abi.CacheDecision{Action: abi.CacheBypass}
 		}
-		d.Tags = append(d.Tags, s)
+		s.tags = append(s.tags, v)
 	}
+	d.Tags = s.tags
 	return d
+}
+
+// view returns a string sharing b's bytes. b is never written again before
+// the next decision resets the scratch: appends past its capacity move to
+// a new array and leave the old one as it was.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // segment returns the path's segment number i (split on '/'), without
@@ -260,41 +327,32 @@ func segment(path string, i int) string {
 	return path
 }
 
-func (t tagTemplate) expand(user string, names []string, path string) (string, error) {
+// expand appends the tag with its placeholders filled to s.buf and returns
+// it, or false when a placeholder has no usable value.
+func (s *Scratch) expand(t tagTemplate, user string, names []string, path string) (string, bool) {
 	if len(t.parts) == 1 {
-		return t.parts[0], nil
+		return t.parts[0], true
 	}
-	n := 0
-	var vals [4]string
-	for i := 1; i < len(t.parts); i += 2 {
-		v := ""
-		if t.parts[i] == "user" {
-			v = user
-		} else if j := slices.Index(names, t.parts[i]); j >= 0 {
-			v = segment(path, j)
-		}
-		if !safeValue(v) {
-			return "", errNoValue
-		}
-		if i/2 < len(vals) {
-			vals[i/2] = v
-		}
-		n += len(v) + len(t.parts[i-1])
-	}
-	var b strings.Builder
-	b.Grow(n + len(t.parts[len(t.parts)-1]))
+	start := len(s.buf)
 	for i, part := range t.parts {
 		if i%2 == 0 {
-			b.WriteString(part)
-		} else if i/2 < len(vals) {
-			b.WriteString(vals[i/2])
-		} else if part == "user" {
-			b.WriteString(user)
-		} else {
-			b.WriteString(segment(path, slices.Index(names, part)))
+			s.buf = append(s.buf, part...)
+			continue
 		}
+		v := user
+		if part != "user" {
+			v = ""
+			if j := slices.Index(names, part); j >= 0 {
+				v = segment(path, j)
+			}
+		}
+		if !safeValue(v) {
+			s.buf = s.buf[:start]
+			return "", false
+		}
+		s.buf = append(s.buf, v...)
 	}
-	return b.String(), nil
+	return view(s.buf[start:]), true
 }
 
 // CanonicalQuery orders a raw query's &-separated pairs so that the same
@@ -303,11 +361,27 @@ func CanonicalQuery(q string) string {
 	if strings.IndexByte(q, '&') < 0 {
 		return q
 	}
-	pairs := strings.Split(q, "&")
-	pairs = slices.DeleteFunc(pairs, func(s string) bool { return s == "" })
-	if slices.IsSorted(pairs) {
-		return strings.Join(pairs, "&")
+	var s Scratch
+	return string(s.appendCanonicalQuery(nil, q))
+}
+
+// appendCanonicalQuery appends CanonicalQuery(q) to b, sorting in s.pairs.
+func (s *Scratch) appendCanonicalQuery(b []byte, q string) []byte {
+	if strings.IndexByte(q, '&') < 0 {
+		return append(b, q...)
 	}
-	slices.Sort(pairs)
-	return strings.Join(pairs, "&")
+	s.pairs = s.pairs[:0]
+	for pair := range strings.SplitSeq(q, "&") {
+		if pair != "" {
+			s.pairs = append(s.pairs, pair)
+		}
+	}
+	slices.Sort(s.pairs)
+	for i, pair := range s.pairs {
+		if i > 0 {
+			b = append(b, '&')
+		}
+		b = append(b, pair...)
+	}
+	return b
 }
