@@ -3,6 +3,7 @@ package cache
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // FormatVersion is the version of the key layout and the stored entry
@@ -15,20 +16,23 @@ const FormatVersion = "v1"
 // and policy key can combine into another user's key; a global key
 // (user == "") shares one namespace for everyone.
 func (c *Cache) Key(user, policyKey string) string {
-	var b strings.Builder
-	b.Grow(len(c.keyPrefix) + len(user) + len(policyKey) + 8)
-	b.WriteString(c.keyPrefix)
+	b := c.AppendKey(make([]byte, 0, len(c.keyPrefix)+len(user)+len(policyKey)+24), user, policyKey)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
+}
+
+// AppendKey appends Key(user, policyKey) to b.
+func (c *Cache) AppendKey(b []byte, user, policyKey string) []byte {
+	b = append(b, c.keyPrefix...)
 	if user == "" {
-		b.WriteString("g:")
+		b = append(b, "g:"...)
 	} else {
-		b.WriteString("u:")
-		b.WriteString(strconv.Itoa(len(user)))
-		b.WriteByte(':')
-		b.WriteString(user)
-		b.WriteByte(':')
+		b = append(b, "u:"...)
+		b = strconv.AppendInt(b, int64(len(user)), 10)
+		b = append(b, ':')
+		b = append(b, user...)
+		b = append(b, ':')
 	}
-	b.WriteString(policyKey)
-	return b.String()
+	return append(b, policyKey...)
 }
 
 // tagKey is the Redis set listing the keys stored under a tag.

@@ -270,25 +270,44 @@ func (e *Engine) failed(b *binding, err error) {
 
 // Cache implements Decider.
 func (e *Engine) Cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDecision, Result) {
+	var d abi.CacheDecision
+	_, r := e.CacheInto(ctx, req, &d, nil)
+	return d, r
+}
+
+// CacheInto is Cache for callers that decide often and keep little: the
+// decision goes into d (its Tags list reused when large enough) and its
+// strings are views of the bytes appended to buf, which CacheInto returns.
+// d's strings stay valid until the caller reuses that buffer, so a hot
+// path can run without allocating. On failure d is the fallback.
+func (e *Engine) CacheInto(ctx context.Context, req *abi.CacheRequest, d *abi.CacheDecision, buf []byte) ([]byte, Result) {
 	start := time.Now()
 	b, held := e.pick(abi.KindCache)
 	if b == nil {
-		return FallbackCache(), e.result(abi.KindCache, nil, start, OutcomeFallback)
+		fallbackCacheInto(d)
+		return buf, e.result(abi.KindCache, nil, start, OutcomeFallback)
 	}
 	if !held || b.quarantined.Load() {
 		if held {
 			b.v.releaseRef()
 		}
-		return FallbackCache(), e.result(abi.KindCache, b, start, OutcomeFallback)
+		fallbackCacheInto(d)
+		return buf, e.result(abi.KindCache, b, start, OutcomeFallback)
 	}
-	d, err := b.v.cache(ctx, req)
+	buf, err := b.v.cache(ctx, req, d, buf)
 	b.v.releaseRef()
 	if err != nil {
 		e.failed(b, err)
-		return FallbackCache(), e.result(abi.KindCache, b, start, outcomeOf(err))
+		fallbackCacheInto(d)
+		return buf, e.result(abi.KindCache, b, start, outcomeOf(err))
 	}
 	b.succeeded()
-	return d, e.result(abi.KindCache, b, start, OutcomeOK)
+	return buf, e.result(abi.KindCache, b, start, OutcomeOK)
+}
+
+// fallbackCacheInto sets d to FallbackCache, keeping its Tags capacity.
+func fallbackCacheInto(d *abi.CacheDecision) {
+	*d = abi.CacheDecision{Action: abi.CacheBypass, Tags: d.Tags[:0]}
 }
 
 // Route implements Decider.

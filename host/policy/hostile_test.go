@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -301,5 +303,39 @@ func TestSaturationDoesNotQuarantine(t *testing.T) {
 	}
 	if l := e.List(); !l[0].Quarantined {
 		t.Fatalf("List = %+v: three traps in a row did not quarantine", l)
+	}
+}
+
+// TestCacheIntoReusesMemory: CacheInto gives Cache's decision, its strings
+// live in the caller's buffer, a reused buffer and decision make the call
+// allocation-free, and a failing policy leaves the fallback with the
+// caller's Tags capacity kept.
+func TestCacheIntoReusesMemory(t *testing.T) {
+	rt := testRuntime(t)
+	v := loadGuest(t, rt, "ok", "into", Spec{Name: "into", MinInstances: 1, Deadline: time.Second})
+	e := NewEngine(EngineOptions{Logger: discardLogger()})
+	e.Activate(abi.KindCache, v)
+	ctx := context.Background()
+	want, _ := e.Cache(ctx, &cacheReq)
+	var d abi.CacheDecision
+	buf := make([]byte, 0, 256)
+	buf, r := e.CacheInto(ctx, &cacheReq, &d, buf)
+	if r.Outcome != OutcomeOK || !reflect.DeepEqual(d, want) {
+		t.Fatalf("CacheInto = %+v (%v), Cache = %+v", d, r.Outcome, want)
+	}
+	if !bytes.Contains(buf, []byte(d.Key)) || unsafe.StringData(d.Key) == unsafe.StringData(want.Key) {
+		t.Fatalf("the key %q is not a view of the caller's buffer", d.Key)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		buf, _ = e.CacheInto(ctx, &cacheReq, &d, buf[:0])
+	}); n != 0 {
+		t.Errorf("%v allocations per call with a reused buffer, want 0", n)
+	}
+
+	bad := loadGuest(t, rt, "error", "", Spec{MinInstances: 1, Deadline: time.Second})
+	e.Activate(abi.KindCache, bad)
+	d.Tags = make([]string, 2, 5)
+	if _, r := e.CacheInto(ctx, &cacheReq, &d, buf[:0]); r.Outcome != OutcomeFallback || d.Action != abi.CacheBypass || d.Key != "" || len(d.Tags) != 0 || cap(d.Tags) != 5 {
+		t.Fatalf("failing policy: %+v (cap %d), %v; want the fallback keeping the Tags capacity", d, cap(d.Tags), r.Outcome)
 	}
 }

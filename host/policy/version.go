@@ -342,26 +342,35 @@ func (v *Version) Cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDe
 		return abi.CacheDecision{}, v.callErr(abi.KindCache, ErrUnavailable)
 	}
 	defer v.releaseRef()
-	return v.cache(ctx, req)
+	var d abi.CacheDecision
+	_, err := v.cache(ctx, req, &d, nil)
+	return d, err
 }
 
-// cache is Cache for a caller holding a reference.
-func (v *Version) cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDecision, error) {
-	var d abi.CacheDecision
+// cache is Cache for a caller holding a reference, decoding into d: the
+// decision's bytes are appended to buf, d's strings are views of them,
+// and the grown buf is returned for reuse. On failure d is the zero
+// decision (keeping d.Tags' capacity).
+func (v *Version) cache(ctx context.Context, req *abi.CacheRequest, d *abi.CacheDecision, buf []byte) ([]byte, error) {
 	in, err := v.begin(ctx, abi.KindCache)
 	if err != nil {
-		return d, v.callErr(abi.KindCache, err)
+		*d = abi.CacheDecision{Tags: d.Tags[:0]}
+		return buf, v.callErr(abi.KindCache, err)
 	}
 	in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
 	body, err := v.exec(in, abi.KindCache)
 	if err == nil {
-		err = decodeCache(body, &d)
+		// Out of guest memory before the instance goes back to the pool.
+		start := len(buf)
+		buf = append(buf, body...)
+		err = decodeCache(buf[start:], d)
 	}
 	v.finish(in, err)
 	if err != nil {
-		return abi.CacheDecision{}, v.callErr(abi.KindCache, err)
+		*d = abi.CacheDecision{Tags: d.Tags[:0]}
+		return buf, v.callErr(abi.KindCache, err)
 	}
-	return d, nil
+	return buf, nil
 }
 
 // Route asks this version for a route decision, without fallback.
@@ -422,9 +431,10 @@ func (v *Version) compress(ctx context.Context, req *abi.CompressRequest) (abi.C
 	return d, nil
 }
 
-// decodeCache decodes and checks a cache decision from guest bytes.
+// decodeCache decodes and checks a cache decision; its strings are views
+// of b, which must not be guest memory.
 func decodeCache(b []byte, d *abi.CacheDecision) error {
-	if err := abi.DecodeCacheDecision(b, d); err != nil {
+	if err := abi.DecodeCacheDecisionView(b, d); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadDecision, err)
 	}
 	if d.Action == abi.CacheLookup && d.Key == "" {

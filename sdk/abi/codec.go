@@ -3,6 +3,7 @@ package abi
 import (
 	"errors"
 	"math"
+	"unsafe"
 )
 
 // Encoding rules (ABI v1): integers are little-endian u32 unless noted; a
@@ -45,6 +46,8 @@ func appendStr(b []byte, s string) []byte {
 type reader struct {
 	b   []byte
 	err error
+	// views makes str return strings that share b's memory.
+	views bool
 }
 
 func (r *reader) fail(err error) {
@@ -93,7 +96,12 @@ func (r *reader) str() string {
 		r.fail(ErrShort)
 		return ""
 	}
-	s := string(r.b[:n])
+	var s string
+	if r.views && n > 0 {
+		s = unsafe.String(&r.b[0], n)
+	} else {
+		s = string(r.b[:n])
+	}
 	r.b = r.b[n:]
 	return s
 }
@@ -174,9 +182,19 @@ func AppendCacheDecision(b []byte, c *CacheDecision) []byte {
 	return b
 }
 
-// DecodeCacheDecision decodes b into c.
+// DecodeCacheDecision decodes b into c. c.Tags is reused when its
+// capacity allows.
 func DecodeCacheDecision(b []byte, c *CacheDecision) error {
-	d := reader{b: b}
+	return decodeCacheDecision(reader{b: b}, c)
+}
+
+// DecodeCacheDecisionView is DecodeCacheDecision without copying: the
+// strings of c share b's memory and are valid while b is unchanged.
+func DecodeCacheDecisionView(b []byte, c *CacheDecision) error {
+	return decodeCacheDecision(reader{b: b, views: true}, c)
+}
+
+func decodeCacheDecision(d reader, c *CacheDecision) error {
 	c.Action = CacheAction(d.enum(uint8(CacheLookup)))
 	c.Key = d.str()
 	c.TTLSeconds = d.u32()

@@ -3,6 +3,7 @@ package abi_test
 import (
 	"bytes"
 	"encoding/hex"
+	"slices"
 	"testing"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -86,8 +87,23 @@ func FuzzDecodeCacheDecision(f *testing.F) {
 	addSeeds(f, "cache_decision.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d abi.CacheDecision
-		if err := abi.DecodeCacheDecision(b, &d); err != nil {
+		err := abi.DecodeCacheDecision(b, &d)
+		// The view decoder accepts exactly the same bytes, gives the same
+		// decision, and reuses a Tags list it is handed.
+		v := abi.CacheDecision{Key: "old", Tags: make([]string, 1, 8)}
+		errV := abi.DecodeCacheDecisionView(b, &v)
+		if (err == nil) != (errV == nil) {
+			t.Fatalf("copying decoder: %v, view decoder: %v", err, errV)
+		}
+		if err != nil {
 			return
+		}
+		if v.Key != d.Key || !slices.Equal(v.Tags, d.Tags) || v.Action != d.Action || v.TTLSeconds != d.TTLSeconds ||
+			v.Scope != d.Scope || v.StaleSeconds != d.StaleSeconds {
+			t.Fatalf("view decoder gave %+v, copying decoder %+v", v, d)
+		}
+		if len(d.Tags) <= 8 && cap(v.Tags) != 8 {
+			t.Fatalf("view decoder reallocated a Tags list of capacity 8 for %d tags", len(d.Tags))
 		}
 		n := len(d.Key)
 		for _, s := range d.Tags {
