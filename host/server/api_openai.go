@@ -334,7 +334,8 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if oe != nil {
 		return oe
 	}
-	uid, _ := c.Locals(localUserID).(string)
+	me, _ := userID(c)
+	uid := strconv.FormatInt(me, 10)
 	user := uid
 	if req.User != "" {
 		user = uid + ":" + req.User

@@ -17,10 +17,8 @@ type TokenVerifier interface {
 }
 
 // Locals keys set by requireAuth.
-const (
-	localUser   = "user"    // int64 user id
-	localUserID = "user_id" // the same id as a decimal string
-)
+// localUser is the Locals key of the authenticated user's int64 id.
+const localUser = "user"
 
 // requireAuth is the middleware in front of every per-user endpoint: it
 // verifies the "Authorization: Bearer <jwt>" header and stores the user id
@@ -47,7 +45,6 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 		return unauthorized("invalid token")
 	}
 	c.Locals(localUser, id)
-	c.Locals(localUserID, strconv.FormatInt(id, 10))
 	return c.Next()
 }
 

@@ -243,13 +243,7 @@ func newWingmanApp(tb testing.TB, cfg cache.Config, dec policy.Decider) *wingman
 
 func (w *wingmanApp) serve(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go func() { _ = w.s.Serve(ln) }()
-	tb.Cleanup(func() { _ = w.s.Shutdown(context.Background()) })
-	return ln.Addr().String()
+	return serveApp(tb, w.s)
 }
 
 // bareApp serves the same bytes from memory with nothing in front, from a
@@ -257,11 +251,22 @@ func (w *wingmanApp) serve(tb testing.TB) string {
 // no cache.
 func bareApp(tb testing.TB, body []byte) string {
 	tb.Helper()
+	return serveApp(tb, bareServer(body))
+}
+
+// bareServer is bareApp's server, not yet serving.
+func bareServer(body []byte) *Server {
 	s := New(DefaultConfig(), Deps{})
 	s.app.Get("/api/challenges", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send(body)
 	})
+	return s
+}
+
+// serveApp serves s on a free local port until the test ends.
+func serveApp(tb testing.TB, s *Server) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wingman-app/wingate/host/cache"
+	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -102,17 +104,53 @@ func (s *Server) PurgeCache(ctx context.Context, tags ...string) {
 	}
 }
 
-// cacheRequest builds the policy's view of the request. The strings alias
-// the request's buffers: valid only during the request.
-func cacheRequest(c *fiber.Ctx) abi.CacheRequest {
-	user, _ := c.Locals(localUserID).(string)
-	return abi.CacheRequest{
+// cacheRequest builds the policy's view of the request in sc. The strings
+// alias the request's buffers and sc: valid only during the request.
+func cacheRequest(c *fiber.Ctx, sc *cacheScratch) {
+	user := ""
+	if id, ok := userID(c); ok {
+		sc.user = strconv.AppendInt(sc.user[:0], id, 10)
+		user = utils.UnsafeString(sc.user)
+	}
+	sc.req = abi.CacheRequest{
 		Method: c.Method(),
 		Route:  c.Route().Path,
 		Path:   c.Path(),
 		Query:  utils.UnsafeString(c.Request().URI().QueryString()),
 		User:   user,
 	}
+}
+
+// cacheDeciderInto is implemented by deciders that can decode a cache
+// decision into the caller's memory (policy.Engine.CacheInto).
+type cacheDeciderInto interface {
+	CacheInto(ctx context.Context, req *abi.CacheRequest, d *abi.CacheDecision, buf []byte) ([]byte, policy.Result)
+}
+
+// cacheScratch is the memory of one request's trip through the cache
+// middleware, pooled so that a hit allocates nothing: the policy's view
+// of the request, its decision (whose strings are views of buf) and the
+// full cache key. Whatever outlives the request is copied out of it.
+type cacheScratch struct {
+	req  abi.CacheRequest
+	dec  abi.CacheDecision
+	buf  []byte
+	key  []byte
+	user []byte // the user id in decimal
+}
+
+var cacheScratchPool = sync.Pool{New: func() any { return new(cacheScratch) }}
+
+// decideCache asks the cache policy about sc.req, into sc.dec.
+func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) policy.Result {
+	if into, ok := s.deps.CachePolicy.(cacheDeciderInto); ok {
+		var res policy.Result
+		sc.buf, res = into.CacheInto(ctx, &sc.req, &sc.dec, sc.buf[:0])
+		return res
+	}
+	var res policy.Result
+	sc.dec, res = s.deps.CachePolicy.Cache(ctx, &sc.req)
+	return res
 }
 
 // cacheMiddleware asks the cache policy about the request and serves it
@@ -124,9 +162,11 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 		return c.Next()
 	}
 	cc := s.deps.Cache
-	req := cacheRequest(c)
-	d, pres := s.deps.CachePolicy.Cache(c.UserContext(), &req)
-	setPolicyHeaders(c, pres)
+	sc := cacheScratchPool.Get().(*cacheScratch)
+	defer cacheScratchPool.Put(sc)
+	cacheRequest(c, sc)
+	req, d := &sc.req, &sc.dec
+	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
 	global := d.Scope == abi.ScopeGlobal
 	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 || (!global && req.User == "") ||
 		(req.Method != fiber.MethodGet && req.Method != fiber.MethodHead) {
@@ -136,18 +176,18 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	if global {
 		user = ""
 	}
-	key := cc.Key(user, d.Key)
-	if res, ok := cc.Fresh(key, req.Route); ok {
+	sc.key = cc.AppendKey(sc.key[:0], user, d.Key)
+	if res, ok := cc.Fresh(utils.UnsafeString(sc.key), req.Route); ok {
 		writeEntry(c, res)
 		return nil
 	}
 	leaderCtx := c
 	r := &cache.Request{
-		Key:   key,
-		Route: req.Route, // the route's own string, not a request buffer
+		Key:   string(sc.key), // the scratch goes back to the pool; the fill may outlive the request
+		Route: req.Route,      // the route's own string, not a request buffer
 		TTL:   time.Duration(d.TTLSeconds) * time.Second,
 		Stale: time.Duration(d.StaleSeconds) * time.Second,
-		Tags:  d.Tags,
+		Tags:  cloneStrings(d.Tags),
 		Fill: func(context.Context) (*cache.Entry, error) {
 			return s.fillFromHandler(leaderCtx)
 		},
@@ -169,6 +209,18 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	return nil
 }
 
+// cloneStrings copies ss and its strings out of borrowed memory.
+func cloneStrings(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.Clone(s)
+	}
+	return out
+}
+
 // writeEntry answers with a cached entry.
 func writeEntry(c *fiber.Ctx, res cache.Result) {
 	e := res.Entry
@@ -187,7 +239,7 @@ func (s *Server) cacheBypass(c *fiber.Ctx, method, route string, tags []string) 
 	err := c.Next()
 	if len(tags) > 0 && method != fiber.MethodGet && method != fiber.MethodHead && err == nil {
 		if st := c.Response().StatusCode(); st >= 200 && st < 300 {
-			s.deps.Cache.Purge(c.UserContext(), tags...)
+			s.deps.Cache.Purge(c.UserContext(), cloneStrings(tags)...)
 		}
 	}
 	setCacheHeaders(c, cache.EventBypass, -1)
