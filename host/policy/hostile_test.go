@@ -339,3 +339,26 @@ func TestCacheIntoReusesMemory(t *testing.T) {
 		t.Fatalf("failing policy: %+v (cap %d), %v; want the fallback keeping the Tags capacity", d, cap(d.Tags), r.Outcome)
 	}
 }
+
+// TestWatchdogParksAndWakes: with nothing running the watchdog parks
+// instead of scanning every tick, and the next call wakes it: a runaway
+// call started while it was parked is stopped by the watchdog (a timeout)
+// and not by its loop budget running out later (a trap).
+func TestWatchdogParksAndWakes(t *testing.T) {
+	rt := testRuntime(t)
+	v := loadGuest(t, rt, "loop", "", Spec{Name: "spinner", MinInstances: 1, Deadline: 50 * time.Millisecond})
+	e := NewEngine(EngineOptions{Logger: discardLogger()})
+	if _, err := e.Activate(abi.KindRoute, v); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		waitFor(t, "the idle watchdog to park", rt.parked.Load)
+		before := rt.halted.Load()
+		if _, r := e.Route(context.Background(), &abi.RouteRequest{Message: "hello"}); r.Outcome != OutcomeTimeout {
+			t.Fatalf("call %d after parking: outcome %v, want timeout", i, r.Outcome)
+		}
+		if rt.halted.Load() != before+1 {
+			t.Fatalf("call %d after parking: not stopped by the watchdog (it ran out of loop budget)", i)
+		}
+	}
+}

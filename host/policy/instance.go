@@ -158,7 +158,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	// watchdog, Runtime.Close) claims the deadline before zeroing the
 	// budget, so its write comes after this one.
 	in.stop.Set(loopBudget(DefaultInitTimeout))
-	in.deadline.Store(nanotime() + int64(DefaultInitTimeout))
+	v.rt.arm(in, DefaultInitTimeout)
 	if v.initialize {
 		if _, err := mod.ExportedFunction("_initialize").Call(in.ctx); err != nil {
 			return fail(lerr("export _initialize", "", "", in.callErr(err)))

@@ -104,6 +104,14 @@ type Runtime struct {
 	starting sync.WaitGroup
 	stop     chan struct{}
 	done     chan struct{}
+
+	// parked is set while the watchdog sleeps because nothing has run for
+	// a while; arm wakes it through wake. See watchdog.
+	parked atomic.Bool
+	wake   chan struct{}
+	// halted counts calls the watchdog stopped (the rest of the timeouts
+	// ran out of loop budget first).
+	halted atomic.Int64
 }
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
@@ -143,6 +151,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		idleTimeout: opts.IdleTimeout,
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
+		wake:        make(chan struct{}, 1),
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt.wz); err != nil {
 		rt.wz.Close(ctx)
@@ -202,11 +211,19 @@ func (rt *Runtime) Close(ctx context.Context) error {
 // watchdog stops calls past their deadline: it flips the instance's
 // deadline to stopped (so the caller knows to discard it) and then sets
 // its halt flag, which the guest checks at every loop header.
+//
+// It scans every tick while calls run, and parks after parkAfter scans
+// that found none: an idle server should not wake a thread thousands of
+// times a second. arm, which every call and start-up goes through, wakes
+// it. The two sides publish before they look (parked, then the deadlines;
+// the deadline, then parked), so either the watchdog sees the new
+// deadline or the caller sees it parked.
 func (rt *Runtime) watchdog(tick time.Duration) {
 	defer close(rt.done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var batch []*instance
+	idle := 0
 	for {
 		select {
 		case <-rt.stop:
@@ -215,8 +232,12 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		}
 		now := nanotime()
 		batch = batch[:0]
+		armed := false
 		rt.mu.Lock()
 		for in := range rt.live {
+			if in.deadline.Load() != 0 {
+				armed = true
+			}
 			if in.claimStop(now) {
 				batch = append(batch, in)
 			}
@@ -224,6 +245,55 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		rt.mu.Unlock()
 		for _, in := range batch {
 			in.halt.Set(1)
+		}
+		rt.halted.Add(int64(len(batch)))
+		if armed {
+			idle = 0
+			continue
+		}
+		if idle++; idle < parkAfter {
+			continue
+		}
+		idle = 0
+		rt.parked.Store(true)
+		if rt.anyArmed() {
+			rt.parked.Store(false)
+			continue
+		}
+		t.Stop()
+		select {
+		case <-rt.stop:
+			return
+		case <-rt.wake:
+		}
+		rt.parked.Store(false)
+		t.Reset(tick)
+	}
+}
+
+// parkAfter is how many empty scans in a row park the watchdog.
+const parkAfter = 64
+
+// anyArmed reports whether some instance has a deadline set.
+func (rt *Runtime) anyArmed() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for in := range rt.live {
+		if in.deadline.Load() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// arm sets in's deadline to d from now and makes sure the watchdog is
+// awake to enforce it.
+func (rt *Runtime) arm(in *instance, d time.Duration) {
+	in.deadline.Store(nanotime() + int64(d))
+	if rt.parked.Load() {
+		select {
+		case rt.wake <- struct{}{}:
+		default: // already woken
 		}
 	}
 }

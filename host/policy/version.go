@@ -298,7 +298,7 @@ func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
 func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
 	d := v.Deadline(kind)
 	in.stop.Set(loopBudget(d))
-	in.deadline.Store(nanotime() + int64(d))
+	v.rt.arm(in, d)
 	res, err := in.invoke(in.decide, kind, in.scratch)
 	if in.deadline.Swap(0) == deadlineStopped && err == nil {
 		err = ErrTimeout
