@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +108,7 @@ func cachePluginEngine(tb testing.TB) *policy.Engine {
 // the default cache policy: the routes the policy caches are cached with
 // the right lifetimes, writes purge, users stay apart.
 func TestCacheWithPolicyEngine(t *testing.T) {
+	poisonReleasedScratch(t)
 	eng := cachePluginEngine(t)
 	w := newWingmanApp(t, cache.Config{}, eng)
 	f := &cacheFixture{s: w.s, c: w.c}
@@ -357,4 +360,78 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 			t.Errorf("%s: %v allocations per cached hit, want 0", path, n)
 		}
 	}
+}
+
+// TestCacheHammerWithPolicyEngine: many goroutines read user-scoped routes
+// through the real Engine and the default policy, with writes purging as
+// they go. The hit path decides into pooled memory that the next request
+// reuses, so a key, tag or user id kept past its request would show here
+// as one user served another's entry, or a subject's data under the wrong
+// subject. Run with -race.
+func TestCacheHammerWithPolicyEngine(t *testing.T) {
+	poisonReleasedScratch(t)
+	w := newWingmanApp(t, cache.Config{}, cachePluginEngine(t))
+	users := []int64{7, 42, 300, 4242, 65536, 1234567}
+	workers, rounds := 16, 300
+	if raceEnabled {
+		rounds = 60
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var rc fasthttp.RequestCtx
+			for i := range rounds {
+				if failed.Load() {
+					return
+				}
+				me := users[(g+i)%len(users)]
+				subject := users[(g*7+i*3)%len(users)]
+				kind := [...]string{"reputation", "matches", "location"}[(g+i)%3]
+				method := "GET"
+				if i%17 == 0 {
+					method, subject, kind = "PUT", me, "location"
+				}
+				rc.Request.Reset()
+				rc.Response.Reset()
+				rc.Request.Header.SetMethod(method)
+				rc.Request.SetRequestURI(fmt.Sprintf("/api/users/%d/%s", subject, kind))
+				rc.Request.Header.Set("Authorization", fmt.Sprintf("Bearer u%d", me))
+				w.s.handler(&rc)
+				if st := rc.Response.StatusCode(); st != 200 {
+					failed.Store(true)
+					t.Errorf("%s %s as %d: status %d %s", method, rc.Request.URI().Path(), me, st, rc.Response.Body())
+					return
+				}
+				if method != "GET" {
+					continue
+				}
+				var got struct{ Kind, Viewer, Subject string }
+				if err := json.Unmarshal(rc.Response.Body(), &got); err != nil {
+					failed.Store(true)
+					t.Errorf("bad body: %v", err)
+					return
+				}
+				if got.Viewer != strconv.FormatInt(me, 10) || got.Subject != strconv.FormatInt(subject, 10) || !strings.HasPrefix(got.Kind, kind+"@") {
+					failed.Store(true)
+					t.Errorf("user %d asked for %s of %d and got kind %q viewer %s subject %s (X-Cache %s)",
+						me, kind, subject, got.Kind, got.Viewer, got.Subject, rc.Response.Header.Peek("X-Cache"))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if s := w.c.Stats(); s.LocalHits == 0 {
+		t.Fatalf("nothing was served from the cache: %+v", s)
+	}
+}
+
+// poisonReleasedScratch makes the cache middleware overwrite its scratch
+// memory when a request is done, for the rest of the test.
+func poisonReleasedScratch(t *testing.T) {
+	poisonScratch.Store(true)
+	t.Cleanup(func() { poisonScratch.Store(false) })
 }

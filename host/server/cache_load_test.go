@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,7 +231,8 @@ func newWingmanApp(tb testing.TB, cfg cache.Config, dec policy.Decider) *wingman
 	api.Get("/users/:id/matches", perUser("matches"))
 	api.Get("/users/:id/location", perUser("location"))
 	api.Put("/users/:id/location", func(c *fiber.Ctx) error {
-		sub := c.Params("id")
+		sub := strings.Clone(c.Params("id")) // a view of the request's buffer: kept in the map
+
 		v, _ := w.gen.LoadOrStore(sub, int64(0))
 		w.gen.Store(sub, v.(int64)+1)
 		return c.JSON(fiber.Map{"ok": true})

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -141,6 +142,24 @@ type cacheScratch struct {
 
 var cacheScratchPool = sync.Pool{New: func() any { return new(cacheScratch) }}
 
+// poisonScratch, set by tests, overwrites a scratch's bytes when it goes
+// back to the pool, so that a string kept past its request (a key stored
+// as a view, say) turns into garbage that the tests see.
+var poisonScratch atomic.Bool
+
+// releaseScratch returns sc to the pool.
+func releaseScratch(sc *cacheScratch) {
+	if poisonScratch.Load() {
+		for _, b := range [][]byte{sc.buf, sc.key, sc.user} {
+			b = b[:cap(b)]
+			for i := range b {
+				b[i] = '~'
+			}
+		}
+	}
+	cacheScratchPool.Put(sc)
+}
+
 // decideCache asks the cache policy about sc.req, into sc.dec.
 func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) policy.Result {
 	if into, ok := s.deps.CachePolicy.(cacheDeciderInto); ok {
@@ -163,7 +182,7 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	}
 	cc := s.deps.Cache
 	sc := cacheScratchPool.Get().(*cacheScratch)
-	defer cacheScratchPool.Put(sc)
+	defer releaseScratch(sc)
 	cacheRequest(c, sc)
 	req, d := &sc.req, &sc.dec
 	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
