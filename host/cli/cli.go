@@ -78,6 +78,20 @@ func newFlagSet(name string, std Stdio) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args into fs; unless nargs is negative, exactly nargs
+// positional arguments must remain (otherwise fs's usage is printed).
+// Failures wrap errUsage.
+func parseFlags(fs *flag.FlagSet, args []string, nargs int) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if nargs >= 0 && fs.NArg() != nargs {
+		fs.Usage()
+		return fmt.Errorf("%w: want %d argument(s), got %q", errUsage, nargs, fs.Args())
+	}
+	return nil
+}
+
 // envOr returns the environment value of key, or def when unset.
 func envOr(getenv func(string) string, key, def string) string {
 	if v := getenv(key); v != "" {

@@ -200,12 +200,8 @@ func runPolicyTest(ctx context.Context, args []string, std Stdio) error {
 			"Runs the case files DIR/*.json (see package policytest) and prints a diff for each failure.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: want one case directory", errUsage)
+	if err := parseFlags(fs, args, 1); err != nil {
+		return err
 	}
 	var kind abi.Kind
 	if *kindName != "" {

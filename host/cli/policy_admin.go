@@ -108,17 +108,6 @@ func (c *adminClient) do(ctx context.Context, method, path, ctype string, body i
 	return nil
 }
 
-func parseAdminFlags(fs *flag.FlagSet, args []string, nargs int) error {
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if nargs >= 0 && fs.NArg() != nargs {
-		fs.Usage()
-		return fmt.Errorf("%w: want %d argument(s)", errUsage, nargs)
-	}
-	return nil
-}
-
 func printVersions(w io.Writer, recs []rollout.Record) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKIND\tNAME\tVERSION\tSTATUS\tCREATED\tSIGNED\tREASON")
@@ -141,7 +130,7 @@ func runPolicyLs(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy ls", std)
 	client := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if err := parseAdminFlags(fs, args, 0); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	var out struct {
@@ -178,7 +167,7 @@ func runPolicyPush(ctx context.Context, args []string, std Stdio) error {
 		fmt.Fprintln(std.Err, "usage: wingate policy push --kind KIND [flags] FILE.wasm")
 		fs.PrintDefaults()
 	}
-	if err := parseAdminFlags(fs, args, 1); err != nil {
+	if err := parseFlags(fs, args, 1); err != nil {
 		return err
 	}
 	if *kind == "" {
@@ -278,7 +267,7 @@ func runPolicyActivate(ctx context.Context, args []string, std Stdio) error {
 		fmt.Fprintln(std.Err, "usage: wingate policy activate [flags] ID")
 		fs.PrintDefaults()
 	}
-	if err := parseAdminFlags(fs, args, 1); err != nil {
+	if err := parseFlags(fs, args, 1); err != nil {
 		return err
 	}
 	id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
@@ -299,7 +288,7 @@ func runPolicyRollback(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy rollback", std)
 	client := adminFlags(fs)
 	kind := fs.String("kind", "", "decision kind to roll back (required)")
-	if err := parseAdminFlags(fs, args, 0); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *kind == "" {
@@ -329,7 +318,7 @@ func runPolicyShadow(ctx context.Context, args []string, std Stdio) error {
 		return fmt.Errorf("%w: want start, stop or ls", errUsage)
 	}
 	sub := args[0]
-	if err := parseAdminFlags(fs, args[1:], -1); err != nil {
+	if err := parseFlags(fs, args[1:], -1); err != nil {
 		return err
 	}
 	c := client()
@@ -390,7 +379,7 @@ func printShadows(w io.Writer, ss []rollout.ShadowStats) {
 func runPolicyStatus(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy status", std)
 	client := adminFlags(fs)
-	if err := parseAdminFlags(fs, args, 0); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	var out struct {
@@ -405,7 +394,7 @@ func runPolicyStatus(ctx context.Context, args []string, std Stdio) error {
 func runPolicyKeygen(_ context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy keygen", std)
 	out := fs.String("out", "wingate-policy", "write PREFIX.key (private, mode 0600) and PREFIX.pub")
-	if err := parseAdminFlags(fs, args, 0); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	pub, priv, err := rollout.GenerateKey()
@@ -430,7 +419,7 @@ func runPolicySign(_ context.Context, args []string, std Stdio) error {
 		fmt.Fprintln(std.Err, "usage: wingate policy sign --key KEY [-o FILE] FILE.wasm")
 		fs.PrintDefaults()
 	}
-	if err := parseAdminFlags(fs, args, 1); err != nil {
+	if err := parseFlags(fs, args, 1); err != nil {
 		return err
 	}
 	if *keyPath == "" {

@@ -29,12 +29,8 @@ func runPolicyCompile(ctx context.Context, args []string, std Stdio) error {
 			"Validates and compiles each module of DIR/policies.json into the compilation cache.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
 	}
 	rt, err := policy.NewRuntime(ctx, policy.Options{CacheDir: *cacheDir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
