@@ -230,24 +230,8 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 			return
 		case <-t.C:
 		}
-		now := nanotime()
-		batch = batch[:0]
-		armed := false
-		rt.mu.Lock()
-		for in := range rt.live {
-			if in.deadline.Load() != 0 {
-				armed = true
-			}
-			if in.claimStop(now) {
-				batch = append(batch, in)
-			}
-		}
-		rt.mu.Unlock()
-		for _, in := range batch {
-			in.halt.Set(1)
-		}
-		rt.halted.Add(int64(len(batch)))
-		if armed {
+		var armed bool
+		if batch, armed = rt.scan(batch[:0]); armed {
 			idle = 0
 			continue
 		}
@@ -256,7 +240,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		}
 		idle = 0
 		rt.parked.Store(true)
-		if rt.anyArmed() {
+		if batch, armed = rt.scan(batch[:0]); armed {
 			rt.parked.Store(false)
 			continue
 		}
@@ -274,16 +258,26 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 // parkAfter is how many empty scans in a row park the watchdog.
 const parkAfter = 64
 
-// anyArmed reports whether some instance has a deadline set.
-func (rt *Runtime) anyArmed() bool {
+// scan halts the calls past their deadline and reports whether any
+// instance has a deadline set. batch is scratch space, returned for reuse.
+func (rt *Runtime) scan(batch []*instance) ([]*instance, bool) {
+	now := nanotime()
+	armed := false
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	for in := range rt.live {
 		if in.deadline.Load() != 0 {
-			return true
+			armed = true
+		}
+		if in.claimStop(now) {
+			batch = append(batch, in)
 		}
 	}
-	return false
+	rt.mu.Unlock()
+	for _, in := range batch {
+		in.halt.Set(1)
+	}
+	rt.halted.Add(int64(len(batch)))
+	return batch, armed
 }
 
 // arm sets in's deadline to d from now and makes sure the watchdog is

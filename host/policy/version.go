@@ -353,19 +353,17 @@ func (v *Version) Cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDe
 // decision (keeping d.Tags' capacity).
 func (v *Version) cache(ctx context.Context, req *abi.CacheRequest, d *abi.CacheDecision, buf []byte) ([]byte, error) {
 	in, err := v.begin(ctx, abi.KindCache)
-	if err != nil {
-		*d = abi.CacheDecision{Tags: d.Tags[:0]}
-		return buf, v.callErr(abi.KindCache, err)
-	}
-	in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
-	body, err := v.exec(in, abi.KindCache)
 	if err == nil {
-		// Out of guest memory before the instance goes back to the pool.
-		start := len(buf)
-		buf = append(buf, body...)
-		err = decodeCache(buf[start:], d)
+		in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
+		var body []byte
+		if body, err = v.exec(in, abi.KindCache); err == nil {
+			// Out of guest memory before the instance goes back to the pool.
+			start := len(buf)
+			buf = append(buf, body...)
+			err = decodeCache(buf[start:], d)
+		}
+		v.finish(in, err)
 	}
-	v.finish(in, err)
 	if err != nil {
 		*d = abi.CacheDecision{Tags: d.Tags[:0]}
 		return buf, v.callErr(abi.KindCache, err)

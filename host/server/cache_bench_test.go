@@ -125,15 +125,20 @@ done = function(summary, latency, requests)
 end
 `
 
-var wrkLatency = regexp.MustCompile(`wingate-latency p50 ([0-9]+) p99 ([0-9]+) p999 ([0-9]+) max ([0-9]+)`)
+var wrkLatency = regexp.MustCompile(`wingate-latency p50 [0-9]+ p99 ([0-9]+) p999 ([0-9]+) max [0-9]+`)
 
 // wrkRun is one wrk run's figures.
 type wrkRun struct {
-	rps                 float64
-	p50, p99, p999, max time.Duration
-	cpu                 time.Duration // server CPU per request
-	server99            time.Duration // p99 of the server's own time per request
+	rps       float64
+	p99, p999 time.Duration
+	cpu       time.Duration // server CPU per request
+	server99  time.Duration // p99 of the server's own time per request
 }
+
+// Selectors of wrkRun figures, for byRound and worst.
+func p99Of(r wrkRun) time.Duration       { return r.p99 }
+func p999Of(r wrkRun) time.Duration      { return r.p999 }
+func serverP99Of(r wrkRun) time.Duration { return r.server99 }
 
 // handlerTimes records, for each request, the time from fasthttp handing
 // it to the application to the application returning: the server's own
@@ -199,7 +204,7 @@ func runWrk(tb testing.TB, wrk, script, addr string, h *handlerTimes, d time.Dur
 		v, _ := strconv.Atoi(string(b))
 		return time.Duration(v) * time.Microsecond
 	}
-	r.p50, r.p99, r.p999, r.max = us(l[1]), us(l[2]), us(l[3]), us(l[4])
+	r.p99, r.p999 = us(l[1]), us(l[2])
 	r.server99 = h.take()
 	return r
 }
@@ -252,25 +257,24 @@ func BenchmarkCacheHitThroughputWrk(b *testing.B) {
 			b.Logf("saturated, %d alternating rounds of %v: bare %.0f req/s, cached hits (%s) %.0f req/s: ratio %.2f",
 				rounds, dur, meanRPS(bs), v.name, meanRPS(cs), ratio)
 			b.Logf("saturated p99 by round: bare %v, cached %v; the server's own p99: bare %v, cached %v",
-				p99s(bs), p99s(cs), serverP99s(bs), serverP99s(cs))
+				byRound(bs, p99Of), byRound(cs, p99Of), byRound(bs, serverP99Of), byRound(cs, serverP99Of))
 			b.Logf("server CPU per request: bare %v, cached %v (capacity ratio %.2f)",
 				meanCPU(bs), meanCPU(cs), float64(meanCPU(bs))/float64(meanCPU(cs)))
 			pb, pc := measure(2)
 			b.Logf("paced (2 ms between requests per connection): bare %.0f req/s, cached %.0f req/s", meanRPS(pb), meanRPS(pc))
 			b.Logf("paced p99 by round: bare %v, cached %v; p99.9 worst: bare %v, cached %v; the server's own p99: bare %v, cached %v",
-				p99s(pb), p99s(pc), worst(pb, func(r wrkRun) time.Duration { return r.p999 }), worst(pc, func(r wrkRun) time.Duration { return r.p999 }),
-				serverP99s(pb), serverP99s(pc))
+				byRound(pb, p99Of), byRound(pc, p99Of), worst(pb, p999Of), worst(pc, p999Of), byRound(pb, serverP99Of), byRound(pc, serverP99Of))
 			if ratio < 0.70 {
 				b.Logf("below the target: ratio %.2f (want ≥ 0.70)", ratio)
 			}
-			if p := worst(pc, func(r wrkRun) time.Duration { return r.p99 }); p > 5*time.Millisecond {
+			if p := worst(pc, p99Of); p > 5*time.Millisecond {
 				b.Logf("a paced round's cached p99 is %v (want ≤ 5 ms)", p)
 			}
 			b.ReportMetric(ratio, "ratio")
-			b.ReportMetric(ms(worst(bs, func(r wrkRun) time.Duration { return r.p99 })), "sat-bare-p99-ms")
-			b.ReportMetric(ms(worst(cs, func(r wrkRun) time.Duration { return r.p99 })), "sat-cached-p99-ms")
-			b.ReportMetric(ms(worst(pb, func(r wrkRun) time.Duration { return r.p99 })), "paced-bare-p99-ms")
-			b.ReportMetric(ms(worst(pc, func(r wrkRun) time.Duration { return r.p99 })), "paced-cached-p99-ms")
+			b.ReportMetric(ms(worst(bs, p99Of)), "sat-bare-p99-ms")
+			b.ReportMetric(ms(worst(cs, p99Of)), "sat-cached-p99-ms")
+			b.ReportMetric(ms(worst(pb, p99Of)), "paced-bare-p99-ms")
+			b.ReportMetric(ms(worst(pc, p99Of)), "paced-cached-p99-ms")
 		})
 	}
 }
@@ -291,28 +295,18 @@ func meanCPU(rs []wrkRun) time.Duration {
 	return s / time.Duration(len(rs))
 }
 
-func p99s(rs []wrkRun) []time.Duration {
+// byRound returns one figure of each round.
+func byRound(rs []wrkRun, f func(wrkRun) time.Duration) []time.Duration {
 	out := make([]time.Duration, len(rs))
 	for i, r := range rs {
-		out[i] = r.p99
+		out[i] = f(r)
 	}
 	return out
 }
 
-func serverP99s(rs []wrkRun) []time.Duration {
-	out := make([]time.Duration, len(rs))
-	for i, r := range rs {
-		out[i] = r.server99
-	}
-	return out
-}
-
+// worst returns the largest of one figure over the rounds.
 func worst(rs []wrkRun, f func(wrkRun) time.Duration) time.Duration {
-	var w time.Duration
-	for _, r := range rs {
-		w = max(w, f(r))
-	}
-	return w
+	return slices.Max(byRound(rs, f))
 }
 
 // processCPU is the user and system CPU time this process has used.

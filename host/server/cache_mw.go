@@ -161,14 +161,12 @@ func releaseScratch(sc *cacheScratch) {
 }
 
 // decideCache asks the cache policy about sc.req, into sc.dec.
-func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) policy.Result {
+func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) (res policy.Result) {
 	if into, ok := s.deps.CachePolicy.(cacheDeciderInto); ok {
-		var res policy.Result
 		sc.buf, res = into.CacheInto(ctx, &sc.req, &sc.dec, sc.buf[:0])
-		return res
+	} else {
+		sc.dec, res = s.deps.CachePolicy.Cache(ctx, &sc.req)
 	}
-	var res policy.Result
-	sc.dec, res = s.deps.CachePolicy.Cache(ctx, &sc.req)
 	return res
 }
 
