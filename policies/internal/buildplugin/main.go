@@ -2,31 +2,40 @@
 //
 //	go run ./internal/buildplugin -o route.wasm ../plugins/route
 //
-// runs GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath and
-// replaces the output atomically (write to a temporary file, then rename),
-// so that a host watching the directory never loads half a module. A
-// plugin directory that does not exist or holds no main package is skipped
-// with a note, not an error.
+// A Go plugin is built with GOOS=wasip1 GOARCH=wasm go build
+// -buildmode=c-shared -trimpath; a Rust plugin (a directory with
+// Cargo.toml) with cargo for wasm32-unknown-unknown, when the system's
+// Rust toolchain is installed (see package policybuild). The output is
+// replaced atomically (write to a temporary file, then rename), so that a
+// host watching the directory never loads half a module. A plugin
+// directory that does not exist or holds no main package is skipped with
+// a note, not an error; so is a Rust plugin without the toolchain, with a
+// note saying how to install it (unless -require-rust, or CI=true).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+
+	"github.com/wingman-app/wingate/host/policy/policybuild"
 )
 
 func main() {
 	out := flag.String("o", "", "output module (required)")
+	requireRust := flag.Bool("require-rust", os.Getenv("CI") == "true", "fail when a Rust plugin cannot be built for lack of the toolchain (default: CI=true)")
 	flag.Parse()
 	if *out == "" || flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: buildplugin -o NAME.wasm PLUGIN_DIR")
+		fmt.Fprintln(os.Stderr, "usage: buildplugin [-require-rust] -o NAME.wasm PLUGIN_DIR")
 		os.Exit(2)
 	}
 	built, err := build(context.Background(), flag.Arg(0), *out)
+	if errors.Is(err, policybuild.ErrNoRust) && !*requireRust {
+		fmt.Fprintf(os.Stderr, "buildplugin: %s not built (a Rust policy; optional, the Go policies are the defaults):\n  %v\n", *out, err)
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "buildplugin:", err)
 		os.Exit(1)
@@ -36,54 +45,16 @@ func main() {
 	}
 }
 
-// hasMain reports whether dir holds a Go main package (a non-test .go file
-// declaring package main).
-func hasMain(dir string) bool {
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		return false
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "package ") {
-				if strings.TrimSpace(line) == "package main" {
-					return true
-				}
-				break
-			}
-		}
-	}
-	return false
-}
+// hasMain reports whether dir holds a Go main package.
+func hasMain(dir string) bool { return policybuild.HasMain(dir) }
 
 // build builds the plugin in dir into out; it reports false when dir has
-// no main package.
+// neither a main package nor a Cargo.toml.
 func build(ctx context.Context, dir, out string) (bool, error) {
-	if !hasMain(dir) {
+	if _, err := policybuild.Detect(dir); err != nil {
 		return false, nil
 	}
-	tmp := out + ".tmp"
-	pkg, err := filepath.Abs(dir)
-	if err != nil {
-		return false, err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", tmp, pkg)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("build %s: %w", dir, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
+	if _, err := policybuild.Build(ctx, dir, out, policybuild.Options{Log: os.Stderr}); err != nil {
 		return false, err
 	}
 	return true, nil

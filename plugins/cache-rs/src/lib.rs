@@ -1,0 +1,368 @@
+//! Wingate's default cache policy in Rust: the same rules and decisions as
+//! the Go policy in plugins/cache (package rules), checked on its case
+//! files. Build with `wingate policy build plugins/cache-rs` (or
+//! `go generate ./policies`, which builds it when cargo is installed).
+//!
+//! Configuration: `{"rules": [...]}`, each rule a route template with a
+//! method (default GET), an action ("lookup", the default, or "purge"), a
+//! TTL, a scope ("user" or "global"), a stale window, purge tags with
+//! `{user}` and `{param}` placeholders, and `ignore_query`. Empty
+//! configuration gives the built-in defaults.
+
+use std::fmt::Write;
+
+use wingate::json::{self, Value};
+use wingate::{Action, CacheDecision, CacheRequest, Error, Policy, Scope};
+
+/// One configured rule, compiled.
+#[derive(Debug, Clone)]
+struct Rule {
+    route: String,
+    method: String,
+    purge: bool,
+    ttl_s: u32,
+    scope: Scope,
+    stale_s: u32,
+    ignore_query: bool,
+    /// Route parameter name by path segment index ("" for a constant).
+    params: Vec<String>,
+    /// Each tag split into literal, placeholder, literal, ... parts.
+    tags: Vec<Vec<String>>,
+}
+
+impl Rule {
+    fn literal_tags(&self) -> bool {
+        self.tags.iter().all(|t| t.len() == 1)
+    }
+}
+
+/// The compiled configuration: rules by the length of their route.
+#[derive(Default)]
+pub struct Rules {
+    by_len: Vec<Vec<Rule>>,
+    configured: bool,
+    pairs: Vec<(usize, usize)>,
+}
+
+const DEFAULTS: &str = r#"{"rules": [
+  {"route": "/api/challenges", "ttl_s": 1800, "scope": "global", "stale_s": 300, "tags": ["challenges"]},
+  {"route": "/api/challenges/:id", "ttl_s": 1800, "scope": "global", "stale_s": 300, "tags": ["challenges", "challenge:{id}"]},
+  {"route": "/api/users/:id/reputation", "ttl_s": 900, "scope": "user", "stale_s": 60, "tags": ["user:{id}"]},
+  {"route": "/api/users/:id/matches", "ttl_s": 300, "scope": "user", "stale_s": 30, "tags": ["user:{id}:location", "user:{id}:matches"]},
+  {"route": "/api/users/:id/location", "ttl_s": 3600, "scope": "user", "tags": ["user:{id}:location"]},
+  {"route": "/api/challenges/:id/complete", "method": "POST", "action": "purge", "tags": ["user:{user}"]},
+  {"route": "/api/users/:id/location", "method": "PUT", "action": "purge", "tags": ["user:{id}:location"]}
+]}"#;
+
+fn field_str<'a>(v: &'a Value, i: usize, k: &str) -> Result<Option<&'a str>, Error> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("cache policy: config: rule {}: {} must be a string", i, k).into()),
+    }
+}
+
+fn field_u32(v: &Value, i: usize, k: &str) -> Result<u32, Error> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(0),
+        Some(x) => x.as_u32().ok_or_else(|| format!("cache policy: config: rule {}: {} must be a whole number of seconds", i, k).into()),
+    }
+}
+
+/// Compiles the configuration; empty (or null) gives the defaults.
+pub fn parse(config: &[u8]) -> Result<Rules, Error> {
+    let text = std::str::from_utf8(config).unwrap_or("x").trim();
+    let doc = if text.is_empty() || text == "null" { json::parse(DEFAULTS.as_bytes())? } else { json::parse(config).map_err(|e| format!("cache policy: config: {}", e))? };
+    let obj = doc.as_object().ok_or("cache policy: config: want an object")?;
+    for (k, _) in obj {
+        if k != "rules" {
+            return Err(format!("cache policy: config: json: unknown field {:?}", k).into());
+        }
+    }
+    let list = match doc.get("rules") {
+        None | Some(Value::Null) => &[][..],
+        Some(v) => v.as_array().ok_or("cache policy: config: rules must be a list")?,
+    };
+    let mut p = Rules { configured: true, ..Default::default() };
+    for (i, r) in list.iter().enumerate() {
+        let fields = r.as_object().ok_or_else(|| format!("cache policy: config: rule {} must be an object", i))?;
+        for (k, _) in fields {
+            if !matches!(k.as_str(), "route" | "method" | "action" | "ttl_s" | "scope" | "stale_s" | "tags" | "ignore_query") {
+                return Err(format!("cache policy: config: json: unknown field {:?}", k).into());
+            }
+        }
+        let route = field_str(r, i, "route")?.unwrap_or("").to_string();
+        let method = field_str(r, i, "method")?.unwrap_or("").to_uppercase();
+        let method = if method.is_empty() { "GET".to_string() } else { method };
+        let action = field_str(r, i, "action")?.unwrap_or("");
+        let scope_name = field_str(r, i, "scope")?.unwrap_or("");
+        let ttl_s = field_u32(r, i, "ttl_s")?;
+        let stale_s = field_u32(r, i, "stale_s")?;
+        let ignore_query = match r.get("ignore_query") {
+            None | Some(Value::Null) => false,
+            Some(v) => v.as_bool().ok_or_else(|| format!("cache policy: config: rule {}: ignore_query must be true or false", i))?,
+        };
+        let tag_list: Vec<&str> = match r.get("tags") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => {
+                let a = v.as_array().ok_or_else(|| format!("cache policy: config: rule {}: tags must be a list", i))?;
+                let mut out = Vec::new();
+                for t in a {
+                    out.push(t.as_str().ok_or_else(|| format!("cache policy: config: rule {}: a tag must be a string", i))?);
+                }
+                out
+            }
+        };
+        if !route.starts_with('/') {
+            return Err(format!("cache policy: rule {}: route {:?} must start with /", i, route).into());
+        }
+        let purge = match action {
+            "" | "lookup" => {
+                if method != "GET" {
+                    return Err(format!("cache policy: rule {}: only GET can be looked up", i).into());
+                }
+                if ttl_s == 0 {
+                    return Err(format!("cache policy: rule {}: ttl_s must be positive", i).into());
+                }
+                false
+            }
+            "purge" => {
+                if tag_list.is_empty() {
+                    return Err(format!("cache policy: rule {}: a purge rule needs tags", i).into());
+                }
+                true
+            }
+            other => return Err(format!("cache policy: rule {}: unknown action {:?}", i, other).into()),
+        };
+        let scope = match scope_name {
+            "user" => Scope::User,
+            "global" | "" => {
+                if !purge && scope_name.is_empty() {
+                    return Err(format!("cache policy: rule {}: scope must be user or global", i).into());
+                }
+                Scope::Global
+            }
+            other => return Err(format!("cache policy: rule {}: unknown scope {:?}", i, other).into()),
+        };
+        let params: Vec<String> = route.split('/').map(|seg| if let Some(n) = seg.strip_prefix(':') { n.trim_end_matches('?').to_string() } else { String::new() }).collect();
+        let mut tags = Vec::new();
+        for t in &tag_list {
+            tags.push(parse_tag(t, &params).map_err(|e| format!("cache policy: rule {}: {}", i, e))?);
+        }
+        if p.find(&method, &route).is_some() {
+            return Err(format!("cache policy: rule {}: duplicate rule for {} {}", i, method, route).into());
+        }
+        let len = route.len();
+        while p.by_len.len() <= len {
+            p.by_len.push(Vec::new());
+        }
+        p.by_len[len].push(Rule { route, method, purge, ttl_s, scope, stale_s, ignore_query, params, tags });
+    }
+    Ok(p)
+}
+
+fn parse_tag(t: &str, params: &[String]) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    loop {
+        let i = match rest.find('{') {
+            None => {
+                parts.push(rest.to_string());
+                return Ok(parts);
+            }
+            Some(i) => i,
+        };
+        let j = rest[i..].find('}').ok_or_else(|| format!("tag {:?}: unclosed {{", t))?;
+        let name = &rest[i + 1..i + j];
+        if name != "user" && !params.iter().any(|p| p == name) {
+            return Err(format!("tag {:?}: {{{}}} is neither {{user}} nor a route parameter", t, name));
+        }
+        parts.push(rest[..i].to_string());
+        parts.push(name.to_string());
+        rest = &rest[i + j + 1..];
+    }
+}
+
+/// A user id or path segment usable in a tag: not empty, at most 128
+/// bytes, no braces, no control characters.
+fn safe_value(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && !v.bytes().any(|c| c < 0x20 || c == 0x7f || c == b'{' || c == b'}')
+}
+
+/// The path's segment number i (split on '/').
+fn segment(path: &str, i: usize) -> &str {
+    path.split('/').nth(i).unwrap_or("")
+}
+
+impl Rules {
+    fn find(&self, method: &str, route: &str) -> Option<&Rule> {
+        self.by_len.get(route.len())?.iter().find(|r| r.route == route && r.method == method)
+    }
+
+    /// Appends the tag with its placeholders filled, or returns false when
+    /// a placeholder has no usable value.
+    fn expand(out: &mut String, parts: &[String], user: &str, params: &[String], path: &str) -> bool {
+        for (i, part) in parts.iter().enumerate() {
+            if i % 2 == 0 {
+                out.push_str(part);
+                continue;
+            }
+            let v = if part == "user" {
+                user
+            } else {
+                match params.iter().position(|p| p == part) {
+                    Some(j) => segment(path, j),
+                    None => "",
+                }
+            };
+            if !safe_value(v) {
+                return false;
+            }
+            out.push_str(v);
+        }
+        true
+    }
+
+    /// The decision for one request. Anything without a rule is bypassed;
+    /// a user-scoped rule without a user is bypassed; a user-scoped key
+    /// always contains the user.
+    pub fn decide(&mut self, req: &CacheRequest) -> CacheDecision {
+        let mut pairs = std::mem::take(&mut self.pairs);
+        let d = self.decide_with(req, &mut pairs);
+        self.pairs = pairs;
+        d
+    }
+
+    fn decide_with(&self, req: &CacheRequest, pairs: &mut Vec<(usize, usize)>) -> CacheDecision {
+        let r = match self.find(&req.method, &req.route) {
+            Some(r) => r,
+            None => return CacheDecision::default(),
+        };
+        if r.purge {
+            let mut d = CacheDecision::default();
+            for t in &r.tags {
+                let mut s = String::new();
+                if Self::expand(&mut s, t, &req.user, &r.params, &req.path) {
+                    d.tags.push(s);
+                }
+            }
+            return d;
+        }
+        if r.scope == Scope::User && req.user.is_empty() {
+            return CacheDecision::default();
+        }
+        let query = !r.ignore_query && !req.query.is_empty();
+        let mut key = String::with_capacity(req.path.len() + req.user.len() + req.query.len() + 4);
+        if r.scope == Scope::User {
+            key.push_str("u=");
+            key.push_str(&req.user);
+            key.push('|');
+        }
+        key.push_str(&req.path);
+        if query {
+            key.push('?');
+            canonical_query(&mut key, &req.query, pairs);
+        }
+        let mut tags = Vec::with_capacity(r.tags.len());
+        if r.literal_tags() {
+            tags.extend(r.tags.iter().map(|t| t[0].clone()));
+        } else {
+            for t in &r.tags {
+                let mut s = String::new();
+                if !Self::expand(&mut s, t, &req.user, &r.params, &req.path) {
+                    // A tag that cannot be named could never be purged.
+                    return CacheDecision::default();
+                }
+                tags.push(s);
+            }
+        }
+        CacheDecision { action: Action::Lookup, key, ttl_s: r.ttl_s, scope: r.scope, stale_s: r.stale_s, tags }
+    }
+}
+
+/// Appends q with its &-separated pairs in byte order (empty pairs
+/// dropped), so the same parameters in another order share a key.
+pub fn canonical_query(out: &mut String, q: &str, pairs: &mut Vec<(usize, usize)>) {
+    if !q.contains('&') {
+        out.push_str(q);
+        return;
+    }
+    pairs.clear();
+    let mut start = 0;
+    for (i, c) in q.bytes().enumerate().chain(std::iter::once((q.len(), b'&'))) {
+        if c == b'&' {
+            if i > start {
+                pairs.push((start, i));
+            }
+            start = i + 1;
+        }
+    }
+    pairs.sort_by(|a, b| q.as_bytes()[a.0..a.1].cmp(&q.as_bytes()[b.0..b.1]));
+    for (n, &(a, b)) in pairs.iter().enumerate() {
+        if n > 0 {
+            out.push('&');
+        }
+        let _ = out.write_str(&q[a..b]);
+    }
+}
+
+fn configure(r: &mut Rules, config: &[u8]) -> Result<(), Error> {
+    *r = parse(config)?;
+    Ok(())
+}
+
+fn decide(r: &mut Rules, req: &CacheRequest) -> Result<CacheDecision, Error> {
+    if !r.configured {
+        *r = parse(b"")?;
+    }
+    Ok(r.decide(req))
+}
+
+/// The policy: configuration, then cache decisions.
+pub fn policy() -> Policy<Rules> {
+    Policy::new(Rules::default()).on_init(configure).cache(decide)
+}
+
+wingate::export!(policy);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(method: &'a str, route: &'a str, path: &'a str, query: &'a str, user: &'a str) -> CacheRequest<'a> {
+        CacheRequest { method: method.into(), route: route.into(), path: path.into(), query: query.into(), user: user.into() }
+    }
+
+    #[test]
+    fn defaults_decide_through_the_encoding() {
+        let mut p = policy();
+        p.call_init(b"").unwrap();
+        let d = p.call_cache(&req("GET", "/api/users/:id/reputation", "/api/users/42/reputation", "", "7")).unwrap();
+        assert_eq!(d.key, "u=7|/api/users/42/reputation");
+        assert_eq!(d.tags, vec!["user:42".to_string()]);
+        assert_eq!((d.action, d.scope, d.ttl_s, d.stale_s), (Action::Lookup, Scope::User, 900, 60));
+        let d = p.call_cache(&req("GET", "/api/challenges", "/api/challenges", "b=2&&a=1", "")).unwrap();
+        assert_eq!(d.key, "/api/challenges?a=1&b=2");
+        let d = p.call_cache(&req("POST", "/api/challenges/:id/complete", "/api/challenges/3/complete", "", "42")).unwrap();
+        assert_eq!((d.action, d.tags), (Action::Bypass, vec!["user:42".to_string()]));
+        // A path segment that cannot be a tag: bypass, never an unpurgeable entry.
+        let d = p.call_cache(&req("GET", "/api/challenges/:id", "/api/challenges/{x}", "", "")).unwrap();
+        assert_eq!(d, CacheDecision::default());
+    }
+
+    #[test]
+    fn config_errors_name_the_rule() {
+        for (cfg, want) in [
+            (r#"{"rules": [{"route": "x", "ttl_s": 1, "scope": "user"}]}"#, "rule 0: route \"x\" must start with /"),
+            (r#"{"rules": [{"route": "/a", "scope": "user"}]}"#, "rule 0: ttl_s must be positive"),
+            (r#"{"rules": [{"route": "/a", "ttl_s": 1}]}"#, "rule 0: scope must be user or global"),
+            (r#"{"rules": [{"route": "/a", "ttl_s": 1, "scope": "user", "tags": ["{nope}"]}]}"#, "is neither {user} nor a route parameter"),
+            (r#"{"rules": [], "extra": 1}"#, "unknown field \"extra\""),
+            (r#"{"rules": [{"route": "/a", "ttl_s": -1, "scope": "user"}]}"#, "ttl_s must be a whole number"),
+            (r#"{"rules": [{"route": "/a", "ttl_s": 1, "scope": "user"}, {"route": "/a", "ttl_s": 2, "scope": "user"}]}"#, "duplicate rule for GET /a"),
+        ] {
+            let err = parse(cfg.as_bytes()).err().unwrap_or_else(|| panic!("{} accepted", cfg)).to_string();
+            assert!(err.contains(want), "{}: {}", cfg, err);
+        }
+    }
+}
