@@ -125,6 +125,7 @@ func runPolicyEval(ctx context.Context, args []string, std Stdio) error {
 	path := fs.String("policy", "", "policy module (.wasm) (required)")
 	configPath := fs.String("config", "", "file whose bytes are the policy's configuration")
 	deadline := fs.Duration("deadline", offlineDeadline, "per-decision deadline")
+	asJSON := fs.Bool("json", false, `one JSON object per line, {"line":N,"decision":...} or {"line":N,"error":"..."}, continuing past bad lines`)
 	fs.Usage = func() {
 		fmt.Fprintln(std.Err, "usage: wingate policy eval --kind KIND --policy FILE.wasm [--config FILE] < requests.jsonl\n\n"+
 			"Reads one request per line (DESIGN.md eval JSON) and writes one decision per line, in order.")
@@ -152,6 +153,9 @@ func runPolicyEval(ctx context.Context, args []string, std Stdio) error {
 	defer p.Close()
 	if !p.v.Handles(kind) {
 		return fmt.Errorf("%s handles %v, not %v", *path, p.v.Kinds(), kind)
+	}
+	if *asJSON {
+		return evalLinesJSON(ctx, p.v, kind, std.In, std.Out)
 	}
 	return evalLines(ctx, p.v, kind, std.In, std.Out)
 }
@@ -195,9 +199,14 @@ func runPolicyTest(ctx context.Context, args []string, std Stdio) error {
 	dir := fs.String("policy-dir", envOr(os.Getenv, "WINGATE_POLICY_DIR", "./policies"), "policy directory used when --policy is not given (WINGATE_POLICY_DIR)")
 	deadline := fs.Duration("deadline", offlineDeadline, "per-decision deadline")
 	verbose := fs.Bool("v", false, "print passing cases too")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	watch := fs.Bool("watch", false, "with a policy source DIR: rebuild and retest on every change, one line per run")
 	fs.Usage = func() {
-		fmt.Fprintln(std.Err, "usage: wingate policy test [--policy FILE.wasm] [--kind KIND] [--config FILE] DIR\n\n"+
-			"Runs the case files DIR/*.json (see package policytest) and prints a diff for each failure.")
+		fmt.Fprintln(std.Err, "usage: wingate policy test [--policy FILE.wasm] [--kind KIND] [--config FILE] [--json] DIR\n"+
+			"       wingate policy test [--watch] [--json] POLICY_SOURCE_DIR\n\n"+
+			"Runs the case files DIR/*.json (see package policytest) and prints a diff for each failure.\n"+
+			"Given a Go or Rust policy source directory, builds DIR/<name>.wasm when stale and runs\n"+
+			"DIR/testdata/cases with DIR/config.json.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, 1); err != nil {
@@ -210,6 +219,13 @@ func runPolicyTest(ctx context.Context, args []string, std Stdio) error {
 			return err
 		}
 		kind = k
+	}
+	if *path == "" && isPolicySource(fs.Arg(0)) {
+		a := &authorTest{dir: fs.Arg(0), kind: kind, configPath: *configPath, deadline: *deadline, verbose: *verbose, json: *asJSON, watch: *watch}
+		return a.run(ctx, std)
+	}
+	if *watch {
+		return fmt.Errorf("%w: --watch needs a policy source directory (a Go main package or a Rust crate), not %s", errUsage, fs.Arg(0))
 	}
 	cases, err := policytest.LoadDir(fs.Arg(0))
 	if err != nil {
@@ -240,21 +256,7 @@ func runPolicyTest(ctx context.Context, args []string, std Stdio) error {
 		return err
 	}
 	defer p.Close()
-	failed := 0
-	for _, r := range policytest.RunAll(ctx, p.v, kind, cases) {
-		if !r.Passed() {
-			failed++
-			fmt.Fprintln(std.Out, r.String())
-		} else if *verbose {
-			fmt.Fprintln(std.Out, r.String())
-		}
-	}
-	if failed > 0 {
-		fmt.Fprintf(std.Out, "FAIL %s: %d of %d cases failed\n", *path, failed, len(cases))
-		return fmt.Errorf("%d of %d cases failed", failed, len(cases))
-	}
-	fmt.Fprintf(std.Out, "ok   %s: %d cases passed\n", *path, len(cases))
-	return nil
+	return reportCases(std.Out, *path, policytest.RunAll(ctx, p.v, kind, cases), *verbose, *asJSON)
 }
 
 // policyOfKind finds the module and configuration serving kind in dir:
