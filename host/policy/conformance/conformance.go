@@ -232,7 +232,7 @@ func (r *run) suite() {
 	if !r.add(0, "start (_initialize)", err) {
 		return
 	}
-	defer g.Close(r.ctx)
+	defer func() { g.Close(r.ctx) }()
 	mv, err := g.call(r.ctx, g.marker, "wingate_abi_v1()")
 	if err == nil {
 		r.report.Minor = uint32(mv)
@@ -279,7 +279,7 @@ func (r *run) suite() {
 	r.add(0, "init: bad configuration answered, not trapped", r.badConfig())
 
 	for _, k := range kinds {
-		r.kindSuite(g, k)
+		r.kindSuite(&g, k)
 	}
 	r.add(0, "undeclared kind is an error status", r.undeclared(g, set))
 }
@@ -368,7 +368,25 @@ func (r *run) answer(g *guest, kind abi.Kind, in []byte, errOK bool) (abi.Status
 	return st, body, checkDecision(kind, in, body)
 }
 
-func (r *run) kindSuite(g *guest, k abi.Kind) {
+// renew replaces g after a trap, as the host discards a trapped
+// instance; it reports false when no instance starts.
+func (r *run) renew(g **guest, err error) bool {
+	if err == nil || !errors.Is(err, errTrap) {
+		return true
+	}
+	(*g).Close(r.ctx)
+	ng, ferr := r.fresh()
+	if ferr != nil {
+		r.add(0, "restart after a trap", ferr)
+		return false
+	}
+	*g = ng
+	return true
+}
+
+func (r *run) kindSuite(gp **guest, k abi.Kind) {
+	g := *gp
+	defer func() { *gp = g }()
 	vectors, err := abi.GoldenVectors(requestFile[k])
 	if !r.add(k, "golden vectors available", err) {
 		return
@@ -383,6 +401,9 @@ func (r *run) kindSuite(g *guest, k abi.Kind) {
 			_, _, err = r.answer(g, k, in, v.Name == "empty")
 		}
 		r.add(k, "golden "+strings.TrimSuffix(requestFile[k], ".json")+"/"+v.Name, err)
+		if !r.renew(&g, err) {
+			return
+		}
 	}
 	if typical == nil {
 		return
@@ -395,6 +416,9 @@ func (r *run) kindSuite(g *guest, k abi.Kind) {
 			err = fmt.Errorf("%s (%d bytes) was decided (status ok); a decoder must refuse it", e.what, len(e.in))
 		}
 		r.add(k, "refuses "+e.what, err)
+		if !r.renew(&g, err) {
+			return
+		}
 	}
 
 	// Fields at their limits and maximal inputs: a well-formed answer.
@@ -404,6 +428,9 @@ func (r *run) kindSuite(g *guest, k abi.Kind) {
 			err = fmt.Errorf("%s (%d bytes): %w", e.what, len(e.in), err)
 		}
 		r.add(k, "limits: "+e.what, err)
+		if !r.renew(&g, err) {
+			return
+		}
 	}
 
 	r.add(k, "repeated calls on one instance", r.repeated(k, typical))
