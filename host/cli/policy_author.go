@@ -244,14 +244,34 @@ func (a *authorTest) once(ctx context.Context, quick bool, buildLog io.Writer) (
 		rep.Error = err.Error()
 		return rep, err
 	}
-	p, err := loadOfflinePolicy(ctx, module, config, a.deadline, io.Discard)
-	if err != nil {
-		rep.Error = err.Error()
-		return rep, err
+	// The watch loop runs the cases on wazero's interpreter: compiling a
+	// Go module takes seconds, interpreting a few cases milliseconds. The
+	// one-shot test loads the module the way the host does.
+	var d policytest.Decider
+	if quick {
+		wasm, err := os.ReadFile(module)
+		if err != nil {
+			rep.Error = err.Error()
+			return rep, err
+		}
+		m, err := conformance.NewInterpreted(ctx, wasm, config)
+		if err != nil {
+			rep.Error = err.Error()
+			return rep, err
+		}
+		defer m.Close(context.Background())
+		d = m
+	} else {
+		p, err := loadOfflinePolicy(ctx, module, config, a.deadline, io.Discard)
+		if err != nil {
+			rep.Error = err.Error()
+			return rep, err
+		}
+		defer p.Close()
+		d = p.v
 	}
-	defer p.Close()
 	build := rep.Build
-	rep = newCaseReport(module, policytest.RunAll(ctx, p.v, a.kind, cases))
+	rep = newCaseReport(module, policytest.RunAll(ctx, d, a.kind, cases))
 	rep.Build = build
 	if rep.Failed > 0 {
 		return rep, fmt.Errorf("%d of %d cases failed", rep.Failed, len(cases))

@@ -31,8 +31,11 @@ type harness struct {
 }
 
 func newHarness(ctx context.Context, wasm []byte) (*harness, error) {
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).WithMemoryLimitPages(memoryLimitPages))
+	return newHarnessConfig(ctx, wasm, wazero.NewRuntimeConfig())
+}
+
+func newHarnessConfig(ctx context.Context, wasm []byte, cfg wazero.RuntimeConfig) (*harness, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg.WithCloseOnContextDone(true).WithMemoryLimitPages(memoryLimitPages))
 	_, err := rt.NewHostModuleBuilder(abi.HostModule).
 		NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, level, ptr, size uint32) {}).Export(abi.ImportLog).
 		Instantiate(ctx)
