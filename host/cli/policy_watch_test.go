@@ -99,7 +99,8 @@ func mustWrite(t *testing.T, path, body string) {
 // test --watch` and times each edit until its verdict line is printed.
 // Edits alternate between a reason the cases want and one they do not,
 // so each verdict (ok, then FAIL, ...) is checked to be the edit's own.
-// With -watch-edits 10 it checks the issue's bounds (median ≤ 3 s,
+// With -watch-edits=10 (go test ./host/cli -run WatchLatency -v -args
+// -watch-edits=10) it checks the issue's bounds (median ≤ 3 s,
 // maximum ≤ 5 s); the default two edits only a generous bound.
 func TestPolicyTestWatchLatency(t *testing.T) {
 	if testing.Short() {

@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/wingman-app/wingate/host/policy/policybuild"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 )
 
 func TestHasMain(t *testing.T) {
@@ -86,5 +91,34 @@ func TestBuildWritesAWasmModule(t *testing.T) {
 	}
 	if b2, _ := os.ReadFile(out); !bytes.Equal(b, b2) {
 		t.Error("failed build replaced the previous module")
+	}
+}
+
+// TestBuildRustWithoutToolchain: a Rust plugin without cargo is an
+// ErrNoRust whose message says how to install it (main skips it with that
+// note, or fails under CI=true).
+func TestBuildRustWithoutToolchain(t *testing.T) {
+	t.Setenv("WINGATE_CARGO", filepath.Join(t.TempDir(), "no-cargo"))
+	out := filepath.Join(t.TempDir(), "cache-rs.wasm")
+	built, err := build(context.Background(), filepath.Join("..", "..", "..", "plugins", "cache-rs"), out)
+	if built || !errors.Is(err, policybuild.ErrNoRust) || !strings.Contains(err.Error(), "apt-get install -y rustc cargo libstd-rust-dev-wasm32") {
+		t.Fatalf("built %v, err %v", built, err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("output exists: %v", err)
+	}
+}
+
+// TestBuildRustPlugin builds the Rust cache policy into a module.
+func TestBuildRustPlugin(t *testing.T) {
+	buildtest.RequireRust(t)
+	out := filepath.Join(t.TempDir(), "cache-rs.wasm")
+	built, err := build(context.Background(), filepath.Join("..", "..", "..", "plugins", "cache-rs"), out)
+	if err != nil || !built {
+		t.Fatalf("built %v, err %v", built, err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x00asm")) {
+		t.Fatalf("not a module: %v", err)
 	}
 }
