@@ -53,6 +53,7 @@ func runPolicyBuild(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy build", std)
 	out := fs.String("o", "", "output module; default: DIR/<name>.wasm, next to DIR/config.json")
 	quick := fs.Bool("quick", false, "build faster, run slower (Rust: no LTO): for the edit-test loop")
+	target := fs.String("target", policybuild.RustTarget, "Rust target: "+policybuild.RustTarget+" (no WASI imports) or wasm32-wasi")
 	fs.Usage = func() {
 		fmt.Fprintln(std.Err, "usage: wingate policy build [-o FILE.wasm] [--quick] DIR\n\n"+
 			"Builds the Go main package or Rust crate in DIR into a WebAssembly module.\n"+
@@ -68,7 +69,7 @@ func runPolicyBuild(ctx context.Context, args []string, std Stdio) error {
 		*out = authorModule(dir)
 	}
 	t0 := time.Now()
-	lang, err := policybuild.Build(ctx, dir, *out, policybuild.Options{Log: std.Err, Quick: *quick})
+	lang, err := policybuild.Build(ctx, dir, *out, policybuild.Options{Log: std.Err, Quick: *quick, RustTarget: *target})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/conformance/testguest"
+	"github.com/wingman-app/wingate/host/policy/policybuild"
 	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -89,6 +90,24 @@ func TestShippedPoliciesConform(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRustWASITargetConforms: the Rust SDK also builds for wasm32-wasi,
+// whose module imports WASI calls from the host's allowlist, and passes.
+func TestRustWASITargetConforms(t *testing.T) {
+	buildtest.RequireRust(t)
+	out := filepath.Join(t.TempDir(), "route-wasi.wasm")
+	if _, err := policybuild.Build(context.Background(), filepath.Join(repo, "sdk/rust/examples/route"), out, policybuild.Options{RustTarget: "wasm32-wasi"}); err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(wasm, []byte("wasi_snapshot_preview1")) {
+		t.Error("a wasm32-wasi module without WASI imports: the wrong target was built")
+	}
+	mustPass(t, wasm, Options{Name: "route-wasi"})
 }
 
 // failure returns the failed check whose name starts with name.

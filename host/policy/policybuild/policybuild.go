@@ -125,6 +125,9 @@ func FindRust(ctx context.Context) (Toolchain, error) {
 type Options struct {
 	// Log receives the compiler's output; nil discards it.
 	Log io.Writer
+	// RustTarget is the Rust target: RustTarget (default) or
+	// "wasm32-wasi" (WASI imports from the host's allowlist).
+	RustTarget string
 	// Quick trades module speed for build time (Rust: no LTO, parallel
 	// code generation, incremental): for the edit-test loop, not for
 	// modules that serve.
@@ -156,6 +159,13 @@ func Build(ctx context.Context, dir, out string, opts Options) (Language, error)
 			return lang, fmt.Errorf("build %s: %w", dir, err)
 		}
 	case Rust:
+		target := opts.RustTarget
+		if target == "" {
+			target = RustTarget
+		}
+		if target != RustTarget && target != "wasm32-wasi" {
+			return lang, fmt.Errorf("rust target %q: want %s or wasm32-wasi", target, RustTarget)
+		}
 		tc, err := FindRust(ctx)
 		if err != nil {
 			return lang, err
@@ -164,7 +174,7 @@ func Build(ctx context.Context, dir, out string, opts Options) (Language, error)
 		if err != nil {
 			return lang, err
 		}
-		cmd := exec.CommandContext(ctx, tc.Cargo, "build", "--release", "--target", RustTarget, "--manifest-path", filepath.Join(abs, "Cargo.toml"))
+		cmd := exec.CommandContext(ctx, tc.Cargo, "build", "--release", "--target", target, "--manifest-path", filepath.Join(abs, "Cargo.toml"))
 		cmd.Dir = abs
 		cmd.Env = append(os.Environ(), "RUSTC="+tc.Rustc, "PATH="+filepath.Dir(tc.Cargo)+string(os.PathListSeparator)+os.Getenv("PATH"))
 		if opts.Quick {
@@ -174,7 +184,7 @@ func Build(ctx context.Context, dir, out string, opts Options) (Language, error)
 		if err := cmd.Run(); err != nil {
 			return lang, fmt.Errorf("build %s: %w", dir, err)
 		}
-		if err := copyFile(filepath.Join(abs, "target", RustTarget, "release", artifact+".wasm"), tmp); err != nil {
+		if err := copyFile(filepath.Join(abs, "target", target, "release", artifact+".wasm"), tmp); err != nil {
 			os.Remove(tmp)
 			return lang, err
 		}
