@@ -19,7 +19,7 @@ import (
 // imports (wingate.log, WASI without files, arguments or environment)
 // and its memory cap; a call that runs past callTimeout is stopped.
 
-const callTimeout = 20 * time.Second
+const callTimeout = 60 * time.Second
 
 // memoryLimitPages is the host's default cap (64 MiB).
 const memoryLimitPages = 1024
