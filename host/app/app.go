@@ -25,6 +25,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/server"
 )
 
@@ -44,6 +45,7 @@ type App struct {
 	cfg      Config
 	log      *slog.Logger
 	srv      *server.Server
+	decider  policy.Decider // every kind of decision, the cache's included
 	closers  []func()
 	ready    []server.ReadyCheck
 	draining atomic.Bool
@@ -114,7 +116,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	a.closers = append(a.closers, pols.close)
-	deps.Policies = pols.decider
+	deps.Policies, a.decider = pols.decider, pols.decider
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	obs.watchPolicies(pols.engine)
 	if deps.Chat, err = startChat(cfg, deps.Store, pols.decider, obs.metrics.ChatObserver(), log); err != nil {
