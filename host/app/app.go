@@ -46,6 +46,8 @@ type App struct {
 	log      *slog.Logger
 	srv      *server.Server
 	decider  policy.Decider // every kind of decision, the cache's included
+	engine   *policy.Engine // the rollout manager's engine, under decider
+	deps     server.Deps    // what srv was built from (benchmarks vary one)
 	closers  []func()
 	ready    []server.ReadyCheck
 	draining atomic.Bool
@@ -116,7 +118,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	a.closers = append(a.closers, pols.close)
-	deps.Policies, a.decider = pols.decider, pols.decider
+	deps.Policies, a.decider, a.engine = pols.decider, pols.decider, pols.engine
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	obs.watchPolicies(pols.engine)
 	if deps.Chat, err = startChat(cfg, deps.Store, pols.decider, obs.metrics.ChatObserver(), log); err != nil {
@@ -135,6 +137,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		pols.readyCheck(),
 	}
 	deps.Ready = a.ready
+	a.deps = deps
 	a.srv = server.New(server.DefaultConfig(), deps)
 	return nil
 }
