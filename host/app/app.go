@@ -272,7 +272,11 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	if cfg.DrainDelay > 0 {
 		time.Sleep(cfg.DrainDelay)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	timeout := cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = Defaults().ShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return a.Stop(sctx)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"sort"
@@ -70,7 +71,8 @@ type Config struct {
 	DBOpTimeout      time.Duration `koanf:"db_op_timeout"`
 	// DrainDelay is how long /readyz answers 503 before the listener
 	// closes on shutdown, so that a load balancer stops sending (default
-	// 0); ShutdownTimeout bounds the wait for requests in flight (15 s).
+	// 0); ShutdownTimeout bounds the wait for requests in flight (15 s;
+	// zero takes that default).
 	DrainDelay      time.Duration `koanf:"drain_delay"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }
@@ -238,6 +240,10 @@ func readFile(path string) (map[string]any, error) {
 
 // Validate reports settings out of range.
 func (c Config) Validate() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("%w: log level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
+	}
 	switch {
 	case c.CacheLocalBytes < 0 || c.CacheMaxEntryBytes < 0:
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)

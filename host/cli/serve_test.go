@@ -52,6 +52,10 @@ func TestServeFlagsOverFileAndEnv(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "cache sizes") {
 		t.Fatalf("negative cache size: code %d, %q", code, stderr)
 	}
+	code, _, stderr = runCmd(t, "serve", "--log-level", "loud", "--addr", "127.0.0.1:0", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "log level") {
+		t.Fatalf("bad log level: code %d, %q", code, stderr)
+	}
 	t.Setenv("WINGATE_CACHE_MAX_ENTRY_BYTES", "huge")
 	code, _, stderr = runCmd(t, "serve", "--policy-dir", t.TempDir())
 	if code != 2 || !strings.Contains(stderr, "WINGATE_CACHE_MAX_ENTRY_BYTES") {
