@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/wingman-app/wingate/host/app"
 )
 
 // Stdio carries the standard streams, so tests run commands in process.
@@ -27,8 +29,9 @@ type command struct {
 // the init functions of this package's files and never changed afterwards.
 var commands = map[string]command{}
 
-// errUsage marks an error caused by bad arguments (exit code 2).
-var errUsage = errors.New("usage")
+// errUsage marks an error caused by bad arguments (exit code 2); it is
+// app.ErrUsage, so that configuration errors of serve exit 2 too.
+var errUsage = app.ErrUsage
 
 // Run runs the subcommand named by args[0] and returns the process exit
 // code: 0 on success, 2 on a usage error, 1 otherwise.

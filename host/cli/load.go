@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	var cfg loadgen.Config
 	fs := newFlagSet("load", std)
 	addr := envOr(os.Getenv, "WINGATE_ADDR", "127.0.0.1:8080")
-	fs.StringVar(&cfg.Target, "url", "http://"+addr, "server base URL; loopback addresses only")
+	fs.StringVar(&cfg.Target, "url", "http://"+addr, "server base URL, or one endpoint's URL (e.g. http://127.0.0.1:8080/api/challenges) to drive only it; loopback addresses only")
+	asUser := fs.Int64("user", 0, "one-endpoint mode: send a bearer token for this user id")
 	mode := fs.String("mode", "closed", "closed (each connection sends when answered) or rate (constant request rate)")
 	fs.IntVar(&cfg.Connections, "connections", 100, fmt.Sprintf("concurrent connections (1 to %d)", loadgen.MaxConnections))
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second, for --mode rate")
@@ -47,6 +49,9 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	if oneURL(cfg.Target) {
+		return runLoadURL(ctx, cfg, *mode, *asUser, *secret, *jsonOut, std)
 	}
 	cfg.Mode = loadgen.Mode(*mode)
 	cfg.Seed = *seedV
@@ -114,4 +119,65 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 		return errTargetsMissed
 	}
 	return nil
+}
+
+// oneURL reports whether target names one endpoint (a path beyond "/").
+func oneURL(target string) bool {
+	u, err := url.Parse(target)
+	return err == nil && u.Path != "" && u.Path != "/"
+}
+
+// runLoadURL drives one endpoint (loadgen.RunURL): every request the same,
+// pre-built, one keep-alive connection per worker; --mode rate sends at
+// --rate per second with latency from the intended send time.
+func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64, secret, jsonOut string, std Stdio) error {
+	uc := loadgen.URLConfig{URL: cfg.Target, Connections: cfg.Connections, Duration: cfg.Duration, Warmup: cfg.Warmup,
+		Timeout: cfg.Timeout}
+	switch loadgen.Mode(mode) {
+	case loadgen.ModeRate:
+		if cfg.Rate <= 0 {
+			return fmt.Errorf("%w: --mode rate needs a positive --rate", errUsage)
+		}
+		uc.Rate = cfg.Rate
+	case loadgen.ModeClosed:
+	default:
+		return fmt.Errorf("%w: --mode %q: want closed or rate", errUsage, mode)
+	}
+	if user != 0 {
+		if user < 0 {
+			return fmt.Errorf("%w: --user must be positive", errUsage)
+		}
+		if secret == "" {
+			secret, _ = readDevSecret()
+		}
+		a, err := auth.New([]byte(secret))
+		if err != nil {
+			return fmt.Errorf("jwt secret: %w", err)
+		}
+		tok, err := a.Issue(user, 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		uc.Header = map[string]string{"Authorization": "Bearer " + tok}
+	}
+	rep, err := loadgen.RunURL(ctx, uc)
+	if err != nil {
+		return err
+	}
+	if jsonOut == "" {
+		return rep.WriteText(std.Out)
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if jsonOut == "-" {
+		_, err = std.Out.Write(b)
+		return err
+	}
+	if err := rep.WriteText(std.Out); err != nil {
+		return err
+	}
+	return os.WriteFile(jsonOut, b, 0o644)
 }

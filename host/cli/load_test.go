@@ -69,3 +69,32 @@ func TestLoad(t *testing.T) {
 		t.Errorf("bad mix: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestLoadOneURL drives one endpoint of the real application (built by
+// package app as serve builds it) at a constant rate, with a valid token
+// for the user it reads.
+func TestLoadOneURL(t *testing.T) {
+	_, base := startHost(t, nil)
+	code, out, errOut := run(t, "", "load", "--url", base+"/api/users/7/reputation", "--user", "7",
+		"--jwt-secret", "serve-test-secret-0123456789", "--mode", "rate", "--rate", "400", "--duration", "1s",
+		"--connections", "4", "--json", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep loadgen.URLReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, out)
+	}
+	if rep.Requests < 200 || rep.Requests > 401 || rep.Non2xx != 0 || rep.Errors != 0 || rep.P99 <= 0 {
+		t.Fatalf("report %+v: want about 400 answered 2xx", rep)
+	}
+	// Without the token the same endpoint answers 401: counted, not hidden.
+	code, out, _ = run(t, "", "load", "--url", base+"/api/users/7/reputation", "--duration", "200ms", "--connections", "2")
+	if code != 0 || !strings.Contains(out, "non-2xx") || strings.Contains(out, "non-2xx 0,") {
+		t.Fatalf("unauthenticated run: exit %d\n%s", code, out)
+	}
+	code, _, errOut = run(t, "", "load", "--url", base+"/api/challenges", "--mode", "rate")
+	if code != 2 || !strings.Contains(errOut, "--rate") {
+		t.Fatalf("rate without --rate: exit %d %q", code, errOut)
+	}
+}

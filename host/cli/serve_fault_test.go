@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/auth"
 	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/store/pgstore"
@@ -41,8 +42,6 @@ func TestDatabaseFaults(t *testing.T) {
 	// A request may spend opTimeout in the store; the rest is slack for
 	// the race detector and a busy shared machine. A hang is far beyond.
 	const bound = opTimeout + 3*time.Second
-	t.Setenv("WINGATE_DB_OP_TIMEOUT", opTimeout.String())
-	t.Setenv("WINGATE_DB_ACQUIRE_TIMEOUT", "500ms")
 
 	ctx := context.Background()
 	direct, drop, err := pgstore.CreateTestDatabase(ctx, "wingate_fault")
@@ -74,7 +73,9 @@ func TestDatabaseFaults(t *testing.T) {
 	q.Set("connect_timeout", "1")
 	pu.RawQuery = q.Encode()
 
-	_, base := startHost(t, serveConfig{DatabaseURL: pu.String()})
+	_, base := startHost(t, func(c *app.Config) {
+		c.DatabaseURL, c.DBOpTimeout, c.DBAcquireTimeout = pu.String(), opTimeout, 500*time.Millisecond
+	})
 	waitReady(t, base, 15*time.Second)
 	a, _ := auth.New([]byte("serve-test-secret-0123456789"))
 	token := func(id int64) string { tok, _ := a.Issue(id, time.Hour); return tok }

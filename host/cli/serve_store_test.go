@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/auth"
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
@@ -39,11 +41,13 @@ func TestTokenUsesTheSecretServeSaved(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "WINGATE_JWT_SECRET") {
 		t.Fatalf("token without any secret: code %d, stderr %q", code, stderr)
 	}
-	a, err := startAuth("", testLogger(t))
+	// serve without a secret saves its random one.
+	startHost(t, func(c *app.Config) { c.JWTSecret = "" })
+	a, err := auth.New([]byte(mustDevSecret(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, _ := devSecretFile()
+	path, _ := app.DevSecretFile()
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file %s: %v %v", path, fi, err)
 	}
@@ -68,46 +72,44 @@ func TestTokenUsesTheSecretServeSaved(t *testing.T) {
 			t.Errorf("%v: code %d, want 2 (usage)", args, code)
 		}
 	}
-	if _, err := startAuth("short", testLogger(t)); err == nil {
+	cfg := app.Defaults()
+	cfg.JWTSecret, cfg.PolicyDir = "short", t.TempDir()
+	if h, err := app.Build(context.Background(), cfg, app.Options{Logger: testLogger(t)}); err == nil {
+		h.Stop(context.Background())
 		t.Error("a 5-byte secret was accepted")
+	} else if !errors.Is(err, errUsage) {
+		t.Errorf("a 5-byte secret: %v, want a usage error", err)
 	}
 }
 
-// startHost assembles serve's process for cfg and serves it on a free
-// port; it returns the base URL.
-func startHost(t *testing.T, cfg serveConfig) (*hostProcess, string) {
+// startHost builds the application through package app, as serve does,
+// from its defaults changed by set, and serves it on a free port; it
+// returns the base URL.
+func startHost(t *testing.T, set func(*app.Config)) (*app.App, string) {
 	t.Helper()
-	// Everything not set by the test takes serve's defaults.
-	def, err := parseServeFlags(nil, Stdio{Err: io.Discard}, func(string) string { return "" })
+	cfg := app.Defaults()
+	cfg.PolicyDir = t.TempDir()
+	cfg.JWTSecret = "serve-test-secret-0123456789"
+	if set != nil {
+		set(&cfg)
+	}
+	h, err := app.Build(context.Background(), cfg, app.Options{Logger: testLogger(t)})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.LLMProvider == "" {
-		cfg.LLMProvider = def.LLMProvider
-	}
-	if cfg.LogLevel == "" {
-		cfg.LogLevel = def.LogLevel
-	}
-	if cfg.PolicyDir == "" {
-		cfg.PolicyDir = t.TempDir()
-	}
-	if cfg.JWTSecret == "" {
-		cfg.JWTSecret = "serve-test-secret-0123456789"
-	}
-	h, err := buildHost(context.Background(), cfg, testLogger(t))
-	if err != nil {
-		t.Fatalf("buildHost: %v", err)
+		t.Fatalf("app.Build: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go h.srv.Serve(ln) //nolint:errcheck
+	if err := h.Start(ln); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = h.srv.Shutdown(ctx)
-		h.Close()
+		if err := h.Stop(ctx); err != nil {
+			t.Error(err)
+		}
 	})
 	return h, "http://" + ln.Addr().String()
 }
@@ -171,7 +173,7 @@ func waitReady(t *testing.T, base string, within time.Duration) {
 }
 
 func TestServeWithoutDatabaseUsesDemoData(t *testing.T) {
-	_, base := startHost(t, serveConfig{})
+	_, base := startHost(t, nil)
 	waitReady(t, base, 5*time.Second)
 	a, _ := auth.New([]byte("serve-test-secret-0123456789"))
 	tok, _ := a.Issue(1, time.Hour)
@@ -197,10 +199,10 @@ func deadPort(t *testing.T) int {
 }
 
 func TestServeStartsWhileDatabaseIsDown(t *testing.T) {
-	t.Setenv("WINGATE_DB_OP_TIMEOUT", "1s")
-	t.Setenv("WINGATE_DB_ACQUIRE_TIMEOUT", "500ms")
 	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nothing?sslmode=disable&connect_timeout=1", deadPort(t))
-	_, base := startHost(t, serveConfig{DatabaseURL: url})
+	_, base := startHost(t, func(c *app.Config) {
+		c.DatabaseURL, c.DBOpTimeout, c.DBAcquireTimeout = url, time.Second, 500*time.Millisecond
+	})
 	if st, _ := call(t, "GET", base+"/healthz", "", ""); st != 200 {
 		t.Fatalf("/healthz = %d, want 200 while the database is down", st)
 	}
@@ -251,7 +253,7 @@ func TestMigrateSeedAndServeOnPostgres(t *testing.T) {
 		t.Fatalf("seed without a database: code %d, want 2", code)
 	}
 
-	_, base := startHost(t, serveConfig{DatabaseURL: url})
+	_, base := startHost(t, func(c *app.Config) { c.DatabaseURL = url })
 	waitReady(t, base, 15*time.Second)
 	a, _ := auth.New([]byte("serve-test-secret-0123456789"))
 	tok, _ := a.Issue(5, time.Hour)
@@ -261,11 +263,20 @@ func TestMigrateSeedAndServeOnPostgres(t *testing.T) {
 	}
 }
 
+func mustDevSecret(t *testing.T) string {
+	t.Helper()
+	s, err := readDevSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestDevSecretFileLocation(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", dir)
-	p, err := devSecretFile()
+	p, err := app.DevSecretFile()
 	if err != nil || p != filepath.Join(dir, "wingate", "dev-jwt-secret") {
-		t.Fatalf("devSecretFile = %q, %v", p, err)
+		t.Fatalf("DevSecretFile = %q, %v", p, err)
 	}
 }

@@ -1,6 +1,7 @@
-// Package drill holds the fault drills of a whole Wingate process: the real
-// `serve` assembly (the same code path as `wingate serve`, in process on a
-// loopback port) under load from package loadgen while something breaks.
+// Package drill holds the fault drills of a whole Wingate process: the
+// application built by package app exactly as `wingate serve` builds it, in
+// process on a loopback port, under load from package loadgen while
+// something breaks.
 //
 //   - Redis: the server's Redis (a private redis-server on a free port) is
 //     stopped and restarted under load.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
@@ -19,7 +20,7 @@ func TestDrillRedisOutage(t *testing.T) {
 	s := drillShape()
 	db := database(t)
 	rs := testkit.StartRedis(t)
-	h := startServe(t, "--database-url", db, "--redis-url", "redis://"+rs.Addr()+"/0")
+	h := startServe(t, func(c *app.Config) { c.DatabaseURL, c.RedisURL = db, "redis://"+rs.Addr()+"/0" })
 	l := startLedger(t, h, s.Writers, false)
 	ld := startLoad(h, s, nil)
 
@@ -66,8 +67,6 @@ func TestDrillRedisOutage(t *testing.T) {
 // database is down, answers are 200 (cached reads) or 503 JSON; afterwards
 // the service recovers by itself, with every acknowledged write kept.
 func TestDrillPostgresFaults(t *testing.T) {
-	t.Setenv("WINGATE_DB_OP_TIMEOUT", "1s")
-	t.Setenv("WINGATE_DB_ACQUIRE_TIMEOUT", "500ms")
 	s := drillShape()
 	ctx := context.Background()
 	db := database(t)
@@ -82,7 +81,9 @@ func TestDrillPostgresFaults(t *testing.T) {
 	q.Set("connect_timeout", "1")
 	pu.RawQuery = q.Encode()
 
-	h := startServe(t, "--database-url", pu.String())
+	h := startServe(t, func(c *app.Config) {
+		c.DatabaseURL, c.DBOpTimeout, c.DBAcquireTimeout = pu.String(), time.Second, 500*time.Millisecond
+	})
 	l := startLedger(t, h, s.Writers, false)
 	ld := startLoad(h, s, nil)
 

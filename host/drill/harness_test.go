@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/auth"
-	"github.com/wingman-app/wingate/host/cli"
 	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/loadgen"
 	"github.com/wingman-app/wingate/host/store/pgstore"
@@ -97,35 +97,44 @@ func freeAddr(t testing.TB) string {
 	return "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 }
 
-// host is one `wingate serve` running in this process.
+// host is one application running in this process, built by package app
+// exactly as `wingate serve` builds it.
 type host struct {
 	base string
-	done chan int
-	out  *lockedBuffer
+	app  *app.App
+	out  *lockedBuffer // its warnings and errors
 }
 
-// startServe runs `wingate serve` with args (after the drill's address,
-// secrets and policy directory) and waits until /readyz answers 200. The
-// process is shut down at the end of the test.
-func startServe(t *testing.T, args ...string) *host {
+// startServe builds the application with the drill's address, secrets
+// and the built policies, changed by set, serves it and waits until it is
+// ready. It is stopped at the end of the test.
+func startServe(t *testing.T, set func(*app.Config)) *host {
 	t.Helper()
-	addr := freeAddr(t)
-	all := append([]string{"serve", "--addr", addr, "--jwt-secret", jwtSecret, "--admin-token", adminToken,
-		"--policy-dir", policyDir(t), "--log-level", "warn"}, args...)
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &host{base: "http://" + addr, done: make(chan int, 1), out: &lockedBuffer{}}
-	go func() { h.done <- cli.Run(ctx, all, cli.Stdio{In: strings.NewReader(""), Out: h.out, Err: h.out}) }()
+	cfg := app.Defaults()
+	cfg.Addr, cfg.JWTSecret, cfg.AdminToken, cfg.PolicyDir, cfg.LogLevel = freeAddr(t), jwtSecret, adminToken, policyDir(t), "warn"
+	if set != nil {
+		set(&cfg)
+	}
+	out := &lockedBuffer{}
+	log, err := app.NewLogger(out, cfg.LogLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Build(context.Background(), cfg, app.Options{Logger: log})
+	if err != nil {
+		t.Fatalf("app.Build: %v", err)
+	}
+	h := &host{base: "http://" + cfg.Addr, app: a, out: out}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-h.done:
-			if code != 0 {
-				t.Errorf("serve exited with %d: %s", code, h.out.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30 s of its context ending")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil {
+			t.Errorf("stop: %v; log:\n%s", err, out.String())
 		}
 	})
+	if err := a.Start(nil); err != nil {
+		t.Fatal(err)
+	}
 	// Start-up loads the three policies; they are compiled by `go generate
 	// ./policies`, but a race-built server that misses the compilation
 	// cache compiles each for about 17 s.
@@ -135,20 +144,20 @@ func startServe(t *testing.T, args ...string) *host {
 	return h
 }
 
+// waitReady waits until the application is ready and /readyz answers 200.
 func (h *host) waitReady(t *testing.T, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := h.app.WaitReady(ctx); err != nil {
+		t.Fatalf("%v; log:\n%s", err, h.out.String())
+	}
 	for {
-		select {
-		case code := <-h.done:
-			t.Fatalf("serve exited with %d before it was ready: %s", code, h.out.String())
-		default:
-		}
 		st, _, _, err := do(http.MethodGet, h.base+"/readyz", "", "", nil)
 		if err == nil && st == http.StatusOK {
 			return
 		}
-		if time.Now().After(deadline) {
+		if ctx.Err() != nil {
 			t.Fatalf("/readyz still %d (%v) after %v", st, err, within)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
@@ -133,7 +134,7 @@ func activeCache(t *testing.T, h *host) (id int64, quarantined bool) {
 func TestDrillPolicySwaps(t *testing.T) {
 	s := drillShape()
 	db := database(t)
-	h := startServe(t, "--database-url", db)
+	h := startServe(t, func(c *app.Config) { c.DatabaseURL = db })
 	ids := map[string][2]int64{}
 	for _, kind := range []string{"cache", "route"} {
 		p := shipped(t, kind)
@@ -311,7 +312,7 @@ func hostileDrill(t *testing.T, pushes []hostilePush) {
 		t.Fatal(err)
 	}
 	db := database(t)
-	h := startServe(t, "--database-url", db)
+	h := startServe(t, func(c *app.Config) { c.DatabaseURL = db })
 	good, _ := activeCache(t, h)
 	if good == 0 {
 		t.Fatal("no cache policy is active at start")

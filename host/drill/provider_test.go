@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/loadgen"
 )
 
@@ -113,11 +114,11 @@ func TestDrillProviderFailure(t *testing.T) {
 	if err := os.WriteFile(tiers, []byte(drillTiers), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("WINGATE_LLM_TIERS", tiers)
-	t.Setenv("OPENAI_BASE_URL", srv.URL+"/v1")
-	t.Setenv("OPENAI_API_KEY", "drill")
 	db := database(t)
-	h := startServe(t, "--database-url", db, "--llm-provider", "openai")
+	h := startServe(t, func(c *app.Config) {
+		c.DatabaseURL, c.LLMProvider, c.LLMTiers = db, "openai", tiers
+		c.OpenAIBaseURL, c.OpenAIAPIKey = srv.URL+"/v1", "drill"
+	})
 	mix := loadgen.Mix{loadgen.EpChat: 40, loadgen.EpChallenges: 30, loadgen.EpReputation: 20, loadgen.EpLocationPut: 10}
 
 	// 1. The economy model is down: the next tier answers.

@@ -93,6 +93,9 @@ func (s *Server) metricsMiddleware(c *fiber.Ctx) error {
 // isNoRoute reports the errors Fiber returns when no route matched (a
 // group's middleware may have run, so the route alone does not tell).
 func isNoRoute(err error) bool {
+	if err == nil {
+		return false // before errors.As, whose target would escape (one allocation per request)
+	}
 	var fe *fiber.Error
 	if !errors.As(err, &fe) {
 		return false

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -22,18 +22,18 @@ func TestServeObservability(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"WINGATE_ALERT_RULES": rules}
-	cfg, err := parseServeFlags([]string{"--policy-dir", t.TempDir()}, Stdio{Err: io.Discard}, func(k string) string { return env[k] })
+	cfg, err := Load("", func(k string) string { return env[k] }, map[string]string{"policy_dir": t.TempDir(), "jwt_secret": testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := buildHost(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	h, err := Build(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	defer h.Stop(context.Background())
 	get := func(path string) (int, string) {
 		t.Helper()
-		res, err := h.srv.App().Test(httptest.NewRequest("GET", path, nil), -1)
+		res, err := h.Server().App().Test(httptest.NewRequest("GET", path, nil), -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,16 +69,14 @@ func TestServeRejectsBadAlertRules(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`{"rules": [{"name": "x", "expr": "nope > 1"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseServeFlags([]string{"--alert-rules", rules, "--policy-dir", t.TempDir()}, Stdio{Err: io.Discard}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := buildHost(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	cfg := Defaults()
+	cfg.AlertRules, cfg.PolicyDir, cfg.JWTSecret = rules, t.TempDir(), testSecret
+	h, err := Build(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
-		h.Close()
-		t.Fatal("buildHost accepted a broken rules file")
+		h.Stop(context.Background())
+		t.Fatal("Build accepted a broken rules file")
 	}
-	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "nope") {
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("error = %v, want a usage error naming the signal", err)
 	}
 }

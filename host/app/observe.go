@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func startObserve(ctx context.Context, rulesPath, webhookURL string, getenv func
 	rules := alert.DefaultRules()
 	if rulesPath != "" {
 		if rules, err = alert.LoadRules(rulesPath); err != nil {
-			return nil, fmt.Errorf("%w: %w", errUsage, err)
+			return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
 	o := &observeHost{metrics: m, done: make(chan struct{})}

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func parsePubKey(s string) (ed25519.PublicKey, error) {
 	}
 	b, err := os.ReadFile(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: policy public key: neither a base64 key nor a readable file: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: policy public key: neither a base64 key nor a readable file: %v", ErrUsage, err)
 	}
 	return rollout.ParsePublicKey(string(b))
 }
@@ -49,7 +49,7 @@ func parsePubKey(s string) (ed25519.PublicKey, error) {
 // PostgreSQL, the instance starts on the store's active set (importing the
 // directory only for kinds with none) and follows LISTEN/NOTIFY. Missing
 // or broken policies are warnings: their kinds serve the fallback.
-func startRollout(ctx context.Context, cfg serveConfig, obs policy.Observer, log *slog.Logger) (*rolloutHost, error) {
+func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slog.Logger) (*rolloutHost, error) {
 	pub, err := parsePubKey(cfg.PolicyPubKey)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -29,17 +29,21 @@ func TestStartChat(t *testing.T) {
 	}{
 		{"simulated default", "simulated", nil, nil},
 		{"simulated with latency", "simulated", map[string]string{"WINGATE_LLM_SIM_LATENCY": "1ms", "WINGATE_LLM_SIM_TOKEN_LATENCY": "0s"}, nil},
-		{"bad latency", "simulated", map[string]string{"WINGATE_LLM_SIM_LATENCY": "soon"}, errUsage},
-		{"anthropic without key", "anthropic", nil, errUsage},
+		{"bad latency", "simulated", map[string]string{"WINGATE_LLM_SIM_LATENCY": "soon"}, ErrUsage},
+		{"anthropic without key", "anthropic", nil, ErrUsage},
 		{"anthropic with key", "anthropic", map[string]string{"ANTHROPIC_API_KEY": "k"}, nil},
 		{"openai local server", "openai", map[string]string{"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}, nil},
-		{"unknown provider", "llamas", nil, errUsage},
+		{"unknown provider", "llamas", nil, ErrUsage},
 		{"tiers file mixing providers", "openai", map[string]string{"WINGATE_LLM_TIERS": tiersFile}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			getenv := func(k string) string { return tt.env[k] }
-			svc, err := startChat(tt.provider, getenv, memstore.New(), nil, nil, log)
+			cfg, err := Load("", getenv, map[string]string{"llm_provider": tt.provider})
+			var svc *chat.Service
+			if err == nil {
+				svc, err = startChat(cfg, memstore.New(), nil, nil, log)
+			}
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -31,24 +31,18 @@ const demoUsers = 2000
 // (pool_max_conns, pool_min_conns, pool_max_conn_lifetime,
 // pool_max_conn_idle_time, pool_health_check_period); otherwise
 // pgstore's defaults apply (see its package documentation).
-// WINGATE_DB_ACQUIRE_TIMEOUT and WINGATE_DB_OP_TIMEOUT (Go durations)
-// override the wait for a connection (1 s) and the bound on one operation
-// (2 s).
-func startStore(ctx context.Context, databaseURL string, obs store.QueryObserver, log *slog.Logger) (store.Store, server.ReadyCheck, func(), error) {
+// cfg.DBAcquireTimeout and cfg.DBOpTimeout, when set, override the wait
+// for a connection (1 s) and the bound on one operation (2 s).
+func startStore(ctx context.Context, cfg Config, obs store.QueryObserver, log *slog.Logger) (store.Store, server.ReadyCheck, func(), error) {
+	databaseURL := cfg.DatabaseURL
 	if databaseURL == "" {
 		st := memstore.Demo(demoUsers)
 		log.Info("store: DATABASE_URL unset, in-memory store with generated demo data", "users", demoUsers)
 		return st, server.ReadyCheck{Name: "store", Check: st.Ping, Required: true}, st.Close, nil
 	}
-	cfg := pgstore.Config{URL: databaseURL, Observer: obs, Logger: log.With("component", "store")}
-	var err error
-	if cfg.AcquireTimeout, err = envDuration("WINGATE_DB_ACQUIRE_TIMEOUT"); err != nil {
-		return nil, server.ReadyCheck{}, nil, err
-	}
-	if cfg.OpTimeout, err = envDuration("WINGATE_DB_OP_TIMEOUT"); err != nil {
-		return nil, server.ReadyCheck{}, nil, err
-	}
-	st, err := pgstore.Open(ctx, cfg)
+	pcfg := pgstore.Config{URL: databaseURL, Observer: obs, Logger: log.With("component", "store"),
+		AcquireTimeout: cfg.DBAcquireTimeout, OpTimeout: cfg.DBOpTimeout}
+	st, err := pgstore.Open(ctx, pcfg)
 	if err != nil {
 		return nil, server.ReadyCheck{}, nil, err
 	}
@@ -93,21 +87,9 @@ func migrateUntilDone(ctx context.Context, st *pgstore.Store, log *slog.Logger) 
 	}
 }
 
-func envDuration(key string) (time.Duration, error) {
-	v := os.Getenv(key)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%w: %s=%q is not a positive duration", errUsage, key, v)
-	}
-	return d, nil
-}
-
-// devSecretFile is where serve leaves its random per-process JWT secret
+// DevSecretFile is where serve leaves its random per-process JWT secret
 // so that `wingate token` can sign tokens it accepts.
-func devSecretFile() (string, error) {
+func DevSecretFile() (string, error) {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
@@ -124,7 +106,7 @@ func startAuth(secret string, log *slog.Logger) (*auth.Authority, error) {
 	if secret != "" {
 		a, err := auth.New([]byte(secret))
 		if err != nil {
-			return nil, fmt.Errorf("%w: WINGATE_JWT_SECRET: %w", errUsage, err)
+			return nil, fmt.Errorf("%w: WINGATE_JWT_SECRET: %w", ErrUsage, err)
 		}
 		return a, nil
 	}
@@ -145,7 +127,7 @@ func startAuth(secret string, log *slog.Logger) (*auth.Authority, error) {
 }
 
 func writeDevSecret(secret string) (string, error) {
-	path, err := devSecretFile()
+	path, err := DevSecretFile()
 	if err != nil {
 		return "", err
 	}
@@ -159,10 +141,10 @@ func writeDevSecret(secret string) (string, error) {
 	return path, os.Rename(tmp, path)
 }
 
-// readDevSecret returns the secret saved by the last serve without
+// ReadDevSecret returns the secret saved by the last serve without
 // WINGATE_JWT_SECRET.
-func readDevSecret() (string, error) {
-	path, err := devSecretFile()
+func ReadDevSecret() (string, error) {
+	path, err := DevSecretFile()
 	if err != nil {
 		return "", err
 	}

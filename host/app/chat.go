@@ -1,0 +1,73 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wingman-app/wingate/host/chat"
+	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/llm/anthropic"
+	"github.com/wingman-app/wingate/host/llm/openai"
+	"github.com/wingman-app/wingate/host/llm/simulated"
+	"github.com/wingman-app/wingate/host/policy"
+)
+
+// startChat assembles the AI coach: the tiers (defaults, or the file
+// cfg.LLMTiers), a client for each provider they name, and the chat
+// service over st and dec. cfg.LLMProvider is the provider of tiers that
+// name none; anthropic needs cfg.AnthropicAPIKey.
+func startChat(cfg Config, st chat.Store, dec policy.Decider, obs chat.Observer, log *slog.Logger) (*chat.Service, error) {
+	provider := cfg.LLMProvider
+	var tiers *llm.Tiers
+	var err error
+	if path := cfg.LLMTiers; path != "" {
+		if tiers, err = llm.LoadTiers(path, provider); err != nil {
+			return nil, fmt.Errorf("chat: %w", err)
+		}
+	} else {
+		tiers = llm.DefaultTiers(provider)
+	}
+	providers := map[string]llm.Provider{}
+	for _, name := range append(tiers.Providers(), provider) {
+		if providers[name] != nil {
+			continue
+		}
+		p, err := newProvider(name, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		providers[name] = p
+	}
+	svc, err := chat.New(chat.Config{Store: st, Decider: dec, Tiers: tiers, Providers: providers,
+		DefaultProvider: provider, Observer: obs, Log: log.With("component", "chat")})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tiers.List() {
+		log.Info("chat tier", "tier", t.Name, "provider", t.Provider, "model", t.Model,
+			"input_per_mtok", t.PriceAt(time.Now()).InputPerMTok, "output_per_mtok", t.PriceAt(time.Now()).OutputPerMTok,
+			"context_budget_tokens", t.ContextBudgetTokens)
+	}
+	return svc, nil
+}
+
+func newProvider(name string, cfg Config, log *slog.Logger) (llm.Provider, error) {
+	retry := func(p llm.Provider) llm.Provider { return llm.NewRetrying(p, llm.DefaultRetryConfig(), log) }
+	switch name {
+	case "simulated":
+		first, per := cfg.SimLatency, cfg.SimTokenLatency
+		log.Warn("LLM provider is simulated: answers are generated offline and labelled [simulated]",
+			"first_token_latency", first, "token_latency", per)
+		return simulated.New(simulated.Options{FirstToken: first, PerToken: per, Log: log}), nil
+	case "anthropic":
+		key := cfg.AnthropicAPIKey
+		if key == "" {
+			return nil, fmt.Errorf("%w: WINGATE_LLM_PROVIDER or a tier names anthropic but ANTHROPIC_API_KEY is unset", ErrUsage)
+		}
+		return retry(anthropic.New(anthropic.Config{APIKey: key, BaseURL: cfg.AnthropicBaseURL})), nil
+	case "openai":
+		return retry(openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL})), nil
+	}
+	return nil, fmt.Errorf("%w: LLM provider %q: want simulated, anthropic or openai", ErrUsage, name)
+}

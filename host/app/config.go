@@ -1,0 +1,299 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"time"
+
+	"github.com/knadh/koanf/v2"
+)
+
+// ErrUsage marks an error in the configuration (a bad flag, variable or
+// file): `wingate serve` exits 2 on it.
+var ErrUsage = errors.New("usage")
+
+// Config is everything the application is assembled from. Each field has a
+// key in the configuration file and, where a Setting names them, a flag
+// and an environment variable. Defaults returns the documented defaults;
+// Load layers a file, the environment and flags over them.
+type Config struct {
+	// Addr is the listen address (default 127.0.0.1:8080).
+	Addr string `koanf:"addr"`
+	// DatabaseURL is PostgreSQL's URL; empty: the in-memory demo store.
+	// It may carry pgxpool's parameters (pool_max_conns, ...).
+	DatabaseURL string `koanf:"database_url"`
+	// RedisURL is the cache's Redis tier; empty: in-process cache only.
+	RedisURL string `koanf:"redis_url"`
+	// PolicyDir holds policies.json and the policy modules (default
+	// ./policies).
+	PolicyDir string `koanf:"policy_dir"`
+	// AdminToken guards /admin; empty disables the admin API.
+	AdminToken string `koanf:"admin_token"`
+	// PolicyPubKey (base64 ed25519 public key, or a file holding it)
+	// makes signed policy versions mandatory.
+	PolicyPubKey string `koanf:"policy_pubkey"`
+	// JWTSecret is the HS256 key of API tokens; empty: a random secret
+	// per process, saved for `wingate token`.
+	JWTSecret string `koanf:"jwt_secret"`
+	// LLMProvider is the provider of tiers that name none: simulated
+	// (default), anthropic or openai.
+	LLMProvider string `koanf:"llm_provider"`
+	// LLMTiers is a tiers file; empty: the built-in tiers.
+	LLMTiers string `koanf:"llm_tiers"`
+	// SimLatency and SimTokenLatency are the simulated provider's delay
+	// before the first token and per token (default 0).
+	SimLatency      time.Duration `koanf:"llm_sim_latency"`
+	SimTokenLatency time.Duration `koanf:"llm_sim_token_latency"`
+	// Provider credentials and endpoints. The OpenAI key may be empty for
+	// local OpenAI-compatible servers.
+	AnthropicAPIKey  string `koanf:"anthropic_api_key"`
+	AnthropicBaseURL string `koanf:"anthropic_base_url"`
+	OpenAIAPIKey     string `koanf:"openai_api_key"`
+	OpenAIBaseURL    string `koanf:"openai_base_url"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `koanf:"log_level"`
+	// AlertRules is the alert rules file (empty: the shipped rules);
+	// AlertWebhook the URL alert changes are POSTed to.
+	AlertRules   string `koanf:"alert_rules"`
+	AlertWebhook string `koanf:"alert_webhook"`
+	// CacheLocalBytes is the in-process cache tier's size (default 64
+	// MiB); CacheMaxEntryBytes the largest response stored (256 KiB).
+	CacheLocalBytes    int64 `koanf:"cache_local_bytes"`
+	CacheMaxEntryBytes int64 `koanf:"cache_max_entry_bytes"`
+	// DBAcquireTimeout and DBOpTimeout bound the wait for a database
+	// connection and one operation (zero: pgstore's 1 s and 2 s).
+	DBAcquireTimeout time.Duration `koanf:"db_acquire_timeout"`
+	DBOpTimeout      time.Duration `koanf:"db_op_timeout"`
+	// DrainDelay is how long /readyz answers 503 before the listener
+	// closes on shutdown, so that a load balancer stops sending (default
+	// 0); ShutdownTimeout bounds the wait for requests in flight (15 s;
+	// zero takes that default).
+	DrainDelay      time.Duration `koanf:"drain_delay"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+}
+
+// Defaults returns the configuration used when nothing is set: in-memory
+// store, in-process cache, simulated models, the policies in ./policies.
+func Defaults() Config {
+	return Config{
+		Addr:               "127.0.0.1:8080",
+		PolicyDir:          "./policies",
+		LLMProvider:        "simulated",
+		LogLevel:           "info",
+		CacheLocalBytes:    64 << 20,
+		CacheMaxEntryBytes: 256 << 10,
+		ShutdownTimeout:    15 * time.Second,
+	}
+}
+
+// Setting describes one configuration key: its flag of `wingate serve`
+// (empty: none), its environment variable and its help text.
+type Setting struct {
+	Key, Flag, Env, Usage string
+}
+
+// Settings lists every key of Config, in the order `wingate serve -h`
+// documents them.
+func Settings() []Setting { return settings }
+
+var settings = []Setting{
+	{"addr", "addr", "WINGATE_ADDR", "listen address"},
+	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
+	{"redis_url", "redis-url", "REDIS_URL", "Redis URL; empty: in-process cache only"},
+	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
+	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin; empty disables it"},
+	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
+	{"jwt_secret", "jwt-secret", "WINGATE_JWT_SECRET", "HS256 key for API tokens; empty: random per process"},
+	{"llm_provider", "llm-provider", "WINGATE_LLM_PROVIDER", "simulated, anthropic or openai"},
+	{"alert_rules", "alert-rules", "WINGATE_ALERT_RULES", "alert rules file; empty: the shipped rules"},
+	{"alert_webhook", "alert-webhook", "WINGATE_ALERT_WEBHOOK", "URL alert changes are POSTed to as JSON; empty: log and dashboard only"},
+	{"log_level", "log-level", "WINGATE_LOG_LEVEL", "debug, info, warn or error"},
+	{"cache_local_bytes", "cache-local-bytes", "WINGATE_CACHE_LOCAL_BYTES", "size of the in-process cache tier in bytes"},
+	{"cache_max_entry_bytes", "cache-max-entry-bytes", "WINGATE_CACHE_MAX_ENTRY_BYTES", "largest response body the cache stores, in bytes"},
+	{"llm_tiers", "", "WINGATE_LLM_TIERS", "LLM tiers file; empty: the built-in tiers"},
+	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
+	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
+	{"anthropic_api_key", "", "ANTHROPIC_API_KEY", "Anthropic API key"},
+	{"anthropic_base_url", "", "ANTHROPIC_BASE_URL", "Anthropic API base URL"},
+	{"openai_api_key", "", "OPENAI_API_KEY", "OpenAI(-compatible) API key"},
+	{"openai_base_url", "", "OPENAI_BASE_URL", "OpenAI-compatible API base URL"},
+	{"db_acquire_timeout", "", "WINGATE_DB_ACQUIRE_TIMEOUT", "wait for a database connection"},
+	{"db_op_timeout", "", "WINGATE_DB_OP_TIMEOUT", "bound on one database operation"},
+	{"drain_delay", "", "WINGATE_DRAIN_DELAY", "how long /readyz fails before the listener closes on shutdown"},
+	{"shutdown_timeout", "", "WINGATE_SHUTDOWN_TIMEOUT", "wait for requests in flight on shutdown"},
+}
+
+// ConfigFileEnv names the configuration file when no --config flag does.
+const ConfigFileEnv = "WINGATE_CONFIG"
+
+// mapProvider feeds one layer of keys to koanf.
+type mapProvider map[string]any
+
+func (m mapProvider) ReadBytes() ([]byte, error) {
+	return nil, errors.New("mapProvider: ReadBytes unsupported")
+}
+func (m mapProvider) Read() (map[string]any, error) { return m, nil }
+
+func settingOf(key string) (Setting, bool) {
+	for _, s := range settings {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Load layers the configuration: Defaults, then the JSON file at path
+// (when not empty; an object of keys as in Settings, durations as
+// strings like "2s"), then the environment variables read by getenv (an
+// empty variable counts as unset), then flags (key → value, only the
+// flags given on the command line). A later layer wins; an unknown key in
+// the file or a value of the wrong type is an ErrUsage naming its flag or
+// variable.
+func Load(path string, getenv func(string) string, flags map[string]string) (Config, error) {
+	k := koanf.New("::")
+	def, err := toMap(Defaults())
+	if err != nil {
+		return Config{}, err
+	}
+	if err := k.Load(mapProvider(def), nil); err != nil {
+		return Config{}, err
+	}
+	if path != "" {
+		m, err := readFile(path)
+		if err != nil {
+			return Config{}, err
+		}
+		if err := k.Load(mapProvider(m), nil); err != nil {
+			return Config{}, err
+		}
+	}
+	if getenv != nil {
+		env := map[string]any{}
+		for _, s := range settings {
+			if v := getenv(s.Env); v != "" {
+				env[s.Key] = v
+			}
+		}
+		if err := k.Load(mapProvider(env), nil); err != nil {
+			return Config{}, err
+		}
+	}
+	fl := map[string]any{}
+	for key, v := range flags {
+		if _, ok := settingOf(key); !ok {
+			return Config{}, fmt.Errorf("%w: unknown setting %q", ErrUsage, key)
+		}
+		fl[key] = v
+	}
+	if err := k.Load(mapProvider(fl), nil); err != nil {
+		return Config{}, err
+	}
+	var c Config
+	// Decode key by key so that an error names the setting at fault.
+	for _, key := range k.Keys() {
+		if err := k.UnmarshalWithConf(key, fieldOf(&c, key), koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+			s, _ := settingOf(key)
+			return Config{}, fmt.Errorf("%w: %s: %q: %v", ErrUsage, describe(s), k.String(key), err)
+		}
+	}
+	return c, c.Validate()
+}
+
+// describe names where a setting comes from, for error messages.
+func describe(s Setting) string {
+	if s.Flag != "" {
+		return fmt.Sprintf("%s (--%s, %s)", s.Key, s.Flag, s.Env)
+	}
+	return fmt.Sprintf("%s (%s)", s.Key, s.Env)
+}
+
+func readFile(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: config file: %w", ErrUsage, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: config file %s: not a JSON object: %v", ErrUsage, path, err)
+	}
+	var unknown []string
+	for key, v := range m {
+		if _, ok := settingOf(key); !ok {
+			unknown = append(unknown, key)
+		}
+		if _, nested := v.(map[string]any); nested {
+			return nil, fmt.Errorf("%w: config file %s: %q: want a value, not an object", ErrUsage, path, key)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("%w: config file %s: unknown keys %q", ErrUsage, path, unknown)
+	}
+	return m, nil
+}
+
+// Validate reports settings out of range.
+func (c Config) Validate() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("%w: log level %q: want debug, info, warn or error", ErrUsage, c.LogLevel)
+	}
+	switch {
+	case c.CacheLocalBytes < 0 || c.CacheMaxEntryBytes < 0:
+		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
+	case c.SimLatency < 0 || c.SimTokenLatency < 0:
+		return fmt.Errorf("%w: simulated latencies must not be negative", ErrUsage)
+	case c.DBAcquireTimeout < 0 || c.DBOpTimeout < 0:
+		return fmt.Errorf("%w: database timeouts must be positive", ErrUsage)
+	case c.DrainDelay < 0 || c.ShutdownTimeout < 0:
+		return fmt.Errorf("%w: drain delay and shutdown timeout must not be negative", ErrUsage)
+	}
+	return nil
+}
+
+// fieldOf returns a pointer to c's field tagged key.
+func fieldOf(c *Config, key string) any {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("koanf") == key {
+			return v.Field(i).Addr().Interface()
+		}
+	}
+	panic("app: no Config field for setting " + key)
+}
+
+// toMap returns c's fields by key.
+func toMap(c Config) (map[string]any, error) {
+	v := reflect.ValueOf(c)
+	t := v.Type()
+	m := make(map[string]any, t.NumField())
+	for i := range t.NumField() {
+		key := t.Field(i).Tag.Get("koanf")
+		if _, ok := settingOf(key); !ok {
+			return nil, fmt.Errorf("app: Config field %s has no setting", t.Field(i).Name)
+		}
+		m[key] = v.Field(i).Interface()
+	}
+	return m, nil
+}
+
+// Value returns c's value of the setting key (string, int64 or
+// time.Duration).
+func Value(c Config, key string) any { return reflect.ValueOf(fieldOf(&c, key)).Elem().Interface() }
+
+// KeyOfFlag returns the key of the setting whose flag is name.
+func KeyOfFlag(name string) (string, bool) {
+	for _, s := range settings {
+		if s.Flag != "" && s.Flag == name {
+			return s.Key, true
+		}
+	}
+	return "", false
+}

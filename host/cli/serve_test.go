@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wingman-app/wingate/host/app"
+)
+
+// TestServeHelp: `wingate serve -h` documents every flag setting of
+// package app with its variable, and --config; it exits 0.
+func TestServeHelp(t *testing.T) {
+	code, _, stderr := runCmd(t, "serve", "-h")
+	if code != 0 {
+		t.Fatalf("serve -h: code %d", code)
+	}
+	for _, s := range app.Settings() {
+		if s.Flag == "" {
+			continue
+		}
+		if !strings.Contains(stderr, "-"+s.Flag+" ") || !strings.Contains(stderr, "("+s.Env+")") {
+			t.Errorf("serve -h lacks -%s (%s):\n%s", s.Flag, s.Env, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "-config string") {
+		t.Errorf("serve -h lacks -config:\n%s", stderr)
+	}
+}
+
+// TestServeFlagsOverFileAndEnv: a flag beats the variable, which beats
+// the file named by --config; a bad value is a usage error (exit 2)
+// naming the flag.
+func TestServeFlagsOverFileAndEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "wingate.json")
+	os.WriteFile(file, []byte(`{"addr": "127.0.0.1:7001", "log_level": "debug", "redis_url": "redis://file"}`), 0o600)
+	env := map[string]string{"WINGATE_LOG_LEVEL": "warn", "REDIS_URL": "redis://env"}
+	cfg, err := parseServeFlags([]string{"--config", file, "--redis-url", "redis://flag"}, Stdio{Err: &strings.Builder{}},
+		func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7001" || cfg.LogLevel != "warn" || cfg.RedisURL != "redis://flag" {
+		t.Fatalf("config %+v: want addr from the file, log level from the environment, Redis from the flag", cfg)
+	}
+	env["WINGATE_CONFIG"] = file
+	if cfg, err = parseServeFlags(nil, Stdio{Err: &strings.Builder{}}, func(k string) string { return env[k] }); err != nil || cfg.Addr != "127.0.0.1:7001" {
+		t.Fatalf("WINGATE_CONFIG: %+v %v", cfg, err)
+	}
+	code, _, stderr := runCmd(t, "serve", "--cache-local-bytes", "-5", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "cache sizes") {
+		t.Fatalf("negative cache size: code %d, %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "serve", "--log-level", "loud", "--addr", "127.0.0.1:0", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "log level") {
+		t.Fatalf("bad log level: code %d, %q", code, stderr)
+	}
+	t.Setenv("WINGATE_CACHE_MAX_ENTRY_BYTES", "huge")
+	code, _, stderr = runCmd(t, "serve", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "WINGATE_CACHE_MAX_ENTRY_BYTES") {
+		t.Fatalf("bad variable: code %d, %q", code, stderr)
+	}
+}
