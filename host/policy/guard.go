@@ -199,6 +199,13 @@ func appendSpend(check []byte, g *guardConfig) []byte {
 	return appendULEB(check, g.budget)
 }
 
+// callCost is the budget a guarded call spends: a call and return cost
+// a few nanoseconds where an empty loop iteration costs one, so that a
+// call tree the watchdog cannot reach (see loopBudget) also runs out of
+// budget at about twice its deadline. It must stay below 64 (one byte
+// of signed LEB128).
+const callCost = 8
+
 // callCheck is the check before a guarded call: trap when halted, out of
 // budget or out of call depth, else spend one unit of each. callDone,
 // after the call, gives the depth back.
@@ -207,12 +214,16 @@ func callCheck(g *guardConfig) (before, after []byte) {
 	before = appendULEB(before, g.halt)
 	before = append(before, 0x23) // global.get $budget
 	before = appendULEB(before, g.budget)
-	before = append(before, 0x50, 0x72) // i64.eqz, i32.or
+	before = append(before, 0x42, callCost, 0x54, 0x72) // i64.const callCost, i64.lt_u, i32.or
 	before = append(before, 0x23)       // global.get $depth
 	before = appendULEB(before, g.depth)
 	before = append(before, 0x45, 0x72)             // i32.eqz, i32.or
 	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
-	before = appendSpend(before, g)
+	before = append(before, 0x23)                   // global.get $budget
+	before = appendULEB(before, g.budget)
+	before = append(before, 0x42, callCost, 0x7d) // i64.const callCost, i64.sub
+	before = append(before, 0x24)                 // global.set $budget
+	before = appendULEB(before, g.budget)
 	before = append(before, 0x23) // global.get $depth
 	before = appendULEB(before, g.depth)
 	before = append(before, 0x41, 0x01, 0x6b) // i32.const 1, i32.sub

@@ -73,24 +73,38 @@ func (in *instance) nanotime() int64 {
 }
 
 // hostLog is wingate.log(level, ptr, len): the guest's log call. The
-// message is cut to what the output quotas grant before it is read, so a
-// huge length costs no more than a short one.
+// message is cut to what the call's output quota allows before it is
+// read, so a huge length costs no more than a short one.
 func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	if in == nil {
 		return
 	}
+	in.checkDeadline()
 	level, ptr, size := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	n := in.grant(int(min(size, maxLogLine)))
-	in.drop(int(size) - n)
+	n := min(size, maxLogLine, uint32(max(in.logLeft-logLineCost, 0)))
+	in.drop(int(size - n))
 	if n == 0 {
 		return
 	}
-	b, ok := mod.Memory().Read(ptr, uint32(n))
+	b, ok := mod.Memory().Read(ptr, n)
 	if !ok {
 		return
 	}
-	in.v.log.Log(context.Background(), slog.Level(level), string(b))
+	in.emit(in.v.log, slog.Level(level), b)
+}
+
+// errHostDeadline ends a host call made after the guest's deadline.
+var errHostDeadline = fmt.Errorf("%w: host call after the deadline", ErrTimeout)
+
+// checkDeadline ends the guest's call from inside a host function when
+// its deadline has passed, so that a guest calling the host in a loop
+// stops at its deadline even when the watchdog is late. wazero turns
+// the panic into the call's error.
+func (in *instance) checkDeadline() {
+	if d := in.deadline.Load(); d == deadlineStopped || (d > 0 && nanotime() > d) {
+		panic(errHostDeadline)
+	}
 }
 
 // maxLogLine bounds one guest log message or output line.
@@ -101,29 +115,42 @@ const maxLogLine = 4096
 // version), so that a flood of one-byte lines is bounded too.
 const logLineCost = 128
 
-// grant charges a line of up to n bytes of text to the call's and the
-// version's output quotas and returns how many bytes of it may be
-// written (0: none).
-func (in *instance) grant(n int) int {
-	if n <= 0 {
-		return 0
+// logByteCost is what one byte of guest text may become in the log: a
+// handler escapes quotes, backslashes, control bytes and invalid UTF-8
+// (up to six bytes each: \u0000).
+func logByteCost(c byte) int {
+	if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		return 6
 	}
-	left := in.logLeft - logLineCost
-	if left <= 0 {
-		in.logLeft = 0
-		return 0
+	return 1
+}
+
+// emit logs the longest prefix of b the call's and the version's output
+// quotas allow, charging its cost, and counts the rest as dropped.
+func (in *instance) emit(log *slog.Logger, level slog.Level, b []byte) {
+	want := logLineCost
+	for _, c := range b {
+		want += logByteCost(c)
 	}
-	n = min(n, left)
-	got := in.v.logBucket.take(n+logLineCost, nanotime()) - logLineCost
-	if got <= 0 {
-		return 0
+	got := 0
+	if allow := min(want, in.logLeft); allow > logLineCost {
+		got = in.v.logBucket.take(allow, nanotime())
 	}
-	in.logLeft -= got + logLineCost
-	in.v.logWritten.Add(int64(got))
+	in.logLeft -= got
+	n, cost := 0, logLineCost
+	for n < len(b) && cost+logByteCost(b[n]) <= got {
+		cost += logByteCost(b[n])
+		n++
+	}
+	in.drop(len(b) - n)
+	if n == 0 {
+		return
+	}
+	in.v.logWritten.Add(int64(n))
 	if r := in.v.rt.res; r != nil {
-		r.GuestOutput(in.v.name, in.v.digest, got, 0)
+		r.GuestOutput(in.v.name, in.v.digest, n, 0)
 	}
-	return got
+	log.Log(context.Background(), level, string(b[:n]))
 }
 
 // drop counts n bytes of guest output the quotas dropped.
@@ -169,6 +196,7 @@ func hostFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoBadf
 		return
 	}
+	in.checkDeadline()
 	if n > maxIovs {
 		stack[0] = errnoInval
 		return
@@ -228,12 +256,7 @@ func (w *guestWriter) write(in *instance, p []byte) {
 			in.drop(len(w.buf) - maxLogLine)
 			w.buf = w.buf[:maxLogLine]
 		}
-		if g := in.grant(len(w.buf)); g > 0 {
-			in.drop(len(w.buf) - g)
-			w.log.Log(context.Background(), w.level, string(w.buf[:g]))
-		} else {
-			in.drop(len(w.buf))
-		}
+		in.emit(w.log, w.level, w.buf)
 		w.buf = w.buf[:0]
 		p = p[i+1:]
 	}

@@ -353,7 +353,7 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		}}
 	n := len(m.CodeSection)
 	if bulk {
-		g.fill, g.copy = appendBulk(m, nImportedFuncs)
+		g.fill, g.copy = appendBulk(m, nImportedFuncs, stop)
 	}
 	for i, c := range m.CodeSection[:n] {
 		body, err := guardBody(c.Body, g)

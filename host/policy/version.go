@@ -407,11 +407,15 @@ func (v *Version) cache(ctx context.Context, req *abi.CacheRequest, d *abi.Cache
 	if err == nil {
 		in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
 		var body []byte
+		lim := v.rt.decisionLimits()
 		if body, err = v.exec(in, abi.KindCache); err == nil {
+			err = checkCacheSize(body, lim) // before copying a key of any size
+		}
+		if err == nil {
 			// Out of guest memory before the instance goes back to the pool.
 			start := len(buf)
 			buf = append(buf, body...)
-			err = decodeCache(buf[start:], d, v.rt.decisionLimits())
+			err = decodeCache(buf[start:], d, lim)
 		}
 		err = v.finish(in, abi.KindCache, err)
 	}
@@ -497,17 +501,8 @@ func (rt *Runtime) decisionLimits() decisionLimits {
 // are read from the bytes and checked before the decoder runs, so that
 // it never allocates for a count over the limit.
 func decodeCache(b []byte, d *abi.CacheDecision, lim decisionLimits) error {
-	if len(b) >= 5 {
-		key := uint64(binary.LittleEndian.Uint32(b[1:]))
-		if key > uint64(lim.maxKey) {
-			return fmt.Errorf("%w: key of %d bytes over the %d limit", ErrBadDecision, key, lim.maxKey)
-		}
-		// action, key, ttl, scope, stale, then the tag count.
-		if off := 5 + key + 4 + 1 + 4; off+4 <= uint64(len(b)) {
-			if n := binary.LittleEndian.Uint32(b[off:]); uint64(n) > uint64(lim.maxTags) {
-				return fmt.Errorf("%w: %d tags over the %d limit", ErrBadDecision, n, lim.maxTags)
-			}
-		}
+	if err := checkCacheSize(b, lim); err != nil {
+		return err
 	}
 	if err := abi.DecodeCacheDecisionView(b, d); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadDecision, err)
@@ -518,6 +513,29 @@ func decodeCache(b []byte, d *abi.CacheDecision, lim decisionLimits) error {
 	for i, t := range d.Tags {
 		if len(t) > lim.maxTag {
 			return fmt.Errorf("%w: tag %d of %d bytes over the %d limit", ErrBadDecision, i, len(t), lim.maxTag)
+		}
+	}
+	return nil
+}
+
+// checkCacheSize checks an encoded cache decision's key length and tag
+// count against lim without decoding it. Bytes it cannot read are left
+// to the decoder to refuse.
+func checkCacheSize(b []byte, lim decisionLimits) error {
+	// action, key, ttl, scope, stale, tag count, tags.
+	if most := 1 + 4 + lim.maxKey + 4 + 1 + 4 + 4 + lim.maxTags*(4+lim.maxTag); len(b) > most {
+		return fmt.Errorf("%w: %d bytes, over the %d a decision within the limits can take", ErrBadDecision, len(b), most)
+	}
+	if len(b) >= 5 {
+		key := uint64(binary.LittleEndian.Uint32(b[1:]))
+		if key > uint64(lim.maxKey) {
+			return fmt.Errorf("%w: key of %d bytes over the %d limit", ErrBadDecision, key, lim.maxKey)
+		}
+		// action, key, ttl, scope, stale, then the tag count.
+		if off := 5 + key + 4 + 1 + 4; off+4 <= uint64(len(b)) {
+			if n := binary.LittleEndian.Uint32(b[off:]); uint64(n) > uint64(lim.maxTags) {
+				return fmt.Errorf("%w: %d tags over the %d limit", ErrBadDecision, n, lim.maxTags)
+			}
 		}
 	}
 	return nil
