@@ -352,7 +352,7 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 			return idx < nImportedFuncs || (int(idx-nImportedFuncs) < len(leaf) && leaf[idx-nImportedFuncs])
 		}}
 	n := len(m.CodeSection)
-	if bulk {
+	if bulk && !o.loopsOnly {
 		g.fill, g.copy = appendBulk(m, nImportedFuncs, stop)
 	}
 	for i, c := range m.CodeSection[:n] {
