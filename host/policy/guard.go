@@ -26,9 +26,14 @@ import (
 // and $halt a mutable i32 global exported as haltGlobalName. The host arms
 // the budget before every call (see loopBudget); the watchdog sets halt on
 // an instance whose call has overrun its deadline, and the guest traps at
-// its next loop iteration; the instance is then discarded. Straight-line
-// code needs no check: it ends, and recursion ends in a stack-overflow
-// trap.
+// its next loop iteration; the instance is then discarded. Every call
+// that may start unbounded work (call_indirect, and call of a function
+// that calls) gets the call check (callCheck), which also counts the call
+// depth left in a third global ($depth, exported as depthGlobalName), so
+// that call trees without loops stop at the deadline and recursion traps
+// at Options.MaxCallDepth. memory.fill and memory.copy become calls to
+// chunked functions (bulk.go). Straight-line code needs no check: it
+// ends.
 //
 // Why a separate halt flag: the guest writes the budget back at every
 // iteration, so a zero the host writes between the guest's load and its
@@ -215,7 +220,7 @@ func callCheck(g *guardConfig) (before, after []byte) {
 	before = append(before, 0x23) // global.get $budget
 	before = appendULEB(before, g.budget)
 	before = append(before, 0x42, callCost, 0x54, 0x72) // i64.const callCost, i64.lt_u, i32.or
-	before = append(before, 0x23)       // global.get $depth
+	before = append(before, 0x23)                       // global.get $depth
 	before = appendULEB(before, g.depth)
 	before = append(before, 0x45, 0x72)             // i32.eqz, i32.or
 	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,4 +154,36 @@ func BenchmarkGuardPaired(b *testing.B) {
 	b.ReportMetric(p0, "loops-only-p50-ns")
 	b.ReportMetric(p1, "loops+calls-p50-ns")
 	b.ReportMetric(100*(p1/p0-1), "slowdown-%")
+}
+
+// BenchmarkDeepRecursion prices unbounded recursion ending at the call
+// depth limit (depth=limit, DefaultMaxCallDepth) against ending at
+// wazero's own stack limit (depth=wazero: the count set out of reach),
+// where wazero grows its stack, a Go slice, by doubling to about 100 MB.
+// B/op shows the stack's allocations; the time per op includes starting
+// the instance that replaces the trapped one.
+func BenchmarkDeepRecursion(b *testing.B) {
+	wasm := hostileWasm(b, "deep-recursion")
+	for _, c := range []struct {
+		name  string
+		depth uint32
+	}{{"limit", 0}, {"wazero", 1 << 30}} {
+		b.Run("depth="+c.name, func(b *testing.B) {
+			rt := newRuntime(b, Options{Logger: discardLogger(), MaxCallDepth: c.depth})
+			v, err := rt.Load(context.Background(), Spec{Name: "rec", MinInstances: 1, MaxInstances: 1, Deadline: time.Minute, AcquireTimeout: time.Minute}, wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer v.Close()
+			b.ReportAllocs()
+			m := startCPU(b)
+			defer m.report(b)
+			for b.Loop() {
+				if _, err := v.Cache(context.Background(), &cacheReq); !errors.Is(err, ErrTrap) {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(v.Stats().CallTime.Max)/1e6, "slowest-ms")
+		})
+	}
 }
