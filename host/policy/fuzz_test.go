@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
+	"log/slog"
 	"testing"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -177,4 +179,61 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatal("empty rewritten module")
 		}
 	})
+}
+
+// fuzzInstance is an instance with just what the output path needs.
+func fuzzInstance(log *slog.Logger, perCall, burst int) *instance {
+	rt := &Runtime{opts: Options{LogBytesPerCall: perCall, LogBytesPerSecond: 1, LogBurst: burst}}
+	v := &Version{rt: rt, log: log, logBucket: newLogBucket(1, burst)}
+	return &instance{v: v, logLeft: perCall}
+}
+
+// FuzzGuestOutput drives fd_write's iovec decoding and the output
+// quotas with guest bytes: a buffer outside memory is EFAULT before
+// anything is written; what is written stays within the quotas; and
+// every byte asked for is written, dropped or held in the current line.
+func FuzzGuestOutput(f *testing.F) {
+	f.Add([]byte("hello\nworld\n"), []byte{0, 0, 0, 0, 12, 0, 0, 0}, 4096)
+	f.Add([]byte("\x00\x01\"<>&\n"), []byte{0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0}, 300)
+	f.Add([]byte("x"), []byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, 1)
+	f.Fuzz(func(t *testing.T, mem []byte, vec []byte, perCall int) {
+		perCall = 1 + abs(perCall)%(8<<10)
+		var logged countingWriter
+		log := slog.New(slog.NewTextHandler(&logged, nil))
+		in := fuzzInstance(log, perCall, 2*perCall)
+		w := &guestWriter{log: log, level: slog.LevelInfo}
+		total, errno := writeIovecs(in, w, fakeMemory(mem), vec)
+		if errno != 0 {
+			if in.v.logWritten.Load() != 0 || in.v.logDropped.Load() != 0 {
+				t.Fatal("EFAULT after writing")
+			}
+			return
+		}
+		var asked, newlines uint64
+		for i := 0; i+8 <= len(vec); i += 8 {
+			off, size := binary.LittleEndian.Uint32(vec[i:]), binary.LittleEndian.Uint32(vec[i+4:])
+			asked += uint64(size)
+			newlines += uint64(bytes.Count(mem[off:off+size], []byte{'\n'}))
+		}
+		if uint32(asked) != total {
+			t.Fatalf("reported %d bytes written, asked %d", total, asked)
+		}
+		// Newlines end lines and are not text: they may be neither.
+		written, dropped := in.v.logWritten.Load(), in.v.logDropped.Load()
+		if got := uint64(written+dropped) + uint64(len(w.buf)); got > asked || asked-got > newlines {
+			t.Fatalf("written %d + dropped %d + held %d against %d asked with %d newlines", written, dropped, len(w.buf), asked, newlines)
+		}
+		// Each line costs logLineCost plus at most six bytes a byte of
+		// text; the handler adds its own frame (time, level) per line.
+		if written > int64(perCall) {
+			t.Fatalf("wrote %d bytes of text with a per-call quota of %d", written, perCall)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

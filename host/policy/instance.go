@@ -207,14 +207,32 @@ func hostFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoFault
 		return
 	}
-	var total uint32
-	for i := uint32(0); i < n; i++ {
-		off := binary.LittleEndian.Uint32(vec[i*8:])
-		size := binary.LittleEndian.Uint32(vec[i*8+4:])
-		if uint64(off)+uint64(size) > uint64(mem.Size()) {
-			stack[0] = errnoFault
-			return
+	total, errno := writeIovecs(in, w, mem, vec)
+	if errno != 0 {
+		stack[0] = errno
+		return
+	}
+	if !mem.WriteUint32Le(result, total) {
+		stack[0] = errnoFault
+		return
+	}
+	stack[0] = 0
+}
+
+// writeIovecs writes the buffers the iovecs in vec (8 bytes each: offset,
+// length) describe to w, each cut to the call's output quota before it is
+// read, and returns the bytes the guest asked to write, or EFAULT when a
+// buffer lies outside mem (every iovec is checked before any is written).
+func writeIovecs(in *instance, w *guestWriter, mem memoryReader, vec []byte) (uint32, uint64) {
+	for i := 0; i+8 <= len(vec); i += 8 {
+		if _, ok := mem.Read(binary.LittleEndian.Uint32(vec[i:]), binary.LittleEndian.Uint32(vec[i+4:])); !ok {
+			return 0, errnoFault
 		}
+	}
+	var total uint32
+	for i := 0; i+8 <= len(vec); i += 8 {
+		off := binary.LittleEndian.Uint32(vec[i:])
+		size := binary.LittleEndian.Uint32(vec[i+4:])
 		total += size
 		keep := min(size, uint32(max(in.logLeft-logLineCost, 0)))
 		in.drop(int(size - keep))
@@ -224,11 +242,7 @@ func hostFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		b, _ := mem.Read(off, keep)
 		w.write(in, b)
 	}
-	if !mem.WriteUint32Le(result, total) {
-		stack[0] = errnoFault
-		return
-	}
-	stack[0] = 0
+	return total, 0
 }
 
 // guestWriter turns a guest's stdout or stderr into log lines.
