@@ -9,6 +9,10 @@ import "github.com/tetratelabs/wabin/wasm"
 // flag and the loop budget are seen between chunks.
 const bulkChunk = 64 << 10
 
+// maxCharge is the most budget one guard check takes (a full chunk); a
+// trap with less budget left than this is the guard's.
+const maxCharge = bulkChunk/4 + 1
+
 // appendBulk appends to m the two functions that replace memory.fill and
 // memory.copy, of type (i32, i32, i32) -> (), and returns their indexes.
 // Each checks the whole range first, so that an out-of-bounds

@@ -425,9 +425,9 @@ func (in *instance) callStack(fn api.Function) error {
 
 // callErr classifies an error returned by a guest call.
 func (in *instance) callErr(err error) error {
-	// A zero budget means the loop guard trapped: the watchdog stopped
-	// the call, or the call used up its iterations by itself.
-	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() == 0 {
+	// A budget below the largest charge means the guard trapped for it:
+	// the call used up its budget by itself (or the watchdog stopped it).
+	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() <= maxCharge {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	if in.depth != nil && in.depth.Get() == 0 {
