@@ -32,7 +32,8 @@
 // signatures) and the WASI calls the Go runtime needs, a declared memory
 // within the cap, an initial memory of at most Options.MaxInitialPages
 // (256 pages, 16 MiB) and data segments of at most Options.MaxDataBytes
-// (8 MiB) in all. A refused module gets a *LoadError naming the export,
+// (8 MiB) in all; the spec's deadline must be at most Options.MaxDeadline
+// (10 s). A refused module gets a *LoadError naming the export,
 // import or section, what was expected and what was found. The module is
 // then rewritten with the guard (below), compiled (through the on-disk
 // compilation cache, shared by every version made from the same bytes)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wingman-app/wingate/host/internal/guests"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -169,7 +170,7 @@ func BenchmarkDeepRecursion(b *testing.B) {
 		depth uint32
 	}{{"limit", 0}, {"wazero", 1 << 30}} {
 		b.Run("depth="+c.name, func(b *testing.B) {
-			rt := newRuntime(b, Options{Logger: discardLogger(), MaxCallDepth: c.depth})
+			rt := newRuntime(b, Options{Logger: discardLogger(), MaxCallDepth: c.depth, MaxDeadline: time.Minute})
 			v, err := rt.Load(context.Background(), Spec{Name: "rec", MinInstances: 1, MaxInstances: 1, Deadline: time.Minute, AcquireTimeout: time.Minute}, wasm)
 			if err != nil {
 				b.Fatal(err)
@@ -184,6 +185,44 @@ func BenchmarkDeepRecursion(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(v.Stats().CallTime.Max)/1e6, "slowest-ms")
+		})
+	}
+}
+
+// BenchmarkHostile calls every hostile module of the catalogue that
+// loads (host/internal/guests) with a 2 ms deadline and reports the
+// slowest call's own duration (the host's histogram) and the mean, in
+// milliseconds, against twice the deadline plus a millisecond (5 ms).
+// Waiting for the replacement of a discarded instance is not timed.
+//
+//	go test ./host/policy -run '^$' -bench BenchmarkHostile -benchtime 100x
+func BenchmarkHostile(b *testing.B) {
+	rt := testRuntime(b)
+	for _, m := range guests.Hostile() {
+		if m.Want == guests.RefusedAtLoad {
+			continue
+		}
+		b.Run(m.Name, func(b *testing.B) {
+			v, err := rt.Load(context.Background(), Spec{Name: m.Name, MinInstances: 1, MaxInstances: 2, Deadline: 2 * time.Millisecond, AcquireTimeout: time.Minute}, m.Wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer v.Close()
+			e := NewEngine(EngineOptions{Logger: discardLogger(), QuarantineAfter: 1 << 30})
+			e.Activate(abi.KindCache, v)
+			for b.Loop() {
+				b.StopTimer()
+				for wait := time.Now(); v.Stats().Idle < 1; time.Sleep(100 * time.Microsecond) {
+					if time.Since(wait) > 20*time.Second {
+						b.Fatalf("no instance came back: %+v", v.Stats())
+					}
+				}
+				b.StartTimer()
+				e.Cache(context.Background(), &cacheReq)
+			}
+			s := v.Stats()
+			b.ReportMetric(float64(s.CallTime.Max)/1e6, "max-ms")
+			b.ReportMetric(float64(s.CallTime.Sum)/float64(max(s.Calls, 1))/1e6, "mean-ms")
 		})
 	}
 }

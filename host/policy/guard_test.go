@@ -301,3 +301,17 @@ func TestHostileConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadlineCeiling: a deadline above Options.MaxDeadline (a push of
+// deadline_ms=1000000000) is refused at load, naming it.
+func TestDeadlineCeiling(t *testing.T) {
+	rt := testRuntime(t)
+	_, err := rt.Load(context.Background(), Spec{Name: "slow", Deadline: 1_000_000_000 * time.Millisecond}, encode(echoRouteModule()))
+	var le *LoadError
+	if !errors.As(err, &le) || le.Item != "deadline" {
+		t.Fatalf("err = %v, want a *LoadError naming the deadline", err)
+	}
+	if lim := (Options{}).Limits(); lim.MaxDeadline != DefaultMaxDeadline || lim.MaxTags != DefaultMaxTags || lim.StartTimeout != DefaultStartTimeout {
+		t.Errorf("Limits() = %+v, want the defaults filled in", lim)
+	}
+}

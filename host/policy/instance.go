@@ -40,6 +40,7 @@ type instance struct {
 	// flight, or deadlineStopped. The watchdog reads it concurrently.
 	deadline atomic.Int64
 	calls    atomic.Int64
+	pages    atomic.Int64 // memory pages after the last call, for Stats
 
 	clock int64 // the guest's monotonic clock, see nanotime
 
@@ -396,6 +397,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return fail(lerr("init", "configuration accepted", "error: "+msg, nil))
 	}
+	in.pages.Store(int64(in.mem.Size() >> 16))
 	v.created.Add(1)
 	if o := v.rt.obs; o != nil {
 		o.InstanceCreated(v.name, v.digest)

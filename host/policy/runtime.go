@@ -44,6 +44,9 @@ const (
 	// start-up: _initialize (the Go runtime's start) and wingate_init
 	// (the policy's init handler with its configuration).
 	DefaultInitTimeout = 2 * time.Second
+	// DefaultMaxDeadline is the ceiling of a version's per-call deadline
+	// (Spec.Deadline, deadline_ms): Load refuses a longer one.
+	DefaultMaxDeadline = 10 * time.Second
 	// DefaultMaxCallDepth bounds the nesting of guarded calls (calls into
 	// functions that call others): deeper recursion traps at once instead
 	// of growing wazero's stack, a Go slice that doubles up to about
@@ -114,6 +117,8 @@ type Options struct {
 	StartTimeout, InitTimeout time.Duration
 	// MaxCallDepth: zero means DefaultMaxCallDepth.
 	MaxCallDepth uint32
+	// MaxDeadline: zero means DefaultMaxDeadline.
+	MaxDeadline time.Duration
 	// MaxInitialPages and MaxDataBytes are checked at load. Zero: the
 	// defaults.
 	MaxInitialPages uint32
@@ -152,6 +157,7 @@ func (o Options) withDefaults() Options {
 	def(&o.IdleTimeout, DefaultIdleTimeout)
 	def(&o.StartTimeout, DefaultStartTimeout)
 	def(&o.InitTimeout, DefaultInitTimeout)
+	def(&o.MaxDeadline, DefaultMaxDeadline)
 	if o.MaxCallDepth == 0 {
 		o.MaxCallDepth = DefaultMaxCallDepth
 	}
@@ -529,6 +535,10 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	}
 	if spec.Name == "" {
 		spec.Name = "unnamed"
+	}
+	if spec.Deadline < 0 || spec.Deadline > rt.opts.MaxDeadline {
+		return nil, &LoadError{Policy: spec.Name, Item: "deadline", Want: fmt.Sprintf("at most %v (Options.MaxDeadline)", rt.opts.MaxDeadline),
+			Found: spec.Deadline.String()}
 	}
 	digest := spec.Digest
 	if len(digest) < 12 {

@@ -343,7 +343,9 @@ func (v *Version) finish(in *instance, kind abi.Kind, err error) error {
 		return err
 	}
 	size := uint64(in.mem.Size())
-	if p := int64(size >> 16); p > v.maxPages.Load() {
+	p := int64(size >> 16)
+	in.pages.Store(p)
+	if p > v.maxPages.Load() {
 		v.maxPages.Store(p)
 	}
 	if err == nil && size > v.recycleMemory {
@@ -621,7 +623,7 @@ func (v *Version) Stats() VersionStats {
 	s.Instances = len(v.instances)
 	for in := range v.instances {
 		s.Calls += in.calls.Load()
-		s.MemoryPages += int64(in.mem.Size() >> 16)
+		s.MemoryPages += in.pages.Load()
 	}
 	v.mu.Unlock()
 	select {
