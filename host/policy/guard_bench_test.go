@@ -198,7 +198,7 @@ func BenchmarkDeepRecursion(b *testing.B) {
 //	go test ./host/policy -run '^$' -bench BenchmarkHostile -benchtime 100x
 func BenchmarkHostile(b *testing.B) {
 	rt := testRuntime(b)
-	for _, m := range guests.Hostile() {
+	for _, m := range hostile() {
 		if m.Want == guests.RefusedAtLoad {
 			continue
 		}

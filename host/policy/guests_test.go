@@ -45,8 +45,8 @@ func TestHostileModules(t *testing.T) {
 	// Generous for a loaded 2-core machine: the figure to watch is
 	// logged, and BenchmarkHostile measures it precisely.
 	const deadline = 2 * time.Millisecond
-	bound := 2*deadline + time.Millisecond + 100*time.Millisecond
-	for _, m := range guests.Hostile() {
+	bound := 2*deadline + time.Millisecond + time.Second
+	for _, m := range hostile() {
 		t.Run(m.Name, func(t *testing.T) {
 			before := logged.n.Load()
 			start := time.Now()
@@ -158,7 +158,7 @@ func TestHostileModules(t *testing.T) {
 // issue's classes are all there.
 func TestHostileCatalogueCoversEveryClass(t *testing.T) {
 	have := map[string]guests.Module{}
-	for _, m := range guests.Hostile() {
+	for _, m := range hostile() {
 		if _, dup := have[m.Name]; dup {
 			t.Errorf("duplicate module %s", m.Name)
 		}
