@@ -87,10 +87,14 @@
 // every call that could start unbounded work (call_indirect, and call of
 // a function that itself calls) is wrapped in
 //
-//	if $halt | ($budget < 8) | ($depth == 0): unreachable
-//	$budget -= 8; $depth -= 1; call f; $depth += 1
+//	if $halt | ($budget < 8) | ($depth < d): unreachable
+//	$budget -= 8; $depth -= d; call f; $depth += d
 //
-// where $depth is the call depth left (Options.MaxCallDepth, 16,384).
+// where $depth is the call depth left (Options.MaxCallDepth, 16,384) and
+// d is 1 + f's locals / 64 (of the heaviest function for call_indirect),
+// so that the limit bounds the stack a recursion holds and not only its
+// frames: a recursive function with 2,000 live locals grew wazero's
+// stack by 16 KB a frame.
 // Calls of imports (the host bounds its own functions) and of leaf
 // functions (no calls: they end by themselves or at a guarded loop, and
 // add one frame) are left alone. An exponential call tree without a loop ran 7.1 s

@@ -96,6 +96,9 @@ type guardConfig struct {
 	// (the host bounds its own functions) or a function without calls
 	// (it ends by itself or at a guarded loop, and adds one frame).
 	skipCall func(idx uint32) bool
+	// depthCost returns the depth units a call (op 0x10, callee idx) or
+	// call_indirect (op 0x11) takes; nil: one.
+	depthCost func(op byte, idx uint32) uint32
 	// fill and copy are the functions that replace memory.fill and
 	// memory.copy, or noFunc to leave those instructions alone.
 	fill, copy uint32
@@ -212,9 +215,10 @@ func appendSpend(check []byte, g *guardConfig) []byte {
 const callCost = 8
 
 // callCheck is the check before a guarded call: trap when halted, out of
-// budget or out of call depth, else spend one unit of each. callDone,
-// after the call, gives the depth back.
-func callCheck(g *guardConfig) (before, after []byte) {
+// budget or short of depth for the callee's frame, else spend callCost
+// of the budget and depth units of the depth left; after, the call gives
+// the depth back.
+func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 	before = append(before, 0x23) // global.get $halt
 	before = appendULEB(before, g.halt)
 	before = append(before, 0x23) // global.get $budget
@@ -222,7 +226,9 @@ func callCheck(g *guardConfig) (before, after []byte) {
 	before = append(before, 0x42, callCost, 0x54, 0x72) // i64.const callCost, i64.lt_u, i32.or
 	before = append(before, 0x23)                       // global.get $depth
 	before = appendULEB(before, g.depth)
-	before = append(before, 0x45, 0x72)             // i32.eqz, i32.or
+	before = append(before, 0x41) // i32.const depth
+	before = appendSLEB64(before, int64(depth))
+	before = append(before, 0x49, 0x72)             // i32.lt_u, i32.or
 	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
 	before = append(before, 0x23)                   // global.get $budget
 	before = appendULEB(before, g.budget)
@@ -231,17 +237,28 @@ func callCheck(g *guardConfig) (before, after []byte) {
 	before = appendULEB(before, g.budget)
 	before = append(before, 0x23) // global.get $depth
 	before = appendULEB(before, g.depth)
-	before = append(before, 0x41, 0x01, 0x6b) // i32.const 1, i32.sub
-	before = append(before, 0x24)             // global.set $depth
+	before = append(before, 0x41) // i32.const depth
+	before = appendSLEB64(before, int64(depth))
+	before = append(before, 0x6b) // i32.sub
+	before = append(before, 0x24) // global.set $depth
 	before = appendULEB(before, g.depth)
 
 	after = append(after, 0x23) // global.get $depth
 	after = appendULEB(after, g.depth)
-	after = append(after, 0x41, 0x01, 0x6a) // i32.const 1, i32.add
-	after = append(after, 0x24)             // global.set $depth
+	after = append(after, 0x41) // i32.const depth
+	after = appendSLEB64(after, int64(depth))
+	after = append(after, 0x6a) // i32.add
+	after = append(after, 0x24) // global.set $depth
 	after = appendULEB(after, g.depth)
 	return before, after
 }
+
+// frameLocals is how many locals (parameters included) one unit of call
+// depth stands for: a call takes 1 + locals/frameLocals units, so that
+// the depth limit bounds the stack a recursion can hold, not only its
+// frame count (a function with 2,000 live i64 locals grew wazero's stack
+// by 16 KB a frame). Go guests' functions have fewer locals than this.
+const frameLocals = 64
 
 // guardBody returns body with the loop check after every loop
 // instruction's block type and, when g.calls, the call check around
@@ -249,9 +266,19 @@ func callCheck(g *guardConfig) (before, after []byte) {
 // memory.copy become calls to g.fill and g.copy when those are set.
 func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 	check := loopCheck(g)
-	var before, after []byte
-	if g.calls {
-		before, after = callCheck(g)
+	type wrap struct{ before, after []byte }
+	wraps := map[uint32]wrap{}
+	wrapFor := func(op byte, idx uint32) wrap {
+		depth := uint32(1)
+		if g.depthCost != nil {
+			depth = g.depthCost(op, idx)
+		}
+		w, ok := wraps[depth]
+		if !ok {
+			w.before, w.after = callCheck(g, depth)
+			wraps[depth] = w
+		}
+		return w
 	}
 	out := make([]byte, 0, len(body)+len(body)/8+8)
 	last := 0
@@ -262,10 +289,11 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 			out = append(out, check...)
 			last = in.end
 		case g.calls && (in.op == 0x11 || (in.op == 0x10 && (g.skipCall == nil || !g.skipCall(uint32(in.imm))))):
+			w := wrapFor(in.op, uint32(in.imm))
 			out = append(out, body[last:in.start]...)
-			out = append(out, before...)
+			out = append(out, w.before...)
 			out = append(out, body[in.start:in.end]...)
-			out = append(out, after...)
+			out = append(out, w.after...)
 			last = in.end
 		case in.op == 0xfc && in.sub == 11 && g.fill != noFunc: // memory.fill
 			out = append(out, body[last:in.start]...)

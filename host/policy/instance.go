@@ -432,7 +432,8 @@ func (in *instance) callErr(err error) error {
 	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() <= maxCharge {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
-	if in.depth != nil && in.depth.Get() == 0 {
+	// Less depth left than the heaviest call can take: the depth limit.
+	if in.depth != nil && in.depth.Get() < 1+(maxLocals+1)/frameLocals {
 		return fmt.Errorf("%w: call depth over %d: %w", ErrTrap, in.v.rt.opts.MaxCallDepth, err)
 	}
 	var exit *sys.ExitError

@@ -347,7 +347,25 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		}
 		leaf[i] = !calls
 	}
+	// Depth units per call: 1 + locals/frameLocals of the callee; for
+	// call_indirect, of the heaviest function.
+	cost := make([]uint32, len(m.CodeSection))
+	heaviest := uint32(1)
+	for i, c := range m.CodeSection {
+		locals := len(c.LocalTypes)
+		if int(i) < len(m.FunctionSection) && int(m.FunctionSection[i]) < len(m.TypeSection) {
+			locals += len(m.TypeSection[m.FunctionSection[i]].Params)
+		}
+		cost[i] = 1 + uint32(locals/frameLocals)
+		heaviest = max(heaviest, cost[i])
+	}
 	g := &guardConfig{budget: stop, halt: halt, depth: depth, calls: !o.loopsOnly, fill: noFunc, copy: noFunc,
+		depthCost: func(op byte, idx uint32) uint32 {
+			if op == 0x10 && idx >= nImportedFuncs && int(idx-nImportedFuncs) < len(cost) {
+				return cost[idx-nImportedFuncs]
+			}
+			return heaviest
+		},
 		skipCall: func(idx uint32) bool {
 			return idx < nImportedFuncs || (int(idx-nImportedFuncs) < len(leaf) && leaf[idx-nImportedFuncs])
 		}}
