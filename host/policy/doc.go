@@ -109,8 +109,9 @@
 // in proportion to the bytes: one memory.fill over a 64 MiB memory ran
 // 27 ms past a 2 ms deadline in one instruction. The call guard and the
 // chunks cost the default cache policy about 6% of its decision time
-// (BenchmarkGuardPaired: 5.5–6.6% over five runs, medians of
-// interleaved decisions; BenchmarkGuard has every kind).
+// (BenchmarkGuardPaired: 5.5–7.1% over nine runs, from the medians of
+// interleaved decisions through both guards; BenchmarkGuard has every
+// kind).
 //
 // The host arms the budget before each call with 2 units per nanosecond
 // of the deadline (loopBudget). One watchdog goroutine per Runtime wakes
