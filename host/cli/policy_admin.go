@@ -144,7 +144,26 @@ func runPolicyLs(ctx context.Context, args []string, std Stdio) error {
 		return writeJSON(std.Out, out)
 	}
 	printVersions(std.Out, out.Versions)
+	printActive(std.Out, out.Instance.Active)
 	return nil
+}
+
+// printActive lists the versions this instance serves with their
+// resource figures.
+func printActive(w io.Writer, active []rollout.ActiveStatus) {
+	if len(active) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTIVE	VERSION	CALLS	P50_US	P99_US	MAX_US	TIMEOUTS	TRAPS	RECYCLES	FORCED	LOG_BYTES	LOG_DROPPED	PAGES	QUARANTINED")
+	for _, a := range active {
+		r := a.Resources
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", a.Kind, a.Version, a.Calls,
+			r.CallP50Micros, r.CallP99Micros, r.CallMaxMicros, a.Timeouts, a.Traps, r.Recycles, r.ForcedRecycles,
+			r.LogBytes, r.LogDropped, r.MemoryPages, a.Quarantined)
+	}
+	tw.Flush()
 }
 
 func writeJSON(w io.Writer, v any) error {

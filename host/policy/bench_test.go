@@ -161,7 +161,7 @@ func BenchmarkLoopGuard(b *testing.B) {
 	defer r.Close(ctx)
 	plain := loopModule()
 	guarded := loopModule()
-	if err := addLoopGuard(guarded, 0, 0); err != nil {
+	if err := addLoopGuard(guarded, 0, 0, guardOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -234,7 +234,7 @@ func BenchmarkCacheCodecBaseline(b *testing.B) {
 	for b.Loop() {
 		buf = abi.AppendCacheRequest(buf[:0], &cacheReq)
 		var d abi.CacheDecision
-		if err := decodeCache(dec, &d); err != nil {
+		if err := decodeCache(dec, &d, defaultDecisionLimits); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -30,13 +30,27 @@
 // runs: the marker export wingate_abi_v1, every required export with its
 // exact signature, imports only from module "wingate" (with exact
 // signatures) and the WASI calls the Go runtime needs, a declared memory
-// within the cap. A refused module gets a *LoadError naming the export,
+// within the cap, an initial memory of at most Options.MaxInitialPages
+// (256 pages, 16 MiB) and data segments of at most Options.MaxDataBytes
+// (8 MiB) in all; the spec's deadline must be at most Options.MaxDeadline
+// (10 s). A refused module gets a *LoadError naming the export,
 // import or section, what was expected and what was found. The module is
-// then rewritten with the loop guard, compiled (through the on-disk
+// then rewritten with the guard (below), compiled (through the on-disk
 // compilation cache, shared by every version made from the same bytes)
-// and its first instances are started: _initialize, the minor version
-// (the host accepts N and N−1), the kinds bit set, and wingate_init with
-// the configuration bytes. A version is warm before it can be activated.
+// and its first instances are started, each step under its own deadline
+// with the watchdog armed: the module's start section (which the rewrite
+// turns into an export the host calls, since wazero would run it inside
+// instantiation, before any deadline; Options.StartTimeout, 1 s), then
+// _initialize, the minor version (the host accepts N and N−1), the kinds
+// bit set, and wingate_init with the configuration bytes (each
+// Options.InitTimeout, 2 s). A step that overruns, even one that returns
+// by itself after its deadline, fails the load with a *LoadError naming
+// it and wrapping ErrTimeout; the version is never created, so never
+// activated. A version is warm before it can be activated.
+//
+// Options.Limits returns every limit with its default filled in, so that
+// the policy directory loader and the push path apply and report the
+// same values.
 //
 // # Starting instances
 //
@@ -57,36 +71,78 @@
 //
 // # Bounded execution
 //
-// A guest cannot be allowed to spin. wazero's built-in interruption
-// (WithCloseOnContextDone) makes compiled code leave to Go at every loop
-// iteration and function entry, about 1.3 µs on a decision that otherwise
-// takes a fraction of that, and a per-call context.WithTimeout costs
-// about 0.8 µs more. Instead, at load time every loop header gets
+// A guest cannot be allowed to spin, by a loop, a call tree, a recursion,
+// a bulk memory instruction or a host call. wazero's built-in
+// interruption (WithCloseOnContextDone) makes compiled code leave to Go
+// at every loop iteration and function entry, about 1.3 µs on a decision
+// that otherwise takes a fraction of that, and a per-call
+// context.WithTimeout costs about 0.8 µs more. Instead, at load time
+// every loop header gets
 //
 //	global.get $halt; global.get $budget; i64.eqz; i32.or; if; unreachable; end
 //	global.get $budget; i64.const 1; i64.sub; global.set $budget
 //
-// where $budget is a mutable i64 global the rewrite adds, the loop
-// iterations the call may still run, and $halt a mutable i32 only the
-// host writes. The host arms the budget before each call with 2
-// iterations per nanosecond of the deadline (loopBudget). One watchdog
-// goroutine per Runtime wakes every 250 µs, finds the calls past their
-// deadline (each instance publishes its deadline in an atomic before the
-// call and clears it after) and sets their halt flag; the guest traps at
-// its next loop iteration. After 64 scans in a row find nothing running it
-// parks until the next call arms a deadline, so an idle server does not
-// wake a thread 4,000 times a second (an idle wingate serve used 5.7% of
-// a core, now 0.4%). (Zeroing the budget instead does not work: the
-// guest writes it back every iteration and overwrites the zero.) The count is what makes the guard safe
-// against the Go runtime itself: a goroutine in compiled guest code cannot
-// be preempted, so a stop-the-world garbage collection that begins while a
-// guest spins also stops the watchdog; the spinning guest then exhausts its
-// budget by itself and traps, and the pause completes
-// (TestRunawayDuringGarbageCollection). The call costs one atomic store and swap of an
-// instance-local word and about a nanosecond per loop iteration
-// (BenchmarkLoopGuard); a runaway is stopped within a watchdog tick of
-// its deadline (BenchmarkRunawayStop). Straight-line code ends by itself
-// and unbounded recursion ends in a stack-overflow trap.
+// where $budget is a mutable i64 global the rewrite adds, the work the
+// call may still do, and $halt a mutable i32 only the host writes; and
+// every call that could start unbounded work (call_indirect, and call of
+// a function that itself calls) is wrapped in
+//
+//	if $halt | ($budget < 8) | ($depth < d): unreachable
+//	$budget -= 8; $depth -= d; call f; $depth += d
+//
+// where $depth is the call depth left (Options.MaxCallDepth, 16,384) and
+// d is 1 + f's locals / 64 (of the heaviest function for call_indirect),
+// so that the limit bounds the stack a recursion holds and not only its
+// frames: a recursive function with 2,000 live locals grew wazero's
+// stack by 16 KB a frame.
+// Calls of imports (the host bounds its own functions) and of leaf
+// functions (no calls: they end by themselves or at a guarded loop, and
+// add one frame) are left alone. An exponential call tree without a loop ran 7.1 s
+// against a 2 ms deadline before calls were guarded; it now stops at the
+// deadline. Unbounded recursion traps at the depth limit in about 2 ms,
+// with 1.4 MB allocated, where wazero's own stack limit took 157 ms and
+// 169 MB (its stack is a Go slice doubled up to about 100 MB;
+// BenchmarkDeepRecursion). memory.fill and memory.copy become calls to
+// two functions the rewrite appends, which check the whole range first
+// (an out-of-bounds instruction traps before writing, as it does) and
+// then work in chunks of 64 KiB inside a guarded loop, spending budget
+// in proportion to the bytes: one memory.fill over a 64 MiB memory ran
+// 27 ms past a 2 ms deadline in one instruction. The call guard and the
+// chunks cost the default cache policy about 6% of its decision time
+// (BenchmarkGuardPaired: 5.5–7.1% over nine runs, from the medians of
+// interleaved decisions through both guards; BenchmarkGuard has every
+// kind).
+//
+// The host arms the budget before each call with 2 units per nanosecond
+// of the deadline (loopBudget). One watchdog goroutine per Runtime wakes
+// every 250 µs, finds the calls past their deadline (each instance
+// publishes its deadline in an atomic before the call and clears it
+// after) and sets their halt flag; the guest traps at its next loop
+// iteration or guarded call. After 64 scans in a row find nothing running
+// it parks until the next call arms a deadline, so an idle server does
+// not wake a thread 4,000 times a second (an idle wingate serve used 5.7%
+// of a core, now 0.4%). (Zeroing the budget instead does not work: the
+// guest writes it back every iteration and overwrites the zero.) The
+// count is what makes the guard safe against the Go runtime itself: a
+// goroutine in compiled guest code cannot be preempted, so a
+// stop-the-world garbage collection that begins while a guest spins also
+// stops the watchdog; the spinning guest then exhausts its budget by
+// itself and traps, and the pause completes
+// (TestRunawayDuringGarbageCollection). The call costs one atomic store
+// and swap of an instance-local word and about a nanosecond per loop
+// iteration (BenchmarkLoopGuard); a runaway is stopped within a watchdog
+// tick of its deadline (BenchmarkRunawayStop).
+//
+// The host functions (wingate.log, and fd_write, which the host
+// implements itself rather than through wazero's WASI) check the call's
+// deadline on entry and end a call past it, so a guest calling the host
+// in a loop stops at its deadline even when the watchdog is late, and
+// they read no more guest memory than the output quotas allow (below).
+//
+// Every call that outlives its deadline is a timeout, whether the
+// watchdog stopped it, it ran out of budget, or it returned by itself
+// after the deadline: it is counted, discards the instance, and counts
+// towards quarantine (TestLateReturnIsTimeout).
 //
 // # Pools
 //
@@ -102,9 +158,12 @@
 // connections). Instances above the minimum, taken from the bottom, are
 // closed when the pool has not run short for Options.IdleTimeout. An instance is
 // thrown away after any trap, exit or timeout (its state is unknown), and
-// recycled after DefaultRecycleCalls calls or once its memory passes
-// DefaultRecycleMemory, so a slow leak inside a guest stays bounded.
-// Memory is capped per instance by Options.MemoryLimitPages.
+// recycled after DefaultRecycleCalls calls (routine) or once its memory
+// passes DefaultRecycleMemory (forced: the call that left it there fails
+// with ErrMemoryQuota, is served the fallback and counts towards
+// quarantine, so a module that grows on every call is quarantined rather
+// than recycled forever). Memory is capped per instance by
+// Options.MemoryLimitPages (1,024 pages, 64 MiB).
 //
 // # Failure
 //
@@ -112,7 +171,10 @@
 // configured default tier, compress keeps the most recent messages that fit.
 // A decision is checked before use (compress keep indexes in range and
 // ascending, tokens covering the kept messages and within the budget; a
-// cache lookup has a key; a route score in [0, 1]). Failures are counted,
+// cache lookup has a key; a route score in [0, 1]; a cache decision's
+// key of at most Options.MaxKeyBytes, 512, and at most Options.MaxTags,
+// 32, purge tags of at most Options.MaxTagBytes, 128, each, checked from
+// the encoded bytes before the decoder allocates or the host copies). Failures are counted,
 // reported to the Observer and logged at most once per burst per active
 // version; a version that fails QuarantineAfter calls in a row serves only
 // the fallback until another is activated.
@@ -125,7 +187,28 @@
 // makes a Go guest's runtime run its periodic work constantly); wall
 // clock and randomness are wazero's deterministic fakes. Standard output,
 // standard error and the SDK's log calls go to the injected *slog.Logger
-// tagged with the policy name and version digest.
+// tagged with the policy name and version digest, within two quotas: a
+// call may write Options.LogBytesPerCall (4 KiB), and a version
+// Options.LogBurst (16 KiB) refilled at Options.LogBytesPerSecond
+// (1 KiB/s). Each line is charged its text, with every byte a handler
+// may escape counted six times, plus 128 bytes for the line itself.
+// Output over a quota is truncated before it is read, counted as dropped
+// (VersionStats.LogDropped) and noted in the log once per 10 s; it never
+// blocks the guest, which is told everything was written. One line holds
+// at most 4,096 bytes, and fd_write takes at most 1,024 iovecs.
+//
+// # Resource figures
+//
+// Version.Stats, and so Engine.List, the admin API and wingate policy
+// ls, report per version: calls, a histogram of call durations
+// (CallBuckets, from 1 µs to 1 s), failures, timeouts and traps, routine
+// and forced recycles, log bytes written and dropped, and memory pages
+// (now, and the most an instance has had). An Observer that also
+// implements ResourceObserver receives every call's duration and outcome
+// and the guest output, for /metrics (host/observe).
+//
+// The hostile modules of host/internal/guests, one of each class of
+// attack, are loaded and called by TestHostileModules.
 //
 // # Policies file
 //

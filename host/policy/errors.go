@@ -46,6 +46,10 @@ var (
 	// ErrBadDecision: the guest's result could not be decoded or broke a
 	// rule of its kind (e.g. compress keep indexes out of range).
 	ErrBadDecision = errors.New("policy: invalid decision")
+	// ErrMemoryQuota: the call succeeded but left the instance's memory
+	// over the recycle quota (Spec.RecycleMemory); the instance was
+	// recycled and the call counts as a failure.
+	ErrMemoryQuota = errors.New("policy: instance memory over its quota")
 	// ErrUnavailable: no instance could be acquired in time, or the
 	// version is closed.
 	ErrUnavailable = errors.New("policy: no instance available")

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
+	"log/slog"
 	"testing"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -52,11 +54,20 @@ func FuzzDecodeCacheDecision(f *testing.F) {
 	f.Add([]byte{9, 255, 255, 255, 255})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d abi.CacheDecision
-		if err := decodeCache(b, &d); err != nil {
+		lim := decisionLimits{maxKey: 8, maxTags: 2, maxTag: 4}
+		if err := decodeCache(b, &d, lim); err != nil {
 			return
 		}
 		if d.Action == abi.CacheLookup && d.Key == "" {
 			t.Fatal("accepted a lookup without a key")
+		}
+		if len(d.Key) > lim.maxKey || len(d.Tags) > lim.maxTags {
+			t.Fatalf("accepted a key of %d bytes and %d tags", len(d.Key), len(d.Tags))
+		}
+		for _, tag := range d.Tags {
+			if len(tag) > lim.maxTag {
+				t.Fatalf("accepted a tag of %d bytes", len(tag))
+			}
 		}
 		if got := abi.AppendCacheDecision(nil, &d); !bytes.Equal(got, b) {
 			t.Fatalf("round trip: %x != %x", got, b)
@@ -110,22 +121,44 @@ func FuzzGuardBody(f *testing.F) {
 	f.Add([]byte{0x03, 0x7f, 0x41, 0x80, 0x01, 0x0b, 0x1a, 0x0b})
 	f.Add([]byte{0xfc, 0x0a, 0x00, 0x00, 0xfd, 0x0c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x0b})
 	f.Add([]byte{0x0e, 0x02, 0x00, 0x01, 0x00, 0x0b})
+	f.Add([]byte{0x10, 0x01, 0x11, 0x00, 0x00, 0xfc, 0x0b, 0x00, 0x0b})
+	count := func(b []byte) (loops, calls, bulk int, err error) {
+		err = walkCode(b, func(in instr) {
+			switch {
+			case in.op == 0x03:
+				loops++
+			case in.op == 0x10 || in.op == 0x11:
+				calls++
+			case in.op == 0xfc && (in.sub == 10 || in.sub == 11):
+				bulk++
+			}
+		})
+		return
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := guardBody(b, 3, 4)
+		g := &guardConfig{budget: 3, halt: 4, depth: 5, calls: true, fill: 7, copy: 8,
+			skipCall: func(idx uint32) bool { return idx == 1 }}
+		out, err := guardBody(b, g)
 		if err != nil {
 			return
 		}
-		// Every loop gained exactly one 17-byte check (global indexes 3
-		// and 4 encode in one byte each).
-		if (len(out)-len(b))%17 != 0 {
-			t.Fatalf("guarded body grew by %d bytes", len(out)-len(b))
-		}
-		again, err := guardBody(out, 3, 4)
+		loops, calls, bulk, _ := count(b)
+		oLoops, oCalls, oBulk, err := count(out)
 		if err != nil {
 			t.Fatalf("guarded body does not decode: %v", err)
 		}
-		if len(again)-len(out) != len(out)-len(b) {
-			t.Fatal("second rewrite found a different number of loops")
+		// Loops and calls stay, bulk instructions become calls.
+		if oLoops != loops || oCalls != calls+bulk || oBulk != 0 {
+			t.Fatalf("loops %d->%d, calls %d->%d, bulk %d->%d", loops, oLoops, calls, oCalls, bulk, oBulk)
+		}
+		// A second rewrite adds the same checks again (the checks hold
+		// no loops or calls of their own).
+		again, err := guardBody(out, &guardConfig{budget: 3, halt: 4, depth: 5, fill: noFunc, copy: noFunc})
+		if err != nil {
+			t.Fatalf("guarded body does not decode: %v", err)
+		}
+		if (len(again)-len(out))%17 != 0 || (len(again)-len(out))/17 != loops {
+			t.Fatalf("second rewrite grew by %d bytes for %d loops", len(again)-len(out), loops)
 		}
 	})
 }
@@ -135,7 +168,7 @@ func FuzzPrepare(f *testing.F) {
 	f.Add(encode(loopModule()))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := prepare("fuzz", b, DefaultMemoryLimitPages)
+		p, err := prepare("fuzz", b, Options{}.withDefaults().loadLimits())
 		if err != nil {
 			if _, ok := err.(*LoadError); !ok {
 				t.Fatalf("error %T is not a *LoadError", err)
@@ -146,4 +179,61 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatal("empty rewritten module")
 		}
 	})
+}
+
+// fuzzInstance is an instance with just what the output path needs.
+func fuzzInstance(log *slog.Logger, perCall, burst int) *instance {
+	rt := &Runtime{opts: Options{LogBytesPerCall: perCall, LogBytesPerSecond: 1, LogBurst: burst}}
+	v := &Version{rt: rt, log: log, logBucket: newLogBucket(1, burst)}
+	return &instance{v: v, logLeft: perCall}
+}
+
+// FuzzGuestOutput drives fd_write's iovec decoding and the output
+// quotas with guest bytes: a buffer outside memory is EFAULT before
+// anything is written; what is written stays within the quotas; and
+// every byte asked for is written, dropped or held in the current line.
+func FuzzGuestOutput(f *testing.F) {
+	f.Add([]byte("hello\nworld\n"), []byte{0, 0, 0, 0, 12, 0, 0, 0}, 4096)
+	f.Add([]byte("\x00\x01\"<>&\n"), []byte{0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0}, 300)
+	f.Add([]byte("x"), []byte{0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, 1)
+	f.Fuzz(func(t *testing.T, mem []byte, vec []byte, perCall int) {
+		perCall = 1 + abs(perCall)%(8<<10)
+		var logged countingWriter
+		log := slog.New(slog.NewTextHandler(&logged, nil))
+		in := fuzzInstance(log, perCall, 2*perCall)
+		w := &guestWriter{log: log, level: slog.LevelInfo}
+		total, errno := writeIovecs(in, w, fakeMemory(mem), vec)
+		if errno != 0 {
+			if in.v.logWritten.Load() != 0 || in.v.logDropped.Load() != 0 {
+				t.Fatal("EFAULT after writing")
+			}
+			return
+		}
+		var asked, newlines uint64
+		for i := 0; i+8 <= len(vec); i += 8 {
+			off, size := binary.LittleEndian.Uint32(vec[i:]), binary.LittleEndian.Uint32(vec[i+4:])
+			asked += uint64(size)
+			newlines += uint64(bytes.Count(mem[off:off+size], []byte{'\n'}))
+		}
+		if uint32(asked) != total {
+			t.Fatalf("reported %d bytes written, asked %d", total, asked)
+		}
+		// Newlines end lines and are not text: they may be neither.
+		written, dropped := in.v.logWritten.Load(), in.v.logDropped.Load()
+		if got := uint64(written+dropped) + uint64(len(w.buf)); got > asked || asked-got > newlines {
+			t.Fatalf("written %d + dropped %d + held %d against %d asked with %d newlines", written, dropped, len(w.buf), asked, newlines)
+		}
+		// Each line costs logLineCost plus at most six bytes a byte of
+		// text; the handler adds its own frame (time, level) per line.
+		if written > int64(perCall) {
+			t.Fatalf("wrote %d bytes of text with a per-call quota of %d", written, perCall)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

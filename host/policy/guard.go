@@ -26,9 +26,14 @@ import (
 // and $halt a mutable i32 global exported as haltGlobalName. The host arms
 // the budget before every call (see loopBudget); the watchdog sets halt on
 // an instance whose call has overrun its deadline, and the guest traps at
-// its next loop iteration; the instance is then discarded. Straight-line
-// code needs no check: it ends, and recursion ends in a stack-overflow
-// trap.
+// its next loop iteration; the instance is then discarded. Every call
+// that may start unbounded work (call_indirect, and call of a function
+// that calls) gets the call check (callCheck), which also counts the call
+// depth left in a third global ($depth, exported as depthGlobalName), so
+// that call trees without loops stop at the deadline and recursion traps
+// at Options.MaxCallDepth. memory.fill and memory.copy become calls to
+// chunked functions (bulk.go). Straight-line code needs no check: it
+// ends.
 //
 // Why a separate halt flag: the guest writes the budget back at every
 // iteration, so a zero the host writes between the guest's load and its
@@ -48,8 +53,13 @@ import (
 // finds the loop budget and the halt flag. Guests may not export these
 // names themselves.
 const (
-	stopGlobalName = "__wingate_stop"
-	haltGlobalName = "__wingate_halt"
+	stopGlobalName  = "__wingate_stop"
+	haltGlobalName  = "__wingate_halt"
+	depthGlobalName = "__wingate_depth"
+	// startExportName exports a module's start function, which the
+	// rewrite takes out of the start section so that the host runs it
+	// under a deadline (see prepare).
+	startExportName = "__wingate_start"
 )
 
 // loopBudget is the number of loop iterations a call with deadline d may
@@ -72,43 +82,53 @@ func loopBudget(d time.Duration) uint64 {
 
 var errGuardOpcode = errors.New("unsupported instruction")
 
-// guardBody returns body with the stop check inserted after every loop
-// instruction's block type. global and halt are the indexes of the budget
-// global and the halt flag. It fails on instructions it cannot decode
-// rather than guessing.
-func guardBody(body []byte, global, halt uint32) ([]byte, error) {
-	check := make([]byte, 0, 32)
-	check = append(check, 0x23) // global.get $halt
-	check = appendULEB(check, halt)
-	check = append(check, 0x23) // global.get $budget
-	check = appendULEB(check, global)
-	check = append(check, 0x50)                   // i64.eqz
-	check = append(check, 0x72)                   // i32.or
-	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
-	check = append(check, 0x23)                   // global.get $budget
-	check = appendULEB(check, global)
-	check = append(check, 0x42, 0x01, 0x7d) // i64.const 1, i64.sub
-	check = append(check, 0x24)             // global.set $budget
-	check = appendULEB(check, global)
+// noFunc marks a guard function index as absent.
+const noFunc = ^uint32(0)
 
-	out := make([]byte, 0, len(body)+len(body)/16+8)
+// guardConfig says how guardBody rewrites a function body.
+type guardConfig struct {
+	// budget, halt and depth are the indexes of the guard globals.
+	budget, halt, depth uint32
+	// calls guards call sites (see callCheck); off, only loop headers are
+	// guarded (the guard before call sites were, kept for BenchmarkGuard).
+	calls bool
+	// skipCall reports a direct callee that needs no check: an import
+	// (the host bounds its own functions) or a function without calls
+	// (it ends by itself or at a guarded loop, and adds one frame).
+	skipCall func(idx uint32) bool
+	// depthCost returns the depth units a call (op 0x10, callee idx) or
+	// call_indirect (op 0x11) takes; nil: one.
+	depthCost func(op byte, idx uint32) uint32
+	// fill and copy are the functions that replace memory.fill and
+	// memory.copy, or noFunc to leave those instructions alone.
+	fill, copy uint32
+}
+
+// instr is one decoded instruction of a function body: its opcode, the
+// sub-opcode of a prefixed one, the first immediate of a call, and its
+// byte range.
+type instr struct {
+	op         byte
+	sub        uint64
+	imm        uint64
+	start, end int
+}
+
+// walkCode decodes body instruction by instruction and hands each to fn.
+// It fails on instructions it cannot decode rather than guessing.
+func walkCode(body []byte, fn func(instr)) error {
 	r := codeReader{b: body}
-	last := 0
 	for r.pos < len(r.b) {
+		in := instr{start: r.pos}
 		op := r.byte()
+		in.op = op
 		switch {
-		case op == 0x03: // loop bt
-			r.blockType()
-			if r.err != nil {
-				break
-			}
-			out = append(out, body[last:r.pos]...)
-			out = append(out, check...)
-			last = r.pos
-		case op == 0x02 || op == 0x04: // block, if
+		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
 			r.blockType()
 		case op <= 0x01 || op == 0x05 || op == 0x0b || op == 0x0f || op == 0x1a || op == 0x1b || op == 0xd1:
-		case op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0xd2: // br, br_if, call, return_call, ref.func
+		case op == 0x10 || op == 0x12: // call, return_call
+			in.imm = r.uleb()
+		case op == 0x0c || op == 0x0d || op == 0xd2: // br, br_if, ref.func
 			r.uleb()
 		case op == 0x0e: // br_table
 			n := r.uleb()
@@ -116,7 +136,7 @@ func guardBody(body []byte, global, halt uint32) ([]byte, error) {
 				r.uleb()
 			}
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
-			r.uleb()
+			in.imm = r.uleb()
 			r.uleb()
 		case op == 0x1c: // select t*
 			n := r.uleb()
@@ -139,15 +159,156 @@ func guardBody(body []byte, global, halt uint32) ([]byte, error) {
 		case op == 0xd0: // ref.null t
 			r.byte()
 		case op == 0xfc:
-			r.prefixFC()
+			in.sub, in.imm = r.prefixFC()
 		case op == 0xfd:
 			r.prefixFD()
 		default:
 			r.fail(fmt.Errorf("%w 0x%02x at offset %d", errGuardOpcode, op, r.pos-1))
 		}
 		if r.err != nil {
-			return nil, r.err
+			return r.err
 		}
+		in.end = r.pos
+		fn(in)
+	}
+	return nil
+}
+
+// hasCall reports whether body contains a call instruction.
+func hasCall(body []byte) (bool, error) {
+	found := false
+	err := walkCode(body, func(in instr) {
+		if in.op >= 0x10 && in.op <= 0x13 {
+			found = true
+		}
+	})
+	return found, err
+}
+
+// loopCheck is the check at a loop header: trap when halted or out of
+// budget, else spend one unit of budget.
+func loopCheck(g *guardConfig) []byte {
+	check := make([]byte, 0, 32)
+	check = append(check, 0x23) // global.get $halt
+	check = appendULEB(check, g.halt)
+	check = append(check, 0x23) // global.get $budget
+	check = appendULEB(check, g.budget)
+	check = append(check, 0x50)                   // i64.eqz
+	check = append(check, 0x72)                   // i32.or
+	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	return appendSpend(check, g)
+}
+
+func appendSpend(check []byte, g *guardConfig) []byte {
+	check = append(check, 0x23) // global.get $budget
+	check = appendULEB(check, g.budget)
+	check = append(check, 0x42, 0x01, 0x7d) // i64.const 1, i64.sub
+	check = append(check, 0x24)             // global.set $budget
+	return appendULEB(check, g.budget)
+}
+
+// callCost is the budget a guarded call spends: a call and return cost
+// a few nanoseconds where an empty loop iteration costs one, so that a
+// call tree the watchdog cannot reach (see loopBudget) also runs out of
+// budget at about twice its deadline. It must stay below 64 (one byte
+// of signed LEB128).
+const callCost = 8
+
+// callCheck is the check before a guarded call: trap when halted, out of
+// budget or short of depth for the callee's frame, else spend callCost
+// of the budget and depth units of the depth left; after, the call gives
+// the depth back.
+func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
+	before = append(before, 0x23) // global.get $halt
+	before = appendULEB(before, g.halt)
+	before = append(before, 0x23) // global.get $budget
+	before = appendULEB(before, g.budget)
+	before = append(before, 0x42, callCost, 0x54, 0x72) // i64.const callCost, i64.lt_u, i32.or
+	before = append(before, 0x23)                       // global.get $depth
+	before = appendULEB(before, g.depth)
+	before = append(before, 0x41) // i32.const depth
+	before = appendSLEB64(before, int64(depth))
+	before = append(before, 0x49, 0x72)             // i32.lt_u, i32.or
+	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	before = append(before, 0x23)                   // global.get $budget
+	before = appendULEB(before, g.budget)
+	before = append(before, 0x42, callCost, 0x7d) // i64.const callCost, i64.sub
+	before = append(before, 0x24)                 // global.set $budget
+	before = appendULEB(before, g.budget)
+	before = append(before, 0x23) // global.get $depth
+	before = appendULEB(before, g.depth)
+	before = append(before, 0x41) // i32.const depth
+	before = appendSLEB64(before, int64(depth))
+	before = append(before, 0x6b) // i32.sub
+	before = append(before, 0x24) // global.set $depth
+	before = appendULEB(before, g.depth)
+
+	after = append(after, 0x23) // global.get $depth
+	after = appendULEB(after, g.depth)
+	after = append(after, 0x41) // i32.const depth
+	after = appendSLEB64(after, int64(depth))
+	after = append(after, 0x6a) // i32.add
+	after = append(after, 0x24) // global.set $depth
+	after = appendULEB(after, g.depth)
+	return before, after
+}
+
+// frameLocals is how many locals (parameters included) one unit of call
+// depth stands for: a call takes 1 + locals/frameLocals units, so that
+// the depth limit bounds the stack a recursion can hold, not only its
+// frame count (a function with 2,000 live i64 locals grew wazero's stack
+// by 16 KB a frame). Go guests' functions have fewer locals than this.
+const frameLocals = 64
+
+// guardBody returns body with the loop check after every loop
+// instruction's block type and, when g.calls, the call check around
+// every call that g.skipCall does not exempt; memory.fill and
+// memory.copy become calls to g.fill and g.copy when those are set.
+func guardBody(body []byte, g *guardConfig) ([]byte, error) {
+	check := loopCheck(g)
+	type wrap struct{ before, after []byte }
+	wraps := map[uint32]wrap{}
+	wrapFor := func(op byte, idx uint32) wrap {
+		depth := uint32(1)
+		if g.depthCost != nil {
+			depth = g.depthCost(op, idx)
+		}
+		w, ok := wraps[depth]
+		if !ok {
+			w.before, w.after = callCheck(g, depth)
+			wraps[depth] = w
+		}
+		return w
+	}
+	out := make([]byte, 0, len(body)+len(body)/8+8)
+	last := 0
+	err := walkCode(body, func(in instr) {
+		switch {
+		case in.op == 0x03:
+			out = append(out, body[last:in.end]...)
+			out = append(out, check...)
+			last = in.end
+		case g.calls && (in.op == 0x11 || (in.op == 0x10 && (g.skipCall == nil || !g.skipCall(uint32(in.imm))))):
+			w := wrapFor(in.op, uint32(in.imm))
+			out = append(out, body[last:in.start]...)
+			out = append(out, w.before...)
+			out = append(out, body[in.start:in.end]...)
+			out = append(out, w.after...)
+			last = in.end
+		case in.op == 0xfc && in.sub == 11 && g.fill != noFunc: // memory.fill
+			out = append(out, body[last:in.start]...)
+			out = append(out, 0x10)
+			out = appendULEB(out, g.fill)
+			last = in.end
+		case in.op == 0xfc && in.sub == 10 && g.copy != noFunc: // memory.copy
+			out = append(out, body[last:in.start]...)
+			out = append(out, 0x10)
+			out = appendULEB(out, g.copy)
+			last = in.end
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return append(out, body[last:]...), nil
 }
@@ -242,23 +403,26 @@ func (r *codeReader) memarg() {
 	r.uleb()
 }
 
-func (r *codeReader) prefixFC() {
-	sub := r.uleb()
+// prefixFC reads a 0xfc instruction and returns its sub-opcode and
+// first immediate.
+func (r *codeReader) prefixFC() (sub, imm uint64) {
+	sub = r.uleb()
 	switch {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init data mem
-		r.uleb()
+		imm = r.uleb()
 		r.uleb()
 	case sub == 9 || sub == 13 || sub == 15 || sub == 16 || sub == 17: // data.drop, elem.drop, table.grow/size/fill
-		r.uleb()
+		imm = r.uleb()
 	case sub == 10 || sub == 12 || sub == 14: // memory.copy, table.init, table.copy
-		r.uleb()
+		imm = r.uleb()
 		r.uleb()
 	case sub == 11: // memory.fill
-		r.uleb()
+		imm = r.uleb()
 	default:
 		r.fail(fmt.Errorf("%w 0xfc %d", errGuardOpcode, sub))
 	}
+	return sub, imm
 }
 
 func (r *codeReader) prefixFD() {

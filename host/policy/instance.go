@@ -3,10 +3,12 @@ package policy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -38,6 +40,7 @@ type instance struct {
 	// flight, or deadlineStopped. The watchdog reads it concurrently.
 	deadline atomic.Int64
 	calls    atomic.Int64
+	pages    atomic.Int64 // memory pages after the last call, for Stats
 
 	clock int64 // the guest's monotonic clock, see nanotime
 
@@ -49,6 +52,12 @@ type instance struct {
 	bufPtr, bufCap uint32
 	out            *guestWriter
 	errw           *guestWriter
+	// logLeft is what the call in flight may still log (bytes, see
+	// grant); set when the call is armed.
+	logLeft int
+	// elapsed is the duration of the last decision call, for finish.
+	elapsed int64
+	depth   api.Global // call depth left; 0 after the depth limit trapped
 }
 
 type instanceKey struct{}
@@ -64,25 +73,178 @@ func (in *instance) nanotime() int64 {
 	return in.clock
 }
 
-// hostLog is wingate.log(level, ptr, len): the guest's log call.
+// hostLog is wingate.log(level, ptr, len): the guest's log call. The
+// message is cut to what the call's output quota allows before it is
+// read, so a huge length costs no more than a short one.
 func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	if in == nil {
 		return
 	}
+	in.checkDeadline()
 	level, ptr, size := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	if size > maxLogLine {
-		size = maxLogLine
+	n := min(size, maxLogLine, uint32(max(in.logLeft-logLineCost, 0)))
+	in.drop(int(size - n))
+	if n == 0 {
+		return
 	}
-	b, ok := mod.Memory().Read(ptr, size)
+	b, ok := mod.Memory().Read(ptr, n)
 	if !ok {
 		return
 	}
-	in.v.log.Log(context.Background(), slog.Level(level), string(b))
+	in.emit(in.v.log, slog.Level(level), b)
+}
+
+// errHostDeadline ends a host call made after the guest's deadline.
+var errHostDeadline = fmt.Errorf("%w: host call after the deadline", ErrTimeout)
+
+// checkDeadline ends the guest's call from inside a host function when
+// its deadline has passed, so that a guest calling the host in a loop
+// stops at its deadline even when the watchdog is late. wazero turns
+// the panic into the call's error.
+func (in *instance) checkDeadline() {
+	if d := in.deadline.Load(); d == deadlineStopped || (d > 0 && nanotime() > d) {
+		panic(errHostDeadline)
+	}
 }
 
 // maxLogLine bounds one guest log message or output line.
 const maxLogLine = 4096
+
+// logLineCost is what a log line costs against the output quotas on top
+// of its text: about what the handler adds (time, level, policy and
+// version), so that a flood of one-byte lines is bounded too.
+const logLineCost = 128
+
+// logByteCost is what one byte of guest text may become in the log: a
+// handler escapes quotes, backslashes, control bytes and invalid UTF-8
+// (up to six bytes each: \u0000).
+func logByteCost(c byte) int {
+	if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		return 6
+	}
+	return 1
+}
+
+// emit logs the longest prefix of b the call's and the version's output
+// quotas allow, charging its cost, and counts the rest as dropped.
+func (in *instance) emit(log *slog.Logger, level slog.Level, b []byte) {
+	want := logLineCost
+	for _, c := range b {
+		want += logByteCost(c)
+	}
+	got := 0
+	if allow := min(want, in.logLeft); allow > logLineCost {
+		got = in.v.logBucket.take(allow, nanotime())
+	}
+	in.logLeft -= got
+	n, cost := 0, logLineCost
+	for n < len(b) && cost+logByteCost(b[n]) <= got {
+		cost += logByteCost(b[n])
+		n++
+	}
+	in.drop(len(b) - n)
+	if n == 0 {
+		return
+	}
+	in.v.logWritten.Add(int64(n))
+	if r := in.v.rt.res; r != nil {
+		r.GuestOutput(in.v.name, in.v.digest, n, 0)
+	}
+	log.Log(context.Background(), level, string(b[:n]))
+}
+
+// drop counts n bytes of guest output the quotas dropped.
+func (in *instance) drop(n int) {
+	if n <= 0 {
+		return
+	}
+	in.v.logDropped.Add(int64(n))
+	if r := in.v.rt.res; r != nil {
+		r.GuestOutput(in.v.name, in.v.digest, 0, n)
+	}
+	in.v.noteDropped()
+}
+
+// WASI errno values hostFdWrite returns.
+const (
+	errnoBadf  = 8
+	errnoFault = 21
+	errnoInval = 28
+)
+
+// maxIovs bounds the iovecs of one fd_write (Linux's IOV_MAX).
+const maxIovs = 1024
+
+// hostFdWrite is WASI fd_write(fd, iovs, iovs_len, result.nwritten) for
+// the guest's stdout (fd 1) and stderr (fd 2), which become log lines at
+// info and warn level within the output quotas. It never blocks and
+// never reads more than the quotas grant: the guest is told everything
+// was written, and what the quotas refused is counted as dropped. Other
+// descriptors are EBADF.
+func hostFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	fd, iovs, n, result := uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
+	var w *guestWriter
+	switch {
+	case in == nil:
+	case fd == 1:
+		w = in.out
+	case fd == 2:
+		w = in.errw
+	}
+	if w == nil {
+		stack[0] = errnoBadf
+		return
+	}
+	in.checkDeadline()
+	if n > maxIovs {
+		stack[0] = errnoInval
+		return
+	}
+	mem := mod.Memory()
+	vec, ok := mem.Read(iovs, n*8)
+	if !ok {
+		stack[0] = errnoFault
+		return
+	}
+	total, errno := writeIovecs(in, w, mem, vec)
+	if errno != 0 {
+		stack[0] = errno
+		return
+	}
+	if !mem.WriteUint32Le(result, total) {
+		stack[0] = errnoFault
+		return
+	}
+	stack[0] = 0
+}
+
+// writeIovecs writes the buffers the iovecs in vec (8 bytes each: offset,
+// length) describe to w, each cut to the call's output quota before it is
+// read, and returns the bytes the guest asked to write, or EFAULT when a
+// buffer lies outside mem (every iovec is checked before any is written).
+func writeIovecs(in *instance, w *guestWriter, mem memoryReader, vec []byte) (uint32, uint64) {
+	for i := 0; i+8 <= len(vec); i += 8 {
+		if _, ok := mem.Read(binary.LittleEndian.Uint32(vec[i:]), binary.LittleEndian.Uint32(vec[i+4:])); !ok {
+			return 0, errnoFault
+		}
+	}
+	var total uint32
+	for i := 0; i+8 <= len(vec); i += 8 {
+		off := binary.LittleEndian.Uint32(vec[i:])
+		size := binary.LittleEndian.Uint32(vec[i+4:])
+		total += size
+		keep := min(size, uint32(max(in.logLeft-logLineCost, 0)))
+		in.drop(int(size - keep))
+		if keep == 0 {
+			continue
+		}
+		b, _ := mem.Read(off, keep)
+		w.write(in, b)
+	}
+	return total, 0
+}
 
 // guestWriter turns a guest's stdout or stderr into log lines.
 type guestWriter struct {
@@ -91,26 +253,28 @@ type guestWriter struct {
 	buf   []byte
 }
 
-func (w *guestWriter) Write(p []byte) (int, error) {
-	n := len(p)
+// write adds p, cut to the call's quota by the caller, to the current
+// line and logs every line it completes as the quotas grant.
+func (w *guestWriter) write(in *instance, p []byte) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			if len(w.buf)+len(p) > maxLogLine {
+				in.drop(len(w.buf) + len(p) - maxLogLine)
 				p = p[:maxLogLine-len(w.buf)]
 			}
 			w.buf = append(w.buf, p...)
-			break
+			return
 		}
 		w.buf = append(w.buf, p[:i]...)
 		if len(w.buf) > maxLogLine {
+			in.drop(len(w.buf) - maxLogLine)
 			w.buf = w.buf[:maxLogLine]
 		}
-		w.log.Log(context.Background(), w.level, string(w.buf))
+		in.emit(w.log, w.level, w.buf)
 		w.buf = w.buf[:0]
 		p = p[i+1:]
 	}
-	return n, nil
 }
 
 // newInstance starts one instance: instantiate without start functions,
@@ -129,7 +293,6 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	in.out = &guestWriter{log: v.log, level: slog.LevelInfo}
 	in.errw = &guestWriter{log: v.log, level: slog.LevelWarn}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
-		WithStdout(in.out).WithStderr(in.errw).
 		WithNanotime(in.nanotime, 1)
 	mod, err := v.rt.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), v.compiled, cfg)
 	if err != nil {
@@ -147,6 +310,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		return nil, lerr("module", "ABI v1 exports", "missing after instantiation", nil)
 	}
 	in.stop, in.halt = g, h
+	in.depth = mod.ExportedGlobal(depthGlobalName)
 	v.rt.track(in)
 	fail := func(err error) (*instance, error) {
 		in.deadline.Store(0)
@@ -154,18 +318,48 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		mod.Close(ctx)
 		return nil, err
 	}
-	// Budget first, then the deadline: whoever stops the instance (the
-	// watchdog, Runtime.Close) claims the deadline before zeroing the
-	// budget, so its write comes after this one.
-	in.stop.Set(loopBudget(DefaultInitTimeout))
-	v.rt.arm(in, DefaultInitTimeout)
-	if v.initialize {
-		if _, err := mod.ExportedFunction("_initialize").Call(in.ctx); err != nil {
-			return fail(lerr("export _initialize", "", "", in.callErr(err)))
+	// phase runs one step of start-up under its own deadline, with the
+	// watchdog armed: a step that overruns fails with ErrTimeout even
+	// when it returns by itself.
+	phase := func(item string, d time.Duration, call func() error) error {
+		// Budget first, then the deadline: whoever stops the instance
+		// (the watchdog, Runtime.Close) claims the deadline before
+		// setting halt, so its write comes after these.
+		in.stop.Set(loopBudget(d))
+		in.logLeft = v.rt.opts.LogBytesPerCall
+		start := v.rt.arm(in, d)
+		err := call()
+		if in.deadline.Swap(0) == deadlineStopped || nanotime()-start > int64(d) {
+			detail := "stopped at the deadline"
+			if err == nil {
+				detail = "returned after the deadline"
+			}
+			return lerr(item, fmt.Sprintf("to end within %v", d), detail, ErrTimeout)
+		}
+		if err != nil {
+			return lerr(item, "", "", err)
+		}
+		return nil
+	}
+	opts := &v.rt.opts
+	if v.start {
+		if err := phase("start section", opts.StartTimeout, func() error {
+			return in.callStack(mod.ExportedFunction(startExportName))
+		}); err != nil {
+			return fail(err)
 		}
 	}
-	if err := in.callStack(mod.ExportedFunction(abi.ExportMarker)); err != nil {
-		return fail(lerr("export "+abi.ExportMarker, "", "", err))
+	if v.initialize {
+		if err := phase("export _initialize", opts.InitTimeout, func() error {
+			return in.callStack(mod.ExportedFunction("_initialize"))
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	if err := phase("export "+abi.ExportMarker, opts.InitTimeout, func() error {
+		return in.callStack(mod.ExportedFunction(abi.ExportMarker))
+	}); err != nil {
+		return fail(err)
 	}
 	if minor := int64(uint32(in.stack[0])); minor != abi.MinorVersion && minor != abi.MinorVersion-1 {
 		want := fmt.Sprintf("minor version %d", abi.MinorVersion)
@@ -174,8 +368,10 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return fail(lerr("abi version", want, fmt.Sprintf("1.%d", minor), nil))
 	}
-	if err := in.callStack(mod.ExportedFunction(abi.ExportKinds)); err != nil {
-		return fail(lerr("export "+abi.ExportKinds, "", "", err))
+	if err := phase("export "+abi.ExportKinds, opts.InitTimeout, func() error {
+		return in.callStack(mod.ExportedFunction(abi.ExportKinds))
+	}); err != nil {
+		return fail(err)
 	}
 	in.kinds = uint32(in.stack[0])
 	var known uint32
@@ -186,20 +382,22 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		return fail(lerr("export "+abi.ExportKinds, fmt.Sprintf("a non-empty subset of %#x", known),
 			fmt.Sprintf("%#x (register handlers in init(): main is not run in a -buildmode=c-shared module)", in.kinds), nil))
 	}
-	res, err := in.invoke(in.init, 0, v.config)
-	if err != nil {
-		return fail(lerr("export "+abi.ExportInit, "", "", err))
+	var res []byte
+	if err := phase("export "+abi.ExportInit, opts.InitTimeout, func() error {
+		var err error
+		res, err = in.invoke(in.init, 0, v.config)
+		return err
+	}); err != nil {
+		return fail(err)
 	}
 	if len(res) == 0 || abi.Status(res[0]) != abi.StatusOK {
 		msg := "empty result"
 		if len(res) > 0 {
-			msg = string(res[1:])
+			msg = string(res[1:min(len(res), 513)])
 		}
 		return fail(lerr("init", "configuration accepted", "error: "+msg, nil))
 	}
-	if in.deadline.Swap(0) == deadlineStopped {
-		return fail(lerr("init", fmt.Sprintf("start-up within %v", DefaultInitTimeout), "stopped", ErrTimeout))
-	}
+	in.pages.Store(int64(in.mem.Size() >> 16))
 	v.created.Add(1)
 	if o := v.rt.obs; o != nil {
 		o.InstanceCreated(v.name, v.digest)
@@ -229,10 +427,14 @@ func (in *instance) callStack(fn api.Function) error {
 
 // callErr classifies an error returned by a guest call.
 func (in *instance) callErr(err error) error {
-	// A zero budget means the loop guard trapped: the watchdog stopped
-	// the call, or the call used up its iterations by itself.
-	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() == 0 {
+	// A budget below the largest charge means the guard trapped for it:
+	// the call used up its budget by itself (or the watchdog stopped it).
+	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() <= maxCharge {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	// Less depth left than the heaviest call can take: the depth limit.
+	if in.depth != nil && in.depth.Get() < 1+(maxLocals+1)/frameLocals {
+		return fmt.Errorf("%w: call depth over %d: %w", ErrTrap, in.v.rt.opts.MaxCallDepth, err)
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {

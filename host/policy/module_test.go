@@ -69,17 +69,6 @@ func abiModule(minor byte) *wasm.Module {
 // okPayloadPacked is i64.const (24<<32 | 1): the one-byte OK payload.
 func okPayloadPacked() []byte { return appendSLEB64([]byte{0x42}, int64(24)<<32|1) }
 
-func appendSLEB64(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
 func encode(m *wasm.Module) []byte { return binary.EncodeModule(m) }
 
 // loopModule exports "spin" (n i32) -> i32: a counted loop of n

@@ -37,9 +37,46 @@ const (
 	// DefaultAcquireTimeout bounds the wait for an instance when the
 	// caller's context has no earlier deadline.
 	DefaultAcquireTimeout = 250 * time.Millisecond
-	// DefaultInitTimeout bounds instance start-up (the Go runtime's
-	// _initialize and the policy's init handler).
+	// DefaultStartTimeout bounds a module's start section, run as its
+	// own phase of instance start-up.
+	DefaultStartTimeout = time.Second
+	// DefaultInitTimeout bounds each of the two other phases of instance
+	// start-up: _initialize (the Go runtime's start) and wingate_init
+	// (the policy's init handler with its configuration).
 	DefaultInitTimeout = 2 * time.Second
+	// DefaultMaxDeadline is the ceiling of a version's per-call deadline
+	// (Spec.Deadline, deadline_ms): Load refuses a longer one.
+	DefaultMaxDeadline = 10 * time.Second
+	// DefaultMaxCallDepth bounds the nesting of guarded calls (calls into
+	// functions that call others): deeper recursion traps at once instead
+	// of growing wazero's stack, a Go slice that doubles up to about
+	// 100 MB, copied at every step.
+	DefaultMaxCallDepth = 16384
+	// DefaultMaxInitialPages caps the initial memory a module declares:
+	// 256 pages, 16 MiB (a Go guest starts at about 2.3 MiB). An instance
+	// above DefaultRecycleMemory would be recycled after every call.
+	DefaultMaxInitialPages = 256
+	// DefaultMaxDataBytes caps the bytes of a module's data segments,
+	// copied into every instance at start-up.
+	DefaultMaxDataBytes = 8 << 20
+	// DefaultLogBytesPerCall bounds what one call into a guest (a
+	// decision, or a phase of start-up) may log through wingate.log,
+	// stdout and stderr together; each line is charged its length plus
+	// logLineCost. The rest is dropped and counted.
+	DefaultLogBytesPerCall = 4 << 10
+	// DefaultLogBytesPerSecond and DefaultLogBurst bound what one version
+	// may log across calls and instances: a token bucket of
+	// DefaultLogBurst bytes refilled at DefaultLogBytesPerSecond.
+	DefaultLogBytesPerSecond = 1 << 10
+	DefaultLogBurst          = 16 << 10
+	// DefaultMaxKeyBytes, DefaultMaxTags and DefaultMaxTagBytes bound a
+	// cache decision: its key (written to the cache store as is), the
+	// number of its purge tags and the length of each. A decision over a
+	// limit is invalid: the fallback is served and the failure counts
+	// towards quarantine.
+	DefaultMaxKeyBytes = 512
+	DefaultMaxTags     = 32
+	DefaultMaxTagBytes = 128
 	// DefaultWatchdogTick is how often the watchdog looks for overruns; a
 	// runaway guest is stopped at most one tick after its deadline.
 	DefaultWatchdogTick = 250 * time.Microsecond
@@ -75,6 +112,83 @@ type Options struct {
 	// IdleTimeout: instances above a version's minimum are closed after
 	// the pool has not needed them for this long. Zero: DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// StartTimeout and InitTimeout bound the phases of instance start-up
+	// (see DefaultStartTimeout, DefaultInitTimeout). Zero: the defaults.
+	StartTimeout, InitTimeout time.Duration
+	// MaxCallDepth: zero means DefaultMaxCallDepth.
+	MaxCallDepth uint32
+	// MaxDeadline: zero means DefaultMaxDeadline.
+	MaxDeadline time.Duration
+	// MaxInitialPages and MaxDataBytes are checked at load. Zero: the
+	// defaults.
+	MaxInitialPages uint32
+	MaxDataBytes    uint64
+	// LogBytesPerCall, LogBytesPerSecond and LogBurst are the guest output
+	// quotas. Zero: the defaults.
+	LogBytesPerCall, LogBytesPerSecond, LogBurst int
+	// MaxKeyBytes, MaxTags and MaxTagBytes bound cache decisions. Zero:
+	// the defaults.
+	MaxKeyBytes, MaxTags, MaxTagBytes int
+
+	// loopsOnly guards loop headers only, as before call sites were
+	// guarded: for BenchmarkGuard alone.
+	loopsOnly bool
+}
+
+// withDefaults fills in the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(p *time.Duration, d time.Duration) {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	defInt := func(p *int, d int) {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	if o.MemoryLimitPages == 0 {
+		o.MemoryLimitPages = DefaultMemoryLimitPages
+	}
+	def(&o.WatchdogTick, DefaultWatchdogTick)
+	def(&o.IdleTimeout, DefaultIdleTimeout)
+	def(&o.StartTimeout, DefaultStartTimeout)
+	def(&o.InitTimeout, DefaultInitTimeout)
+	def(&o.MaxDeadline, DefaultMaxDeadline)
+	if o.MaxCallDepth == 0 {
+		o.MaxCallDepth = DefaultMaxCallDepth
+	}
+	if o.MaxInitialPages == 0 {
+		o.MaxInitialPages = min(DefaultMaxInitialPages, o.MemoryLimitPages)
+	}
+	if o.MaxDataBytes == 0 {
+		o.MaxDataBytes = DefaultMaxDataBytes
+	}
+	defInt(&o.LogBytesPerCall, DefaultLogBytesPerCall)
+	defInt(&o.LogBytesPerSecond, DefaultLogBytesPerSecond)
+	defInt(&o.LogBurst, DefaultLogBurst)
+	defInt(&o.MaxKeyBytes, DefaultMaxKeyBytes)
+	defInt(&o.MaxTags, DefaultMaxTags)
+	defInt(&o.MaxTagBytes, DefaultMaxTagBytes)
+	return o
+}
+
+// loadLimits are the checks and the guard of o at load.
+func (o Options) loadLimits() loadLimits {
+	return loadLimits{maxPages: o.MemoryLimitPages, maxInitialPages: o.MaxInitialPages, maxDataBytes: o.MaxDataBytes,
+		guard: guardOptions{loopsOnly: o.loopsOnly, maxDepth: o.MaxCallDepth}}
+}
+
+// Limits returns the limits a runtime created with o applies, with every
+// default filled in: what the policy directory loader and the push path
+// report and check against.
+func (o Options) Limits() Options {
+	o = o.withDefaults()
+	o.Logger, o.Observer = nil, nil
+	return o
 }
 
 // Runtime compiles, validates and runs policy modules. It owns the wazero
@@ -84,7 +198,10 @@ type Runtime struct {
 	wz       wazero.Runtime
 	log      *slog.Logger
 	obs      Observer
+	res      ResourceObserver // obs, when it also takes resource events
 	maxPages uint32
+	opts     Options // with defaults
+	lim      loadLimits
 
 	idleTimeout time.Duration
 
@@ -116,18 +233,7 @@ type Runtime struct {
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.MemoryLimitPages == 0 {
-		opts.MemoryLimitPages = DefaultMemoryLimitPages
-	}
-	if opts.WatchdogTick <= 0 {
-		opts.WatchdogTick = DefaultWatchdogTick
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
+	opts = opts.withDefaults()
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
 		WithCoreFeatures(api.CoreFeaturesV2)
@@ -144,6 +250,8 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		log:      opts.Logger,
 		obs:      opts.Observer,
 		maxPages: opts.MemoryLimitPages,
+		opts:     opts,
+		lim:      opts.loadLimits(),
 		live:     map[*instance]struct{}{},
 		versions: map[*Version]struct{}{},
 		modules:  map[string]*compiledModule{},
@@ -153,7 +261,16 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		done:        make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt.wz); err != nil {
+	rt.res, _ = opts.Observer.(ResourceObserver)
+	// WASI as wazero has it, except fd_write: a bounded writer of the
+	// guest's stdout and stderr with the output quotas (hostFdWrite).
+	wasi := rt.wz.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
+	wasi.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostFdWrite), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
+		WithParameterNames("fd", "iovs", "iovs_len", "result.nwritten").
+		Export("fd_write")
+	if _, err := wasi.Instantiate(ctx); err != nil {
 		rt.wz.Close(ctx)
 		return nil, fmt.Errorf("policy: instantiate WASI: %w", err)
 	}
@@ -281,15 +398,17 @@ func (rt *Runtime) scan(batch []*instance) ([]*instance, bool) {
 }
 
 // arm sets in's deadline to d from now and makes sure the watchdog is
-// awake to enforce it.
-func (rt *Runtime) arm(in *instance, d time.Duration) {
-	in.deadline.Store(nanotime() + int64(d))
+// awake to enforce it. It returns now.
+func (rt *Runtime) arm(in *instance, d time.Duration) int64 {
+	now := nanotime()
+	in.deadline.Store(now + int64(d))
 	if rt.parked.Load() {
 		select {
 		case rt.wake <- struct{}{}:
 		default: // already woken
 		}
 	}
+	return now
 }
 
 // janitor shrinks idle pools. It is separate from the watchdog so that
@@ -417,6 +536,10 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	if spec.Name == "" {
 		spec.Name = "unnamed"
 	}
+	if spec.Deadline < 0 || spec.Deadline > rt.opts.MaxDeadline {
+		return nil, &LoadError{Policy: spec.Name, Item: "deadline", Want: fmt.Sprintf("at most %v (Options.MaxDeadline)", rt.opts.MaxDeadline),
+			Found: spec.Deadline.String()}
+	}
 	digest := spec.Digest
 	if len(digest) < 12 {
 		digest = Digest(wasm)
@@ -474,7 +597,7 @@ func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte
 		return m, nil
 	}
 	rt.mu.Unlock()
-	p, err := prepare(name, wasm, rt.maxPages)
+	p, err := prepare(name, wasm, rt.lim)
 	if err != nil {
 		return nil, err
 	}

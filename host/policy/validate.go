@@ -93,12 +93,22 @@ var hostImports = map[string]funcSig{
 type prepared struct {
 	wasm        []byte // the rewritten module, ready to compile
 	initialize  bool   // the module exports _initialize (a reactor)
+	start       bool   // the module had a start section, now exported as startExportName
 	memoryPages uint32 // declared initial memory, in pages
 }
 
+// loadLimits are the limits prepare checks and the guard it inserts.
+type loadLimits struct {
+	maxPages        uint32 // memory cap per instance, in pages
+	maxInitialPages uint32 // initial memory, in pages
+	maxDataBytes    uint64 // data segments, in bytes
+	guard           guardOptions
+}
+
 // prepare validates the module against ABI v1 and the host's limits and
-// rewrites it with the loop guard. maxPages is the memory cap.
-func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
+// rewrites it with the guard.
+func prepare(name string, bin []byte, lim loadLimits) (p prepared, err error) {
+	maxPages := lim.maxPages
 	lerr := func(item, want, found string) error {
 		return &LoadError{Policy: name, Item: item, Want: want, Found: found}
 	}
@@ -159,7 +169,7 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	for _, e := range m.ExportSection {
 		exports[e.Name] = e
 	}
-	for _, reserved := range []string{stopGlobalName, haltGlobalName} {
+	for _, reserved := range []string{stopGlobalName, haltGlobalName, depthGlobalName, startExportName} {
 		if _, ok := exports[reserved]; ok {
 			return p, lerr("export "+reserved, "no export of this reserved name", "an export")
 		}
@@ -216,10 +226,31 @@ func prepare(name string, bin []byte, maxPages uint32) (p prepared, err error) {
 	if m.MemorySection.IsMaxEncoded && m.MemorySection.Max > maxPages {
 		return p, lerr("memory", fmt.Sprintf("maximum at most %d pages", maxPages), fmt.Sprintf("%d pages", m.MemorySection.Max))
 	}
+	if lim.maxInitialPages > 0 && m.MemorySection.Min > lim.maxInitialPages {
+		return p, lerr("memory", fmt.Sprintf("initial size at most %d pages (%d MiB; Options.MaxInitialPages)", lim.maxInitialPages, lim.maxInitialPages>>4),
+			fmt.Sprintf("%d pages", m.MemorySection.Min))
+	}
 	p.memoryPages = m.MemorySection.Min
+	var data uint64
+	for _, d := range m.DataSection {
+		data += uint64(len(d.Init))
+	}
+	if lim.maxDataBytes > 0 && data > lim.maxDataBytes {
+		return p, lerr("data", fmt.Sprintf("data segments of at most %d bytes in all (Options.MaxDataBytes)", lim.maxDataBytes),
+			fmt.Sprintf("%d bytes", data))
+	}
+
+	// The start section runs inside instantiation, where the host cannot
+	// arm a deadline: it becomes an export the host calls like the
+	// others, under the start deadline, once the instance exists.
+	if m.StartSection != nil {
+		m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeFunc, Name: startExportName, Index: *m.StartSection})
+		m.StartSection = nil
+		p.start = true
+	}
 
 	// Rewrite: add the loop-budget global, export it, guard every loop.
-	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals); err != nil {
+	if err := addLoopGuard(m, nImportedFuncs, nImportedGlobals, lim.guard); err != nil {
 		return p, &LoadError{Policy: name, Item: "code", Err: err}
 	}
 	// Fewer data segments: instantiation applies each one.
@@ -257,9 +288,27 @@ func funcTypeOf(m *wasm.Module, funcIdx, nImported uint32) (funcSig, error) {
 	return typeOf(m, m.FunctionSection[i])
 }
 
-// addLoopGuard adds the loop-budget global to m, exports it as stopGlobalName and
-// inserts the stop check at every loop header.
-func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32) error {
+// guardOptions choose the rewrite's guards and limits.
+type guardOptions struct {
+	// loopsOnly leaves call sites unguarded: the guard as it was before
+	// call sites were checked, kept only to price the call guard
+	// (BenchmarkGuard). Never set outside tests.
+	loopsOnly bool
+	// maxDepth is the call depth a call may reach (DefaultMaxCallDepth).
+	maxDepth uint32
+}
+
+// addLoopGuard adds the guard globals to m (the loop budget, exported as
+// stopGlobalName; the halt flag, haltGlobalName; the call depth left,
+// depthGlobalName, starting at o.maxDepth), inserts the loop check at
+// every loop header and the call check around every call that may run
+// unbounded (see guardBody), and replaces memory.fill and memory.copy with
+// calls to appended functions that work in guarded chunks (bulkFill,
+// bulkCopy).
+func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o guardOptions) error {
+	if o.maxDepth == 0 {
+		o.maxDepth = DefaultMaxCallDepth
+	}
 	stop := nImportedGlobals + uint32(len(m.GlobalSection))
 	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
 		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI64, Mutable: true},
@@ -270,13 +319,74 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32) error
 		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
 		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{0}},
 	})
+	depth := stop + 2
+	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
+		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: appendSLEB64(nil, int64(o.maxDepth))},
+	})
 	m.ExportSection = append(m.ExportSection,
 		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop},
-		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: haltGlobalName, Index: halt})
+		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: haltGlobalName, Index: halt},
+		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: depthGlobalName, Index: depth})
+
+	// Which functions call: the others need no call check.
+	leaf := make([]bool, len(m.CodeSection))
+	bulk := false
 	for i, c := range m.CodeSection {
-		body, err := guardBody(c.Body, stop, halt)
+		calls := false
+		err := walkCode(c.Body, func(in instr) {
+			switch {
+			case in.op >= 0x10 && in.op <= 0x13:
+				calls = true
+			case in.op == 0xfc && (in.sub == 10 || in.sub == 11):
+				bulk = true
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("function %d: %w", nImportedFuncs+uint32(i), err)
+		}
+		leaf[i] = !calls
+	}
+	// Depth units per call: 1 + locals/frameLocals of the callee; for
+	// call_indirect, of the heaviest function.
+	cost := make([]uint32, len(m.CodeSection))
+	heaviest := uint32(1)
+	for i, c := range m.CodeSection {
+		locals := len(c.LocalTypes)
+		if int(i) < len(m.FunctionSection) && int(m.FunctionSection[i]) < len(m.TypeSection) {
+			locals += len(m.TypeSection[m.FunctionSection[i]].Params)
+		}
+		cost[i] = 1 + uint32(locals/frameLocals)
+		heaviest = max(heaviest, cost[i])
+	}
+	g := &guardConfig{budget: stop, halt: halt, depth: depth, calls: !o.loopsOnly, fill: noFunc, copy: noFunc,
+		depthCost: func(op byte, idx uint32) uint32 {
+			if op == 0x10 && idx >= nImportedFuncs && int(idx-nImportedFuncs) < len(cost) {
+				return cost[idx-nImportedFuncs]
+			}
+			return heaviest
+		},
+		skipCall: func(idx uint32) bool {
+			return idx < nImportedFuncs || (int(idx-nImportedFuncs) < len(leaf) && leaf[idx-nImportedFuncs])
+		}}
+	n := len(m.CodeSection)
+	if bulk && !o.loopsOnly {
+		g.fill, g.copy = appendBulk(m, nImportedFuncs, stop)
+	}
+	for i, c := range m.CodeSection[:n] {
+		body, err := guardBody(c.Body, g)
+		if err != nil {
+			return fmt.Errorf("function %d: %w", nImportedFuncs+uint32(i), err)
+		}
+		c.Body = body
+	}
+	// The chunked bulk functions: loop checks only, their own
+	// memory.fill and memory.copy left as they are.
+	g.fill, g.copy = noFunc, noFunc
+	for _, c := range m.CodeSection[n:] {
+		body, err := guardBody(c.Body, g)
+		if err != nil {
+			return err
 		}
 		c.Body = body
 	}

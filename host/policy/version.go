@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ type Version struct {
 	module     *compiledModule
 	compiled   wazero.CompiledModule
 	initialize bool
+	start      bool // run the module's start function (startExportName) first
 	kinds      uint32
 	log        *slog.Logger
 
@@ -50,6 +52,16 @@ type Version struct {
 	created, discarded               atomic.Int64
 	retiredCalls                     atomic.Int64
 	failures, timeouts, traps, stale atomic.Int64
+	recycles, forcedRecycles         atomic.Int64 // after RecycleCalls calls; over RecycleMemory
+	maxPages                         atomic.Int64 // the largest memory an instance has had
+
+	// Guest output: the version's quota, what it let through and dropped,
+	// and when a drop was last logged.
+	logBucket              *logBucket
+	logWritten, logDropped atomic.Int64
+	lastDropLog            atomic.Int64
+
+	calls callHistogram
 }
 
 const closingBit = int64(1) << 62
@@ -65,6 +77,8 @@ func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Ver
 		module:         mod,
 		compiled:       mod.compiled,
 		initialize:     mod.prepared.initialize,
+		start:          mod.prepared.start,
+		logBucket:      newLogBucket(rt.opts.LogBytesPerSecond, rt.opts.LogBurst),
 		log:            rt.log.With("policy", spec.Name, "version", digest),
 		min:            min,
 		max:            max,
@@ -239,14 +253,20 @@ func (v *Version) grow() {
 func (v *Version) release(in *instance, reason string) {
 	if reason == "" {
 		switch {
-		case in.calls.Load() >= v.recycleCalls:
-			reason = "recycle"
 		case uint64(in.mem.Size()) > v.recycleMemory:
 			reason = "memory"
+		case in.calls.Load() >= v.recycleCalls:
+			reason = "recycle"
 		default:
 			v.idle.put(in)
 			return
 		}
+	}
+	switch reason {
+	case "memory":
+		v.forcedRecycles.Add(1)
+	case "recycle":
+		v.recycles.Add(1)
 	}
 	v.mu.Lock()
 	_, ok := v.instances[in]
@@ -294,14 +314,19 @@ func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
 
 // exec runs the decision encoded in in.scratch under the kind's deadline
 // and returns the decision bytes: a view into guest memory valid until
-// the instance is released.
+// the instance is released. A call that outlives its deadline is a
+// timeout, whether the watchdog stopped it or it returned by itself.
 func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
 	d := v.Deadline(kind)
 	in.stop.Set(loopBudget(d))
-	v.rt.arm(in, d)
+	in.logLeft = v.rt.opts.LogBytesPerCall
+	start := v.rt.arm(in, d)
 	res, err := in.invoke(in.decide, kind, in.scratch)
-	if in.deadline.Swap(0) == deadlineStopped && err == nil {
-		err = ErrTimeout
+	in.elapsed = nanotime() - start
+	stopped := in.deadline.Swap(0) == deadlineStopped
+	v.calls.observe(in.elapsed)
+	if (stopped || in.elapsed > int64(d)) && !errors.Is(err, ErrTimeout) {
+		err = fmt.Errorf("%w: the call took %v against a deadline of %v", ErrTimeout, time.Duration(in.elapsed), d)
 	}
 	if err != nil {
 		return nil, err
@@ -309,13 +334,26 @@ func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
 	return splitPayload(res)
 }
 
-// finish releases in after a call that returned err.
-func (v *Version) finish(in *instance, err error) {
+// finish releases in after a call that returned err and returns the
+// call's error: err, or, for a call that succeeded but left the
+// instance's memory over RecycleMemory, ErrMemoryQuota (the instance is
+// recycled, and that counts as a failure).
+func (v *Version) finish(in *instance, kind abi.Kind, err error) error {
 	if in == nil {
-		return
+		return err
+	}
+	size := uint64(in.mem.Size())
+	p := int64(size >> 16)
+	in.pages.Store(p)
+	if p > v.maxPages.Load() {
+		v.maxPages.Store(p)
+	}
+	if err == nil && size > v.recycleMemory {
+		err = fmt.Errorf("%w: memory grew to %d bytes (quota %d)", ErrMemoryQuota, size, v.recycleMemory)
 	}
 	reason := ""
-	switch outcomeOf(err) {
+	outcome := outcomeOf(err)
+	switch outcome {
 	case OutcomeTimeout:
 		reason = "timeout"
 		v.timeouts.Add(1)
@@ -328,7 +366,22 @@ func (v *Version) finish(in *instance, err error) {
 		}
 	}
 	in.calls.Add(1)
+	if r := v.rt.res; r != nil {
+		r.PolicyCall(kind, v.name, v.digest, time.Duration(in.elapsed), outcome)
+	}
 	v.release(in, reason)
+	return err
+}
+
+// noteDropped logs, at most once per DefaultLogEvery, that the output
+// quotas dropped some of the version's output.
+func (v *Version) noteDropped() {
+	now := nanotime()
+	last := v.lastDropLog.Load()
+	if (last == 0 || now-last >= int64(DefaultLogEvery)) && v.lastDropLog.CompareAndSwap(last, now) {
+		v.log.Warn("policy output over its quota: dropping the rest", "dropped_bytes_total", v.logDropped.Load(),
+			"per_call", v.rt.opts.LogBytesPerCall, "per_second", v.rt.opts.LogBytesPerSecond, "burst", v.rt.opts.LogBurst)
+	}
 }
 
 func (v *Version) callErr(kind abi.Kind, err error) error {
@@ -356,13 +409,17 @@ func (v *Version) cache(ctx context.Context, req *abi.CacheRequest, d *abi.Cache
 	if err == nil {
 		in.scratch = abi.AppendCacheRequest(in.scratch[:0], req)
 		var body []byte
+		lim := v.rt.decisionLimits()
 		if body, err = v.exec(in, abi.KindCache); err == nil {
+			err = checkCacheSize(body, lim) // before copying a key of any size
+		}
+		if err == nil {
 			// Out of guest memory before the instance goes back to the pool.
 			start := len(buf)
 			buf = append(buf, body...)
-			err = decodeCache(buf[start:], d)
+			err = decodeCache(buf[start:], d, lim)
 		}
-		v.finish(in, err)
+		err = v.finish(in, abi.KindCache, err)
 	}
 	if err != nil {
 		*d = abi.CacheDecision{Tags: d.Tags[:0]}
@@ -392,7 +449,7 @@ func (v *Version) route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDe
 	if err == nil {
 		err = decodeRoute(body, &d)
 	}
-	v.finish(in, err)
+	err = v.finish(in, abi.KindRoute, err)
 	if err != nil {
 		return abi.RouteDecision{}, v.callErr(abi.KindRoute, err)
 	}
@@ -422,21 +479,66 @@ func (v *Version) compress(ctx context.Context, req *abi.CompressRequest) (abi.C
 	if err == nil {
 		err = decodeCompress(body, req, &d)
 	}
-	v.finish(in, err)
+	err = v.finish(in, abi.KindCompress, err)
 	if err != nil {
 		return abi.CompressDecision{}, v.callErr(abi.KindCompress, err)
 	}
 	return d, nil
 }
 
+// decisionLimits bound a cache decision (Options.MaxKeyBytes, MaxTags,
+// MaxTagBytes).
+type decisionLimits struct {
+	maxKey, maxTags, maxTag int
+}
+
+var defaultDecisionLimits = decisionLimits{DefaultMaxKeyBytes, DefaultMaxTags, DefaultMaxTagBytes}
+
+func (rt *Runtime) decisionLimits() decisionLimits {
+	return decisionLimits{rt.opts.MaxKeyBytes, rt.opts.MaxTags, rt.opts.MaxTagBytes}
+}
+
 // decodeCache decodes and checks a cache decision; its strings are views
-// of b, which must not be guest memory.
-func decodeCache(b []byte, d *abi.CacheDecision) error {
+// of b, which must not be guest memory. The key length and the tag count
+// are read from the bytes and checked before the decoder runs, so that
+// it never allocates for a count over the limit.
+func decodeCache(b []byte, d *abi.CacheDecision, lim decisionLimits) error {
+	if err := checkCacheSize(b, lim); err != nil {
+		return err
+	}
 	if err := abi.DecodeCacheDecisionView(b, d); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadDecision, err)
 	}
 	if d.Action == abi.CacheLookup && d.Key == "" {
 		return fmt.Errorf("%w: lookup without a key", ErrBadDecision)
+	}
+	for i, t := range d.Tags {
+		if len(t) > lim.maxTag {
+			return fmt.Errorf("%w: tag %d of %d bytes over the %d limit", ErrBadDecision, i, len(t), lim.maxTag)
+		}
+	}
+	return nil
+}
+
+// checkCacheSize checks an encoded cache decision's key length and tag
+// count against lim without decoding it. Bytes it cannot read are left
+// to the decoder to refuse.
+func checkCacheSize(b []byte, lim decisionLimits) error {
+	// action, key, ttl, scope, stale, tag count, tags.
+	if most := 1 + 4 + lim.maxKey + 4 + 1 + 4 + 4 + lim.maxTags*(4+lim.maxTag); len(b) > most {
+		return fmt.Errorf("%w: %d bytes, over the %d a decision within the limits can take", ErrBadDecision, len(b), most)
+	}
+	if len(b) >= 5 {
+		key := uint64(binary.LittleEndian.Uint32(b[1:]))
+		if key > uint64(lim.maxKey) {
+			return fmt.Errorf("%w: key of %d bytes over the %d limit", ErrBadDecision, key, lim.maxKey)
+		}
+		// action, key, ttl, scope, stale, then the tag count.
+		if off := 5 + key + 4 + 1 + 4; off+4 <= uint64(len(b)) {
+			if n := binary.LittleEndian.Uint32(b[off:]); uint64(n) > uint64(lim.maxTags) {
+				return fmt.Errorf("%w: %d tags over the %d limit", ErrBadDecision, n, lim.maxTags)
+			}
+		}
 	}
 	return nil
 }
@@ -491,7 +593,20 @@ type VersionStats struct {
 	Traps     int64
 	Created   int64 // instances started
 	Discarded int64 // instances thrown away or recycled
-	Closed    bool
+	// Recycles are routine (after RecycleCalls calls); ForcedRecycles
+	// were forced by the memory quota (RecycleMemory) and count as
+	// failures.
+	Recycles       int64
+	ForcedRecycles int64
+	// LogBytes is guest output written to the log, LogDropped what the
+	// output quotas dropped.
+	LogBytes, LogDropped int64
+	// MemoryPages is the memory of the live instances, in 64 KiB pages;
+	// MaxMemoryPages the largest any instance has had after a call.
+	MemoryPages, MaxMemoryPages int64
+	// CallTime is the histogram of decision call durations.
+	CallTime CallHistogram
+	Closed   bool
 }
 
 // Stats returns a snapshot of the version's counters.
@@ -500,11 +615,15 @@ func (v *Version) Stats() VersionStats {
 		Policy: v.name, Version: v.digest, Kinds: v.Kinds(), Max: v.max,
 		Idle: v.idle.len(), Failures: v.failures.Load(), Timeouts: v.timeouts.Load(), Traps: v.traps.Load(),
 		Created: v.created.Load(), Discarded: v.discarded.Load(), Calls: v.retiredCalls.Load(),
+		Recycles: v.recycles.Load(), ForcedRecycles: v.forcedRecycles.Load(),
+		LogBytes: v.logWritten.Load(), LogDropped: v.logDropped.Load(),
+		MaxMemoryPages: v.maxPages.Load(), CallTime: v.calls.snapshot(),
 	}
 	v.mu.Lock()
 	s.Instances = len(v.instances)
 	for in := range v.instances {
 		s.Calls += in.calls.Load()
+		s.MemoryPages += in.pages.Load()
 	}
 	v.mu.Unlock()
 	select {

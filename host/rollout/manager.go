@@ -724,6 +724,32 @@ type ActiveStatus struct {
 	Traps       int64 `json:"traps"`
 	Instances   int   `json:"instances"`
 	Quarantined bool  `json:"quarantined"`
+	// Resources are the version's per-policy resource figures (see
+	// policy.VersionStats).
+	Resources PolicyResources `json:"resources"`
+}
+
+// PolicyResources are a version's resource figures for the admin API.
+type PolicyResources struct {
+	CallP50Micros  float64 `json:"call_p50_us"`
+	CallP99Micros  float64 `json:"call_p99_us"`
+	CallMaxMicros  float64 `json:"call_max_us"`
+	Recycles       int64   `json:"recycles"`
+	ForcedRecycles int64   `json:"forced_recycles"`
+	LogBytes       int64   `json:"log_bytes"`
+	LogDropped     int64   `json:"log_dropped_bytes"`
+	MemoryPages    int64   `json:"memory_pages"`
+	MaxMemoryPages int64   `json:"max_memory_pages"`
+}
+
+// ResourcesOf extracts the resource figures of a version's stats.
+func ResourcesOf(vs policy.VersionStats) PolicyResources {
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	return PolicyResources{
+		CallP50Micros: us(vs.CallTime.Quantile(0.5)), CallP99Micros: us(vs.CallTime.Quantile(0.99)), CallMaxMicros: us(vs.CallTime.Max),
+		Recycles: vs.Recycles, ForcedRecycles: vs.ForcedRecycles, LogBytes: vs.LogBytes, LogDropped: vs.LogDropped,
+		MemoryPages: vs.MemoryPages, MaxMemoryPages: vs.MaxMemoryPages,
+	}
 }
 
 // InstanceStatus is what one instance serves.
@@ -754,7 +780,7 @@ func (m *Manager) Status() InstanceStatus {
 		vs := s.v.Stats()
 		st.Active = append(st.Active, ActiveStatus{Kind: k.String(), ID: s.rec.ID, Policy: s.rec.Name, Version: s.v.Digest(),
 			Source: s.rec.Source, Calls: vs.Calls, Failures: vs.Failures, Timeouts: vs.Timeouts, Traps: vs.Traps,
-			Instances: vs.Instances, Quarantined: quar[k]})
+			Instances: vs.Instances, Quarantined: quar[k], Resources: ResourcesOf(vs)})
 	}
 	if len(m.local) > 0 {
 		st.Rejected = make(map[int64]string, len(m.local))

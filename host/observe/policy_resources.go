@@ -1,0 +1,90 @@
+package observe
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/sdk/abi"
+)
+
+// Per-policy resource metrics: the policy runtime reports every call
+// into a guest and the guest output its quotas let through or dropped
+// (policy.ResourceObserver), exported as
+//
+//	wingate_policy_call_duration_seconds{policy_kind, policy_name, policy_version, outcome}
+//	wingate_policy_log_bytes_total{policy_name, policy_version, result="written"|"dropped"}
+//
+// The call histogram's buckets are policy.CallBuckets: they resolve
+// microseconds, where a decision of the default policies lies, and go
+// well past any deadline, so that an overrun shows by how much.
+
+var _ policy.ResourceObserver = policyObserver{}
+
+// policyResources holds the instruments, created on first use.
+type policyResources struct {
+	once    sync.Once
+	callDur metric.Float64Histogram
+	logOut  metric.Int64Counter
+}
+
+var resources sync.Map // *Metrics -> *policyResources
+
+func (m *Metrics) policyResources() *policyResources {
+	r, _ := resources.LoadOrStore(m, &policyResources{})
+	pr := r.(*policyResources)
+	pr.once.Do(func() {
+		bounds := make([]float64, len(policy.CallBuckets))
+		for i, b := range policy.CallBuckets {
+			bounds[i] = b.Seconds()
+		}
+		var err error
+		pr.callDur, err = m.meter.Float64Histogram("wingate.policy.call.duration",
+			metric.WithUnit("s"), metric.WithDescription("Duration of each call into a policy guest as the runtime measured it, by kind, policy, version and outcome (ok, fallback, timeout, trap)."),
+			metric.WithExplicitBucketBoundaries(bounds...))
+		if err != nil {
+			pr.callDur = nil
+		}
+		pr.logOut, err = m.meter.Int64Counter("wingate.policy.log.bytes",
+			metric.WithUnit("By"), metric.WithDescription("Guest output (log calls, stdout, stderr) by policy, version and result: written to the log, or dropped by the output quotas."))
+		if err != nil {
+			pr.logOut = nil
+		}
+	})
+	return pr
+}
+
+// PolicyCall records one call into a guest.
+func (o policyObserver) PolicyCall(kind abi.Kind, pol, version string, d time.Duration, outcome policy.Outcome) {
+	if o.m == nil {
+		return
+	}
+	if h := o.m.policyResources().callDur; h != nil {
+		h.Record(context.Background(), d.Seconds(), metric.WithAttributes(
+			attribute.String("policy.kind", kind.String()), attribute.String("policy.name", pol),
+			attribute.String("policy.version", version), attribute.String("outcome", outcome.String())))
+	}
+}
+
+// GuestOutput counts guest output written and dropped.
+func (o policyObserver) GuestOutput(pol, version string, written, dropped int) {
+	if o.m == nil {
+		return
+	}
+	c := o.m.policyResources().logOut
+	if c == nil {
+		return
+	}
+	if written > 0 {
+		c.Add(context.Background(), int64(written), metric.WithAttributes(
+			attribute.String("policy.name", pol), attribute.String("policy.version", version), attribute.String("result", "written")))
+	}
+	if dropped > 0 {
+		c.Add(context.Background(), int64(dropped), metric.WithAttributes(
+			attribute.String("policy.name", pol), attribute.String("policy.version", version), attribute.String("result", "dropped")))
+	}
+}
