@@ -127,7 +127,7 @@ func runPolicyEval(ctx context.Context, args []string, std Stdio) error {
 	deadline := fs.Duration("deadline", offlineDeadline, "per-decision deadline")
 	fs.Usage = func() {
 		fmt.Fprintln(std.Err, "usage: wingate policy eval --kind KIND --policy FILE.wasm [--config FILE] < requests.jsonl\n\n"+
-			"Reads one request per line (DESIGN.md eval JSON) and writes one decision per line, in order.")
+			"Reads one request per line (the eval JSON of docs/design.md) and writes one decision per line, in order.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -1,5 +1,5 @@
 // Package evaljson converts between the offline-evaluation JSON shapes of
-// DESIGN.md and the sdk/abi types, for `wingate policy eval`, `wingate
+// docs/design.md and the sdk/abi types, for `wingate policy eval`, `wingate
 // policy test` and the case files of package policytest.
 //
 // The JSON here belongs to the author tools only: host and guest speak the
