@@ -223,5 +223,3 @@ func (r *Router) Decide(req *abi.RouteRequest) abi.RouteDecision {
 	}
 	return abi.RouteDecision{Tier: t, Score: s.Score, Reason: reasonText[s.reason]}
 }
-
-
