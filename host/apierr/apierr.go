@@ -130,21 +130,10 @@ func Field(field, reason string) *Error {
 // ForStatus returns the table's answer for an HTTP status that a library
 // (the web framework) raised, with the table's message, not the library's.
 func ForStatus(status int) *Error {
-	switch status {
-	case http.StatusNotFound:
-		return New(NotFound)
-	case http.StatusMethodNotAllowed:
-		return New(MethodNotAllowed)
-	case http.StatusRequestEntityTooLarge:
-		return New(BodyTooLarge)
-	case http.StatusTooManyRequests:
-		return New(RateLimited)
-	case http.StatusUnauthorized:
-		return New(Unauthorized)
-	case http.StatusForbidden:
-		return New(Forbidden)
-	case http.StatusServiceUnavailable:
-		return New(Unavailable)
+	for _, c := range statusCodes {
+		if byCode[c].Status == status {
+			return New(c)
+		}
 	}
 	if status >= 400 && status < 500 {
 		e := New(BadRequest)
@@ -153,6 +142,9 @@ func ForStatus(status int) *Error {
 	}
 	return New(Internal)
 }
+
+// statusCodes are the codes ForStatus answers for their status.
+var statusCodes = []Code{NotFound, MethodNotAllowed, BodyTooLarge, RateLimited, Unauthorized, Forbidden, Unavailable}
 
 // JSON is the body of an error on /api and /admin:
 // {"error": {"code": ..., "message": ...}}.

@@ -18,10 +18,8 @@ type (
 
 // Outcomes; see decision.Outcome.
 const (
-	OutcomeOK       = decision.OutcomeOK
-	OutcomeFallback = decision.OutcomeFallback
-	OutcomeTimeout  = decision.OutcomeTimeout
-	OutcomeTrap     = decision.OutcomeTrap
+	OutcomeOK, OutcomeFallback  = decision.OutcomeOK, decision.OutcomeFallback
+	OutcomeTimeout, OutcomeTrap = decision.OutcomeTimeout, decision.OutcomeTrap
 )
 
 // FallbackCache is decision.FallbackCache.

@@ -24,12 +24,8 @@ type (
 
 // Statuses; see record.Status.
 const (
-	StatusInactive    = record.StatusInactive
-	StatusActive      = record.StatusActive
-	StatusPrevious    = record.StatusPrevious
-	StatusShadow      = record.StatusShadow
-	StatusQuarantined = record.StatusQuarantined
-	StatusRejected    = record.StatusRejected
+	StatusInactive, StatusActive, StatusPrevious    = record.StatusInactive, record.StatusActive, record.StatusPrevious
+	StatusShadow, StatusQuarantined, StatusRejected = record.StatusShadow, record.StatusQuarantined, record.StatusRejected
 )
 
 // ErrNotFound is returned by a Store for an unknown version id.
