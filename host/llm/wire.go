@@ -57,16 +57,24 @@ func DecodeResponse(provider string, res *http.Response, v any) error {
 // maxErrorBody caps how much of an error response is read.
 const maxErrorBody = 64 << 10
 
-// Endpoint is what the provider clients share: the base URL without a
-// trailing slash and the HTTP client (a fresh one when nil).
-func Endpoint(baseURL, defaultURL string, hc *http.Client) (string, *http.Client) {
+// Conn is what the provider clients share: the base URL without a
+// trailing slash, the HTTP client and the clock.
+type Conn struct {
+	BaseURL string
+	HC      *http.Client
+	Now     func() time.Time
+}
+
+// NewConn returns a Conn on baseURL (defaultURL when empty) through hc (a
+// fresh client when nil).
+func NewConn(baseURL, defaultURL string, hc *http.Client) Conn {
 	if baseURL == "" {
 		baseURL = defaultURL
 	}
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return strings.TrimRight(baseURL, "/"), hc
+	return Conn{BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
 }
 
 // HTTPError maps a provider's non-2xx answer onto an *Error: the kind from
@@ -128,4 +136,10 @@ func Exchange[T any](ctx context.Context, hc *http.Client, provider, url string,
 		return nil, err
 	}
 	return done(&r, res.StatusCode)
+}
+
+// WireMessage is a chat message as both providers' JSON has it.
+type WireMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/sse"
@@ -36,21 +35,18 @@ type Config struct {
 
 // Client calls the Messages API. Safe for concurrent use.
 type Client struct {
-	cfg Config
-	hc  *http.Client
-	now func() time.Time
+	cfg  Config
+	conn llm.Conn
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	var hc *http.Client
-	cfg.BaseURL, hc = llm.Endpoint(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)
 	if cfg.DefaultMaxTokens <= 0 {
 		cfg.DefaultMaxTokens = 1024
 	}
-	return &Client{cfg: cfg, hc: hc, now: time.Now}
+	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
 
 // Name returns "anthropic".
@@ -58,10 +54,7 @@ func (c *Client) Name() string { return "anthropic" }
 
 // wire types of the Messages API
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
+type message = llm.WireMessage
 
 type request struct {
 	Model       string    `json:"model"`
@@ -189,7 +182,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		h.Set("anthropic-version", APIVersion)
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, _ int) (*llm.Response, error) {
 			out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
 			var u llmUsage
@@ -207,7 +200,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
 		var ae apiError
 		if json.Unmarshal(b, &ae) != nil || ae.Error.Type == "" {
 			return false

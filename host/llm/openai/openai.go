@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/sse"
@@ -37,27 +36,21 @@ type Config struct {
 
 // Client calls chat completions. Safe for concurrent use.
 type Client struct {
-	cfg Config
-	hc  *http.Client
-	now func() time.Time
+	cfg  Config
+	conn llm.Conn
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	var hc *http.Client
-	cfg.BaseURL, hc = llm.Endpoint(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)
-	return &Client{cfg: cfg, hc: hc, now: time.Now}
+	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
 
 // Name returns "openai".
 func (c *Client) Name() string { return "openai" }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
+type message = llm.WireMessage
 
 type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
@@ -157,7 +150,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		}
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, status int) (*llm.Response, error) {
 			if r.Error != nil {
 				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: status, Type: r.Error.Type, Message: r.Error.Message}
@@ -178,7 +171,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
 		var body struct {
 			Error *apiError `json:"error"`
 		}
@@ -255,4 +248,4 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 }
 
 // String describes the client for logs.
-func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.cfg.BaseURL) }
+func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.conn.BaseURL) }
