@@ -31,9 +31,6 @@ const (
 	OutcomeTrap
 )
 
-// Outcomes lists every outcome in order.
-var Outcomes = [...]Outcome{OutcomeOK, OutcomeFallback, OutcomeTimeout, OutcomeTrap}
-
 // String returns the outcome's metric label.
 func (o Outcome) String() string {
 	switch o {
