@@ -97,7 +97,7 @@ func (o *observeHost) watchCache(c *cache.Cache, redis bool) {
 }
 
 func (o *observeHost) watchPolicies(e *policy.Engine) {
-	o.metrics.SetActivePolicies(observe.EngineActive(e))
+	o.metrics.SetActivePolicies(e.ActivePolicies)
 }
 
 func (o *observeHost) close() {

@@ -22,57 +22,32 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wingman-app/wingate/host/observe/event"
 )
 
-// Tier is where a response came from.
-type Tier uint8
+// Tier is where a response came from (event.CacheTier).
+type Tier = event.CacheTier
 
 // The tiers, nearest first.
 const (
-	TierNone   Tier = iota // not served by the cache (bypass)
-	TierLocal              // the in-process tier
-	TierRedis              // the shared Redis tier
-	TierOrigin             // the handler
+	TierNone   = event.CacheTierNone   // not served by the cache (bypass)
+	TierLocal  = event.CacheTierLocal  // the in-process tier
+	TierRedis  = event.CacheTierRedis  // the shared Redis tier
+	TierOrigin = event.CacheTierOrigin // the handler
 )
 
-// String returns the tier's metric label.
-func (t Tier) String() string {
-	switch t {
-	case TierLocal:
-		return "local"
-	case TierRedis:
-		return "redis"
-	case TierOrigin:
-		return "origin"
-	}
-	return "none"
-}
-
-// Event is what happened to one request, as reported to the Observer.
-type Event uint8
+// Event is what happened to one request, as reported to the Observer
+// (event.CacheResult); its String is also the X-Cache value.
+type Event = event.CacheResult
 
 // The events.
 const (
-	EventHit    Event = iota // served fresh from a tier
-	EventMiss                // served by the origin
-	EventStale               // served stale while a refresh runs
-	EventBypass              // the policy said not to cache
+	EventHit    = event.CacheHit    // served fresh from a tier
+	EventMiss   = event.CacheMiss   // served by the origin
+	EventStale  = event.CacheStale  // served stale while a refresh runs
+	EventBypass = event.CacheBypass // the policy said not to cache
 )
-
-// String returns the event's metric label; it is also the X-Cache value.
-func (e Event) String() string {
-	switch e {
-	case EventHit:
-		return "HIT"
-	case EventMiss:
-		return "MISS"
-	case EventStale:
-		return "STALE"
-	case EventBypass:
-		return "BYPASS"
-	}
-	return "UNKNOWN"
-}
 
 // Observer receives the cache's events. Implementations must be fast and
 // safe for concurrent use; a nil Observer is a no-op.

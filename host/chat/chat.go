@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/host/llm"
-	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -81,7 +81,7 @@ type Config struct {
 	Store Store
 	// Decider makes the route and compress decisions. Nil: the fail-open
 	// decisions (default tier, most recent messages within the budget).
-	Decider policy.Decider
+	Decider decision.Decider
 	// Tiers maps tiers to providers, models, prices and budgets.
 	Tiers *llm.Tiers
 	// Providers by name (as named in Tiers). Wrap them in llm.Retrying.
@@ -118,7 +118,7 @@ type Config struct {
 type Service struct {
 	cfg        Config
 	st         Store
-	dec        policy.Decider
+	dec        decision.Decider
 	tiers      *llm.Tiers
 	providers  map[string]llm.Provider
 	log        *slog.Logger
@@ -181,7 +181,11 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, st: cfg.Store, dec: cfg.Decider, tiers: cfg.Tiers, providers: cfg.Providers,
 		log: cfg.Log, obs: cfg.Observer, now: cfg.Now}
 	if s.dec == nil {
-		s.dec = fallbackDecider{defaultTier: tierToABI(cfg.DefaultTier)}
+		t, ok := abi.ParseTier(cfg.DefaultTier)
+		if !ok {
+			t = abi.TierStandard
+		}
+		s.dec = decision.Fallback{Tier: t}
 	}
 	eco, _ := cfg.Tiers.Get(llm.TierEconomy)
 	s.extractive = eco.Provider == "simulated"
@@ -267,30 +271,6 @@ func (s *Service) history(ctx context.Context, id string) ([]store.ChatMessage, 
 	}
 }
 
-// tier names ↔ ABI tiers
-
-func tierToABI(name string) abi.Tier {
-	switch name {
-	case llm.TierEconomy:
-		return abi.TierEconomy
-	case llm.TierPremium:
-		return abi.TierPremium
-	}
-	return abi.TierStandard
-}
-
-func tierName(t abi.Tier) (string, bool) {
-	switch t {
-	case abi.TierEconomy:
-		return llm.TierEconomy, true
-	case abi.TierStandard:
-		return llm.TierStandard, true
-	case abi.TierPremium:
-		return llm.TierPremium, true
-	}
-	return "", false
-}
-
 func roleToABI(r string) abi.Role {
 	switch r {
 	case store.RoleAssistant:
@@ -299,24 +279,6 @@ func roleToABI(r string) abi.Role {
 		return abi.RoleSystem
 	}
 	return abi.RoleUser
-}
-
-// fallbackDecider answers route and compress with the fail-open decisions;
-// it serves when no policy engine is configured.
-type fallbackDecider struct{ defaultTier abi.Tier }
-
-var _ policy.Decider = fallbackDecider{}
-
-func (f fallbackDecider) Cache(context.Context, *abi.CacheRequest) (abi.CacheDecision, policy.Result) {
-	return policy.FallbackCache(), policy.Result{Kind: abi.KindCache, Outcome: policy.OutcomeFallback}
-}
-
-func (f fallbackDecider) Route(context.Context, *abi.RouteRequest) (abi.RouteDecision, policy.Result) {
-	return policy.FallbackRoute(f.defaultTier), policy.Result{Kind: abi.KindRoute, Outcome: policy.OutcomeFallback}
-}
-
-func (f fallbackDecider) Compress(_ context.Context, req *abi.CompressRequest) (abi.CompressDecision, policy.Result) {
-	return policy.FallbackCompress(req), policy.Result{Kind: abi.KindCompress, Outcome: policy.OutcomeFallback}
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -20,11 +20,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/anthropic"
 	"github.com/wingman-app/wingate/host/llm/openai"
 	"github.com/wingman-app/wingate/host/llm/simulated"
-	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 	"github.com/wingman-app/wingate/host/store/memstore"
 	"github.com/wingman-app/wingate/host/store/pgstore"
@@ -39,36 +39,36 @@ type fakeDecider struct {
 	compCalls atomic.Int32
 }
 
-func (f *fakeDecider) Cache(context.Context, *abi.CacheRequest) (abi.CacheDecision, policy.Result) {
-	return policy.FallbackCache(), policy.Result{}
+func (f *fakeDecider) Cache(context.Context, *abi.CacheRequest) (abi.CacheDecision, decision.Result) {
+	return decision.FallbackCache(), decision.Result{}
 }
 
-func (f *fakeDecider) Route(_ context.Context, r *abi.RouteRequest) (abi.RouteDecision, policy.Result) {
+func (f *fakeDecider) Route(_ context.Context, r *abi.RouteRequest) (abi.RouteDecision, decision.Result) {
 	if f.route != nil {
-		return f.route(r), policy.Result{Kind: abi.KindRoute, Policy: "fake-route", Version: "v1"}
+		return f.route(r), decision.Result{Kind: abi.KindRoute, Policy: "fake-route", Version: "v1"}
 	}
 	if len(r.Message) < 40 {
-		return abi.RouteDecision{Tier: abi.TierEconomy, Score: 0.1, Reason: "short"}, policy.Result{Kind: abi.KindRoute, Policy: "fake-route"}
+		return abi.RouteDecision{Tier: abi.TierEconomy, Score: 0.1, Reason: "short"}, decision.Result{Kind: abi.KindRoute, Policy: "fake-route"}
 	}
-	return abi.RouteDecision{Tier: abi.TierStandard, Score: 0.5, Reason: "long"}, policy.Result{Kind: abi.KindRoute, Policy: "fake-route"}
+	return abi.RouteDecision{Tier: abi.TierStandard, Score: 0.5, Reason: "long"}, decision.Result{Kind: abi.KindRoute, Policy: "fake-route"}
 }
 
-func (f *fakeDecider) Compress(_ context.Context, r *abi.CompressRequest) (abi.CompressDecision, policy.Result) {
+func (f *fakeDecider) Compress(_ context.Context, r *abi.CompressRequest) (abi.CompressDecision, decision.Result) {
 	f.compCalls.Add(1)
 	if f.compress != nil {
-		return f.compress(r), policy.Result{Kind: abi.KindCompress, Policy: "fake-compress"}
+		return f.compress(r), decision.Result{Kind: abi.KindCompress, Policy: "fake-compress"}
 	}
 	sumText := fmt.Sprintf("Earlier: %d messages about goals.", len(r.Messages))
 	sumTok := uint32(llm.CountTokens(sumText))
 	inner := *r
 	inner.BudgetTokens -= 150 // room for a summary, as real policies reserve
-	d := policy.FallbackCompress(&inner)
+	d := decision.FallbackCompress(&inner)
 	d.Summary = sumText
 	d.Tokens += sumTok
-	return d, policy.Result{Kind: abi.KindCompress, Policy: "fake-compress", Version: "v1"}
+	return d, decision.Result{Kind: abi.KindCompress, Policy: "fake-compress", Version: "v1"}
 }
 
-var _ policy.Decider = (*fakeDecider)(nil)
+var _ decision.Decider = (*fakeDecider)(nil)
 
 // recorder is an Observer that keeps everything.
 type recorder struct {

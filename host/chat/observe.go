@@ -1,9 +1,8 @@
 package chat
 
 import (
-	"time"
-
 	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/observe/event"
 )
 
 // Observer receives the chat's measurable events (LLM usage, cost and
@@ -17,47 +16,17 @@ type Observer interface {
 	Turn(TurnEvent)
 }
 
-// Call purposes.
+// Call purposes (CallEvent.Purpose).
 const (
-	PurposeAnswer  = "answer"  // a chat or gateway answer
-	PurposeSummary = "summary" // a summary of dropped history
+	PurposeAnswer  = event.PurposeAnswer
+	PurposeSummary = event.PurposeSummary
 )
 
-// CallEvent describes one provider call.
-type CallEvent struct {
-	Purpose  string // PurposeAnswer or PurposeSummary
-	Tier     string // tier the call was made for; empty for a passed-through model
-	Provider string
-	Model    string
-	Usage    llm.Usage
-	CostUSD  float64
-	Latency  time.Duration
-	// Err is nil on success; ErrKind is its llm.Kind label.
-	Err     error
-	ErrKind string
-}
+// CallEvent describes one provider call (event.CallEvent).
+type CallEvent = event.CallEvent
 
-// TurnEvent describes one answered (or failed) message.
-type TurnEvent struct {
-	Endpoint string // "chat" or "gateway"
-	// RoutedTier is what the route policy chose; Tier is what answered
-	// (different after a fallback; empty when every tier failed).
-	RoutedTier string
-	Tier       string
-	Model      string
-	Fallbacks  int
-	Failed     bool
-	Simulated  bool
-	// CostUSD includes any summary written for the turn;
-	// BaselineCostUSD is the same turn uncompressed on the premium tier.
-	CostUSD         float64
-	BaselineCostUSD float64
-	// ContextTokens is what was sent; BaselineContextTokens what the
-	// uncompressed conversation would have sent.
-	ContextTokens         int
-	BaselineContextTokens int
-	Latency               time.Duration
-}
+// TurnEvent describes one answered or failed message (event.TurnEvent).
+type TurnEvent = event.TurnEvent
 
 // TierStats counts the turns a tier answered and what they cost.
 type TierStats struct {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/host/llm"
-	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/store"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -210,8 +210,8 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 	if routed == "" {
 		rd, res := s.dec.Route(ctx, &abi.RouteRequest{Message: t.query, Purpose: t.purpose,
 			HistoryTurns: uint32(len(t.history)), HistoryTokens: uint32(histTokens)})
-		name, ok := tierName(rd.Tier)
-		if !ok {
+		name := rd.Tier.String()
+		if _, ok := abi.ParseTier(name); !ok {
 			name = s.cfg.DefaultTier
 		}
 		routed = name
@@ -355,8 +355,8 @@ func (s *Service) compress(ctx context.Context, t *turn, budget int, info *Compr
 		// The host never trusts a policy: an impossible answer gets the
 		// fail-open decision.
 		s.log.Warn("compress decision rejected", "policy", res.Policy, "version", res.Version)
-		cd = policy.FallbackCompress(req)
-		info.Outcome = policy.OutcomeFallback.String()
+		cd = decision.FallbackCompress(req)
+		info.Outcome = decision.OutcomeFallback.String()
 	}
 	kept := make([]histMsg, 0, len(cd.Keep))
 	keptIdx := make([]bool, len(t.history))

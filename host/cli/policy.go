@@ -128,7 +128,7 @@ func runPolicyEval(ctx context.Context, args []string, std Stdio) error {
 	asJSON := fs.Bool("json", false, `one JSON object per line, {"line":N,"decision":...} or {"line":N,"error":"..."}, continuing past bad lines`)
 	fs.Usage = func() {
 		fmt.Fprintln(std.Err, "usage: wingate policy eval --kind KIND --policy FILE.wasm [--config FILE] < requests.jsonl\n\n"+
-			"Reads one request per line (DESIGN.md eval JSON) and writes one decision per line, in order.")
+			"Reads one request per line (the eval JSON of docs/design.md) and writes one decision per line, in order.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

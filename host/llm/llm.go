@@ -8,6 +8,8 @@ package llm
 
 import (
 	"context"
+
+	"github.com/wingman-app/wingate/host/observe/event"
 )
 
 // Roles of a message sent to a provider.
@@ -39,30 +41,10 @@ type Request struct {
 	User string
 }
 
-// Usage is what a provider reports it billed for one call. InputTokens
-// counts only uncached input; cached input is in CacheReadTokens (read from
-// the prompt cache) and CacheWriteTokens (written to it), as in Anthropic's
-// usage block. Clients of providers that report cached tokens as part of
-// the input (OpenAI) subtract them.
-type Usage struct {
-	InputTokens      int `json:"input_tokens"`
-	OutputTokens     int `json:"output_tokens"`
-	CacheReadTokens  int `json:"cache_read_input_tokens"`
-	CacheWriteTokens int `json:"cache_creation_input_tokens"`
-}
-
-// TotalInput returns every input token, cached or not.
-func (u Usage) TotalInput() int { return u.InputTokens + u.CacheReadTokens + u.CacheWriteTokens }
-
-// Add returns the sum of u and v.
-func (u Usage) Add(v Usage) Usage {
-	return Usage{
-		InputTokens:      u.InputTokens + v.InputTokens,
-		OutputTokens:     u.OutputTokens + v.OutputTokens,
-		CacheReadTokens:  u.CacheReadTokens + v.CacheReadTokens,
-		CacheWriteTokens: u.CacheWriteTokens + v.CacheWriteTokens,
-	}
-}
+// Usage is what a provider reports it billed for one call (event.Usage):
+// InputTokens counts only uncached input; cached input is in
+// CacheReadTokens and CacheWriteTokens.
+type Usage = event.Usage
 
 // Response is a model's complete answer.
 type Response struct {

@@ -49,7 +49,7 @@ func NewRetrying(p Provider, cfg RetryConfig, log *slog.Logger) *Retrying {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Retrying{p: p, cfg: cfg, log: log, sleep: sleepCtx}
+	return &Retrying{p: p, cfg: cfg, log: log, sleep: Sleep}
 }
 
 // WithSleep replaces the wait between attempts (tests record the delays
@@ -111,7 +111,8 @@ func (r *Retrying) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx is done (its error).
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 )
 
 // maxResponseBody bounds a non-streamed provider response.
@@ -49,4 +52,94 @@ func DecodeResponse(provider string, res *http.Response, v any) error {
 		return &Error{Provider: provider, Kind: KindUnavailable, Status: res.StatusCode, Message: "malformed response", Err: err}
 	}
 	return nil
+}
+
+// maxErrorBody caps how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Conn is what the provider clients share: the base URL without a
+// trailing slash, the HTTP client and the clock.
+type Conn struct {
+	BaseURL string
+	HC      *http.Client
+	Now     func() time.Time
+}
+
+// NewConn returns a Conn on baseURL (defaultURL when empty) through hc (a
+// fresh client when nil).
+func NewConn(baseURL, defaultURL string, hc *http.Client) Conn {
+	if baseURL == "" {
+		baseURL = defaultURL
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return Conn{BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
+}
+
+// HTTPError maps a provider's non-2xx answer onto an *Error: the kind from
+// the status (and kind, when non-zero, overriding it), the Retry-After
+// delay for retryable kinds, and the provider's error type and message as
+// parse reads them from the body (at most 64 KiB), else the body's first
+// 200 bytes. parse may adjust the error further (e.g. a quota 429 that no
+// retry fixes).
+func HTTPError(provider string, res *http.Response, now time.Time, parse func(body []byte, e *Error) bool) *Error {
+	e := &Error{Provider: provider, Status: res.StatusCode, Kind: KindForStatus(res.StatusCode)}
+	if res.StatusCode == 529 { // overloaded
+		e.Kind = KindUnavailable
+	}
+	if e.Kind == KindRateLimited || e.Kind == KindUnavailable {
+		e.RetryAfter = ParseRetryAfter(res.Header, now)
+	}
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
+	if parse == nil || !parse(b, e) {
+		e.Message = strings.TrimSpace(string(b))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200]
+		}
+	}
+	return e
+}
+
+// StreamBroken is the error of a stream that could not be read further:
+// the caller's cancellation when ctx is done, else a broken stream (an EOF
+// before the stream's end, named by end, is unexpected).
+func StreamBroken(ctx context.Context, provider, end string, err error) *Error {
+	if ctx.Err() != nil {
+		return &Error{Provider: provider, Kind: KindCanceled, Err: ctx.Err()}
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return &Error{Provider: provider, Kind: KindStream, Message: "stream ended before " + end, Err: err}
+}
+
+// Exchange is one call of a provider client: it posts payload to url
+// (PostJSON) and hands the answer back to the client: a non-2xx answer to
+// httpError, a stream (onDelta set) to readStream, a JSON body decoded
+// into a T to done with the HTTP status.
+func Exchange[T any](ctx context.Context, hc *http.Client, provider, url string, payload any, header func(http.Header), onDelta DeltaFunc,
+	httpError func(*http.Response) error, readStream func(io.Reader) (*Response, error), done func(r *T, status int) (*Response, error)) (*Response, error) {
+	res, err := PostJSON(ctx, hc, provider, url, payload, onDelta != nil, header)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return nil, httpError(res)
+	}
+	if onDelta != nil {
+		return readStream(res.Body)
+	}
+	var r T
+	if err := DecodeResponse(provider, res, &r); err != nil {
+		return nil, err
+	}
+	return done(&r, res.StatusCode)
+}
+
+// WireMessage is a chat message as both providers' JSON has it.
+type WireMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
 }

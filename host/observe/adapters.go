@@ -9,37 +9,41 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wingman-app/wingate/host/cache"
-	"github.com/wingman-app/wingate/host/chat"
-	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/decision"
+	"github.com/wingman-app/wingate/host/observe/event"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// CacheObserver returns m as the response cache's observer.
-func (m *Metrics) CacheObserver() cache.Observer { return cacheObserver{m} }
+// The adapters below are how the observed packages register with the
+// metrics: each implements the observed package's Observer interface
+// through the shared vocabulary of host/observe/event (cache.Observer and
+// chat.Observer have the method sets of event.Cache and event.Chat; the
+// policy runtime's Observer speaks in sdk/abi and host/decision types), so
+// this package imports none of the packages it observes.
+
+// CacheObserver returns m as the response cache's observer (cache.Config.Observer).
+func (m *Metrics) CacheObserver() event.Cache { return cacheObserver{m} }
 
 type cacheObserver struct{ m *Metrics }
 
-var _ cache.Observer = cacheObserver{}
-
 // CacheEvent records one request's cache outcome.
-func (o cacheObserver) CacheEvent(route string, tier cache.Tier, ev cache.Event) {
+func (o cacheObserver) CacheEvent(route string, tier event.CacheTier, ev event.CacheResult) {
 	ti := 3
 	switch tier {
-	case cache.TierLocal:
+	case event.CacheTierLocal:
 		ti = 0
-	case cache.TierRedis:
+	case event.CacheTierRedis:
 		ti = 1
-	case cache.TierOrigin:
+	case event.CacheTierOrigin:
 		ti = 2
 	}
 	ri := 1
 	switch ev {
-	case cache.EventHit:
+	case event.CacheHit:
 		ri = 0
-	case cache.EventStale:
+	case event.CacheStale:
 		ri = 2
-	case cache.EventBypass:
+	case event.CacheBypass:
 		ri = 3
 	}
 	o.m.observeCache(route, ti, ri)
@@ -54,23 +58,30 @@ func (o cacheObserver) RedisState(up bool) {
 	o.m.ObserveRedisBreaker(BreakerOpen)
 }
 
+// PolicySink is the policy runtime's observer (policy.Observer has this
+// method set).
+type PolicySink interface {
+	Decision(kind abi.Kind, policy, version string, outcome decision.Outcome, d time.Duration)
+	InstanceCreated(policy, version string)
+	InstanceDiscarded(policy, version, reason string)
+	Quarantined(kind abi.Kind, policy, version string)
+}
+
 // PolicyObserver returns m as the policy runtime's observer.
-func (m *Metrics) PolicyObserver() policy.Observer { return policyObserver{m} }
+func (m *Metrics) PolicyObserver() PolicySink { return policyObserver{m} }
 
 type policyObserver struct{ m *Metrics }
-
-var _ policy.Observer = policyObserver{}
 
 // policyFastKey finds a decision's series from the engine's own values:
 // two small integers and two strings to hash instead of four strings.
 type policyFastKey struct {
 	kind            abi.Kind
-	outcome         policy.Outcome
+	outcome         decision.Outcome
 	policy, version string
 }
 
 // Decision records one decision.
-func (o policyObserver) Decision(kind abi.Kind, pol, version string, outcome policy.Outcome, d time.Duration) {
+func (o policyObserver) Decision(kind abi.Kind, pol, version string, outcome decision.Outcome, d time.Duration) {
 	m := o.m
 	if m == nil {
 		return
@@ -119,28 +130,13 @@ func (o policyObserver) Quarantined(kind abi.Kind, pol, version string) {
 		attribute.String("policy.kind", kind.String()), attribute.String("policy.name", pol), attribute.String("policy.version", version)))
 }
 
-// EngineActive adapts the policy engine's List to SetActivePolicies.
-func EngineActive(e *policy.Engine) func() []ActivePolicy {
-	return func() []ActivePolicy {
-		var out []ActivePolicy
-		for _, a := range e.List() {
-			p := ActivePolicy{Kind: a.Kind.String(), Policy: a.Stats.Policy, Version: a.Stats.Version}
-			p.Quarantined = a.Quarantined
-			out = append(out, p)
-		}
-		return out
-	}
-}
-
-// ChatObserver returns m as the AI chat's observer.
-func (m *Metrics) ChatObserver() chat.Observer { return chatObserver{m} }
+// ChatObserver returns m as the AI chat's observer (chat.Config.Observer).
+func (m *Metrics) ChatObserver() event.Chat { return chatObserver{m} }
 
 type chatObserver struct{ m *Metrics }
 
-var _ chat.Observer = chatObserver{}
-
 // LLMCall records one provider call.
-func (o chatObserver) LLMCall(ev chat.CallEvent) {
+func (o chatObserver) LLMCall(ev event.CallEvent) {
 	o.m.ObserveLLMCall(LLMCall{
 		Tier: ev.Tier, Model: ev.Model,
 		InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens,
@@ -150,7 +146,7 @@ func (o chatObserver) LLMCall(ev chat.CallEvent) {
 }
 
 // Turn records one answered message against its baseline.
-func (o chatObserver) Turn(ev chat.TurnEvent) {
+func (o chatObserver) Turn(ev event.TurnEvent) {
 	o.m.ObserveLLMTurn(LLMTurn{
 		Tier: ev.Tier, CostUSD: ev.CostUSD, BaselineCostUSD: ev.BaselineCostUSD,
 		ContextTokens: ev.ContextTokens, BaselineContextTokens: ev.BaselineContextTokens, Failed: ev.Failed,

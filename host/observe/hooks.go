@@ -2,15 +2,12 @@ package observe
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/wingman-app/wingate/host/store"
 )
 
 // Cache results, the values of the cache.result label.
@@ -302,21 +299,12 @@ type queryKey struct {
 	outcome string
 }
 
-// ObserveQuery records the duration of one named database query; it
+// ObserveQuery records the duration of one named database query and its
+// outcome (store.QueryOutcome: ok, not_found, canceled, error); it
 // implements store.QueryObserver.
-func (m *Metrics) ObserveQuery(name string, d time.Duration, err error) {
+func (m *Metrics) ObserveQuery(name string, d time.Duration, outcome string) {
 	if m == nil {
 		return
-	}
-	outcome := "ok"
-	switch {
-	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
-		outcome = "not_found"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		outcome = "canceled"
-	default:
-		outcome = "error"
 	}
 	opts, ok := m.querySeries.get(queryKey{name, outcome})
 	if !ok {
@@ -328,8 +316,6 @@ func (m *Metrics) ObserveQuery(name string, d time.Duration, err error) {
 	}
 	m.queryDur.Record(context.Background(), d.Seconds(), opts...)
 }
-
-var _ store.QueryObserver = (*Metrics)(nil)
 
 // LLMCall is one model call, as the chat and the gateway report it.
 type LLMCall struct {

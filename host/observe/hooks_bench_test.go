@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wingman-app/wingate/host/cache"
-	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/decision"
+	"github.com/wingman-app/wingate/host/observe/event"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -46,14 +46,14 @@ func BenchmarkHooks(b *testing.B) {
 	b.Run("policy-observer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			po.Decision(abi.KindCache, "cache", "ebae8e5bfdcb", policy.OutcomeOK, 900*time.Nanosecond)
+			po.Decision(abi.KindCache, "cache", "ebae8e5bfdcb", decision.OutcomeOK, 900*time.Nanosecond)
 		}
 	})
 	co := m.CacheObserver()
 	b.Run("cache-observer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			co.CacheEvent("/api/challenges", cache.TierLocal, cache.EventHit)
+			co.CacheEvent("/api/challenges", event.CacheTierLocal, event.CacheHit)
 		}
 	})
 	b.Run("clock", func(b *testing.B) {

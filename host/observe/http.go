@@ -140,12 +140,3 @@ func (m *Metrics) routeWindow(k routeKey) *routeWindow {
 		func() routeKey { return routeKey{k.method, otherLabel} },
 		func(k routeKey) *routeWindow { return &routeWindow{m: m, key: k, lat: NewLatency()} })
 }
-
-// RouteLatency returns the rolling window of one route, or nil if the
-// route has not been served.
-func (m *Metrics) RouteLatency(method, route string) *Latency {
-	if w, ok := m.routeWins.get(routeKey{Method(method), route}); ok {
-		return w.lat
-	}
-	return nil
-}

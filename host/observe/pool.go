@@ -2,22 +2,21 @@ package observe
 
 import (
 	"context"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wingman-app/wingate/host/store"
+	"github.com/wingman-app/wingate/host/observe/event"
 )
 
 type poolSource struct {
-	s store.PoolStatser
+	s event.Pool
 }
 
 // WatchPool exports p's connection pool: connection counts by state, the
 // maximum, utilisation, the health score, acquires and acquire wait. The
 // stats are read at each scrape and each dashboard or alert evaluation.
-func (m *Metrics) WatchPool(p store.PoolStatser) {
+func (m *Metrics) WatchPool(p event.Pool) {
 	if m == nil || p == nil {
 		return
 	}
@@ -26,7 +25,7 @@ func (m *Metrics) WatchPool(p store.PoolStatser) {
 
 // Pool returns the watched pool's stats; ok is false when no pool is
 // watched (the in-memory store).
-func (m *Metrics) Pool() (st store.PoolStats, ok bool) {
+func (m *Metrics) Pool() (st event.PoolStats, ok bool) {
 	ps := m.pool.Load()
 	if ps == nil {
 		return st, false
@@ -79,20 +78,11 @@ func (m *Metrics) poolInstruments() error {
 	return err
 }
 
-// ActivePolicy is the policy version serving one kind.
-type ActivePolicy struct {
-	Kind    string    `json:"kind"`
-	Policy  string    `json:"policy"`
-	Version string    `json:"version"`
-	Since   time.Time `json:"since,omitzero"`
-	// Shadow names a version being shadow-tested beside it, if any.
-	Shadow string `json:"shadow,omitempty"`
-	// Quarantined is true while the version fails too often to be asked.
-	Quarantined bool `json:"quarantined,omitempty"`
-}
+// ActivePolicy is the policy version serving one kind (event.ActivePolicy).
+type ActivePolicy = event.ActivePolicy
 
 // SetActivePolicies installs the source of the active policy versions
-// (the policy engine). Without one, the dashboard shows the policy and
+// (the policy engine's ActivePolicies). Without one, the dashboard shows the policy and
 // version of each kind's latest decision.
 func (m *Metrics) SetActivePolicies(f func() []ActivePolicy) {
 	if m == nil {

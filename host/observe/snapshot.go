@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wingman-app/wingate/host/store"
+	"github.com/wingman-app/wingate/host/observe/event"
+	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 // Floats is a series of values in which NaN means "no data"; it encodes
@@ -40,7 +41,7 @@ type Snapshot struct {
 	UptimeS  float64          `json:"uptime_s"`
 	Requests RequestsSnapshot `json:"requests"`
 	Cache    CacheSnapshot    `json:"cache"`
-	Pool     *store.PoolStats `json:"pool"` // nil without a database pool
+	Pool     *event.PoolStats `json:"pool"` // nil without a database pool
 	Policies []PolicySnapshot `json:"policies"`
 	AI       AISnapshot       `json:"ai"`
 }
@@ -269,25 +270,15 @@ func (m *Metrics) policySnapshots(now time.Time) []PolicySnapshot {
 }
 
 func tierRank(t string) string {
-	switch t {
-	case "economy":
-		return "0"
-	case "standard":
-		return "1"
-	case "premium":
-		return "2"
+	if at, ok := abi.ParseTier(t); ok {
+		return string(rune('0' + at))
 	}
 	return "3" + t
 }
 
 func kindRank(k string) string {
-	switch k {
-	case "cache":
-		return "0"
-	case "route":
-		return "1"
-	case "compress":
-		return "2"
+	if ak, ok := abi.ParseKind(k); ok {
+		return string(rune('0' + ak - 1))
 	}
 	return "3" + k
 }

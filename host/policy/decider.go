@@ -1,84 +1,36 @@
 package policy
 
 import (
-	"context"
-	"time"
-
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// Outcome says how a decision was reached.
-type Outcome uint8
-
-const (
-	// OutcomeOK: the policy answered.
-	OutcomeOK Outcome = iota
-	// OutcomeFallback: the policy failed (bad decision, error status, no
-	// instance, quarantined version) and the kind's fail-open decision was used.
-	OutcomeFallback
-	// OutcomeTimeout: the policy overran its deadline and was stopped.
-	OutcomeTimeout
-	// OutcomeTrap: the guest trapped or exited.
-	OutcomeTrap
+// The decision types live in host/decision, which imports no runtime;
+// these aliases keep the engine's and its callers' spelling.
+type (
+	// Outcome is decision.Outcome.
+	Outcome = decision.Outcome
+	// Result is decision.Result.
+	Result = decision.Result
+	// Decider is decision.Decider.
+	Decider = decision.Decider
 )
 
-// String returns the outcome's metric label.
-func (o Outcome) String() string {
-	switch o {
-	case OutcomeOK:
-		return "ok"
-	case OutcomeFallback:
-		return "fallback"
-	case OutcomeTimeout:
-		return "timeout"
-	case OutcomeTrap:
-		return "trap"
-	}
-	return "unknown"
-}
+// Outcomes; see decision.Outcome.
+const (
+	OutcomeOK, OutcomeFallback  = decision.OutcomeOK, decision.OutcomeFallback
+	OutcomeTimeout, OutcomeTrap = decision.OutcomeTimeout, decision.OutcomeTrap
+)
 
-// Result describes one decision for metrics, logs and response attribution.
-type Result struct {
-	Kind     abi.Kind
-	Policy   string // policy name from the policies file
-	Version  string // short digest of the module that answered
-	Outcome  Outcome
-	Duration time.Duration
-}
+// FallbackCache is decision.FallbackCache.
+func FallbackCache() abi.CacheDecision { return decision.FallbackCache() }
 
-// Decider makes decisions of every kind. Its methods never fail: on any
-// policy fault they return the kind's fail-open decision and say so in the
-// Result. Implementations are safe for concurrent use.
-type Decider interface {
-	Cache(ctx context.Context, req *abi.CacheRequest) (abi.CacheDecision, Result)
-	Route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDecision, Result)
-	Compress(ctx context.Context, req *abi.CompressRequest) (abi.CompressDecision, Result)
-}
-
-// FallbackCache is the cache kind's fail-open decision: bypass the cache.
-func FallbackCache() abi.CacheDecision { return abi.CacheDecision{Action: abi.CacheBypass} }
-
-// FallbackRoute is the route kind's fail-open decision: the default tier.
+// FallbackRoute is decision.FallbackRoute.
 func FallbackRoute(defaultTier abi.Tier) abi.RouteDecision {
-	return abi.RouteDecision{Tier: defaultTier, Score: 0.5, Reason: "fallback: default tier"}
+	return decision.FallbackRoute(defaultTier)
 }
 
-// FallbackCompress is the compress kind's fail-open decision: the most
-// recent messages that fit the budget, no summary.
+// FallbackCompress is decision.FallbackCompress.
 func FallbackCompress(req *abi.CompressRequest) abi.CompressDecision {
-	var d abi.CompressDecision
-	used := uint32(0)
-	i := len(req.Messages) - 1
-	for ; i >= 0; i-- {
-		t := req.Messages[i].Tokens
-		if used+t > req.BudgetTokens || used+t < used {
-			break
-		}
-		used += t
-	}
-	for j := i + 1; j < len(req.Messages); j++ {
-		d.Keep = append(d.Keep, uint32(j))
-	}
-	d.Tokens = used
-	return d
+	return decision.FallbackCompress(req)
 }

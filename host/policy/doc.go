@@ -167,7 +167,7 @@
 //
 // # Failure
 //
-// Every kind fails open (DESIGN.md): cache bypasses, route answers the
+// Every kind fails open (docs/design.md): cache bypasses, route answers the
 // configured default tier, compress keeps the most recent messages that fit.
 // A decision is checked before use (compress keep indexes in range and
 // ascending, tokens covering the kept messages and within the budget; a

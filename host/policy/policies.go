@@ -55,18 +55,8 @@ type PolicyEntry struct {
 	DefaultTier string `json:"default_tier,omitempty"`
 }
 
-// ParseTier returns the tier named s.
-func ParseTier(s string) (abi.Tier, bool) {
-	switch s {
-	case "economy":
-		return abi.TierEconomy, true
-	case "standard":
-		return abi.TierStandard, true
-	case "premium":
-		return abi.TierPremium, true
-	}
-	return 0, false
-}
+// ParseTier returns the tier named s (abi.ParseTier, the one mapping).
+func ParseTier(s string) (abi.Tier, bool) { return abi.ParseTier(s) }
 
 // ParsePoliciesFile decodes and checks a policies file. Errors name the
 // entry and the field.

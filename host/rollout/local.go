@@ -205,7 +205,7 @@ func dirExists(p string) bool {
 func KindOf(s string) (abi.Kind, error) {
 	k, ok := abi.ParseKind(s)
 	if !ok {
-		return 0, fmt.Errorf("%w: kind %q: want cache, route or compress", ErrInvalid, s)
+		return 0, invalid("kind", "want cache, route or compress")
 	}
 	return k, nil
 }

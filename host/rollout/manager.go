@@ -296,26 +296,26 @@ type Upload struct {
 // Push stores a new version, inactive. Bad input is ErrInvalid.
 func (m *Manager) Push(ctx context.Context, u Upload) (Record, error) {
 	if _, ok := abi.ParseKind(u.Kind); !ok {
-		return Record{}, fmt.Errorf("%w: kind %q: want cache, route or compress", ErrInvalid, u.Kind)
+		return Record{}, invalid("kind", "want cache, route or compress")
 	}
 	if len(u.Wasm) == 0 {
-		return Record{}, fmt.Errorf("%w: wasm: empty module", ErrInvalid)
+		return Record{}, invalid("wasm", "empty module")
 	}
 	if len(u.Config) > 0 && !json.Valid(u.Config) {
-		return Record{}, fmt.Errorf("%w: config: not valid JSON", ErrInvalid)
+		return Record{}, invalid("config", "not valid JSON")
 	}
 	if len(u.Cases) > 0 {
 		var cs []policytest.Case
 		if err := json.Unmarshal(u.Cases, &cs); err != nil {
-			return Record{}, fmt.Errorf("%w: cases: want a JSON array of cases: %v", ErrInvalid, err)
+			return Record{}, &InvalidError{Field: "cases", Reason: "want a JSON array of cases", Err: err}
 		}
 	}
 	if u.DeadlineMS < 0 {
-		return Record{}, fmt.Errorf("%w: deadline_ms: negative", ErrInvalid)
+		return Record{}, invalid("deadline_ms", "negative")
 	}
 	if u.DefaultTier != "" {
 		if _, ok := policy.ParseTier(u.DefaultTier); !ok {
-			return Record{}, fmt.Errorf("%w: default_tier %q", ErrInvalid, u.DefaultTier)
+			return Record{}, invalid("default_tier", "want economy, standard or premium")
 		}
 	}
 	if u.Name == "" {
@@ -668,11 +668,11 @@ func (m *Manager) StartShadow(ctx context.Context, id int64, sample float64) (Re
 		sample = m.cfg.ShadowSample
 	}
 	if sample > 1 {
-		return rec, fmt.Errorf("%w: sample %v: want a share in (0, 1]", ErrInvalid, sample)
+		return rec, invalid("sample", "want a share in (0, 1]")
 	}
 	kind, _ := abi.ParseKind(rec.Kind)
 	if cur := m.slot(kind); cur != nil && cur.rec.ID == id {
-		return rec, fmt.Errorf("%w: version %d is the active version of %s", ErrInvalid, id, kind)
+		return rec, invalid("version", "it is the active version of "+kind.String())
 	}
 	v, err := m.load(ctx, rec)
 	if err != nil {

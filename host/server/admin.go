@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"io"
 	"strconv"
 	"strings"
@@ -60,7 +59,7 @@ func (s *Server) adminRoutes() {
 
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	if s.deps.AdminToken == "" {
-		return &APIError{fiber.StatusForbidden, "admin_disabled", "the admin API is disabled: set WINGATE_ADMIN_TOKEN"}
+		return &APIError{Status: fiber.StatusForbidden, Code: "admin_disabled", Message: "the admin API is disabled: set WINGATE_ADMIN_TOKEN"}
 	}
 	auth := c.Get(fiber.HeaderAuthorization)
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
@@ -83,28 +82,6 @@ func (s *Server) limitBody(c *fiber.Ctx) error {
 		return fiber.ErrRequestEntityTooLarge
 	}
 	return c.Next()
-}
-
-// rolloutError renders the manager's errors; a rejected version's reason
-// and failed step are part of the body.
-func (s *Server) rolloutError(c *fiber.Ctx, rec *rollout.Record, err error) error {
-	var se *rollout.StepError
-	switch {
-	case errors.As(err, &se):
-		body := fiber.Map{"error": fiber.Map{"code": "rejected", "message": err.Error(), "step": se.Step, "reason": se.Err.Error()}}
-		if rec != nil && rec.ID != 0 {
-			body["version"] = rec
-		}
-		return c.Status(fiber.StatusUnprocessableEntity).JSON(body)
-	case errors.Is(err, rollout.ErrNotFound):
-		return notFound(err.Error())
-	case errors.Is(err, rollout.ErrInvalid):
-		return badRequest("invalid", err.Error())
-	case errors.Is(err, rollout.ErrNoRollbackTarget):
-		return &APIError{fiber.StatusConflict, "no_rollback_target", err.Error()}
-	}
-	s.log.Error("admin: rollout failed", "path", c.Path(), "err", err)
-	return &APIError{fiber.StatusInternalServerError, "internal", err.Error()}
 }
 
 func (s *Server) adminList(c *fiber.Ctx) error {
@@ -146,14 +123,14 @@ func adminID(c *fiber.Ctx) (int64, error) {
 func (s *Server) adminUpload(c *fiber.Ctx) error {
 	limit := s.uploadLimit()
 	if len(c.Request().Body()) > limit+1<<20 {
-		return &APIError{fiber.StatusRequestEntityTooLarge, "body_too_large", "upload over the limit of " + strconv.Itoa(limit) + " bytes"}
+		return &APIError{Status: fiber.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "upload over the limit of " + strconv.Itoa(limit) + " bytes"}
 	}
 	field := func(name string) string { return c.Query(name) }
 	var wasm []byte
 	if strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEMultipartForm) {
 		form, err := c.MultipartForm()
 		if err != nil {
-			return badRequest("invalid_form", "multipart form: "+err.Error())
+			return badRequest("invalid_form", "multipart form: the upload could not be read")
 		}
 		field = func(name string) string {
 			if v := form.Value[name]; len(v) > 0 {
@@ -173,22 +150,22 @@ func (s *Server) adminUpload(c *fiber.Ctx) error {
 			return badRequest("invalid_form", "wasm: missing file field")
 		}
 		if fs[0].Size > int64(limit) {
-			return &APIError{fiber.StatusRequestEntityTooLarge, "body_too_large", "wasm: over the limit of " + strconv.Itoa(limit) + " bytes"}
+			return &APIError{Status: fiber.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "wasm: over the limit of " + strconv.Itoa(limit) + " bytes"}
 		}
 		f, err := fs[0].Open()
 		if err != nil {
-			return badRequest("invalid_form", "wasm: "+err.Error())
+			return badRequest("invalid_form", "wasm: the file could not be read")
 		}
 		wasm, err = io.ReadAll(f)
 		f.Close()
 		if err != nil {
-			return badRequest("invalid_form", "wasm: "+err.Error())
+			return badRequest("invalid_form", "wasm: the file could not be read")
 		}
 	} else {
 		wasm = append([]byte(nil), c.Body()...)
 	}
 	if len(wasm) > limit {
-		return &APIError{fiber.StatusRequestEntityTooLarge, "body_too_large", "wasm: over the limit of " + strconv.Itoa(limit) + " bytes"}
+		return &APIError{Status: fiber.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "wasm: over the limit of " + strconv.Itoa(limit) + " bytes"}
 	}
 	u := rollout.Upload{Kind: field("kind"), Name: field("name"), Wasm: wasm, Signature: field("signature"),
 		DefaultTier: field("default_tier")}
@@ -251,7 +228,7 @@ func (s *Server) adminActivate(c *fiber.Ctx) error {
 func (s *Server) adminRollback(c *fiber.Ctx) error {
 	kind, err := rollout.KindOf(c.Params("kind"))
 	if err != nil {
-		return badRequest("invalid", err.Error())
+		return badRequest("invalid_kind", "kind: want cache, route or compress")
 	}
 	rec, err := s.deps.Rollout.Rollback(c.UserContext(), kind)
 	if err != nil {
@@ -281,7 +258,7 @@ func (s *Server) adminShadowStart(c *fiber.Ctx) error {
 func (s *Server) adminShadowStop(c *fiber.Ctx) error {
 	kind, err := rollout.KindOf(c.Params("kind"))
 	if err != nil {
-		return badRequest("invalid", err.Error())
+		return badRequest("invalid_kind", "kind: want cache, route or compress")
 	}
 	st, err := s.deps.Rollout.StopShadow(c.UserContext(), kind)
 	if err != nil {

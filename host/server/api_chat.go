@@ -29,37 +29,17 @@ func (s *Server) chatRoutes() {
 	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
 }
 
-// chatAPIError maps a chat error onto its HTTP answer, or nil when err is
-// not one: invalid input 400 naming the field, another user's session
-// 403, every tier down 503, a provider failure that could not fall back
-// 502. Store errors are mapped by storeAPIError.
-func chatAPIError(err error) *APIError {
-	var ie *chat.InputError
-	switch {
-	case errors.As(err, &ie):
-		return badRequest("invalid_"+ie.Field, ie.Field+": "+ie.Reason)
-	case errors.Is(err, chat.ErrForbidden):
-		return forbidden("not your chat session")
-	case errors.Is(err, chat.ErrAllTiersDown):
-		return &APIError{fiber.StatusServiceUnavailable, "llm_unavailable", "every model tier is unavailable, retry later; your message was saved"}
-	case errors.Is(err, llm.ErrBadRequest):
-		return &APIError{fiber.StatusBadGateway, "llm_error", "the model rejected the request"}
-	case errors.Is(err, llm.ErrCanceled), errors.Is(err, context.DeadlineExceeded):
-		return &APIError{fiber.StatusGatewayTimeout, "llm_timeout", "the model did not answer in time"}
-	case errors.As(err, new(*llm.Error)):
-		return &APIError{fiber.StatusBadGateway, "llm_error", "the model failed while answering"}
-	}
-	return nil
-}
-
+// chatError answers a chat error from the table, logging a failure of
+// the models or the store with its text.
 func (s *Server) chatError(err error) error {
-	if ae := chatAPIError(err); ae != nil {
-		if ae.Status >= 500 {
-			s.log.Warn("chat failed", "status", ae.Status, "err", err)
-		}
-		return ae
+	ae, internal := apiError(err)
+	if ae.Status >= 500 && !internal {
+		s.log.Warn("chat failed", "status", ae.Status, "err", err)
 	}
-	return err
+	if internal {
+		return err // the error handler logs it and answers 500
+	}
+	return ae
 }
 
 type createSessionBody struct {
@@ -210,12 +190,9 @@ func (s *Server) sendChatMessage(c *fiber.Ctx) error {
 		write := func(ev streamEvent) bool {
 			switch {
 			case ev.final && ev.err != nil:
-				ae := chatAPIError(ev.err)
-				if ae == nil {
-					ae = &APIError{fiber.StatusInternalServerError, "internal", "internal error"}
-				}
+				ae, _ := apiError(ev.err)
 				s.log.Warn("chat stream failed", "err", ev.err)
-				writeSSE(w, "error", fiber.Map{"error": fiber.Map{"code": ae.Code, "message": ae.Message}})
+				writeSSE(w, "error", ae.JSONBody())
 			case ev.final:
 				writeSSE(w, "done", ev.result)
 			default:

@@ -46,8 +46,8 @@ func writeOpenAIError(c *fiber.Ctx, e *openAIError) error {
 	return c.Status(e.Status).JSON(fiber.Map{"error": body})
 }
 
-// toOpenAIError converts any error of the endpoint (auth, chat, store)
-// into OpenAI's shape.
+// toOpenAIError answers any error of the endpoint (auth, chat, store) from
+// the table in host/apierr, in OpenAI's shape.
 func toOpenAIError(err error) *openAIError {
 	var oe *openAIError
 	if errors.As(err, &oe) {
@@ -57,35 +57,9 @@ func toOpenAIError(err error) *openAIError {
 	if errors.As(err, &ie) {
 		return invalidParam(ie.Field, ie.Field+": "+ie.Reason)
 	}
-	ae := chatAPIError(err)
-	if ae == nil {
-		var direct *APIError
-		if errors.As(err, &direct) {
-			ae = direct
-		} else if ae = storeAPIError(err); ae == nil {
-			var fe *fiber.Error
-			if errors.As(err, &fe) {
-				ae = &APIError{fe.Code, "http_error", fe.Message}
-			} else {
-				ae = &APIError{fiber.StatusInternalServerError, "internal", "internal error"}
-			}
-		}
-	}
-	typ := "invalid_request_error"
-	switch {
-	case ae.Status == fiber.StatusUnauthorized:
-		typ = "authentication_error"
-		if ae.Code == "unauthorized" {
-			ae.Code = "invalid_api_key"
-		}
-	case ae.Status == fiber.StatusForbidden:
-		typ = "permission_error"
-	case ae.Status == fiber.StatusTooManyRequests:
-		typ = "rate_limit_error"
-	case ae.Status >= 500:
-		typ = "server_error"
-	}
-	return &openAIError{Status: ae.Status, Type: typ, Message: ae.Message, Code: ae.Code}
+	ae, _ := apiError(err)
+	typ, code := ae.OpenAIType()
+	return &openAIError{Status: ae.Status, Type: typ, Message: ae.Message, Code: code}
 }
 
 // openAIAuth is requireAuth with errors (its own and the handler's) in
@@ -159,7 +133,7 @@ func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 		if errors.As(err, &te) && te.Field != "" {
 			return r, invalidParam(te.Field, fmt.Sprintf("Invalid type for '%s': expected %s.", te.Field, te.Type))
 		}
-		return r, invalidParam("", "We could not parse the JSON body of your request: "+err.Error())
+		return r, invalidParam("", "We could not parse the JSON body of your request.")
 	}
 	if dec.More() {
 		return r, invalidParam("", "We could not parse the JSON body of your request: trailing data.")

@@ -2,48 +2,15 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/wingman-app/wingate/host/store"
 )
-
-// storeAPIError maps a store error onto its HTTP answer, or nil when err
-// is not a store error: ErrInvalid → 400 naming the field, ErrNotFound →
-// 404, ErrConflict → 409, ErrUnavailable and deadline overruns → 503.
-func storeAPIError(err error) *APIError {
-	var fe *store.FieldError
-	switch {
-	case errors.As(err, &fe):
-		return badRequest("invalid_"+fe.Field, fe.Field+": "+fe.Reason)
-	case errors.Is(err, store.ErrInvalid):
-		return badRequest("invalid", clientMessage(err))
-	case errors.Is(err, store.ErrNotFound):
-		return notFound(clientMessage(err))
-	case errors.Is(err, store.ErrConflict):
-		return &APIError{fiber.StatusConflict, "conflict", clientMessage(err)}
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return &APIError{fiber.StatusServiceUnavailable, "unavailable", "the database is unavailable, retry later"}
-	}
-	return nil
-}
-
-// clientMessage is a store error's text without the implementation's
-// package prefix ("pgstore: ", "memstore: ").
-func clientMessage(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "store: "); i >= 0 && i < 10 {
-		msg = msg[i+len("store: "):]
-	}
-	return msg
-}
 
 // Defaults and limits of the Wingman endpoints.
 const (
@@ -223,7 +190,7 @@ type locationBody struct {
 // the field.
 func parseLocationBody(body []byte) (lat, lon float64, err error) {
 	if len(body) > locationBodyLimit {
-		return 0, 0, &APIError{fiber.StatusRequestEntityTooLarge, "body_too_large", "body: at most 1 KiB"}
+		return 0, 0, &APIError{Status: fiber.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "body: at most 1 KiB"}
 	}
 	var b locationBody
 	dec := json.NewDecoder(bytes.NewReader(body))

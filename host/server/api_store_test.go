@@ -362,8 +362,8 @@ func FuzzParseLocationBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		lat, lon, err := parseLocationBody(body)
 		if err != nil {
-			if _, ok := err.(*APIError); !ok && storeAPIError(err) == nil {
-				t.Fatalf("error %v is neither an APIError nor a store error", err)
+			if _, internal := apiError(err); internal {
+				t.Fatalf("error %v is not one the error table foresees", err)
 			}
 			return
 		}

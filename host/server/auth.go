@@ -40,7 +40,7 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 	id, err := s.deps.Auth.Verify(strings.TrimSpace(tok))
 	if err != nil {
 		if errors.Is(err, auth.ErrExpired) {
-			return &APIError{fiber.StatusUnauthorized, "token_expired", "token expired"}
+			return &APIError{Status: fiber.StatusUnauthorized, Code: "token_expired", Message: "token expired"}
 		}
 		return unauthorized("invalid token")
 	}

@@ -38,6 +38,9 @@ type replayConv struct {
 func replayData(t *testing.T) []replayConv {
 	t.Helper()
 	data := filepath.Join(testkit.RepoRoot(t), "..", "shared", "data")
+	if d := os.Getenv("WINGATE_DATA_DIR"); d != "" {
+		data = d
+	}
 	need := []string{"clinc150/data_full.json", "clinc150/domains.json", "routellm/gsm8k_responses.csv", "routellm/mmlu", "locomo/locomo-dev.json"}
 	for _, n := range need {
 		if _, err := os.Stat(filepath.Join(data, n)); err != nil {

@@ -159,7 +159,7 @@ func newObservedHost(tb testing.TB, rules ...alert.Rule) *observedHost {
 	m.ObserveRedisBreaker(observe.BreakerClosed)
 
 	eng := observedCachePolicy(tb, m.PolicyObserver())
-	m.SetActivePolicies(observe.EngineActive(eng))
+	m.SetActivePolicies(eng.ActivePolicies)
 	svc, err := chat.New(chat.Config{Store: st, Decider: eng, Tiers: llm.DefaultTiers("simulated"),
 		Providers: map[string]llm.Provider{"simulated": simulated.New(simulated.Options{})},
 		Observer:  m.ChatObserver(), Log: log})

@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -155,78 +154,25 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
 }
 
+// readyz answers {"status": "ok"} or 503 {"status": "unavailable"}:
+// whether the server can serve, never why. A failing required check is
+// logged with its error at warn level, an optional one at debug level.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
-	checks := fiber.Map{}
 	ready := true
 	for _, rc := range s.deps.Ready {
 		if err := rc.Check(ctx); err != nil {
-			checks[rc.Name] = err.Error()
 			if rc.Required {
 				ready = false
+				s.log.Warn("readyz: check failed", "check", rc.Name, "err", err)
+			} else {
+				s.log.Debug("readyz: optional check failed", "check", rc.Name, "err", err)
 			}
-			continue
 		}
-		checks[rc.Name] = "ok"
 	}
 	if !ready {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": checks})
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable"})
 	}
-	return c.JSON(fiber.Map{"status": "ok", "checks": checks})
-}
-
-// APIError is an error with an HTTP status and a stable code that handlers
-// return; the error handler renders it as {"error": {"code", "message"}}.
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *APIError) Error() string { return e.Code + ": " + e.Message }
-
-// Errorf-style constructors for the common cases.
-func badRequest(code, msg string) *APIError { return &APIError{fiber.StatusBadRequest, code, msg} }
-func notFound(msg string) *APIError         { return &APIError{fiber.StatusNotFound, "not_found", msg} }
-func forbidden(msg string) *APIError        { return &APIError{fiber.StatusForbidden, "forbidden", msg} }
-func unauthorized(msg string) *APIError {
-	return &APIError{fiber.StatusUnauthorized, "unauthorized", msg}
-}
-
-// writeError renders err as the JSON error body.
-func writeError(c *fiber.Ctx, status int, code, msg string) error {
-	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": msg}})
-}
-
-func (s *Server) handleError(c *fiber.Ctx, err error) error {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return writeError(c, ae.Status, ae.Code, ae.Message)
-	}
-	if ae := storeAPIError(err); ae != nil {
-		if ae.Status >= 500 {
-			// The store logs the outage once per state change; per request
-			// only at debug level.
-			s.log.Debug("store unavailable", "method", c.Method(), "path", c.Path(), "err", err)
-		}
-		return writeError(c, ae.Status, ae.Code, ae.Message)
-	}
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		code := "http_error"
-		switch fe.Code {
-		case fiber.StatusNotFound:
-			code = "not_found"
-		case fiber.StatusRequestEntityTooLarge:
-			code = "body_too_large"
-		case fiber.StatusMethodNotAllowed:
-			code = "method_not_allowed"
-		case fiber.StatusBadRequest:
-			code = "bad_request"
-		}
-		return writeError(c, fe.Code, code, fe.Message)
-	}
-	s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
-	return writeError(c, fiber.StatusInternalServerError, "internal", "internal error")
+	return c.JSON(fiber.Map{"status": "ok"})
 }

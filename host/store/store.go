@@ -15,6 +15,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"time"
+
+	"github.com/wingman-app/wingate/host/observe/event"
 )
 
 // Sentinel errors. Implementations wrap them with detail ("store: user 7:
@@ -383,28 +385,9 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 // Invalid returns a *FieldError for field.
 func Invalid(field, reason string) error { return &FieldError{Field: field, Reason: reason} }
 
-// PoolStats is a snapshot of a connection pool.
-type PoolStats struct {
-	Acquired int32 `json:"acquired"`
-	Idle     int32 `json:"idle"`
-	Total    int32 `json:"total"`
-	Max      int32 `json:"max"`
-	// Utilisation is Acquired/Max in [0, 1].
-	Utilisation float64 `json:"utilisation"`
-	// AcquireCount and AcquireWait are cumulative: successful acquires and
-	// the time spent waiting for a connection when none was idle.
-	AcquireCount int64         `json:"acquire_count"`
-	AcquireWait  time.Duration `json:"acquire_wait_ns"`
-	// RecentAcquireWait is the mean wait per acquire over the last window
-	// (see Health).
-	RecentAcquireWait time.Duration `json:"recent_acquire_wait_ns"`
-	// CanceledAcquires counts acquires abandoned (timeout, cancellation).
-	CanceledAcquires int64 `json:"canceled_acquires"`
-	// Reachable is false while the database cannot be reached.
-	Reachable bool `json:"reachable"`
-	// Health is a 0-100 score; the implementation documents its formula.
-	Health int `json:"health"`
-}
+// PoolStats is a snapshot of a connection pool (event.PoolStats, the
+// observability layer's vocabulary).
+type PoolStats = event.PoolStats
 
 // PoolStatser is implemented by stores backed by a connection pool.
 type PoolStatser interface {
@@ -415,5 +398,21 @@ type PoolStatser interface {
 // is a no-op for implementations. It must be safe for concurrent use and
 // fast (it runs on the query path).
 type QueryObserver interface {
-	ObserveQuery(name string, d time.Duration, err error)
+	// ObserveQuery reports one query: outcome is QueryOutcome of its error.
+	ObserveQuery(name string, d time.Duration, outcome string)
+}
+
+// QueryOutcome classifies a query's error for QueryObserver: "ok",
+// "not_found" (ErrNotFound), "canceled" (context cancelled or past its
+// deadline) or "error".
+func QueryOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "error"
 }

@@ -171,6 +171,34 @@ const (
 	TierPremium  Tier = 2
 )
 
+// Tiers lists every tier in ABI order.
+var Tiers = [...]Tier{TierEconomy, TierStandard, TierPremium}
+
+// String returns the tier's name as used in policies files, configuration,
+// metrics and the eval JSON: "economy", "standard" or "premium".
+func (t Tier) String() string {
+	switch t {
+	case TierEconomy:
+		return "economy"
+	case TierStandard:
+		return "standard"
+	case TierPremium:
+		return "premium"
+	}
+	return "tier(" + itoa(int(t)) + ")"
+}
+
+// ParseTier returns the tier named s. It is the one mapping from tier
+// names to tiers; every other place converts through it.
+func ParseTier(s string) (Tier, bool) {
+	for _, t := range Tiers {
+		if t.String() == s {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
 // RouteDecision is the route policy's answer.
 type RouteDecision struct {
 	Tier   Tier

@@ -19,7 +19,7 @@ import (
 // committing: the vectors are the contract.
 var update = flag.Bool("update", false, "rewrite testdata/golden hex and testdata/fuzz seeds from the values")
 
-// goldenCase is one vector: a value in the JSON shape of DESIGN.md's offline
+// goldenCase is one vector: a value in the JSON shape of docs/design.md's offline
 // evaluation (except compress decisions, whose keep holds message indexes,
 // as on the wire) and its exact encoding.
 type goldenCase struct {
@@ -28,7 +28,7 @@ type goldenCase struct {
 	Hex   string          `json:"hex"`
 }
 
-// The JSON forms of the six types, as in DESIGN.md.
+// The JSON forms of the six types, as in docs/design.md.
 type (
 	cacheReqJSON struct {
 		Method string `json:"method"`

@@ -7,12 +7,10 @@ package anthropic
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/sse"
@@ -23,9 +21,6 @@ const DefaultBaseURL = "https://api.anthropic.com"
 
 // APIVersion is the anthropic-version header sent with every request.
 const APIVersion = "2023-06-01"
-
-// maxErrorBody caps how much of an error response is read.
-const maxErrorBody = 64 << 10
 
 // Config configures a Client.
 type Config struct {
@@ -40,27 +35,18 @@ type Config struct {
 
 // Client calls the Messages API. Safe for concurrent use.
 type Client struct {
-	cfg Config
-	hc  *http.Client
-	now func() time.Time
+	cfg  Config
+	conn llm.Conn
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if cfg.DefaultMaxTokens <= 0 {
 		cfg.DefaultMaxTokens = 1024
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	return &Client{cfg: cfg, hc: hc, now: time.Now}
+	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
 
 // Name returns "anthropic".
@@ -68,10 +54,7 @@ func (c *Client) Name() string { return "anthropic" }
 
 // wire types of the Messages API
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
+type message = llm.WireMessage
 
 type request struct {
 	Model       string    `json:"model"`
@@ -194,58 +177,37 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 
 // Complete calls POST /v1/messages, streamed when onDelta is non-nil.
 func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	res, err := llm.PostJSON(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), onDelta != nil,
-		func(h http.Header) {
-			h.Set("x-api-key", c.cfg.APIKey)
-			h.Set("anthropic-version", APIVersion)
+	header := func(h http.Header) {
+		h.Set("x-api-key", c.cfg.APIKey)
+		h.Set("anthropic-version", APIVersion)
+	}
+	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
+	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
+		c.httpError, readStream, func(r *response, _ int) (*llm.Response, error) {
+			out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
+			var u llmUsage
+			u.merge(r.Usage)
+			out.Usage = llm.Usage(u)
+			var text strings.Builder
+			for _, b := range r.Content {
+				if b.Type == "text" {
+					text.WriteString(b.Text)
+				}
+			}
+			out.Text = text.String()
+			return out, nil
 		})
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		return nil, c.httpError(res)
-	}
-	if onDelta != nil {
-		return c.readStream(ctx, res.Body, onDelta)
-	}
-	var r response
-	if err := llm.DecodeResponse(c.Name(), res, &r); err != nil {
-		return nil, err
-	}
-	out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
-	var u llmUsage
-	u.merge(r.Usage)
-	out.Usage = llm.Usage(u)
-	var text strings.Builder
-	for _, b := range r.Content {
-		if b.Type == "text" {
-			text.WriteString(b.Text)
-		}
-	}
-	out.Text = text.String()
-	return out, nil
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	e := &llm.Error{Provider: c.Name(), Status: res.StatusCode, Kind: llm.KindForStatus(res.StatusCode)}
-	if res.StatusCode == 529 { // overloaded_error
-		e.Kind = llm.KindUnavailable
-	}
-	if e.Kind == llm.KindRateLimited || e.Kind == llm.KindUnavailable {
-		e.RetryAfter = llm.ParseRetryAfter(res.Header, c.now())
-	}
-	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
-	var ae apiError
-	if json.Unmarshal(b, &ae) == nil && ae.Error.Type != "" {
-		e.Type, e.Message = ae.Error.Type, ae.Error.Message
-	} else {
-		e.Message = strings.TrimSpace(string(b))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200]
+	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+		var ae apiError
+		if json.Unmarshal(b, &ae) != nil || ae.Error.Type == "" {
+			return false
 		}
-	}
-	return e
+		e.Type, e.Message = ae.Error.Type, ae.Error.Message
+		return true
+	})
 }
 
 // readStream reassembles a streamed message: message_start (id, model,
@@ -260,13 +222,7 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 	for {
 		ev, err := dec.Next()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindCanceled, Err: ctx.Err()}
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "stream ended before message_stop", Err: err}
+			return nil, llm.StreamBroken(ctx, c.Name(), "message_stop", err)
 		}
 		var se streamEvent
 		if err := json.Unmarshal([]byte(ev.Data), &se); err != nil {

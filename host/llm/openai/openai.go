@@ -7,12 +7,10 @@ package openai
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/llm/sse"
@@ -20,8 +18,6 @@ import (
 
 // DefaultBaseURL is OpenAI's API, version prefix included.
 const DefaultBaseURL = "https://api.openai.com/v1"
-
-const maxErrorBody = 64 << 10
 
 // Config configures a Client.
 type Config struct {
@@ -40,33 +36,21 @@ type Config struct {
 
 // Client calls chat completions. Safe for concurrent use.
 type Client struct {
-	cfg Config
-	hc  *http.Client
-	now func() time.Time
+	cfg  Config
+	conn llm.Conn
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	return &Client{cfg: cfg, hc: hc, now: time.Now}
+	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
 
 // Name returns "openai".
 func (c *Client) Name() string { return "openai" }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
+type message = llm.WireMessage
 
 type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
@@ -154,59 +138,46 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 // Complete calls POST {base}/chat/completions, streamed when onDelta is
 // non-nil.
 func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	res, err := llm.PostJSON(ctx, c.hc, c.Name(), c.cfg.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), onDelta != nil,
-		func(h http.Header) {
-			if c.cfg.APIKey != "" {
-				h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	header := func(h http.Header) {
+		if c.cfg.APIKey != "" {
+			h.Set("Authorization", "Bearer "+c.cfg.APIKey)
+		}
+		if c.cfg.Organization != "" {
+			h.Set("OpenAI-Organization", c.cfg.Organization)
+		}
+		if c.cfg.Project != "" {
+			h.Set("OpenAI-Project", c.cfg.Project)
+		}
+	}
+	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
+	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
+		c.httpError, readStream, func(r *response, status int) (*llm.Response, error) {
+			if r.Error != nil {
+				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: status, Type: r.Error.Type, Message: r.Error.Message}
 			}
-			if c.cfg.Organization != "" {
-				h.Set("OpenAI-Organization", c.cfg.Organization)
+			if len(r.Choices) == 0 || r.Choices[0].Message == nil {
+				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: status, Message: "response without choices"}
 			}
-			if c.cfg.Project != "" {
-				h.Set("OpenAI-Project", c.cfg.Project)
+			out := &llm.Response{ID: r.ID, Model: r.Model, Usage: r.Usage.toLLM()}
+			ch := r.Choices[0]
+			if ch.Message.Content != nil {
+				out.Text = *ch.Message.Content
 			}
+			if ch.FinishReason != nil {
+				out.StopReason = *ch.FinishReason
+			}
+			return out, nil
 		})
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		return nil, c.httpError(res)
-	}
-	if onDelta != nil {
-		return c.readStream(ctx, res.Body, onDelta)
-	}
-	var r response
-	if err := llm.DecodeResponse(c.Name(), res, &r); err != nil {
-		return nil, err
-	}
-	if r.Error != nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Type: r.Error.Type, Message: r.Error.Message}
-	}
-	if len(r.Choices) == 0 || r.Choices[0].Message == nil {
-		return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: res.StatusCode, Message: "response without choices"}
-	}
-	out := &llm.Response{ID: r.ID, Model: r.Model, Usage: r.Usage.toLLM()}
-	ch := r.Choices[0]
-	if ch.Message.Content != nil {
-		out.Text = *ch.Message.Content
-	}
-	if ch.FinishReason != nil {
-		out.StopReason = *ch.FinishReason
-	}
-	return out, nil
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	e := &llm.Error{Provider: c.Name(), Status: res.StatusCode, Kind: llm.KindForStatus(res.StatusCode)}
-	if e.Kind == llm.KindRateLimited || e.Kind == llm.KindUnavailable {
-		e.RetryAfter = llm.ParseRetryAfter(res.Header, c.now())
-	}
-	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBody))
-	var body struct {
-		Error *apiError `json:"error"`
-	}
-	if json.Unmarshal(b, &body) == nil && body.Error != nil {
+	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+		var body struct {
+			Error *apiError `json:"error"`
+		}
+		if json.Unmarshal(b, &body) != nil || body.Error == nil {
+			return false
+		}
 		e.Type, e.Message = body.Error.Type, body.Error.Message
 		if e.Type == "" {
 			if s, ok := body.Error.Code.(string); ok {
@@ -217,13 +188,8 @@ func (c *Client) httpError(res *http.Response) error {
 			// A 429 that no retry will fix.
 			e.Kind, e.RetryAfter = llm.KindAuth, 0
 		}
-	} else {
-		e.Message = strings.TrimSpace(string(b))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200]
-		}
-	}
-	return e
+		return true
+	})
 }
 
 // readStream reassembles chat.completion.chunk events: text from
@@ -237,13 +203,7 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 	for {
 		ev, err := dec.Next()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindCanceled, Err: ctx.Err()}
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "stream ended before [DONE]", Err: err}
+			return nil, llm.StreamBroken(ctx, c.Name(), "[DONE]", err)
 		}
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
@@ -288,4 +248,4 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 }
 
 // String describes the client for logs.
-func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.cfg.BaseURL) }
+func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.conn.BaseURL) }

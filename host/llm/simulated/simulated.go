@@ -92,39 +92,25 @@ func (p *Provider) Complete(ctx context.Context, req *llm.Request, onDelta llm.D
 		Simulated:  true,
 	}
 	start := time.Now()
-	if err := wait(ctx, p.opt.FirstToken); err != nil {
+	if err := llm.Sleep(ctx, p.opt.FirstToken); err != nil {
 		return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindCanceled, Err: err}
 	}
 	if onDelta != nil {
 		words := strings.SplitAfter(text, " ")
 		for _, w := range words {
-			if err := wait(ctx, p.opt.PerToken); err != nil {
+			if err := llm.Sleep(ctx, p.opt.PerToken); err != nil {
 				return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindCanceled, Err: err}
 			}
 			if err := onDelta(w); err != nil {
 				return nil, llm.AsError(p.Name(), err)
 			}
 		}
-	} else if err := wait(ctx, time.Duration(out)*p.opt.PerToken); err != nil {
+	} else if err := llm.Sleep(ctx, time.Duration(out)*p.opt.PerToken); err != nil {
 		return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindCanceled, Err: err}
 	}
 	p.log.Debug("simulated completion", "model", req.Model, "input_tokens", in, "output_tokens", out,
 		"stream", onDelta != nil, "took", time.Since(start))
 	return resp, nil
-}
-
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func hash(parts ...string) uint64 {

@@ -1,5 +1,5 @@
 // Package evaljson converts between the offline-evaluation JSON shapes of
-// DESIGN.md and the sdk/abi types, for `wingate policy eval`, `wingate
+// docs/design.md and the sdk/abi types, for `wingate policy eval`, `wingate
 // policy test` and the case files of package policytest.
 //
 // The JSON here belongs to the author tools only: host and guest speak the
@@ -103,11 +103,20 @@ type CacheOut struct {
 // Enumeration names, indexed by the abi value.
 var (
 	purposeNames = []string{"chat", "assessment"}
-	tierNames    = []string{"economy", "standard", "premium"}
+	tierNames    = tierStrings()
 	roleNames    = []string{"user", "assistant", "system"}
 	actionNames  = []string{"bypass", "lookup"}
 	scopeNames   = []string{"global", "user"}
 )
+
+// tierStrings returns the tier names in ABI order from abi.Tier.String.
+func tierStrings() []string {
+	out := make([]string, len(abi.Tiers))
+	for i, t := range abi.Tiers {
+		out[i] = t.String()
+	}
+	return out
+}
 
 func enum(field string, names []string, s string) (uint8, error) {
 	for i, n := range names {

@@ -13,7 +13,7 @@
 //	   "want":  {"tier": "economy", "score_range": [0, 0.3]}}
 //	]
 //
-// input is a request in the offline-evaluation JSON of DESIGN.md (package
+// input is a request in the offline-evaluation JSON of docs/design.md (package
 // evaljson); its kind is the one given to the runner or, when none is,
 // inferred from the input's fields ("message": route, "messages":
 // compress, "method"/"path": cache). want is a partial decision: only the

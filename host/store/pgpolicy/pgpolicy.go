@@ -1,8 +1,8 @@
 // Package pgpolicy keeps policy versions in PostgreSQL for a fleet of
 // Wingate instances: every version's module bytes, configuration,
 // signature and status, and which version is active for each kind
-// (rollout.Store), plus change notifications through LISTEN/NOTIFY
-// (rollout.Notifier). Its table is its own (policy_versions), created by
+// (record.Store), plus change notifications through LISTEN/NOTIFY
+// (it implements rollout.Notifier). Its table is its own (policy_versions), created by
 // Migrate.
 package pgpolicy
 
@@ -16,18 +16,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/wingman-app/wingate/host/rollout"
+	"github.com/wingman-app/wingate/host/rollout/record"
 )
 
 // DefaultChannel is the NOTIFY channel of the fleet.
 const DefaultChannel = "wingate_policy"
 
 var (
-	_ rollout.Store    = (*Store)(nil)
-	_ rollout.Notifier = (*Store)(nil)
+	_ record.Store = (*Store)(nil)
 )
 
-// Store is a rollout.Store and rollout.Notifier on PostgreSQL. It is safe
+// Store is a record.Store and record.Notifier on PostgreSQL. It is safe
 // for concurrent use.
 type Store struct {
 	pool    *pgxpool.Pool
@@ -123,19 +122,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 const cols = `id, digest, kind, name, created_at, config, deadline_ms, default_tier, signature, cases, status, reason, activated_at, source, length(wasm)`
 
-func scan(row pgx.Row) (rollout.Record, error) {
-	var r rollout.Record
+func scan(row pgx.Row) (record.Record, error) {
+	var r record.Record
 	var activated *time.Time
 	var status string
 	err := row.Scan(&r.ID, &r.Digest, &r.Kind, &r.Name, &r.CreatedAt, &r.Config, &r.DeadlineMS, &r.DefaultTier,
 		&r.Signature, &r.Cases, &status, &r.Reason, &activated, &r.Source, &r.Size)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, rollout.ErrNotFound
+		return r, record.ErrNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("pgpolicy: %w", err)
 	}
-	r.Status = rollout.Status(status)
+	r.Status = record.Status(status)
 	if activated != nil {
 		r.ActivatedAt = activated.UTC()
 	}
@@ -150,10 +149,10 @@ func nullBytes(b []byte) any {
 	return b
 }
 
-// Put implements rollout.Store.
-func (s *Store) Put(ctx context.Context, rec *rollout.Record, wasm []byte) error {
+// Put implements record.Store.
+func (s *Store) Put(ctx context.Context, rec *record.Record, wasm []byte) error {
 	if rec.Status == "" {
-		rec.Status = rollout.StatusInactive
+		rec.Status = record.StatusInactive
 	}
 	err := s.pool.QueryRow(ctx, `INSERT INTO policy_versions
 		(digest, kind, name, config, deadline_ms, default_tier, signature, cases, wasm, status, reason, source)
@@ -168,17 +167,17 @@ func (s *Store) Put(ctx context.Context, rec *rollout.Record, wasm []byte) error
 	return nil
 }
 
-// Get implements rollout.Store.
-func (s *Store) Get(ctx context.Context, id int64) (rollout.Record, error) {
+// Get implements record.Store.
+func (s *Store) Get(ctx context.Context, id int64) (record.Record, error) {
 	return scan(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM policy_versions WHERE id = $1`, id))
 }
 
-// Wasm implements rollout.Store.
+// Wasm implements record.Store.
 func (s *Store) Wasm(ctx context.Context, id int64) ([]byte, error) {
 	var b []byte
 	err := s.pool.QueryRow(ctx, `SELECT wasm FROM policy_versions WHERE id = $1`, id).Scan(&b)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, rollout.ErrNotFound
+		return nil, record.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pgpolicy: wasm: %w", err)
@@ -186,14 +185,14 @@ func (s *Store) Wasm(ctx context.Context, id int64) ([]byte, error) {
 	return b, nil
 }
 
-// List implements rollout.Store.
-func (s *Store) List(ctx context.Context) ([]rollout.Record, error) {
+// List implements record.Store.
+func (s *Store) List(ctx context.Context) ([]record.Record, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM policy_versions ORDER BY id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("pgpolicy: list: %w", err)
 	}
 	defer rows.Close()
-	var out []rollout.Record
+	var out []record.Record
 	for rows.Next() {
 		r, err := scan(rows)
 		if err != nil {
@@ -207,9 +206,9 @@ func (s *Store) List(ctx context.Context) ([]rollout.Record, error) {
 	return out, nil
 }
 
-// SetStatus implements rollout.Store.
-func (s *Store) SetStatus(ctx context.Context, id int64, st rollout.Status, reason string) error {
-	if st == rollout.StatusActive {
+// SetStatus implements record.Store.
+func (s *Store) SetStatus(ctx context.Context, id int64, st record.Status, reason string) error {
+	if st == record.StatusActive {
 		return errors.New("pgpolicy: set status active: use Activate")
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE policy_versions SET status = $2, reason = $3 WHERE id = $1`, id, string(st), reason)
@@ -217,21 +216,21 @@ func (s *Store) SetStatus(ctx context.Context, id int64, st rollout.Status, reas
 		return fmt.Errorf("pgpolicy: set status: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return rollout.ErrNotFound
+		return record.ErrNotFound
 	}
 	return nil
 }
 
-// Activate implements rollout.Store, in one transaction.
-func (s *Store) Activate(ctx context.Context, id int64, oldStatus rollout.Status, reason string) error {
+// Activate implements record.Store, in one transaction.
+func (s *Store) Activate(ctx context.Context, id int64, oldStatus record.Status, reason string) error {
 	if oldStatus == "" {
-		oldStatus = rollout.StatusPrevious
+		oldStatus = record.StatusPrevious
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var kind string
 		err := tx.QueryRow(ctx, `SELECT kind FROM policy_versions WHERE id = $1 FOR UPDATE`, id).Scan(&kind)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return rollout.ErrNotFound
+			return record.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("pgpolicy: activate: %w", err)
@@ -248,7 +247,7 @@ func (s *Store) Activate(ctx context.Context, id int64, oldStatus rollout.Status
 	})
 }
 
-// Notify implements rollout.Notifier with NOTIFY on the channel.
+// Notify implements record.Notifier with NOTIFY on the channel.
 func (s *Store) Notify(ctx context.Context) error {
 	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, 'changed')`, s.channel); err != nil {
 		return fmt.Errorf("pgpolicy: notify: %w", err)
@@ -256,7 +255,7 @@ func (s *Store) Notify(ctx context.Context) error {
 	return nil
 }
 
-// Listen implements rollout.Notifier: LISTEN on a dedicated connection,
+// Listen implements record.Notifier: LISTEN on a dedicated connection,
 // reconnecting after a second when it breaks (and then calling fn once,
 // since notifications may have been missed).
 func (s *Store) Listen(ctx context.Context, fn func()) {

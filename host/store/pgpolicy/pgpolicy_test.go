@@ -13,6 +13,13 @@ import (
 	"github.com/wingman-app/wingate/host/store/pgstore"
 )
 
+// The PostgreSQL store is a rollout store and notifier; the package itself
+// imports only host/rollout/record (see host/internal/layers).
+var (
+	_ rollout.Store    = (*pgpolicy.Store)(nil)
+	_ rollout.Notifier = (*pgpolicy.Store)(nil)
+)
+
 func openTest(t *testing.T) (*pgpolicy.Store, string) {
 	t.Helper()
 	ctx := context.Background()

@@ -42,14 +42,14 @@ type recordingObserver struct {
 	errs  int
 }
 
-func (o *recordingObserver) ObserveQuery(name string, d time.Duration, err error) {
+func (o *recordingObserver) ObserveQuery(name string, d time.Duration, outcome string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.names == nil {
 		o.names = map[string]int{}
 	}
 	o.names[name]++
-	if err != nil {
+	if outcome != "ok" {
 		o.errs++
 	}
 	if d <= 0 {

@@ -72,5 +72,5 @@ func (t *tracer) end(ctx context.Context, err error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
-	t.obs.ObserveQuery(queryName(ctx), time.Since(start), err)
+	t.obs.ObserveQuery(queryName(ctx), time.Since(start), store.QueryOutcome(err))
 }

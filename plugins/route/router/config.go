@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 // Config is the route policy's configuration: the "config" value of its
@@ -137,7 +139,7 @@ func (c *Config) Validate() error {
 	if c.ChatPremiumAt < c.EconomyBelow {
 		return fmt.Errorf("%w: chat_premium_at (%v) below economy_below (%v)", ErrConfig, c.ChatPremiumAt, c.EconomyBelow)
 	}
-	if _, ok := parseTier(c.AssessmentMinTier); !ok {
+	if _, ok := abi.ParseTier(c.AssessmentMinTier); !ok {
 		return fmt.Errorf("%w: assessment_min_tier = %q, want economy, standard or premium", ErrConfig, c.AssessmentMinTier)
 	}
 	return nil

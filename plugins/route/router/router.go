@@ -208,7 +208,7 @@ func (r *Router) Decide(req *abi.RouteRequest) abi.RouteDecision {
 		if s.Score >= c.AssessmentPremiumAt {
 			t = abi.TierPremium
 		}
-		if mt, _ := parseTier(c.AssessmentMinTier); t < mt {
+		if mt, _ := abi.ParseTier(c.AssessmentMinTier); t < mt {
 			t = mt
 		}
 		return abi.RouteDecision{Tier: t, Score: s.Score, Reason: assessmentReason[s.reason]}
@@ -222,16 +222,4 @@ func (r *Router) Decide(req *abi.RouteRequest) abi.RouteDecision {
 		t = abi.TierStandard
 	}
 	return abi.RouteDecision{Tier: t, Score: s.Score, Reason: reasonText[s.reason]}
-}
-
-func parseTier(s string) (abi.Tier, bool) {
-	switch s {
-	case "economy":
-		return abi.TierEconomy, true
-	case "standard":
-		return abi.TierStandard, true
-	case "premium":
-		return abi.TierPremium, true
-	}
-	return 0, false
 }

@@ -84,7 +84,11 @@ func read() ([]*Conv, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(root, "..", "shared", "data", "locomo", "locomo-dev.json")
+	dir := filepath.Join(root, "..", "shared", "data")
+	if d := os.Getenv("WINGATE_DATA_DIR"); d != "" {
+		dir = d
+	}
+	path := filepath.Join(dir, "locomo", "locomo-dev.json")
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrAbsent, path)

@@ -19,9 +19,16 @@ import (
 // ErrNoData is returned when the shared data directory is absent.
 var ErrNoData = errors.New("train: shared data not found")
 
-// DataDir returns ../shared/data relative to the module root found by
-// walking up from the working directory, or ErrNoData.
+// DataDir returns the evaluation data directory: $WINGATE_DATA_DIR when
+// set, else "data" in the shared folder beside the module root (found by
+// walking up from the working directory), or ErrNoData.
 func DataDir() (string, error) {
+	if d := os.Getenv("WINGATE_DATA_DIR"); d != "" {
+		if _, err := os.Stat(d); err != nil {
+			return "", fmt.Errorf("%w at %s (WINGATE_DATA_DIR)", ErrNoData, d)
+		}
+		return d, nil
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", fmt.Errorf("train: %w", err)
