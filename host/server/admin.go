@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -15,8 +16,10 @@ import (
 	"github.com/wingman-app/wingate/host/rollout"
 )
 
-// DefaultAdminUploadLimit caps an uploaded policy module (Config.AdminUploadLimit).
-const DefaultAdminUploadLimit = 32 << 20
+// DefaultAdminUploadLimit caps an uploaded policy module
+// (Config.AdminUploadLimit): policy.MaxModuleBytes, the cap of a module in
+// the policy directory too.
+const DefaultAdminUploadLimit = policy.MaxModuleBytes
 
 // Response attribution: every response whose cache decision came from a
 // policy names it, as "<policy>@<version>" (version: the module's short
@@ -85,26 +88,47 @@ func (s *Server) limitBody(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// rolloutError renders the manager's errors; a rejected version's reason
-// and failed step are part of the body.
+// rolloutError renders the manager's errors as JSON bodies with a stable
+// code. A rejected version's reason and failed step are part of the body;
+// a setting over its ceiling names the field and the limit. The version
+// store's (a driver's) and Go's own error texts are logged, never sent.
 func (s *Server) rolloutError(c *fiber.Ctx, rec *rollout.Record, err error) error {
-	var se *rollout.StepError
+	var (
+		se *rollout.StepError
+		le *policy.LimitError
+	)
 	switch {
+	case errors.Is(err, rollout.ErrStore):
+		s.log.Error("admin: policy version store failed", "path", c.Path(), "err", err)
+		return &APIError{fiber.StatusServiceUnavailable, "store_unavailable", "the policy version store is unavailable; the active versions keep serving"}
+	case errors.Is(err, rollout.ErrSuperseded):
+		return &APIError{fiber.StatusConflict, "superseded", "a newer activation or rollback of the same kind started while this one was being checked; nothing changed"}
+	case errors.Is(err, rollout.ErrClosed):
+		return &APIError{fiber.StatusServiceUnavailable, "shutting_down", "the server is shutting down"}
 	case errors.As(err, &se):
 		body := fiber.Map{"error": fiber.Map{"code": "rejected", "message": err.Error(), "step": se.Step, "reason": se.Err.Error()}}
 		if rec != nil && rec.ID != 0 {
 			body["version"] = rec
 		}
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(body)
+	case errors.As(err, &le):
+		status := fiber.StatusBadRequest
+		if le.Field == "wasm" {
+			status = fiber.StatusRequestEntityTooLarge
+		}
+		return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": "over_limit", "message": le.Error(),
+			"field": le.Field, "limit": le.Limit, "unit": le.Unit}})
 	case errors.Is(err, rollout.ErrNotFound):
-		return notFound(err.Error())
+		return notFound("policy version not found")
 	case errors.Is(err, rollout.ErrInvalid):
-		return badRequest("invalid", err.Error())
+		return badRequest("invalid", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "rollout: invalid: "), "rollout: "))
 	case errors.Is(err, rollout.ErrNoRollbackTarget):
 		return &APIError{fiber.StatusConflict, "no_rollback_target", err.Error()}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &APIError{fiber.StatusServiceUnavailable, "cancelled", "the request ended before the operation finished; nothing changed"}
 	}
 	s.log.Error("admin: rollout failed", "path", c.Path(), "err", err)
-	return &APIError{fiber.StatusInternalServerError, "internal", err.Error()}
+	return &APIError{fiber.StatusInternalServerError, "internal", "internal error; the server log has the details"}
 }
 
 func (s *Server) adminList(c *fiber.Ctx) error {
@@ -153,7 +177,7 @@ func (s *Server) adminUpload(c *fiber.Ctx) error {
 	if strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEMultipartForm) {
 		form, err := c.MultipartForm()
 		if err != nil {
-			return badRequest("invalid_form", "multipart form: "+err.Error())
+			return badRequest("invalid_form", "multipart form: malformed body")
 		}
 		field = func(name string) string {
 			if v := form.Value[name]; len(v) > 0 {
@@ -177,12 +201,12 @@ func (s *Server) adminUpload(c *fiber.Ctx) error {
 		}
 		f, err := fs[0].Open()
 		if err != nil {
-			return badRequest("invalid_form", "wasm: "+err.Error())
+			return badRequest("invalid_form", "wasm: the file field cannot be read")
 		}
-		wasm, err = io.ReadAll(f)
+		wasm, err = io.ReadAll(io.LimitReader(f, int64(limit)+1))
 		f.Close()
 		if err != nil {
-			return badRequest("invalid_form", "wasm: "+err.Error())
+			return badRequest("invalid_form", "wasm: the file field cannot be read")
 		}
 	} else {
 		wasm = append([]byte(nil), c.Body()...)
