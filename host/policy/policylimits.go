@@ -134,6 +134,9 @@ func ReadDirFile(dir, rel string, limit int64) ([]byte, error) {
 	if filepath.IsAbs(rel) {
 		return fail("not a path inside the policy directory", nil)
 	}
+	if c := filepath.Clean(rel); c == ".." || strings.HasPrefix(c, ".."+string(filepath.Separator)) {
+		return fail("leads out of the policy directory; refused", nil)
+	}
 	target, err := filepath.EvalSymlinks(filepath.Join(root, rel))
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail("does not exist", err)

@@ -156,7 +156,9 @@ func readCases(dir, rel string) (json.RawMessage, error) {
 		if err != nil {
 			var le *policy.LimitError
 			if errors.As(err, &le) {
-				return nil, fmt.Errorf("case files of %s: %w", rel, &policy.LimitError{Field: "cases", Limit: policy.MaxCasesBytes, Unit: "bytes", Got: float64(policy.MaxCasesBytes-left) + le.Got})
+				return nil, &policy.DirFileError{Path: filepath.ToSlash(name),
+					Problem: fmt.Sprintf("over the limit of %d bytes for a version's case files together; refused", policy.MaxCasesBytes),
+					Err:     &policy.LimitError{Field: "cases", Limit: policy.MaxCasesBytes, Unit: "bytes", Got: float64(policy.MaxCasesBytes-left) + le.Got}}
 			}
 			return nil, err
 		}
