@@ -18,7 +18,8 @@ import (
 // module serves which kind and with what configuration.
 const PoliciesFileName = "policies.json"
 
-// PoliciesFile is the schema of policies.json:
+// PoliciesFile is the schema of policies.json (its files and settings
+// are under the limits of policylimits.go, the same as a push's):
 //
 //	{
 //	  "policies": [
@@ -41,12 +42,14 @@ type PolicyEntry struct {
 	// File is the module, relative to the policies file's directory.
 	File string `json:"file"`
 	// DeadlineMS is the per-call deadline in milliseconds (fractions
-	// allowed); 0 or absent: DefaultDeadline of the kind.
+	// allowed); 0 or absent: DefaultDeadline of the kind; at most
+	// MaxDeadlineMS.
 	DeadlineMS float64 `json:"deadline_ms,omitempty"`
 	// Config is any JSON value; its raw bytes are handed to the guest's
 	// init handler. Absent: empty configuration.
 	Config json.RawMessage `json:"config,omitempty"`
-	// MinInstances and MaxInstances size the pool; 0: defaults.
+	// MinInstances and MaxInstances size the pool; 0: defaults; at most
+	// MaxInstancesCeiling.
 	MinInstances int `json:"min_instances,omitempty"`
 	MaxInstances int `json:"max_instances,omitempty"`
 	// DefaultTier is, for the route kind only, the fallback tier
