@@ -105,21 +105,38 @@ func (m *Manager) runCheck(o *op, rec Record) (*policy.Version, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	var (
+		mu        sync.Mutex
+		abandoned bool
+	)
 	m.wg.Add(1) // o holds the group above zero
 	go func() {
 		defer m.wg.Done()
 		v, err := m.check(o.ctx, rec, o)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			if v != nil {
+				v.Close()
+			}
+			return
+		}
 		done <- result{v, err}
 	}()
 	select {
 	case r := <-done:
 		return r.v, r.err
 	case <-o.ctx.Done():
-		go func() {
-			if r := <-done; r.v != nil {
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+		select {
+		case r := <-done: // finished meanwhile
+			if r.v != nil {
 				r.v.Close()
 			}
-		}()
+		default:
+		}
 		return nil, cause(o.ctx)
 	}
 }
