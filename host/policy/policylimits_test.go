@@ -172,3 +172,23 @@ func TestPoliciesFileLimits(t *testing.T) {
 		t.Fatalf("FIFO policies file: %v", err)
 	}
 }
+
+// FuzzParsePoliciesFile: whatever the bytes, parsing never panics, and a
+// file it accepts has every entry within the limits.
+func FuzzParsePoliciesFile(f *testing.F) {
+	f.Add([]byte(`{"policies":[{"kind":"cache","name":"c","file":"c.wasm","deadline_ms":2,"config":{"a":1}}]}`))
+	f.Add([]byte(`{"policies":[{"kind":"route","name":"r","file":"r.wasm","deadline_ms":1e9,"max_instances":7}]}`))
+	f.Add([]byte(`{"policies":[{"kind":"compress","name":"../z","file":"../z.wasm","min_instances":-1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pf, err := ParsePoliciesFile(b)
+		if err != nil {
+			return
+		}
+		for _, p := range pf.Policies {
+			if CheckName(p.Name) != nil || CheckDeadlineMS(p.DeadlineMS) != nil || CheckInstances(p.MinInstances, p.MaxInstances) != nil ||
+				len(p.Config) > MaxConfigBytes || p.DeadlineMS > MaxDeadlineMS || p.MaxInstances > MaxInstancesCeiling {
+				t.Fatalf("accepted an entry over the limits: %+v", p)
+			}
+		}
+	})
+}
