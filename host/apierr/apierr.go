@@ -34,6 +34,10 @@ const (
 	NoRollbackTarget Code = "no_rollback_target" // the kind has no previous version
 	BodyTooLarge     Code = "body_too_large"     // the body is over the route's limit
 	Rejected         Code = "rejected"           // a policy version failed the activation pipeline
+	OverLimit        Code = "over_limit"         // a setting or upload is over its documented ceiling
+	Superseded       Code = "superseded"         // a newer activation or rollback of the kind won; nothing changed
+	StoreUnavailable Code = "store_unavailable"  // the policy version store cannot serve now
+	ShuttingDown     Code = "shutting_down"      // the server is shutting down
 	RateLimited      Code = "rate_limited"       // too many requests; retry later
 	Unavailable      Code = "unavailable"        // a dependency (the database) cannot serve now
 	LLMUnavailable   Code = "llm_unavailable"    // every model tier is down
@@ -65,6 +69,10 @@ var Table = []Entry{
 	{NoRollbackTarget, http.StatusConflict, "no previous version to roll back to"},
 	{BodyTooLarge, http.StatusRequestEntityTooLarge, "the body is over this route's limit"},
 	{Rejected, http.StatusUnprocessableEntity, "the version did not pass the activation pipeline"},
+	{OverLimit, http.StatusBadRequest, "a value is over its documented ceiling"},
+	{Superseded, http.StatusConflict, "a newer activation or rollback of the same kind started while this one was being checked; nothing changed"},
+	{StoreUnavailable, http.StatusServiceUnavailable, "the policy version store is unavailable; the active versions keep serving"},
+	{ShuttingDown, http.StatusServiceUnavailable, "the server is shutting down"},
 	{RateLimited, http.StatusTooManyRequests, "too many requests, retry later"},
 	{Unavailable, http.StatusServiceUnavailable, "the service is unavailable, retry later"},
 	{LLMUnavailable, http.StatusServiceUnavailable, "every model tier is unavailable, retry later; your message was saved"},

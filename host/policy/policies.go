@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,7 +18,8 @@ import (
 // module serves which kind and with what configuration.
 const PoliciesFileName = "policies.json"
 
-// PoliciesFile is the schema of policies.json:
+// PoliciesFile is the schema of policies.json (its files and settings
+// are under the limits of policylimits.go, the same as a push's):
 //
 //	{
 //	  "policies": [
@@ -42,12 +42,14 @@ type PolicyEntry struct {
 	// File is the module, relative to the policies file's directory.
 	File string `json:"file"`
 	// DeadlineMS is the per-call deadline in milliseconds (fractions
-	// allowed); 0 or absent: DefaultDeadline of the kind.
+	// allowed); 0 or absent: DefaultDeadline of the kind; at most
+	// MaxDeadlineMS.
 	DeadlineMS float64 `json:"deadline_ms,omitempty"`
 	// Config is any JSON value; its raw bytes are handed to the guest's
 	// init handler. Absent: empty configuration.
 	Config json.RawMessage `json:"config,omitempty"`
-	// MinInstances and MaxInstances size the pool; 0: defaults.
+	// MinInstances and MaxInstances size the pool; 0: defaults; at most
+	// MaxInstancesCeiling.
 	MinInstances int `json:"min_instances,omitempty"`
 	MaxInstances int `json:"max_instances,omitempty"`
 	// DefaultTier is, for the route kind only, the fallback tier
@@ -80,14 +82,20 @@ func ParsePoliciesFile(b []byte) (PoliciesFile, error) {
 		if p.Name == "" {
 			return f, fmt.Errorf("%s: name: required", at)
 		}
+		if err := CheckName(p.Name); err != nil {
+			return f, fmt.Errorf("%s: %w", at, err)
+		}
 		if p.File == "" || filepath.IsAbs(p.File) || strings.HasPrefix(filepath.Clean(p.File), "..") {
 			return f, fmt.Errorf("%s: file %q: want a path inside the policy directory", at, p.File)
 		}
-		if p.DeadlineMS < 0 || p.DeadlineMS > 10_000 {
-			return f, fmt.Errorf("%s: deadline_ms %v: want 0 to 10000", at, p.DeadlineMS)
+		if err := CheckDeadlineMS(p.DeadlineMS); err != nil {
+			return f, fmt.Errorf("%s: %w", at, err)
 		}
-		if p.MinInstances < 0 || p.MaxInstances < 0 || (p.MaxInstances > 0 && p.MinInstances > p.MaxInstances) {
-			return f, fmt.Errorf("%s: min_instances/max_instances: want 0 <= min <= max", at)
+		if err := CheckInstances(p.MinInstances, p.MaxInstances); err != nil {
+			return f, fmt.Errorf("%s: %w", at, err)
+		}
+		if len(p.Config) > MaxConfigBytes {
+			return f, fmt.Errorf("%s: %w", at, &LimitError{Field: "config", Limit: MaxConfigBytes, Unit: "bytes", Got: float64(len(p.Config))})
 		}
 		if p.DefaultTier != "" {
 			if p.Kind != "route" {
@@ -119,13 +127,12 @@ var ErrNoPoliciesFile = errors.New("policy: no policies file")
 // ReadPoliciesFile reads and parses dir's policies file: ErrNoPoliciesFile
 // (naming the path) when there is none.
 func ReadPoliciesFile(dir string) (PoliciesFile, error) {
-	path := filepath.Join(dir, PoliciesFileName)
-	b, err := os.ReadFile(path)
+	b, err := ReadDirFile(dir, PoliciesFileName, MaxPoliciesFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
-		return PoliciesFile{}, fmt.Errorf("%w: %s", ErrNoPoliciesFile, path)
+		return PoliciesFile{}, fmt.Errorf("%w: %s", ErrNoPoliciesFile, filepath.Join(dir, PoliciesFileName))
 	}
 	if err != nil {
-		return PoliciesFile{}, fmt.Errorf("policy: %w", err)
+		return PoliciesFile{}, err
 	}
 	return ParsePoliciesFile(b)
 }
@@ -148,7 +155,7 @@ func LoadDir(ctx context.Context, rt *Runtime, eng *Engine, dir string) ([]*Vers
 	)
 	for _, p := range f.Policies {
 		kind, _ := abi.ParseKind(p.Kind)
-		wasm, err := os.ReadFile(filepath.Join(dir, p.File))
+		wasm, err := ReadDirFile(dir, p.File, MaxModuleBytes)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("policy: %s policy %q: %w", p.Kind, p.Name, err))
 			continue

@@ -15,7 +15,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wingman-app/wingate/host/policy"
-	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 // Bundled files of the policy directory, beside policies.json:
@@ -29,17 +28,23 @@ const casesDirName = "cases"
 // stores a new version and activates it through the pipeline. When
 // skipActive is true, kinds that already have an active version in the
 // store are left alone (a fleet member starting on the store's active
-// set). Entries that fail are reported in the joined error; the others
-// still go ahead. policy.ErrNoPoliciesFile (wrapped) means there is no
+// set, the directory seeding the shared store). Every file is read under
+// the limits of a push (policy.ReadDirFile: regular files only, no link
+// out of the directory, a size cap), and the entry's settings are checked
+// as a push's are. Entries that fail are reported in the joined error,
+// and each distinct failure of an entry is logged once; the others still
+// go ahead. policy.ErrNoPoliciesFile (wrapped) means there is no
 // policies file.
 func (m *Manager) ImportDir(ctx context.Context, dir string, skipActive bool) error {
 	pf, err := policy.ReadPoliciesFile(dir)
 	if err != nil {
+		m.dirError(policy.PoliciesFileName, err)
 		return err
 	}
+	m.dirError(policy.PoliciesFileName, nil)
 	recs, err := m.store.List(ctx)
 	if err != nil {
-		return fmt.Errorf("rollout: list versions: %w", err)
+		return storeFailed("list versions", err)
 	}
 	var errs []error
 	for _, e := range pf.Policies {
@@ -47,39 +52,69 @@ func (m *Manager) ImportDir(ctx context.Context, dir string, skipActive bool) er
 		if skipActive && hasActive {
 			continue
 		}
-		wasm, err := os.ReadFile(filepath.Join(dir, e.File))
+		err := m.importEntry(ctx, dir, e, recs, cur, hasActive)
+		m.dirError(e.Kind, err)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rollout: policy %q: %w", e.Name, err))
-			continue
-		}
-		sig, _ := os.ReadFile(filepath.Join(dir, e.File+".sig"))
-		cases, err := readCases(filepath.Join(dir, casesDirName, e.Name))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rollout: policy %q: %w", e.Name, err))
-			continue
-		}
-		u := Upload{Kind: e.Kind, Name: e.Name, Wasm: wasm, Config: e.Config, DeadlineMS: e.DeadlineMS,
-			DefaultTier: e.DefaultTier, Signature: string(sig), Cases: cases, Source: "dir"}
-		if hasActive && sameVersion(cur, u) {
-			continue
-		}
-		if prev, ok := latestSame(recs, u); ok && prev.Status == StatusRejected {
-			continue // the same bytes were refused already; wait for a change
-		}
-		rec, err := m.Push(ctx, u)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rollout: policy %q: %w", e.Name, err))
-			continue
-		}
-		if _, err := m.Activate(ctx, rec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("rollout: policy %q: %w", e.Name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
+func (m *Manager) importEntry(ctx context.Context, dir string, e policy.PolicyEntry, recs []Record, cur Record, hasActive bool) error {
+	wasm, err := policy.ReadDirFile(dir, e.File, policy.MaxModuleBytes)
+	if err != nil {
+		return err
+	}
+	var sig []byte
+	if _, err := os.Lstat(filepath.Join(dir, e.File+".sig")); err == nil {
+		if sig, err = policy.ReadDirFile(dir, e.File+".sig", policy.MaxSignatureBytes); err != nil {
+			return err
+		}
+	}
+	cases, err := readCases(dir, filepath.Join(casesDirName, e.Name))
+	if err != nil {
+		return err
+	}
+	u := Upload{Kind: e.Kind, Name: e.Name, Wasm: wasm, Config: e.Config, DeadlineMS: e.DeadlineMS,
+		DefaultTier: e.DefaultTier, Signature: string(sig), Cases: cases, Source: "dir"}
+	if hasActive && sameVersion(cur, u) {
+		return nil
+	}
+	if prev, ok := latestSame(recs, u); ok && prev.Status == StatusRejected {
+		return nil // the same bytes were refused already; wait for a change
+	}
+	rec, err := m.Push(ctx, u)
+	if err != nil {
+		return err
+	}
+	_, err = m.Activate(ctx, rec.ID)
+	return err
+}
+
+// dirError logs err for the policy directory's entry key (a kind, or the
+// policies file) unless it is the error last logged for it; nil forgets
+// it.
+func (m *Manager) dirError(key string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil || errors.Is(err, policy.ErrNoPoliciesFile) {
+		delete(m.dirErrs, key)
+		return
+	}
+	msg := err.Error()
+	if m.dirErrs[key] == msg {
+		return
+	}
+	m.dirErrs[key] = msg
+	if failed(err) {
+		return // reject logged it
+	}
+	m.log.Warn("rollout: policy directory entry not activated; its kind keeps the version it serves", "entry", key, "err", msg)
+}
+
 func sameVersion(r Record, u Upload) bool {
-	return r.Digest == digestHex(u.Wasm) && bytes.Equal(compactJSON(r.Config), compactJSON(u.Config)) &&
+	return r.Digest == policy.ModuleSHA256(u.Wasm) && bytes.Equal(compactJSON(r.Config), compactJSON(u.Config)) &&
 		r.DeadlineMS == u.DeadlineMS && r.DefaultTier == u.DefaultTier && r.Name == u.Name &&
 		strings.TrimSpace(r.Signature) == strings.TrimSpace(u.Signature) && bytes.Equal(compactJSON(r.Cases), compactJSON(u.Cases))
 }
@@ -104,22 +139,33 @@ func compactJSON(b []byte) []byte {
 	return out.Bytes()
 }
 
-// readCases merges the case files of dir (absent: none) into one array.
-func readCases(dir string) (json.RawMessage, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+// readCases merges the case files rel/*.json of the policy directory dir
+// (absent: none) into one array, each file read under the directory's
+// limits and all of them together under policy.MaxCasesBytes.
+func readCases(dir, rel string) (json.RawMessage, error) {
+	files, err := filepath.Glob(filepath.Join(dir, rel, "*.json"))
 	if err != nil || len(files) == 0 {
 		return nil, nil
 	}
 	sort.Strings(files)
 	var all []json.RawMessage
+	left := int64(policy.MaxCasesBytes)
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		name := filepath.Join(rel, filepath.Base(f))
+		b, err := policy.ReadDirFile(dir, name, left)
 		if err != nil {
+			var le *policy.LimitError
+			if errors.As(err, &le) {
+				return nil, &policy.DirFileError{Path: filepath.ToSlash(name),
+					Problem: fmt.Sprintf("over the limit of %d bytes for a version's case files together; refused", policy.MaxCasesBytes),
+					Err:     &policy.LimitError{Field: "cases", Limit: policy.MaxCasesBytes, Unit: "bytes", Got: float64(policy.MaxCasesBytes-left) + le.Got}}
+			}
 			return nil, err
 		}
+		left -= int64(len(b))
 		var cs []json.RawMessage
-		if err := json.Unmarshal(b, &cs); err != nil {
-			return nil, fmt.Errorf("case file %s: %w", f, err)
+		if json.Unmarshal(b, &cs) != nil {
+			return nil, fmt.Errorf("case file %s: want a JSON array of cases", filepath.ToSlash(name))
 		}
 		all = append(all, cs...)
 	}
@@ -181,9 +227,8 @@ func (m *Manager) WatchDir(dir string, settle time.Duration) error {
 				m.log.Warn("rollout: policy directory watch", "dir", dir, "err", err)
 			case <-fire:
 				fire = nil
-				if err := m.ImportDir(m.ctx, dir, false); err != nil {
-					m.log.Warn("rollout: policy directory changed; some versions were not activated", "dir", dir, "err", err)
-				}
+				// ImportDir logs each entry's failure once.
+				_ = m.ImportDir(m.ctx, dir, false)
 			}
 		}
 	}()
@@ -199,13 +244,4 @@ func relevant(name string) bool {
 func dirExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
-}
-
-// KindOf parses a kind name, for callers outside the package.
-func KindOf(s string) (abi.Kind, error) {
-	k, ok := abi.ParseKind(s)
-	if !ok {
-		return 0, invalid("kind", "want cache, route or compress")
-	}
-	return k, nil
 }

@@ -60,8 +60,3 @@ func (n *RedisNotifier) Listen(ctx context.Context, fn func()) {
 		sub.Close()
 	}
 }
-
-// digestHex returns the hex SHA-256 of b.
-func digestHex(b []byte) string {
-	return hexSum(b)
-}

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -112,7 +113,6 @@ type shadowRun struct {
 	q      chan shadowJob
 	quit   chan struct{}
 	wg     sync.WaitGroup
-	obs    Observer
 	since  time.Time
 
 	compared, agreed, errs, dropped atomic.Int64
@@ -179,9 +179,6 @@ func (r *shadowRun) compare(j shadowJob) {
 			break
 		}
 	}
-	if r.obs != nil {
-		r.obs.ShadowCompared(r.kind, r.rec.Name, r.v.Digest(), agree, took, j.res.Duration)
-	}
 }
 
 func (r *shadowRun) stats() ShadowStats {
@@ -204,7 +201,7 @@ func (d *Decider) startShadow(kind abi.Kind, rec Record, v *policy.Version, samp
 		every = uint64(1/sample + 0.5)
 	}
 	run := &shadowRun{kind: kind, rec: rec, v: v, sample: sample, every: every,
-		q: make(chan shadowJob, d.m.cfg.ShadowQueue), quit: make(chan struct{}), obs: d.m.obs, since: time.Now().UTC()}
+		q: make(chan shadowJob, d.m.cfg.ShadowQueue), quit: make(chan struct{}), since: time.Now().UTC()}
 	run.wg.Add(1)
 	go run.work()
 	if old := d.shadow[kind].Swap(run); old != nil {
@@ -238,4 +235,82 @@ func (d *Decider) shadowStats(kind abi.Kind) (ShadowStats, bool) {
 		return r.stats(), true
 	}
 	return ShadowStats{}, false
+}
+
+// StartShadow runs version id beside the active version of its kind on a
+// sample of live traffic (sample in (0, 1]; zero: the configured default).
+// The candidate goes through the pipeline first, up to the switch,
+// without holding up the kind's activations or rollbacks.
+func (m *Manager) StartShadow(ctx context.Context, id int64, sample float64) (Record, error) {
+	rec, err := m.store.Get(ctx, id)
+	if err != nil {
+		return Record{}, storeFailed("read the version", err)
+	}
+	if sample <= 0 {
+		sample = m.cfg.ShadowSample
+	}
+	if sample > 1 || sample != sample {
+		return rec, fmt.Errorf("%w: sample %v: want a share in (0, 1]", ErrInvalid, sample)
+	}
+	kind, ok := abi.ParseKind(rec.Kind)
+	if !ok {
+		return rec, &StepError{StepValidate, fmt.Errorf("unknown kind %q", rec.Kind)}
+	}
+	if cur := m.slot(kind); cur != nil && cur.rec.ID == id {
+		return rec, fmt.Errorf("%w: version %d is the active version of %s", ErrInvalid, id, kind)
+	}
+	o, err := m.begin(ctx, kind, "shadow", id)
+	if err != nil {
+		return rec, err
+	}
+	defer m.end(o)
+	v, err := m.runCheck(o, rec)
+	if err != nil {
+		if failed(err) {
+			m.reject(ctx, rec, err)
+			if r, gerr := m.store.Get(ctx, id); gerr == nil {
+				rec = r
+			}
+		}
+		return rec, err
+	}
+	err = m.commit(o, func() error {
+		if prev := m.dec.shadowID(kind); prev != 0 && prev != id {
+			_ = m.store.SetStatus(ctx, prev, StatusInactive, "")
+		}
+		if err := m.store.SetStatus(ctx, id, StatusShadow, ""); err != nil {
+			return storeFailed("record the shadow", err)
+		}
+		m.dec.startShadow(kind, rec, v, sample)
+		return nil
+	})
+	if err != nil {
+		v.Close()
+		return rec, err
+	}
+	m.notify(ctx)
+	if r, err := m.store.Get(ctx, id); err == nil {
+		rec = r
+	}
+	return rec, nil
+}
+
+// StopShadow stops the shadow candidate of kind, if any, and returns its
+// final comparison figures.
+func (m *Manager) StopShadow(ctx context.Context, kind abi.Kind) (ShadowStats, error) {
+	l := &m.lanes[kind]
+	l.switchMu.Lock()
+	st, ok := m.dec.shadowStats(kind)
+	if ok {
+		m.dec.stopShadow(kind)
+	}
+	l.switchMu.Unlock()
+	if !ok {
+		return ShadowStats{}, fmt.Errorf("%w: no shadow running for %s", ErrNotFound, kind)
+	}
+	if err := m.store.SetStatus(ctx, st.ID, StatusInactive, ""); err != nil {
+		return st, storeFailed("record the end of the shadow", err)
+	}
+	m.notify(ctx)
+	return st, nil
 }

@@ -84,8 +84,3 @@ func Verify(pub ed25519.PublicKey, wasm []byte, sig string) error {
 	}
 	return nil
 }
-
-func hexSum(b []byte) string {
-	s := sha256.Sum256(b)
-	return fmt.Sprintf("%x", s[:])
-}

@@ -14,8 +14,10 @@ import (
 	"github.com/wingman-app/wingate/host/rollout"
 )
 
-// DefaultAdminUploadLimit caps an uploaded policy module (Config.AdminUploadLimit).
-const DefaultAdminUploadLimit = 32 << 20
+// DefaultAdminUploadLimit caps an uploaded policy module
+// (Config.AdminUploadLimit): policy.MaxModuleBytes, the cap of a module in
+// the policy directory too.
+const DefaultAdminUploadLimit = policy.MaxModuleBytes
 
 // Response attribution: every response whose cache decision came from a
 // policy names it, as "<policy>@<version>" (version: the module's short
@@ -156,7 +158,7 @@ func (s *Server) adminUpload(c *fiber.Ctx) error {
 		if err != nil {
 			return badRequest("invalid_form", "wasm: the file could not be read")
 		}
-		wasm, err = io.ReadAll(f)
+		wasm, err = io.ReadAll(io.LimitReader(f, int64(limit)+1))
 		f.Close()
 		if err != nil {
 			return badRequest("invalid_form", "wasm: the file could not be read")

@@ -122,6 +122,26 @@ func (s *Server) rolloutError(c *fiber.Ctx, rec *rollout.Record, err error) erro
 		}
 		return c.Status(ae.Status).JSON(body)
 	}
+	var le *policy.LimitError
+	switch {
+	case errors.As(err, &le):
+		ae := apierr.New(apierr.OverLimit)
+		if le.Field == "wasm" {
+			ae.Status = fiber.StatusRequestEntityTooLarge
+		}
+		return c.Status(ae.Status).JSON(fiber.Map{"error": fiber.Map{"code": ae.Code, "message": le.Error(),
+			"field": le.Field, "limit": le.Limit, "unit": le.Unit}})
+	case errors.Is(err, rollout.ErrStore):
+		s.log.Error("admin: policy version store failed", "path", c.Path(), "err", err)
+		return apierr.New(apierr.StoreUnavailable)
+	case errors.Is(err, rollout.ErrSuperseded):
+		return apierr.New(apierr.Superseded)
+	case errors.Is(err, rollout.ErrClosed):
+		return apierr.New(apierr.ShuttingDown)
+	case errors.Is(err, rollout.ErrInvalid) && !errors.As(err, new(*rollout.InvalidError)):
+		// The manager's checks speak the project's own words.
+		return apierr.Newf(apierr.Invalid, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "rollout: invalid: "), "rollout: "))
+	}
 	return err
 }
 

@@ -111,6 +111,9 @@ func New(cfg Config, deps Deps) *Server {
 		WriteTimeout:          cfg.WriteTimeout,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
+		// Multipart bodies (admin uploads) are parsed by their handler,
+		// whose errors are JSON without the parser's text.
+		DisablePreParseMultipartForm: true,
 	})
 	if bodyLimit > cfg.BodyLimit {
 		s.app.Use(s.limitBody)

@@ -2,8 +2,8 @@
 // Wingate instances: every version's module bytes, configuration,
 // signature and status, and which version is active for each kind
 // (record.Store), plus change notifications through LISTEN/NOTIFY
-// (it implements rollout.Notifier). Its table is its own (policy_versions), created by
-// Migrate.
+// (it implements rollout.Notifier). Its table is its own (policy_versions),
+// created by Open.
 package pgpolicy
 
 import (
@@ -47,7 +47,7 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Open creates the pool and the table (Migrate).
+// Open creates the pool and the table (migrate).
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -69,7 +69,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{pool: pool, url: cfg.URL, channel: cfg.Channel, log: cfg.Logger}
-	if err := s.Migrate(ctx); err != nil {
+	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -103,8 +103,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS policy_versions_one_active ON policy_versions 
 // migrateLock serialises instances creating the table at once.
 const migrateLock = 0x706f6c69 // "poli"
 
-// Migrate creates the table and its index if they do not exist.
-func (s *Store) Migrate(ctx context.Context) error {
+// migrate creates the table and its index if they do not exist.
+func (s *Store) migrate(ctx context.Context) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgpolicy: migrate: %w", err)
