@@ -3,6 +3,7 @@ package cache
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -78,22 +79,43 @@ func (c *Cache) AppendRequestKey(b []byte, k RequestKey) []byte {
 		b = append(b, k.User...)
 		b = append(b, ':')
 	}
-	start := len(b)
-	b = append(b, '=')
-	for _, f := range [...]string{k.Route, k.Path, k.Query} {
-		b = strconv.AppendInt(b, int64(len(f)), 10)
-		b = append(b, ':')
-		b = append(b, f...)
+	fields := [...]string{k.Route, k.Path, k.Query}
+	n := 1 + len(k.PolicyKey)
+	for _, f := range fields {
+		n += decimalLen(len(f)) + 1 + len(f)
 	}
-	b = append(b, k.PolicyKey...)
-	if len(b)-start <= MaxKeyBodyBytes {
-		return b
+	if n <= MaxKeyBodyBytes {
+		b = append(b, '=')
+		for _, f := range fields {
+			b = strconv.AppendInt(b, int64(len(f)), 10)
+			b = append(b, ':')
+			b = append(b, f...)
+		}
+		return append(b, k.PolicyKey...)
 	}
+	// The same bytes as the literal body after its "=", hashed without
+	// copying them (a policy key may be megabytes long).
 	h := sha256.New()
-	h.Write(b[start+1:])
+	var num [20]byte
+	for _, f := range fields {
+		h.Write(strconv.AppendInt(num[:0], int64(len(f)), 10))
+		h.Write([]byte{':'})
+		io.WriteString(h, f)
+	}
+	io.WriteString(h, k.PolicyKey)
 	var sum [sha256.Size]byte
-	b = append(b[:start], '#')
+	b = append(b, '#')
 	return hex.AppendEncode(b, h.Sum(sum[:0]))
+}
+
+// decimalLen is the number of decimal digits of n ≥ 0.
+func decimalLen(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
 }
 
 // appendHash appends the SHA-256 of s in hex.
