@@ -144,18 +144,10 @@ func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) (res policy.
 // tags are purged once the write succeeds.
 func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) error {
 	cc := s.deps.Cache
-	cacheRequest(c, cr, sc)
-	req, d := &sc.req, &sc.dec
-	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
-	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 ||
-		(req.Method != fiber.MethodGet && req.Method != fiber.MethodHead) {
-		return s.cacheBypass(c, req.Method, cr.Path, d.Tags)
+	d := &sc.dec
+	if !s.decideKey(c, cr, sc) {
+		return s.cacheBypass(c, sc.req.Method, cr.Path, d.Tags)
 	}
-	k, ok := requestKey(cr, sc)
-	if !ok {
-		return s.cacheBypass(c, req.Method, cr.Path, nil)
-	}
-	sc.key = cc.AppendRequestKey(sc.key[:0], k)
 	if res, ok := cc.Fresh(utils.UnsafeString(sc.key), cr.Path); ok {
 		writeEntry(c, res)
 		return nil
@@ -186,6 +178,27 @@ func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) 
 	}
 	writeEntry(c, res)
 	return nil
+}
+
+// decideKey asks the cache policy about the request canonicalised in sc
+// and, when the answer is a lookup the host accepts, writes the request's
+// cache key to sc.key and returns true. Reads only are looked up; a
+// decision without a key or a lifetime, or a per-caller entry for no
+// caller, bypasses the cache.
+func (s *Server) decideKey(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) bool {
+	cacheRequest(c, cr, sc)
+	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
+	d := &sc.dec
+	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 ||
+		(sc.req.Method != fiber.MethodGet && sc.req.Method != fiber.MethodHead) {
+		return false
+	}
+	k, ok := requestKey(cr, sc)
+	if !ok {
+		return false
+	}
+	sc.key = s.deps.Cache.AppendRequestKey(sc.key[:0], k)
+	return true
 }
 
 // cloneStrings copies ss and its strings out of borrowed memory.
