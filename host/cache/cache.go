@@ -298,6 +298,10 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
+// LocalEntries is the approximate number of entries in the in-process
+// tier.
+func (c *Cache) LocalEntries() int { return c.local.EstimatedSize() }
+
 // MaxEntryBytes is the size over which responses are not stored.
 func (c *Cache) MaxEntryBytes() int { return c.cfg.MaxEntryBytes }
 

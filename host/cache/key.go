@@ -1,6 +1,9 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -8,8 +11,24 @@ import (
 
 // FormatVersion is the version of the key layout and the stored entry
 // format. It is part of every key, so a host with a new format never reads
-// entries written by an old one.
-const FormatVersion = "v1"
+// entries written by an old one. v2: keys carry the host's canonical
+// request (RequestKey) and are bounded in length.
+const FormatVersion = "v2"
+
+// MaxKeyBodyBytes bounds the part of a key after its prefix and scope: a
+// longer body (a long canonical request or policy key) is replaced by its
+// SHA-256, so no decision can make the host write a key longer than
+// MaxKeyBytes past the configured prefix.
+const MaxKeyBodyBytes = 512
+
+// MaxKeyBytes is the longest key AppendRequestKey writes, not counting
+// Config.Prefix: the scope ("u:" and a length-prefixed user of at most
+// MaxKeyUserBytes) and a body of at most MaxKeyBodyBytes.
+const MaxKeyBytes = len(":"+FormatVersion+":k:") + len("u:") + 3 + 1 + MaxKeyUserBytes + 1 + MaxKeyBodyBytes
+
+// MaxKeyUserBytes bounds the user part of a key; a longer user id is
+// hashed like an oversized body.
+const MaxKeyUserBytes = 64
 
 // Key returns the full cache key for a policy key. A user-scoped key
 // (user != "") always contains the user, length-prefixed so that no user id
@@ -20,19 +39,89 @@ func (c *Cache) Key(user, policyKey string) string {
 	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
 }
 
-// AppendKey appends Key(user, policyKey) to b.
+// AppendKey appends Key(user, policyKey) to b: AppendRequestKey with an
+// empty request.
 func (c *Cache) AppendKey(b []byte, user, policyKey string) []byte {
+	return c.AppendRequestKey(b, RequestKey{User: user, PolicyKey: policyKey})
+}
+
+// RequestKey is what a cache key is made of. The host fills Route, Path
+// and Query from the request it canonicalised and User from the caller it
+// authenticated; PolicyKey is the cache policy's key, which can only split
+// entries further, never merge two requests the host tells apart.
+type RequestKey struct {
+	User      string // the caller's id; empty: shared by every caller
+	Route     string // the route template
+	Path      string // the canonical path
+	Query     string // the canonical query
+	PolicyKey string
+}
+
+// AppendRequestKey appends the full cache key of k to b. Every field is
+// length-prefixed, so distinct RequestKeys give distinct keys; the user
+// is always in clear unless longer than MaxKeyUserBytes, and a body
+// (route, path, query, policy key) longer than MaxKeyBodyBytes is written
+// as "#" and its SHA-256 in hex instead of "=" and the body itself. The
+// result is at most len(Config.Prefix)+MaxKeyBytes bytes. It allocates
+// nothing when b has room.
+func (c *Cache) AppendRequestKey(b []byte, k RequestKey) []byte {
 	b = append(b, c.keyPrefix...)
-	if user == "" {
+	if k.User == "" {
 		b = append(b, "g:"...)
+	} else if len(k.User) > MaxKeyUserBytes {
+		b = append(b, "U:"...)
+		b = appendHash(b, k.User)
+		b = append(b, ':')
 	} else {
 		b = append(b, "u:"...)
-		b = strconv.AppendInt(b, int64(len(user)), 10)
+		b = strconv.AppendInt(b, int64(len(k.User)), 10)
 		b = append(b, ':')
-		b = append(b, user...)
+		b = append(b, k.User...)
 		b = append(b, ':')
 	}
-	return append(b, policyKey...)
+	fields := [...]string{k.Route, k.Path, k.Query}
+	n := 1 + len(k.PolicyKey)
+	for _, f := range fields {
+		n += decimalLen(len(f)) + 1 + len(f)
+	}
+	if n <= MaxKeyBodyBytes {
+		b = append(b, '=')
+		for _, f := range fields {
+			b = strconv.AppendInt(b, int64(len(f)), 10)
+			b = append(b, ':')
+			b = append(b, f...)
+		}
+		return append(b, k.PolicyKey...)
+	}
+	// The same bytes as the literal body after its "=", hashed without
+	// copying them (a policy key may be megabytes long).
+	h := sha256.New()
+	var num [20]byte
+	for _, f := range fields {
+		h.Write(strconv.AppendInt(num[:0], int64(len(f)), 10))
+		h.Write([]byte{':'})
+		io.WriteString(h, f)
+	}
+	io.WriteString(h, k.PolicyKey)
+	var sum [sha256.Size]byte
+	b = append(b, '#')
+	return hex.AppendEncode(b, h.Sum(sum[:0]))
+}
+
+// decimalLen is the number of decimal digits of n ≥ 0.
+func decimalLen(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
+}
+
+// appendHash appends the SHA-256 of s in hex.
+func appendHash(b []byte, s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return hex.AppendEncode(b, sum[:])
 }
 
 // tagKey is the Redis set listing the keys stored under a tag.

@@ -21,11 +21,11 @@ import (
 const chatTimeout = 3 * time.Minute
 
 func (s *Server) chatRoutes() {
-	s.app.Post("/api/chat/sessions", s.requireAuth, s.createChatSession)
-	s.app.Get("/api/chat/sessions", s.requireAuth, s.listChatSessions)
-	s.app.Get("/api/chat/sessions/:id/messages", s.requireAuth, s.listChatMessages)
-	s.app.Post("/api/chat/sessions/:id/messages", s.requireAuth, s.sendChatMessage)
-	s.app.Get("/api/chat/sessions/:id/cost", s.requireAuth, s.chatCost)
+	s.registerAPI(fiber.MethodPost, routeChatSessions, s.createChatSession)
+	s.registerAPI(fiber.MethodGet, routeChatSessions, s.listChatSessions)
+	s.registerAPI(fiber.MethodGet, routeChatMessages, s.listChatMessages)
+	s.registerAPI(fiber.MethodPost, routeChatMessages, s.sendChatMessage)
+	s.registerAPI(fiber.MethodGet, routeChatCost, s.chatCost)
 	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
 }
 

@@ -27,18 +27,19 @@ const (
 	routeLocation     = "/api/users/:id/location"
 )
 
-// storeRoutes registers the Wingman API. The catalogue is public; the
-// rest needs a bearer token, and matches and location belong to their
-// owner only (403 for anyone else). Route templates are stable: the cache
+// storeRoutes registers the Wingman API. Who may see each route is
+// declared in apiRoutes (routes.go): the catalogue is public; the rest
+// needs a bearer token, and matches and location belong to their owner
+// only (403 for anyone else). Route templates are stable: the cache
 // policy keys on them.
 func (s *Server) storeRoutes() {
-	s.app.Get(routeChallenges, s.listChallenges)
-	s.app.Get(routeChallenge, s.getChallenge)
-	s.app.Post(routeComplete, s.requireAuth, s.completeChallenge)
-	s.app.Get(routeReputation, s.requireAuth, s.getReputation)
-	s.app.Get(routeMatches, s.requireAuth, s.getMatches)
-	s.app.Get(routeLocation, s.requireAuth, s.getLocation)
-	s.app.Put(routeLocation, s.requireAuth, s.putLocation)
+	s.registerAPI(fiber.MethodGet, routeChallenges, s.listChallenges)
+	s.registerAPI(fiber.MethodGet, routeChallenge, s.getChallenge)
+	s.registerAPI(fiber.MethodPost, routeComplete, s.completeChallenge)
+	s.registerAPI(fiber.MethodGet, routeReputation, s.getReputation)
+	s.registerAPI(fiber.MethodGet, routeMatches, s.getMatches)
+	s.registerAPI(fiber.MethodGet, routeLocation, s.getLocation)
+	s.registerAPI(fiber.MethodPut, routeLocation, s.putLocation)
 }
 
 // challengePage is the JSON of GET /api/challenges. NextCursor is opaque

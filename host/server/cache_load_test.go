@@ -209,15 +209,28 @@ func newWingmanApp(tb testing.TB, cfg cache.Config, dec policy.Decider) *wingman
 	}
 	tb.Cleanup(c.Close)
 	w := &wingmanApp{c: c}
-	s := New(DefaultConfig(), Deps{Auth: fakeTokens{}})
+	s := New(DefaultConfig(), Deps{Auth: fakeTokens{}, Cache: c, CachePolicy: dec})
 	catalogue := wingmanBody("challenges", "", "")
-	// As in the real API: the catalogue is public, the rest per user.
-	s.app.Get("/api/challenges", func(c *fiber.Ctx) error {
+	// As in the real API (apiRoutes): the catalogue is public, the rest
+	// per caller. Unlike the real API, location and matches are readable
+	// by anyone signed in (caller-dependent, not owner-only), so that
+	// users reading each other's data put the caller-in-key rule to work;
+	// the owner check is tested on the real routes (scope_test.go).
+	route := func(method, path string, h fiber.Handler) {
+		r, ok := lookupAPIRoute(method, path)
+		if !ok {
+			tb.Fatalf("%s %s not in apiRoutes", method, path)
+		}
+		if r.Access == Owner {
+			r.Access = Caller
+		}
+		s.handleRoute(r, h)
+	}
+	route("GET", "/api/challenges", func(c *fiber.Ctx) error {
 		w.origin.Add(1)
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send(catalogue)
 	})
-	api := s.app.Group("/api", s.requireAuth)
 	perUser := func(kind string) fiber.Handler {
 		return func(c *fiber.Ctx) error {
 			w.origin.Add(1)
@@ -227,18 +240,17 @@ func newWingmanApp(tb testing.TB, cfg cache.Config, dec policy.Decider) *wingman
 			return c.Send(wingmanBody(kind+"@"+strconv.FormatInt(w.generation(sub), 10), strconv.FormatInt(me, 10), sub))
 		}
 	}
-	api.Get("/users/:id/reputation", perUser("reputation"))
-	api.Get("/users/:id/matches", perUser("matches"))
-	api.Get("/users/:id/location", perUser("location"))
-	api.Put("/users/:id/location", func(c *fiber.Ctx) error {
+	route("GET", "/api/users/:id/reputation", perUser("reputation"))
+	route("GET", "/api/users/:id/matches", perUser("matches"))
+	route("GET", "/api/users/:id/location", perUser("location"))
+	route("PUT", "/api/users/:id/location", func(c *fiber.Ctx) error {
 		sub := strings.Clone(c.Params("id")) // a view of the request's buffer: kept in the map
 
 		v, _ := w.gen.LoadOrStore(sub, int64(0))
 		w.gen.Store(sub, v.(int64)+1)
 		return c.JSON(fiber.Map{"ok": true})
 	})
-	s.deps.Cache, s.deps.CachePolicy = c, dec
-	s.installCache()
+	s.handler = s.app.Handler()
 	w.s = s
 	return w
 }

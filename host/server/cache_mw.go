@@ -31,7 +31,8 @@ func TagUser(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 func TagUserLocation(id int64) string { return TagUser(id) + ":location" }
 
 // cacheRefreshKey marks the internal sub-request that refreshes a stale
-// entry in the background: it goes straight to the handler.
+// entry in the background: it passes authentication and the gate's
+// checks again, then goes straight to the handler.
 type cacheRefreshKey struct{}
 
 // Response header names and X-Cache values, as bytes to skip header-name
@@ -62,41 +63,6 @@ func setCacheHeaders(c *fiber.Ctx, ev cache.Event, age time.Duration) {
 	}
 }
 
-// installCache puts the cache middleware in front of the final handler of
-// every /api route, after the route's own middleware (authentication), so
-// that the middleware knows the matched route template (c.Route().Path),
-// which Fiber only settles after matching. Called once by New after every
-// route is registered.
-func (s *Server) installCache() {
-	if s.deps.CachePolicy == nil {
-		s.deps.CachePolicy = s.deps.Policies
-	}
-	if s.deps.Cache == nil || s.deps.CachePolicy == nil {
-		return
-	}
-	s.handler = s.app.Handler() // also builds the route tree once
-	real := map[*fiber.Handler]bool{}
-	for _, r := range s.app.GetRoutes(true) {
-		if len(r.Handlers) > 0 {
-			real[&r.Handlers[0]] = true
-		}
-	}
-	for _, routes := range s.app.Stack() {
-		for _, r := range routes {
-			n := len(r.Handlers)
-			if n == 0 || !real[&r.Handlers[0]] || !isAPIPath(r.Path) {
-				continue
-			}
-			hs := make([]fiber.Handler, 0, n+1)
-			hs = append(hs, r.Handlers[:n-1]...)
-			hs = append(hs, s.cacheMiddleware, r.Handlers[n-1])
-			r.Handlers = hs
-		}
-	}
-}
-
-func isAPIPath(p string) bool { return p == "/api" || strings.HasPrefix(p, "/api/") }
-
 // PurgeCache drops every cached response carrying one of tags, on every
 // instance. It is a no-op without a cache.
 func (s *Server) PurgeCache(ctx context.Context, tags ...string) {
@@ -105,20 +71,17 @@ func (s *Server) PurgeCache(ctx context.Context, tags ...string) {
 	}
 }
 
-// cacheRequest builds the policy's view of the request in sc. The strings
-// alias the request's buffers and sc: valid only during the request.
-func cacheRequest(c *fiber.Ctx, sc *cacheScratch) {
-	user := ""
-	if id, ok := userID(c); ok {
-		sc.user = strconv.AppendInt(sc.user[:0], id, 10)
-		user = utils.UnsafeString(sc.user)
-	}
+// cacheRequest builds the policy's view of the request in sc from its
+// canonical form (gate): the route template, the canonical path and
+// query, the authenticated caller. The strings alias sc and the route:
+// valid only during the request.
+func cacheRequest(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) {
 	sc.req = abi.CacheRequest{
 		Method: c.Method(),
-		Route:  c.Route().Path,
-		Path:   c.Path(),
-		Query:  utils.UnsafeString(c.Request().URI().QueryString()),
-		User:   user,
+		Route:  cr.Path,
+		Path:   utils.UnsafeString(sc.path),
+		Query:  utils.UnsafeString(sc.query),
+		User:   utils.UnsafeString(sc.user),
 	}
 }
 
@@ -133,11 +96,14 @@ type cacheDeciderInto interface {
 // of the request, its decision (whose strings are views of buf) and the
 // full cache key. Whatever outlives the request is copied out of it.
 type cacheScratch struct {
-	req  abi.CacheRequest
-	dec  abi.CacheDecision
-	buf  []byte
-	key  []byte
-	user []byte // the user id in decimal
+	req   abi.CacheRequest
+	dec   abi.CacheDecision
+	buf   []byte
+	key   []byte
+	user  []byte   // the caller's id in decimal; empty when anonymous
+	path  []byte   // the canonical path
+	query []byte   // the canonical query
+	ids   [4]int64 // the route's ids, in template order
 }
 
 var cacheScratchPool = sync.Pool{New: func() any { return new(cacheScratch) }}
@@ -150,7 +116,7 @@ var poisonScratch atomic.Bool
 // releaseScratch returns sc to the pool.
 func releaseScratch(sc *cacheScratch) {
 	if poisonScratch.Load() {
-		for _, b := range [][]byte{sc.buf, sc.key, sc.user} {
+		for _, b := range [][]byte{sc.buf, sc.key, sc.user, sc.path, sc.query} {
 			b = b[:cap(b)]
 			for i := range b {
 				b[i] = '~'
@@ -170,38 +136,26 @@ func (s *Server) decideCache(ctx context.Context, sc *cacheScratch) (res policy.
 	return res
 }
 
-// cacheMiddleware asks the cache policy about the request and serves it
-// from the in-process tier, then Redis, then the handler. On a bypass
-// decision for a write, the decision's tags are purged once the write
-// succeeds.
-func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
-	if c.Context().UserValue(cacheRefreshKey{}) != nil {
-		return c.Next()
-	}
+// serveCached asks the cache policy about the request canonicalised in
+// sc and serves it from the in-process tier, then Redis, then the
+// handler. The key is the host's (requestKey): the policy's key can only
+// split entries further, and its scope only narrows a public route to
+// per-caller entries. On a bypass decision for a write, the decision's
+// tags are purged once the write succeeds.
+func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) error {
 	cc := s.deps.Cache
-	sc := cacheScratchPool.Get().(*cacheScratch)
-	defer releaseScratch(sc)
-	cacheRequest(c, sc)
-	req, d := &sc.req, &sc.dec
-	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
-	global := d.Scope == abi.ScopeGlobal
-	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 || (!global && req.User == "") ||
-		(req.Method != fiber.MethodGet && req.Method != fiber.MethodHead) {
-		return s.cacheBypass(c, req.Method, req.Route, d.Tags)
+	d := &sc.dec
+	if !s.decideKey(c, cr, sc) {
+		return s.cacheBypass(c, sc.req.Method, cr.Path, d.Tags)
 	}
-	user := req.User
-	if global {
-		user = ""
-	}
-	sc.key = cc.AppendKey(sc.key[:0], user, d.Key)
-	if res, ok := cc.Fresh(utils.UnsafeString(sc.key), req.Route); ok {
+	if res, ok := cc.Fresh(utils.UnsafeString(sc.key), cr.Path); ok {
 		writeEntry(c, res)
 		return nil
 	}
 	leaderCtx := c
 	r := &cache.Request{
 		Key:   string(sc.key), // the scratch goes back to the pool; the fill may outlive the request
-		Route: req.Route,      // the route's own string, not a request buffer
+		Route: cr.Path,        // the route's own string, not a request buffer
 		TTL:   time.Duration(d.TTLSeconds) * time.Second,
 		Stale: time.Duration(d.StaleSeconds) * time.Second,
 		Tags:  cloneStrings(d.Tags),
@@ -224,6 +178,27 @@ func (s *Server) cacheMiddleware(c *fiber.Ctx) error {
 	}
 	writeEntry(c, res)
 	return nil
+}
+
+// decideKey asks the cache policy about the request canonicalised in sc
+// and, when the answer is a lookup the host accepts, writes the request's
+// cache key to sc.key and returns true. Reads only are looked up; a
+// decision without a key or a lifetime, or a per-caller entry for no
+// caller, bypasses the cache.
+func (s *Server) decideKey(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) bool {
+	cacheRequest(c, cr, sc)
+	setPolicyHeaders(c, s.decideCache(c.UserContext(), sc))
+	d := &sc.dec
+	if d.Action != abi.CacheLookup || d.Key == "" || d.TTLSeconds == 0 ||
+		(sc.req.Method != fiber.MethodGet && sc.req.Method != fiber.MethodHead) {
+		return false
+	}
+	k, ok := requestKey(cr, sc)
+	if !ok {
+		return false
+	}
+	sc.key = s.deps.Cache.AppendRequestKey(sc.key[:0], k)
+	return true
 }
 
 // cloneStrings copies ss and its strings out of borrowed memory.

@@ -37,7 +37,7 @@ func (s *Server) observeRoutes() {
 		s.app.Get(pathDashboardState, func(c *fiber.Ctx) error { return c.JSON(d.State()) })
 	}
 	if a := s.deps.Alerts; a != nil {
-		s.app.Get(pathAlerts, func(c *fiber.Ctx) error { return c.JSON(a.List()) })
+		s.registerAPI(fiber.MethodGet, pathAlerts, func(c *fiber.Ctx) error { return c.JSON(a.List()) })
 	}
 }
 

@@ -58,8 +58,9 @@ type Deps struct {
 	Store store.Store
 	// Auth verifies API bearer tokens (requireAuth).
 	Auth TokenVerifier
-	// Cache puts the response cache in front of every /api route
-	// (cache_mw.go), asking CachePolicy, or Policies when it is nil.
+	// Cache puts the response cache in the chain of every /api route
+	// declared with Cache in apiRoutes (routes.go, cache_mw.go), asking
+	// CachePolicy, or Policies when it is nil.
 	Cache       *cache.Cache
 	CachePolicy policy.Decider
 	// Policies serves every kind of policy decision (the policy Engine).
@@ -118,8 +119,11 @@ func New(cfg Config, deps Deps) *Server {
 	if bodyLimit > cfg.BodyLimit {
 		s.app.Use(s.limitBody)
 	}
+	if s.deps.CachePolicy == nil {
+		s.deps.CachePolicy = s.deps.Policies
+	}
 	s.routes()
-	s.installCache()
+	s.handler = s.app.Handler() // also builds the route tree once
 	return s
 }
 
