@@ -79,9 +79,11 @@ impl<'a> Reader<'a> {
     /// not check UTF-8) are replaced with U+FFFD in a copy.
     fn str(&mut self) -> Result<Cow<'a, str>, DecodeError> {
         let b = self.bytes()?;
-        if b.iter().all(|&c| c < 0x80) {
+        if crate::fast::is_ascii(b) {
             // SAFETY: ASCII is UTF-8. (core's from_utf8 costs about
-            // 0.2 µs per string inside a module; this loop a few ns.)
+            // 0.2 µs per string inside a module; a byte loop about 15 ns
+            // per byte under the host's loop guard; this check a word at
+            // a time a few ns per 8 bytes.)
             return Ok(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) }));
         }
         match std::str::from_utf8(b) {
@@ -144,6 +146,16 @@ pub fn decode_cache_request(b: &[u8]) -> Result<CacheRequest<'_>, DecodeError> {
         query: r.str()?,
         user: r.str()?,
     };
+    r.end()?;
+    Ok(req)
+}
+
+/// Decodes a CacheRequest's fields as bytes (no UTF-8 check), borrowed
+/// from b.
+#[inline]
+pub fn decode_cache_request_bytes(b: &[u8]) -> Result<crate::fast::CacheRequestBytes<'_>, DecodeError> {
+    let mut r = Reader::new(b);
+    let req = crate::fast::CacheRequestBytes { method: r.bytes()?, route: r.bytes()?, path: r.bytes()?, query: r.bytes()?, user: r.bytes()? };
     r.end()?;
     Ok(req)
 }
