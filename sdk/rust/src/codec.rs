@@ -154,10 +154,36 @@ pub fn decode_cache_request(b: &[u8]) -> Result<CacheRequest<'_>, DecodeError> {
 /// from b.
 #[inline]
 pub fn decode_cache_request_bytes(b: &[u8]) -> Result<crate::fast::CacheRequestBytes<'_>, DecodeError> {
-    let mut r = Reader::new(b);
-    let req = crate::fast::CacheRequestBytes { method: r.bytes()?, route: r.bytes()?, path: r.bytes()?, query: r.bytes()?, user: r.bytes()? };
-    r.end()?;
-    Ok(req)
+    // Straight-line (no Reader calls): inside a module every call and
+    // every Result through memory costs.
+    let mut at = 0;
+    let (method, route, path, query, user) = match (field(b, &mut at), field(b, &mut at), field(b, &mut at), field(b, &mut at), field(b, &mut at)) {
+        (Some(m), Some(r), Some(p), Some(q), Some(u)) => (m, r, p, q, u),
+        _ => return Err(DecodeError::Short),
+    };
+    if at != b.len() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(crate::fast::CacheRequestBytes { method, route, path, query, user })
+}
+
+/// The length-prefixed field at *at, moving *at past it; None when b
+/// ends inside it (and from then on, as *at is left past b's end).
+#[inline(always)]
+fn field<'a>(b: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    let i = *at;
+    if i > b.len() || b.len() - i < 4 {
+        *at = usize::MAX;
+        return None;
+    }
+    let n = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    let start = i + 4;
+    if b.len() - start < n {
+        *at = usize::MAX;
+        return None;
+    }
+    *at = start + n;
+    Some(&b[start..start + n])
 }
 
 /// Appends the encoding of req to out.

@@ -86,6 +86,7 @@ impl Kind {
         1 << (self as u32)
     }
     /// The kind of an ABI number.
+    #[inline]
     pub fn from_i32(k: i32) -> Option<Kind> {
         match k {
             1 => Some(Kind::Cache),
@@ -438,10 +439,10 @@ impl<S> Policy<S> {
             Ok(r) => r,
             Err(e) => return self.fail(&e),
         };
-        if self.out.capacity() < 4096 {
-            self.out.reserve(4096);
-        }
         self.out.clear();
+        // Room for a decision as long as the request and then some: the
+        // writer grows the buffer only past it.
+        self.out.reserve(4096 + 2 * input.len());
         self.out.push(STATUS_OK);
         let mut w = CacheWriter::new(&mut self.out);
         match f(&mut self.state, &req, &mut w) {
