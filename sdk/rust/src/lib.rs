@@ -49,6 +49,12 @@
 //! they log with [`log_debug`], [`log_info`], [`log_warn`] and
 //! [`log_error`], which the host forwards to its structured log.
 //!
+//! A cache policy whose decision time matters can register
+//! [`Policy::cache_bytes`] instead of [`Policy::cache`]: the request's
+//! fields as bytes and a [`CacheWriter`] that encodes the decision straight
+//! into the result buffer, with no allocation per call (the default cache
+//! policy in plugins/cache-rs does; see the [`fast`] module).
+//!
 //! The crate depends on nothing but the standard library.
 
 use std::borrow::Cow;
