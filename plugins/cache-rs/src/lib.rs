@@ -9,31 +9,45 @@
 //! `{user}` and `{param}` placeholders, and `ignore_query`. Empty
 //! configuration gives the built-in defaults.
 
-use std::fmt::Write;
-
+use wingate::fast::{self, CacheRequestBytes, CacheWriter};
 use wingate::json::{self, Value};
-use wingate::{Action, CacheDecision, CacheRequest, Error, Policy, Scope};
+use wingate::{Error, Policy, Scope};
+
+/// One part of a tag template.
+#[derive(Debug, Clone)]
+enum Part {
+    /// Literal bytes.
+    Lit(Vec<u8>),
+    /// The request's user.
+    User,
+    /// The path's segment number index; prefix, when the route's segments
+    /// before it are constants, is those segments with their slashes: a
+    /// path that starts with it has the segment right after it.
+    Seg { index: usize, prefix: Option<Vec<u8>> },
+}
 
 /// One configured rule, compiled.
 #[derive(Debug, Clone)]
 struct Rule {
-    route: String,
-    method: String,
+    route: Vec<u8>,
+    method: Vec<u8>,
     purge: bool,
     ttl_s: u32,
     scope: Scope,
     stale_s: u32,
     ignore_query: bool,
-    /// Route parameter name by path segment index ("" for a constant).
-    params: Vec<String>,
-    /// Each tag split into literal, placeholder, literal, ... parts.
-    tags: Vec<Vec<String>>,
+    /// Each tag's parts.
+    tags: Vec<Tag>,
 }
 
-impl Rule {
-    fn literal_tags(&self) -> bool {
-        self.tags.iter().all(|t| t.len() == 1)
-    }
+/// A compiled tag: its parts, and for the usual shape (a literal, a path
+/// segment, a literal) the same as straight-line fields.
+#[derive(Debug, Clone)]
+struct Tag {
+    parts: Vec<Part>,
+    /// (literal before, segment index, route prefix, literal after) when
+    /// the tag has exactly one placeholder, a segment after constant ones.
+    simple: Option<(Vec<u8>, Vec<u8>, Vec<u8>)>,
 }
 
 /// The compiled configuration: rules by the length of their route.
@@ -41,6 +55,7 @@ impl Rule {
 pub struct Rules {
     by_len: Vec<Vec<Rule>>,
     configured: bool,
+    /// Scratch for canonical_query, kept between decisions.
     pairs: Vec<(usize, usize)>,
 }
 
@@ -147,16 +162,18 @@ pub fn parse(config: &[u8]) -> Result<Rules, Error> {
         let params: Vec<String> = route.split('/').map(|seg| if let Some(n) = seg.strip_prefix(':') { n.trim_end_matches('?').to_string() } else { String::new() }).collect();
         let mut tags = Vec::new();
         for t in &tag_list {
-            tags.push(parse_tag(t, &params).map_err(|e| format!("cache policy: rule {}: {}", i, e))?);
+            let parts = parse_tag(t, &params).map_err(|e| format!("cache policy: rule {}: {}", i, e))?;
+            let parts = compile_tag(&parts, &route, &params);
+            tags.push(Tag { simple: simple_tag(&parts), parts });
         }
-        if p.find(&method, &route).is_some() {
+        if p.find(method.as_bytes(), route.as_bytes()).is_some() {
             return Err(format!("cache policy: rule {}: duplicate rule for {} {}", i, method, route).into());
         }
         let len = route.len();
         while p.by_len.len() <= len {
             p.by_len.push(Vec::new());
         }
-        p.by_len[len].push(Rule { route, method, purge, ttl_s, scope, stale_s, ignore_query, params, tags });
+        p.by_len[len].push(Rule { route: route.into_bytes(), method: method.into_bytes(), purge, ttl_s, scope, stale_s, ignore_query, tags });
     }
     Ok(p)
 }
@@ -183,113 +200,244 @@ fn parse_tag(t: &str, params: &[String]) -> Result<Vec<String>, String> {
     }
 }
 
-/// A user id or path segment usable in a tag: not empty, at most 128
-/// bytes, no braces, no control characters.
-fn safe_value(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 128 && !v.bytes().any(|c| c < 0x20 || c == 0x7f || c == b'{' || c == b'}')
+/// A tag's parts (literal, placeholder, literal, ...) as a template: a
+/// placeholder names the user or the first route segment of that name.
+fn compile_tag(parts: &[String], route: &str, params: &[String]) -> Vec<Part> {
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 0 {
+            if !part.is_empty() {
+                out.push(Part::Lit(part.as_bytes().to_vec()));
+            }
+            continue;
+        }
+        if part == "user" {
+            out.push(Part::User);
+            continue;
+        }
+        // parse_tag checked that the name is a parameter.
+        let index = params.iter().position(|p| p == part).unwrap_or(usize::MAX);
+        let before: Vec<&str> = route.split('/').take(index).collect();
+        let prefix = if before.iter().any(|s| s.starts_with(':')) {
+            None
+        } else {
+            let mut b = before.join("/").into_bytes();
+            b.push(b'/');
+            Some(b)
+        };
+        out.push(Part::Seg { index, prefix });
+    }
+    out
 }
 
-/// The path's segment number i (split on '/').
-fn segment(path: &str, i: usize) -> &str {
-    path.split('/').nth(i).unwrap_or("")
+/// The straight-line form of a tag with one placeholder, a path segment
+/// after constant segments.
+fn simple_tag(parts: &[Part]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let lit = |p: Option<&Part>| match p {
+        Some(Part::Lit(b)) => Some(b.clone()),
+        None => Some(Vec::new()),
+        _ => None,
+    };
+    let seg = parts.iter().position(|p| matches!(p, Part::Seg { .. }))?;
+    if parts.len() > 3 || seg > 1 || parts.iter().filter(|p| !matches!(p, Part::Lit(_))).count() != 1 {
+        return None;
+    }
+    let prefix = match &parts[seg] {
+        Part::Seg { prefix: Some(p), .. } => p.clone(),
+        _ => return None,
+    };
+    let before = if seg == 1 { lit(parts.first())? } else { Vec::new() };
+    let after = lit(parts.get(seg + 1))?;
+    Some((before, prefix, after))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes of x equal to c flagged (high bit); the lowest flag is exact.
+#[inline(always)]
+fn eq_mask(x: u64, c: u8) -> u64 {
+    let y = x ^ (ONES * c as u64);
+    y.wrapping_sub(ONES) & !y & HIGHS
+}
+
+/// The segment of path starting at start (up to the next '/' or the end)
+/// when it is found and checked within one 8-byte word: Some(Some(seg))
+/// for a usable one, Some(None) for one that cannot go into a tag, None
+/// to take the byte loop.
+#[inline(always)]
+fn segment_word(path: &[u8], start: usize) -> Option<Option<&[u8]>> {
+    let n = path.len();
+    if n < 8 || start >= n {
+        return None;
+    }
+    let word = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&path[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    // The 8 bytes from start; past the end, zero bytes (which are never
+    // a '/', and are ignored below as they lie after the segment's end).
+    let (x, rest) = if n - start >= 8 { (word(start), n - start) } else { (word(n - 8) >> (8 * (start - (n - 8))), n - start) };
+    let slash = eq_mask(x, b'/');
+    let len = if slash != 0 {
+        (slash.trailing_zeros() / 8) as usize
+    } else if rest <= 8 {
+        rest
+    } else {
+        return None;
+    };
+    // Control characters (below 0x20), DEL and braces: unsafe.
+    let bad = (x.wrapping_sub(ONES * 0x20) & !x & HIGHS) | eq_mask(x, 0x7f) | eq_mask(x, b'{') | eq_mask(x, b'}');
+    if len == 0 || (bad != 0 && ((bad.trailing_zeros() / 8) as usize) < len) {
+        return Some(None);
+    }
+    Some(Some(&path[start..start + len]))
+}
+
+/// A user id or path segment usable in a tag: not empty, at most 128
+/// bytes, no braces, no control characters.
+#[inline]
+fn safe_value(v: &[u8]) -> bool {
+    if v.is_empty() || v.len() > 128 {
+        return false;
+    }
+    let mut bad = false;
+    for &c in v {
+        bad |= c < 0x20 || c == 0x7f || c == b'{' || c == b'}';
+    }
+    !bad
+}
+
+/// The end of the segment starting at start: the next '/' or the end.
+#[inline]
+fn segment_end(path: &[u8], start: usize) -> usize {
+    let mut j = start;
+    while j < path.len() && path[j] != b'/' {
+        j += 1;
+    }
+    j
+}
+
+/// The path's segment number i (split on '/'), as Go's rules find it.
+#[cold]
+fn segment_slow(path: &[u8], i: usize) -> &[u8] {
+    path.split(|&c| c == b'/').nth(i).unwrap_or(b"")
+}
+
+/// The path segment a Seg part names.
+#[inline(always)]
+fn segment<'a>(path: &'a [u8], index: usize, prefix: &Option<Vec<u8>>) -> &'a [u8] {
+    if let Some(p) = prefix {
+        if path.len() >= p.len() && fast::eq(&path[..p.len()], p) {
+            return &path[p.len()..segment_end(path, p.len())];
+        }
+    }
+    segment_slow(path, index)
+}
+
+/// The rule for method and route: rules of the route's length, compared
+/// a word at a time.
+#[inline(always)]
+fn find<'a>(by_len: &'a [Vec<Rule>], method: &[u8], route: &[u8]) -> Option<&'a Rule> {
+    let rules = by_len.get(route.len())?;
+    rules.iter().find(|r| fast::eq(&r.route, route) && fast::eq(&r.method, method))
 }
 
 impl Rules {
-    fn find(&self, method: &str, route: &str) -> Option<&Rule> {
-        self.by_len.get(route.len())?.iter().find(|r| r.route == route && r.method == method)
+    fn find(&self, method: &[u8], route: &[u8]) -> Option<&Rule> {
+        find(&self.by_len, method, route)
     }
 
-    /// Appends the tag with its placeholders filled, or returns false when
-    /// a placeholder has no usable value.
-    fn expand(out: &mut String, parts: &[String], user: &str, params: &[String], path: &str) -> bool {
-        for (i, part) in parts.iter().enumerate() {
-            if i % 2 == 0 {
-                out.push_str(part);
-                continue;
-            }
-            let v = if part == "user" {
-                user
-            } else {
-                match params.iter().position(|p| p == part) {
-                    Some(j) => segment(path, j),
-                    None => "",
+    /// Writes the tag with its placeholders filled, or returns false (and
+    /// writes nothing) when a placeholder has no usable value.
+    #[inline(always)]
+    fn tag(w: &mut CacheWriter, tag: &Tag, req: &CacheRequestBytes) -> bool {
+        if let Some((before, prefix, after)) = &tag.simple {
+            if req.path.len() >= prefix.len() && fast::eq(&req.path[..prefix.len()], prefix) {
+                if let Some(v) = segment_word(req.path, prefix.len()) {
+                    let v = match v {
+                        Some(v) => v,
+                        None => return false,
+                    };
+                    w.begin_tag();
+                    w.tag_part(before);
+                    w.tag_part(v);
+                    w.tag_part(after);
+                    w.end_tag();
+                    return true;
                 }
+            }
+        }
+        w.begin_tag();
+        for part in &tag.parts {
+            let v: &[u8] = match part {
+                Part::Lit(b) => {
+                    w.tag_part(b);
+                    continue;
+                }
+                Part::User => req.user,
+                Part::Seg { index, prefix } => segment(req.path, *index, prefix),
             };
             if !safe_value(v) {
+                w.drop_tag();
                 return false;
             }
-            out.push_str(v);
+            w.tag_part(v);
         }
+        w.end_tag();
         true
     }
 
-    /// The decision for one request. Anything without a rule is bypassed;
-    /// a user-scoped rule without a user is bypassed; a user-scoped key
-    /// always contains the user.
-    pub fn decide(&mut self, req: &CacheRequest) -> CacheDecision {
-        let mut pairs = std::mem::take(&mut self.pairs);
-        let d = self.decide_with(req, &mut pairs);
-        self.pairs = pairs;
-        d
-    }
-
-    fn decide_with(&self, req: &CacheRequest, pairs: &mut Vec<(usize, usize)>) -> CacheDecision {
-        let r = match self.find(&req.method, &req.route) {
+    /// Writes the decision for one request. Anything without a rule is
+    /// bypassed; a user-scoped rule without a user is bypassed; a
+    /// user-scoped key always contains the user.
+    pub fn decide(&mut self, req: &CacheRequestBytes, w: &mut CacheWriter) {
+        let Rules { by_len, pairs, .. } = self;
+        let r = match find(by_len, req.method, req.route) {
             Some(r) => r,
-            None => return CacheDecision::default(),
+            None => return,
         };
         if r.purge {
-            let mut d = CacheDecision::default();
             for t in &r.tags {
-                let mut s = String::new();
-                if Self::expand(&mut s, t, &req.user, &r.params, &req.path) {
-                    d.tags.push(s);
-                }
+                Self::tag(w, t, req);
             }
-            return d;
+            return;
         }
         if r.scope == Scope::User && req.user.is_empty() {
-            return CacheDecision::default();
+            return;
         }
-        let query = !r.ignore_query && !req.query.is_empty();
-        let mut key = String::with_capacity(req.path.len() + req.user.len() + req.query.len() + 4);
+        w.lookup(r.ttl_s, r.scope, r.stale_s);
         if r.scope == Scope::User {
-            key.push_str("u=");
-            key.push_str(&req.user);
-            key.push('|');
+            w.key(b"u=");
+            w.key(req.user);
+            w.key(b"|");
         }
-        key.push_str(&req.path);
-        if query {
-            key.push('?');
-            canonical_query(&mut key, &req.query, pairs);
+        w.key(req.path);
+        if !r.ignore_query && !req.query.is_empty() {
+            w.key(b"?");
+            canonical_query(w, req.query, pairs);
         }
-        let mut tags = Vec::with_capacity(r.tags.len());
-        if r.literal_tags() {
-            tags.extend(r.tags.iter().map(|t| t[0].clone()));
-        } else {
-            for t in &r.tags {
-                let mut s = String::new();
-                if !Self::expand(&mut s, t, &req.user, &r.params, &req.path) {
-                    // A tag that cannot be named could never be purged.
-                    return CacheDecision::default();
-                }
-                tags.push(s);
+        for t in &r.tags {
+            if !Self::tag(w, t, req) {
+                // A tag that cannot be named could never be purged.
+                w.bypass();
+                return;
             }
         }
-        CacheDecision { action: Action::Lookup, key, ttl_s: r.ttl_s, scope: r.scope, stale_s: r.stale_s, tags }
     }
 }
 
-/// Appends q with its &-separated pairs in byte order (empty pairs
-/// dropped), so the same parameters in another order share a key.
-pub fn canonical_query(out: &mut String, q: &str, pairs: &mut Vec<(usize, usize)>) {
-    if !q.contains('&') {
-        out.push_str(q);
+/// Appends q to the key with its &-separated pairs in byte order (empty
+/// pairs dropped), so the same parameters in another order share a key.
+pub fn canonical_query(w: &mut CacheWriter, q: &[u8], pairs: &mut Vec<(usize, usize)>) {
+    if !q.contains(&b'&') {
+        w.key(q);
         return;
     }
     pairs.clear();
     let mut start = 0;
-    for (i, c) in q.bytes().enumerate().chain(std::iter::once((q.len(), b'&'))) {
+    for (i, &c) in q.iter().enumerate() {
         if c == b'&' {
             if i > start {
                 pairs.push((start, i));
@@ -297,12 +445,15 @@ pub fn canonical_query(out: &mut String, q: &str, pairs: &mut Vec<(usize, usize)
             start = i + 1;
         }
     }
-    pairs.sort_by(|a, b| q.as_bytes()[a.0..a.1].cmp(&q.as_bytes()[b.0..b.1]));
+    if q.len() > start {
+        pairs.push((start, q.len()));
+    }
+    pairs.sort_unstable_by(|a, b| q[a.0..a.1].cmp(&q[b.0..b.1]));
     for (n, &(a, b)) in pairs.iter().enumerate() {
         if n > 0 {
-            out.push('&');
+            w.key(b"&");
         }
-        let _ = out.write_str(&q[a..b]);
+        w.key(&q[a..b]);
     }
 }
 
@@ -311,16 +462,18 @@ fn configure(r: &mut Rules, config: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn decide(r: &mut Rules, req: &CacheRequest) -> Result<CacheDecision, Error> {
+fn decide(r: &mut Rules, req: &CacheRequestBytes, w: &mut CacheWriter) -> Result<(), Error> {
     if !r.configured {
         *r = parse(b"")?;
     }
-    Ok(r.decide(req))
+    r.decide(req, w);
+    Ok(())
 }
 
-/// The policy: configuration, then cache decisions.
+/// The policy: configuration, then cache decisions (through the SDK's
+/// allocation-free handler: bytes in, the decision written in place).
 pub fn policy() -> Policy<Rules> {
-    Policy::new(Rules::default()).on_init(configure).cache(decide)
+    Policy::new(Rules::default()).on_init(configure).cache_bytes(decide)
 }
 
 wingate::export!(policy);
@@ -328,6 +481,7 @@ wingate::export!(policy);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wingate::{Action, CacheDecision, CacheRequest};
 
     fn req<'a>(method: &'a str, route: &'a str, path: &'a str, query: &'a str, user: &'a str) -> CacheRequest<'a> {
         CacheRequest { method: method.into(), route: route.into(), path: path.into(), query: query.into(), user: user.into() }
@@ -348,6 +502,39 @@ mod tests {
         // A path segment that cannot be a tag: bypass, never an unpurgeable entry.
         let d = p.call_cache(&req("GET", "/api/challenges/:id", "/api/challenges/{x}", "", "")).unwrap();
         assert_eq!(d, CacheDecision::default());
+    }
+
+    /// The one-word segment reader agrees with the byte loop on every
+    /// start and every placement of a slash or an unsafe byte.
+    #[test]
+    fn segment_word_agrees_with_the_loop() {
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        for n in 0..20 {
+            let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            paths.push(base.clone());
+            for i in 0..n {
+                for c in [b'/', 0u8, 0x1f, 0x7f, b'{', b'}', 0xc3, 0x20] {
+                    let mut p = base.clone();
+                    p[i] = c;
+                    paths.push(p.clone());
+                    if i + 3 < n {
+                        p[i + 3] = b'/';
+                        paths.push(p);
+                    }
+                }
+            }
+        }
+        for p in &paths {
+            for start in 0..=p.len() {
+                let want = {
+                    let v = &p[start..segment_end(p, start)];
+                    if safe_value(v) { Some(v) } else { None }
+                };
+                if let Some(got) = segment_word(p, start) {
+                    assert_eq!(got, want, "{:?} at {}", p, start);
+                }
+            }
+        }
     }
 
     #[test]

@@ -49,17 +49,25 @@
 //! they log with [`log_debug`], [`log_info`], [`log_warn`] and
 //! [`log_error`], which the host forwards to its structured log.
 //!
+//! A cache policy whose decision time matters can register
+//! [`Policy::cache_bytes`] instead of [`Policy::cache`]: the request's
+//! fields as bytes and a [`CacheWriter`] that encodes the decision straight
+//! into the result buffer, with no allocation per call (the default cache
+//! policy in plugins/cache-rs does; see the [`fast`] module).
+//!
 //! The crate depends on nothing but the standard library.
 
 use std::borrow::Cow;
 use std::fmt;
 
 pub mod codec;
+pub mod fast;
 pub mod json;
 #[doc(hidden)]
 pub mod rt;
 
 pub use codec::DecodeError;
+pub use fast::{CacheRequestBytes, CacheWriter};
 
 /// The ABI major version, carried in the marker export's name.
 pub const ABI_MAJOR: u32 = 1;
@@ -84,6 +92,7 @@ impl Kind {
         1 << (self as u32)
     }
     /// The kind of an ABI number.
+    #[inline]
     pub fn from_i32(k: i32) -> Option<Kind> {
         match k {
             1 => Some(Kind::Cache),
@@ -255,6 +264,9 @@ pub struct CompressDecision {
 pub type InitFn<S> = fn(&mut S, &[u8]) -> Result<(), Error>;
 /// The cache handler.
 pub type CacheFn<S> = fn(&mut S, &CacheRequest<'_>) -> Result<CacheDecision, Error>;
+/// The allocation-free cache handler: the request as bytes, the decision
+/// written in place (see [`fast`]).
+pub type CacheBytesFn<S> = fn(&mut S, &CacheRequestBytes<'_>, &mut CacheWriter<'_>) -> Result<(), Error>;
 /// The route handler.
 pub type RouteFn<S> = fn(&mut S, &RouteRequest<'_>) -> Result<RouteDecision, Error>;
 /// The compress handler.
@@ -265,6 +277,7 @@ pub struct Policy<S> {
     state: S,
     init: Option<InitFn<S>>,
     cache: Option<CacheFn<S>>,
+    cache_bytes: Option<CacheBytesFn<S>>,
     route: Option<RouteFn<S>>,
     compress: Option<CompressFn<S>>,
     out: Vec<u8>,
@@ -276,7 +289,7 @@ const STATUS_ERROR: u8 = 1;
 impl<S> Policy<S> {
     /// A policy with state and no handlers yet.
     pub fn new(state: S) -> Self {
-        Policy { state, init: None, cache: None, route: None, compress: None, out: Vec::new() }
+        Policy { state, init: None, cache: None, cache_bytes: None, route: None, compress: None, out: Vec::new() }
     }
     /// Registers the configuration handler. Without one, configuration
     /// bytes are ignored.
@@ -284,9 +297,19 @@ impl<S> Policy<S> {
         self.init = Some(f);
         self
     }
-    /// Registers the cache handler.
+    /// Registers the cache handler (replacing a cache_bytes handler).
     pub fn cache(mut self, f: CacheFn<S>) -> Self {
         self.cache = Some(f);
+        self.cache_bytes = None;
+        self
+    }
+    /// Registers the allocation-free cache handler (replacing a cache
+    /// handler): the request's fields as bytes, without a UTF-8 check,
+    /// and the decision written straight into the result buffer. For a
+    /// policy whose decision time matters; see [`fast`].
+    pub fn cache_bytes(mut self, f: CacheBytesFn<S>) -> Self {
+        self.cache_bytes = Some(f);
+        self.cache = None;
         self
     }
     /// Registers the route handler.
@@ -307,7 +330,7 @@ impl<S> Policy<S> {
     /// The bit set of kinds with a handler, as `wingate_kinds` reports it.
     pub fn kinds(&self) -> u32 {
         let mut k = 0;
-        if self.cache.is_some() {
+        if self.cache.is_some() || self.cache_bytes.is_some() {
             k |= Kind::Cache.bit();
         }
         if self.route.is_some() {
@@ -354,6 +377,9 @@ impl<S> Policy<S> {
         };
         match kind {
             Kind::Cache => {
+                if let Some(f) = self.cache_bytes {
+                    return self.decide_cache_bytes(f, input);
+                }
                 let f = match self.cache {
                     Some(f) => f,
                     None => return self.fail(&"no handler registered for this kind"),
@@ -407,6 +433,27 @@ impl<S> Policy<S> {
                     Err(e) => return self.fail(&e),
                 }
             }
+        }
+        &self.out
+    }
+
+    /// The cache_bytes path: decode, run the handler on a writer over the
+    /// result buffer, finish the encoding.
+    #[inline(always)]
+    fn decide_cache_bytes(&mut self, f: CacheBytesFn<S>, input: &[u8]) -> &[u8] {
+        let req = match codec::decode_cache_request_bytes(input) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e),
+        };
+        self.out.clear();
+        // Room for a decision as long as the request and then some: the
+        // writer grows the buffer only past it.
+        self.out.reserve(4096 + 2 * input.len());
+        self.out.push(STATUS_OK);
+        let mut w = CacheWriter::new(&mut self.out);
+        match f(&mut self.state, &req, &mut w) {
+            Ok(()) => w.finish(),
+            Err(e) => return self.fail(&e),
         }
         &self.out
     }
