@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,18 +439,17 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 		t1 := time.Now()
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		var settled time.Duration
-		var callMax time.Duration
+		var settledNS, callMaxNS atomic.Int64 // written by the watcher
 		wg.Add(1)
 		go func() { // watch the active version: its longest call, and when it goes
 			defer wg.Done()
 			for {
 				n, maxUS, gone := activeCallMax(t, p, m.Kind.String(), name)
-				if n {
-					callMax = max(callMax, maxUS)
+				if n && int64(maxUS) > callMaxNS.Load() {
+					callMaxNS.Store(int64(maxUS))
 				}
-				if gone && settled == 0 {
-					settled = time.Since(t1)
+				if gone && settledNS.Load() == 0 {
+					settledNS.Store(int64(time.Since(t1)))
 				}
 				select {
 				case <-stop:
@@ -458,20 +458,22 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 				}
 			}
 		}()
+		var emu sync.Mutex // guards r.Errors
 		switch phase {
 		case "sequential":
 			var lat durations
 			for i := 0; i < size.Sequential; i++ {
 				d, err := timedRequest(client, http.MethodGet, p.base+"/api/challenges", "", "")
 				if err != nil {
+					emu.Lock()
 					r.Errors++
+					emu.Unlock()
 				}
 				lat = append(lat, d)
 			}
 			r.P100 = lat.quantile(1)
 		case "concurrent":
 			var hl durations
-			var hmu sync.Mutex
 			hstop := make(chan struct{})
 			var hwg sync.WaitGroup
 			hwg.Add(1)
@@ -480,12 +482,12 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 				hc := &http.Client{Timeout: 20 * time.Second}
 				for {
 					d, err := timedRequest(hc, http.MethodGet, p.base+"/healthz", "", "")
-					hmu.Lock()
+					emu.Lock()
 					if err != nil {
 						r.Errors++
 					}
 					hl = append(hl, d)
-					hmu.Unlock()
+					emu.Unlock()
 					select {
 					case <-hstop:
 						return
@@ -494,7 +496,6 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 				}
 			}()
 			var cwg sync.WaitGroup
-			var emu sync.Mutex
 			for c := 0; c < size.Clients; c++ {
 				cwg.Add(1)
 				go func() {
@@ -517,12 +518,13 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 			}
 		}
 		// Let the quarantine settle if it has not, then stop watching.
-		for deadline := time.Now().Add(5 * time.Second); settled == 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(5 * time.Second); settledNS.Load() == 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
 		close(stop)
 		wg.Wait()
-		r.CallMax, r.Settled = callMax, settled
+		settled := time.Duration(settledNS.Load())
+		r.CallMax, r.Settled = time.Duration(callMaxNS.Load()), settled
 		switch m.Want {
 		case guests.FailsAtCall:
 			if settled == 0 {

@@ -8,22 +8,20 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 // Per-policy resource metrics: the policy runtime reports every call
 // into a guest and the guest output its quotas let through or dropped
-// (policy.ResourceObserver), exported as
+// (policy.ResourceObserver, which this satisfies: see policy_resources_test.go), exported as
 //
 //	wingate_policy_call_duration_seconds{policy_kind, policy_name, policy_version, outcome}
 //	wingate_policy_log_bytes_total{policy_name, policy_version, result="written"|"dropped"}
 //
-// The call histogram's buckets are policy.CallBuckets: they resolve
+// The call histogram's buckets are decision.CallBuckets: they resolve
 // microseconds, where a decision of the default policies lies, and go
 // well past any deadline, so that an overrun shows by how much.
-
-var _ policy.ResourceObserver = policyObserver{}
 
 // policyResources holds the instruments, created on first use.
 type policyResources struct {
@@ -38,8 +36,8 @@ func (m *Metrics) policyResources() *policyResources {
 	r, _ := resources.LoadOrStore(m, &policyResources{})
 	pr := r.(*policyResources)
 	pr.once.Do(func() {
-		bounds := make([]float64, len(policy.CallBuckets))
-		for i, b := range policy.CallBuckets {
+		bounds := make([]float64, len(decision.CallBuckets))
+		for i, b := range decision.CallBuckets {
 			bounds[i] = b.Seconds()
 		}
 		var err error
@@ -59,7 +57,7 @@ func (m *Metrics) policyResources() *policyResources {
 }
 
 // PolicyCall records one call into a guest.
-func (o policyObserver) PolicyCall(kind abi.Kind, pol, version string, d time.Duration, outcome policy.Outcome) {
+func (o policyObserver) PolicyCall(kind abi.Kind, pol, version string, d time.Duration, outcome decision.Outcome) {
 	if o.m == nil {
 		return
 	}

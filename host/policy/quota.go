@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wingman-app/wingate/host/decision"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -39,17 +40,9 @@ func (b *logBucket) take(n int, now int64) int {
 	return int(got)
 }
 
-// CallBuckets are the upper bounds of the call-time histogram: from a
-// microsecond, where a decision of the default policies lies, to well past
-// any deadline, so that an overrun shows by how much.
-var CallBuckets = [...]time.Duration{
-	time.Microsecond, 2 * time.Microsecond, 5 * time.Microsecond,
-	10 * time.Microsecond, 20 * time.Microsecond, 50 * time.Microsecond,
-	100 * time.Microsecond, 200 * time.Microsecond, 500 * time.Microsecond,
-	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
-	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
-	100 * time.Millisecond, time.Second,
-}
+// CallBuckets are the upper bounds of the call-time histogram
+// (decision.CallBuckets, shared with the exported metrics).
+var CallBuckets = decision.CallBuckets
 
 // callHistogram counts calls by duration; counts[len(CallBuckets)] is the
 // overflow bucket. The largest duration is kept too.
