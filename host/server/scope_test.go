@@ -407,7 +407,9 @@ func hostileGuestModule(tb testing.TB) []byte {
 // TestCacheScopeThroughEngine: the same checks with the decision coming
 // from a hostile Go guest through the real policy Engine: a global key, a
 // key shared by everyone on per-user scope, the other user's key and a
-// 64 KiB key, all cached for 10 minutes, with both tiers.
+// 500-byte key, all cached for 10 minutes, with both tiers. (A key over
+// the runtime's limit never reaches the host: the engine serves the
+// fallback, see TestOversizedKeyIsFallback.)
 func TestCacheScopeThroughEngine(t *testing.T) {
 	cache.SilenceRedisLogs()
 	wasm := hostileGuestModule(t)
@@ -424,7 +426,9 @@ func TestCacheScopeThroughEngine(t *testing.T) {
 		{"action": 1, "scope": 1, "ttl_s": 600, "key": "everyone"},
 		{"action": 1, "scope": 0, "ttl_s": 600, "other": true},
 		{"action": 1, "scope": 0, "ttl_s": 600, "key": "/api/challenges"},
-		{"action": 1, "scope": 0, "ttl_s": 600, "key_bytes": 64 << 10},
+		// Under the runtime's key limit, but with the caller, route and
+		// path over the host's: the host hashes the key body.
+		{"action": 1, "scope": 0, "ttl_s": 600, "key_bytes": 500},
 	}
 	for _, tier := range []scopeTier{{name: "local"}, {name: "redis", redis: testkit.StartRedis(t)}} {
 		t.Run(tier.name, func(t *testing.T) {
@@ -483,4 +487,28 @@ func TestCacheHugePolicyKey(t *testing.T) {
 		t.Fatal("no Redis hit")
 	}
 	assertRedisKeysBounded(t, r)
+}
+
+// TestOversizedKeyIsFallback: a 64 KiB key from a guest is an invalid
+// decision; the engine answers the bypass fallback.
+func TestOversizedKeyIsFallback(t *testing.T) {
+	wasm := hostileGuestModule(t)
+	ctx := context.Background()
+	rt, err := policy.NewRuntime(ctx, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(ctx) })
+	v, err := rt.Load(ctx, policy.Spec{Name: "hostile-key", Config: []byte(`{"action": 1, "scope": 0, "ttl_s": 600, "key_bytes": 65536}`), Deadline: time.Second}, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := policy.NewEngine(policy.EngineOptions{})
+	if _, err := eng.Activate(abi.KindCache, v); err != nil {
+		t.Fatal(err)
+	}
+	d, res := eng.Cache(ctx, &abi.CacheRequest{Method: "GET", Route: routeLocation, Path: "/api/users/1/location", User: "1"})
+	if res.Outcome != policy.OutcomeFallback || d.Action != abi.CacheBypass {
+		t.Fatalf("decision %+v, result %+v: want the bypass fallback for an invalid decision", d, res)
+	}
 }
