@@ -27,7 +27,8 @@ const maxCharge = bulkChunk/4 + 1
 // busy machine), so that the loop
 // budget ends a bulk instruction at about twice its deadline even when
 // the watchdog cannot run.
-func appendBulk(m *wasm.Module, nImportedFuncs, budget uint32) (fill, copy uint32) {
+func appendBulk(m *wasm.Module, nImportedFuncs uint32, g *guardConfig) (fill, copy uint32) {
+	budget := g.budget
 	typ := uint32(len(m.TypeSection))
 	m.TypeSection = append(m.TypeSection, &wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32}})
 	const (
@@ -44,10 +45,11 @@ func appendBulk(m *wasm.Module, nImportedFuncs, budget uint32) (fill, copy uint3
 	}
 	// minChunk sets c = min(n, bulkChunk).
 	minChunk := cat(get(n), chunk, get(n), chunk, []byte{0x49, 0x1b}, set(c))
-	// spend takes c/4 + 1 from the budget, trapping when it has less.
+	// spend takes c/4 + 1 from the budget, calling the refill function
+	// (or trapping, without one) when it has less.
 	gb := appendULEB([]byte{0x23}, budget)
 	spend := cat(get(c), []byte{0x41, 0x02, 0x76, 0xad, 0x42, 0x01, 0x7c}, set(k), // k = i64(c >> 2) + 1
-		gb, get(k), []byte{0x54, 0x04, 0x40, 0x00, 0x0b}, // if budget < k: unreachable
+		gb, get(k), []byte{0x54, 0x04, 0x40}, g.coldPath(nil, 0), []byte{0x0b}, // if budget < k: refill end
 		gb, get(k), []byte{0x7d}, appendULEB([]byte{0x24}, budget))
 	minChunk = cat(minChunk, spend)
 	// nextN sets n -= c and branches back while n != 0.

@@ -60,6 +60,11 @@ const (
 	// rewrite takes out of the start section so that the host runs it
 	// under a deadline (see prepare).
 	startExportName = "__wingate_start"
+	// internalModule and refillName name the host function the rewrite
+	// imports for the guard (hostRefill). Guests may not import from
+	// internalModule themselves.
+	internalModule = "wingate_internal"
+	refillName     = "refill"
 )
 
 // loopBudget is the number of loop iterations a call with deadline d may
@@ -79,6 +84,12 @@ func loopBudget(d time.Duration) uint64 {
 	}
 	return b
 }
+
+// sliceBudget is the budget one slice gives a call: the guard calls the
+// host's refill function (hostRefill) when it runs out, at most about
+// every 65 µs of guest work in an empty loop, 4 chunks of a bulk
+// instruction or 8,192 guarded calls.
+const sliceBudget = 1 << 16
 
 var errGuardOpcode = errors.New("unsupported instruction")
 
@@ -102,6 +113,38 @@ type guardConfig struct {
 	// fill and copy are the functions that replace memory.fill and
 	// memory.copy, or noFunc to leave those instructions alone.
 	fill, copy uint32
+	// refill is the index of the imported host function the checks call
+	// when the budget runs out of a slice (see hostRefill); with
+	// useRefill false they trap instead (the loops-only guard).
+	refill    uint32
+	useRefill bool
+	// shiftFrom: with shift set, function indexes at or above shiftFrom
+	// in call and ref.func instructions grow by one (the refill import
+	// takes the first index after the other imports).
+	shiftFrom uint32
+	shift     bool
+}
+
+// coldPath appends the body of the check's "if": a call of the refill
+// function with the call depth the site needs (0 for a loop header or a
+// chunk), or a trap without refill.
+func (g *guardConfig) coldPath(b []byte, depth uint32) []byte {
+	if !g.useRefill {
+		return append(b, 0x00) // unreachable
+	}
+	b = append(b, 0x41) // i32.const depth
+	b = appendSLEB64(b, int64(depth))
+	b = append(b, 0x10) // call $refill
+	return appendULEB(b, g.refill)
+}
+
+// funcIndex maps a function index of the original module to the
+// rewritten one.
+func (g *guardConfig) funcIndex(idx uint32) uint32 {
+	if g.shift && idx >= g.shiftFrom {
+		return idx + 1
+	}
+	return idx
 }
 
 // instr is one decoded instruction of a function body: its opcode, the
@@ -128,8 +171,10 @@ func walkCode(body []byte, fn func(instr)) error {
 		case op <= 0x01 || op == 0x05 || op == 0x0b || op == 0x0f || op == 0x1a || op == 0x1b || op == 0xd1:
 		case op == 0x10 || op == 0x12: // call, return_call
 			in.imm = r.uleb()
-		case op == 0x0c || op == 0x0d || op == 0xd2: // br, br_if, ref.func
+		case op == 0x0c || op == 0x0d: // br, br_if
 			r.uleb()
+		case op == 0xd2: // ref.func
+			in.imm = r.uleb()
 		case op == 0x0e: // br_table
 			n := r.uleb()
 			for i := uint64(0); i <= n && r.err == nil; i++ {
@@ -185,17 +230,20 @@ func hasCall(body []byte) (bool, error) {
 	return found, err
 }
 
-// loopCheck is the check at a loop header: trap when halted or out of
-// budget, else spend one unit of budget.
+// loopCheck is the check at a loop header: when halted or out of
+// budget, call the refill function (which ends the call or refills the
+// budget), else spend one unit of budget.
 func loopCheck(g *guardConfig) []byte {
-	check := make([]byte, 0, 32)
+	check := make([]byte, 0, 40)
 	check = append(check, 0x23) // global.get $halt
 	check = appendULEB(check, g.halt)
 	check = append(check, 0x23) // global.get $budget
 	check = appendULEB(check, g.budget)
-	check = append(check, 0x50)                   // i64.eqz
-	check = append(check, 0x72)                   // i32.or
-	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	check = append(check, 0x50)       // i64.eqz
+	check = append(check, 0x72)       // i32.or
+	check = append(check, 0x04, 0x40) // if (empty)
+	check = g.coldPath(check, 0)
+	check = append(check, 0x0b) // end
 	return appendSpend(check, g)
 }
 
@@ -228,9 +276,11 @@ func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 	before = appendULEB(before, g.depth)
 	before = append(before, 0x41) // i32.const depth
 	before = appendSLEB64(before, int64(depth))
-	before = append(before, 0x49, 0x72)             // i32.lt_u, i32.or
-	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
-	before = append(before, 0x23)                   // global.get $budget
+	before = append(before, 0x49, 0x72) // i32.lt_u, i32.or
+	before = append(before, 0x04, 0x40) // if (empty)
+	before = g.coldPath(before, depth)  // refill or trap
+	before = append(before, 0x0b)       // end
+	before = append(before, 0x23)       // global.get $budget
 	before = appendULEB(before, g.budget)
 	before = append(before, 0x42, callCost, 0x7d) // i64.const callCost, i64.sub
 	before = append(before, 0x24)                 // global.set $budget
@@ -292,8 +342,12 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 			w := wrapFor(in.op, uint32(in.imm))
 			out = append(out, body[last:in.start]...)
 			out = append(out, w.before...)
-			out = append(out, body[in.start:in.end]...)
+			out = g.appendCall(out, body, in)
 			out = append(out, w.after...)
+			last = in.end
+		case g.shift && (in.op == 0x10 || in.op == 0x12 || in.op == 0xd2): // call, return_call, ref.func
+			out = append(out, body[last:in.start]...)
+			out = g.appendCall(out, body, in)
 			last = in.end
 		case in.op == 0xfc && in.sub == 11 && g.fill != noFunc: // memory.fill
 			out = append(out, body[last:in.start]...)
@@ -311,6 +365,16 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, body[last:]...), nil
+}
+
+// appendCall appends instruction in of body with its function index
+// renumbered (see funcIndex).
+func (g *guardConfig) appendCall(out, body []byte, in instr) []byte {
+	if !g.shift || (in.op != 0x10 && in.op != 0x12 && in.op != 0xd2) {
+		return append(out, body[in.start:in.end]...)
+	}
+	out = append(out, in.op)
+	return appendULEB(out, g.funcIndex(uint32(in.imm)))
 }
 
 func appendULEB(b []byte, v uint32) []byte {

@@ -118,6 +118,9 @@ func TestBulkMemoryChunks(t *testing.T) {
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer r.Close(ctx)
+	if err := instantiateInternal(ctx, r); err != nil {
+		t.Fatal(err)
+	}
 	tFill := &wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32}}
 	m := &wasm.Module{
 		TypeSection:     []*wasm.FunctionType{tFill},

@@ -229,6 +229,9 @@ type Runtime struct {
 	// halted counts calls the watchdog stopped (the rest of the timeouts
 	// ran out of loop budget first).
 	halted atomic.Int64
+	// refills counts the budget slices given after a call's first
+	// (hostRefill).
+	refills atomic.Int64
 }
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
@@ -283,6 +286,10 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	if err != nil {
 		rt.wz.Close(ctx)
 		return nil, fmt.Errorf("policy: instantiate host module: %w", err)
+	}
+	if err := instantiateInternal(ctx, rt.wz); err != nil {
+		rt.wz.Close(ctx)
+		return nil, fmt.Errorf("policy: instantiate internal module: %w", err)
 	}
 	go rt.watchdog(opts.WatchdogTick)
 	go rt.janitor()
@@ -674,4 +681,16 @@ func kindNames(ks []abi.Kind) string {
 		b.WriteString(k.String())
 	}
 	return b.String()
+}
+
+// instantiateInternal instantiates the guard's host module
+// (internalModule) in r.
+func instantiateInternal(ctx context.Context, r wazero.Runtime) error {
+	_, err := r.NewHostModuleBuilder(internalModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostRefill), []api.ValueType{api.ValueTypeI32}, nil).
+		WithParameterNames("depth").
+		Export(refillName).
+		Instantiate(ctx)
+	return err
 }
