@@ -6,11 +6,14 @@ import "github.com/tetratelabs/wabin/wasm"
 // touches between two guard checks. A single bulk instruction over a
 // 64 MiB memory ran for tens of milliseconds with no loop header to stop
 // it; in chunks of 64 KiB (a few microseconds each) the watchdog's halt
-// flag and the loop budget are seen between chunks.
+// flag and the budget are seen between chunks, and a slice of budget
+// (sliceBudget) covers 4 chunks, so the refill reads the clock at least
+// every 256 KiB (page faults are wall time no count sees).
 const bulkChunk = 64 << 10
 
 // maxCharge is the most budget one guard check takes (a full chunk); a
-// trap with less budget left than this is the guard's.
+// slice must be larger. With the loops-only guard (no refill), a trap
+// with less budget left than this is the guard's.
 const maxCharge = bulkChunk/4 + 1
 
 // appendBulk appends to m the two functions that replace memory.fill and
@@ -24,9 +27,9 @@ const maxCharge = bulkChunk/4 + 1
 //
 // Each chunk also spends budget in proportion to its bytes (one unit per
 // 4 bytes: a fill of 62.5 MiB ran at about 4 bytes a nanosecond on a
-// busy machine), so that the loop
-// budget ends a bulk instruction at about twice its deadline even when
-// the watchdog cannot run.
+// busy machine), calling the refill function when the slice has less
+// left, so that the host reads the clock every few chunks and the total
+// ends a bulk instruction at about twice its deadline even if it did not.
 func appendBulk(m *wasm.Module, nImportedFuncs uint32, g *guardConfig) (fill, copy uint32) {
 	budget := g.budget
 	typ := uint32(len(m.TypeSection))
@@ -101,3 +104,7 @@ func appendSLEB64(b []byte, v int64) []byte {
 		b = append(b, c|0x80)
 	}
 }
+
+// A slice must hold a full chunk's charge, or a bulk instruction could
+// never make progress.
+var _ = [sliceBudget - maxCharge - 1]struct{}{}

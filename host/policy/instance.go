@@ -31,7 +31,7 @@ type instance struct {
 	buffer api.Function
 	decide api.Function
 	init   api.Function
-	stop   api.MutableGlobal // loop budget: iterations the call may still run
+	stop   api.MutableGlobal // budget: what the call may still do before it calls hostRefill
 	halt   api.MutableGlobal // set to 1 to stop the call at its next loop iteration
 	ctx    context.Context   // carries the instance to host functions
 	kinds  uint32
