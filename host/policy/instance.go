@@ -80,11 +80,11 @@ func (in *instance) armBudget(d time.Duration) {
 	in.stop.Set(in.granted)
 }
 
-// Errors of the refill function. errBudgetSpent and errHalted are
-// timeouts; errDepthSpent is classified by callErr (the depth limit).
+// Errors of the refill function: errBudgetSpent is a timeout (as is
+// checkDeadline's errHostDeadline); errDepthSpent is classified by
+// callErr (the depth limit).
 var (
-	errBudgetSpent = fmt.Errorf("%w: loop budget spent", ErrTimeout)
-	errHalted      = fmt.Errorf("%w: stopped at the deadline", ErrTimeout)
+	errBudgetSpent = fmt.Errorf("%w: budget spent", ErrTimeout)
 	errDepthSpent  = errors.New("call depth spent")
 )
 
@@ -94,16 +94,16 @@ var (
 // runs in Go, so a stop-the-world pause waiting for the guest's thread
 // completes here, at the latest one slice of guest work after it began.
 // It ends the call (a panic wazero turns into the call's error) when
-// halted, past the deadline by the clock, out of depth or out of the
+// halted or past the deadline by the clock, out of depth or out of the
 // call's whole budget, and otherwise gives the guest another slice.
 func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	if in == nil {
 		panic(errBudgetSpent) // a module outside a Runtime: no refill
 	}
-	if in.halt.Get() != 0 {
-		panic(errHalted)
-	}
+	// Whoever sets halt (the watchdog, Runtime.Close) has claimed the
+	// deadline first (claimStop), so the deadline word tells: reading
+	// halt here would race with their write.
 	in.checkDeadline()
 	if need := uint32(stack[0]); need > 0 && in.depth != nil && uint32(in.depth.Get()) < need {
 		panic(errDepthSpent)

@@ -227,8 +227,11 @@ type Runtime struct {
 	parked atomic.Bool
 	wake   chan struct{}
 	// halted counts calls the watchdog stopped (the rest of the timeouts
-	// ran out of loop budget first).
+	// were ended by the refill function's clock or the host functions',
+	// or returned late); wakes counts the watchdog's wake-ups from
+	// parking.
 	halted atomic.Int64
+	wakes  atomic.Int64
 	// refills counts the budget slices given after a call's first
 	// (hostRefill).
 	refills atomic.Int64
@@ -392,6 +395,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		case <-rt.wake:
 		}
 		rt.parked.Store(false)
+		rt.wakes.Add(1)
 		t.Reset(tick)
 	}
 }
