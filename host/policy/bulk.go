@@ -7,8 +7,8 @@ import "github.com/tetratelabs/wabin/wasm"
 // 64 MiB memory ran for tens of milliseconds with no loop header to stop
 // it; in chunks of 64 KiB (a few microseconds each) the watchdog's halt
 // flag and the budget are seen between chunks, and a slice of budget
-// (sliceBudget) covers 4 chunks, so the refill reads the clock at least
-// every 256 KiB (page faults are wall time no count sees).
+// (sliceBudget) covers 8 chunks, so the refill reads the clock at least
+// every 512 KiB (page faults are wall time no count sees).
 const bulkChunk = 64 << 10
 
 // maxCharge is the most budget one guard check takes (a full chunk); a

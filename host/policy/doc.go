@@ -111,15 +111,18 @@
 // (an out-of-bounds instruction traps before writing, as it does) and
 // then work in chunks of 64 KiB inside a guarded loop, spending budget
 // in proportion to the bytes: one memory.fill over a 64 MiB memory ran
-// 27 ms past a 2 ms deadline in one instruction. The call guard and the
-// chunks cost the default cache policy about 6% of its decision time
-// (BenchmarkGuardPaired: 5.5–7.1% over nine runs, from the medians of
-// interleaved decisions through both guards; BenchmarkGuard has every
-// kind).
+// 27 ms past a 2 ms deadline in one instruction. The call guard, the
+// chunks and the refill cost the default cache policy about 9% of its
+// decision time against the loops-only guard (BenchmarkGuardPaired,
+// from the medians of interleaved decisions through both guards:
+// 8.6–9.3% over three runs, where the same guard trapping instead of
+// calling the refill measured 6.3–7.2% in runs interleaved with them: a
+// call in the check's cold path makes the compiler keep a loop's values
+// in memory across it; BenchmarkGuard has every kind).
 //
-// The host arms the budget before each call with one slice of 2^16
-// units (sliceBudget): about 65 µs of an empty loop, 8,192 guarded calls
-// or 256 KiB of a bulk instruction. When the guest has spent it, the
+// The host arms the budget before each call with one slice of 2^17
+// units (sliceBudget): about 130 µs of an empty loop, 16,384 guarded calls
+// or 512 KiB of a bulk instruction. When the guest has spent it, the
 // check calls $refill (hostRefill), which runs in Go: it ends the call
 // (a trap, recorded as a timeout) when halt is set, when the deadline has
 // passed by the clock, or when the call has had its whole budget (2
@@ -128,8 +131,8 @@
 // nothing on a normal decision: the default policies' decisions fit in
 // one slice (BenchmarkGuard reports refills/op: 0 for route, under
 // 0.0001 for cache, where the guest's own garbage collector now and
-// then needs more; compress, whose decisions take 0.3-0.4 ms, about
-// 0.2). One watchdog goroutine per Runtime wakes every 250 µs, finds the
+// then needs more; 0.005 for compress, whose decisions take 0.3 ms; a
+// slice of 2^16 gave compress 0.23). One watchdog goroutine per Runtime wakes every 250 µs, finds the
 // calls past their deadline (each instance publishes its deadline in an
 // atomic before the call and clears it after) and sets their halt flag;
 // the guest stops at its next loop iteration or guarded call. After 64
@@ -160,13 +163,14 @@
 // guest calls (decisions and start-up steps) run at once
 // (Runtime.enter); the others wait before their deadline is armed, in
 // Go, where they can be preempted. More cannot run at once anyway.
-// With both, 16 concurrent hostile callers on an otherwise idle 2-core
-// machine see calls of 4-12 ms and probe gaps of 5-9 ms
-// (TestHostileConcurrent), except fat-recursion (a recursion of frames
-// of 2,000 locals, which grows wazero's stack, a Go slice, by megabytes
-// per call: 60-76 ms); BenchmarkHostile's slowest single calls are
-// within 2 × the deadline + 1 ms except fat-recursion (its mean is
-// 4.4 ms; the same before slices). A runaway is stopped within a
+// With both, 16 concurrent hostile callers on a 2-core machine at load
+// 3 see calls of 4-12 ms and probe gaps of 5-9 ms (TestHostileConcurrent;
+// at load 5, 18-39 ms and 12-30 ms: the operating system's time slices),
+// except fat-recursion (a recursion of frames of 2,000 locals, which
+// grows wazero's stack, a Go slice, by megabytes per call: 60-76 ms).
+// BenchmarkHostile's slowest single calls are within 2 × the deadline +
+// 1 ms but for fat-recursion (37 ms; mean 4.9 ms, as before slices) and
+// an outlier of endless-loop (9.5 ms; mean 2.2 ms). A runaway is stopped within a
 // watchdog tick of its deadline (BenchmarkRunawayStop). The guard costs
 // one atomic store and swap of an instance-local word per call and
 // about a nanosecond per loop iteration (BenchmarkLoopGuard).

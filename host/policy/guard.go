@@ -62,7 +62,7 @@ import (
 // time: under load, calls ran 0.25-1.4 s against a 2 ms deadline and the
 // process stood still for up to 422 ms. The refill function runs in Go,
 // so a pending stop-the-world pause completes there, at most one slice
-// of guest work (about 65 µs of an empty loop, 256 KiB of a bulk
+// of guest work (about 130 µs of an empty loop, 512 KiB of a bulk
 // instruction) after it began, and the refill reads the clock, so a
 // guest ends at its deadline even when the watchdog is late. The total
 // (loopBudget) still ends a call by itself at about twice its deadline
@@ -108,13 +108,13 @@ func loopBudget(d time.Duration) uint64 {
 
 // sliceBudget is the budget one slice gives a call: the guard calls the
 // host's refill function (hostRefill) when it runs out, after about
-// 65 µs of an empty loop, 4 chunks (256 KiB) of a bulk instruction or
-// 8,192 guarded calls; a loop whose body does more work per iteration
+// 130 µs of an empty loop, 8 chunks (512 KiB) of a bulk instruction or
+// 16,384 guarded calls; a loop whose body does more work per iteration
 // makes its slices longer in time (a unit is one iteration, whatever
 // the body), and the watchdog's halt flag, checked at every iteration,
 // is what stops it at its deadline. The default policies' decisions fit
 // in one slice (BenchmarkGuard reports refills/op).
-const sliceBudget = 1 << 16
+const sliceBudget = 1 << 17
 
 var errGuardOpcode = errors.New("unsupported instruction")
 

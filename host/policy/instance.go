@@ -61,9 +61,8 @@ type instance struct {
 
 	// granted is the budget the call in flight has been given so far
 	// (slices, see hostRefill), ceiling the most it may be given
-	// (loopBudget of its deadline), slices how many slices it started.
+	// (loopBudget of its deadline).
 	granted, ceiling uint64
-	slices           int64
 }
 
 // armBudget arms the guard's budget for a call with deadline d: the
@@ -71,7 +70,6 @@ type instance struct {
 // the whole of it.
 func (in *instance) armBudget(d time.Duration) {
 	in.ceiling = loopBudget(d)
-	in.slices = 1
 	if in.v.rt.opts.loopsOnly {
 		in.granted = in.ceiling
 	} else {
@@ -113,7 +111,6 @@ func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	slice := min(sliceBudget, in.ceiling-in.granted)
 	in.granted += slice
-	in.slices++
 	in.v.rt.refills.Add(1)
 	in.stop.Set(slice)
 }
