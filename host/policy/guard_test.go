@@ -312,8 +312,15 @@ func TestHostileConcurrent(t *testing.T) {
 			// megabytes: 60-76 ms and 53-61 ms), and eight busy loops
 			// alongside (load 10) calls of 29-103 ms, gaps of 25-78 ms and
 			// garbage collections of up to 443 ms.
-			if s.CallTime.Max > 500*time.Millisecond || worst > 500*time.Millisecond || gc > 2*time.Second {
-				t.Errorf("slowest call %v (want at most 500ms), probe gap %v (500ms), GC %v (2s)", s.CallTime.Max, worst, gc)
+			// Under the race detector (whose run has other packages'
+			// tests alongside) fat-recursion reached 495 ms and 509 ms:
+			// the bounds are four times looser there.
+			bound, gcBound := 500*time.Millisecond, 2*time.Second
+			if raceEnabled {
+				bound, gcBound = 4*bound, 4*gcBound
+			}
+			if s.CallTime.Max > bound || worst > bound || gc > gcBound {
+				t.Errorf("slowest call %v (want at most %v), probe gap %v (%v), GC %v (%v)", s.CallTime.Max, bound, worst, bound, gc, gcBound)
 			}
 		})
 	}
