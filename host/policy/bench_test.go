@@ -159,6 +159,9 @@ func BenchmarkLoopGuard(b *testing.B) {
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer r.Close(ctx)
+	if err := instantiateInternal(ctx, r); err != nil {
+		b.Fatal(err)
+	}
 	plain := loopModule()
 	guarded := loopModule()
 	if err := addLoopGuard(guarded, 0, 0, guardOptions{}); err != nil {

@@ -6,11 +6,14 @@ import "github.com/tetratelabs/wabin/wasm"
 // touches between two guard checks. A single bulk instruction over a
 // 64 MiB memory ran for tens of milliseconds with no loop header to stop
 // it; in chunks of 64 KiB (a few microseconds each) the watchdog's halt
-// flag and the loop budget are seen between chunks.
+// flag and the budget are seen between chunks, and a slice of budget
+// (sliceBudget) covers 8 chunks, so the refill reads the clock at least
+// every 512 KiB (page faults are wall time no count sees).
 const bulkChunk = 64 << 10
 
 // maxCharge is the most budget one guard check takes (a full chunk); a
-// trap with less budget left than this is the guard's.
+// slice must be larger. With the loops-only guard (no refill), a trap
+// with less budget left than this is the guard's.
 const maxCharge = bulkChunk/4 + 1
 
 // appendBulk appends to m the two functions that replace memory.fill and
@@ -24,10 +27,11 @@ const maxCharge = bulkChunk/4 + 1
 //
 // Each chunk also spends budget in proportion to its bytes (one unit per
 // 4 bytes: a fill of 62.5 MiB ran at about 4 bytes a nanosecond on a
-// busy machine), so that the loop
-// budget ends a bulk instruction at about twice its deadline even when
-// the watchdog cannot run.
-func appendBulk(m *wasm.Module, nImportedFuncs, budget uint32) (fill, copy uint32) {
+// busy machine), calling the refill function when the slice has less
+// left, so that the host reads the clock every few chunks and the total
+// ends a bulk instruction at about twice its deadline even if it did not.
+func appendBulk(m *wasm.Module, nImportedFuncs uint32, g *guardConfig) (fill, copy uint32) {
+	budget := g.budget
 	typ := uint32(len(m.TypeSection))
 	m.TypeSection = append(m.TypeSection, &wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32}})
 	const (
@@ -44,10 +48,11 @@ func appendBulk(m *wasm.Module, nImportedFuncs, budget uint32) (fill, copy uint3
 	}
 	// minChunk sets c = min(n, bulkChunk).
 	minChunk := cat(get(n), chunk, get(n), chunk, []byte{0x49, 0x1b}, set(c))
-	// spend takes c/4 + 1 from the budget, trapping when it has less.
+	// spend takes c/4 + 1 from the budget, calling the refill function
+	// (or trapping, without one) when it has less.
 	gb := appendULEB([]byte{0x23}, budget)
 	spend := cat(get(c), []byte{0x41, 0x02, 0x76, 0xad, 0x42, 0x01, 0x7c}, set(k), // k = i64(c >> 2) + 1
-		gb, get(k), []byte{0x54, 0x04, 0x40, 0x00, 0x0b}, // if budget < k: unreachable
+		gb, get(k), []byte{0x54, 0x04, 0x40}, g.coldPath(nil, 0), []byte{0x0b}, // if budget < k: refill end
 		gb, get(k), []byte{0x7d}, appendULEB([]byte{0x24}, budget))
 	minChunk = cat(minChunk, spend)
 	// nextN sets n -= c and branches back while n != 0.
@@ -99,3 +104,7 @@ func appendSLEB64(b []byte, v int64) []byte {
 		b = append(b, c|0x80)
 	}
 }
+
+// A slice must hold a full chunk's charge, or a bulk instruction could
+// never make progress.
+var _ = [sliceBudget - maxCharge - 1]struct{}{}

@@ -79,15 +79,19 @@
 // context.WithTimeout costs about 0.8 µs more. Instead, at load time
 // every loop header gets
 //
-//	global.get $halt; global.get $budget; i64.eqz; i32.or; if; unreachable; end
+//	global.get $halt; global.get $budget; i64.eqz; i32.or
+//	if; i32.const 0; call $refill; end
 //	global.get $budget; i64.const 1; i64.sub; global.set $budget
 //
 // where $budget is a mutable i64 global the rewrite adds, the work the
-// call may still do, and $halt a mutable i32 only the host writes; and
-// every call that could start unbounded work (call_indirect, and call of
-// a function that itself calls) is wrapped in
+// call may still do before it asks the host for more, $halt a mutable
+// i32 only the host writes, and $refill a host function the rewrite
+// imports (wingate_internal.refill; a guest importing from
+// wingate_internal is refused at load); and every call that could start
+// unbounded work (call_indirect, and call of a function that itself
+// calls) is wrapped in
 //
-//	if $halt | ($budget < 8) | ($depth < d): unreachable
+//	if $halt | ($budget < 8) | ($depth < d): call $refill(d)
 //	$budget -= 8; $depth -= d; call f; $depth += d
 //
 // where $depth is the call depth left (Options.MaxCallDepth, 16,384) and
@@ -107,31 +111,69 @@
 // (an out-of-bounds instruction traps before writing, as it does) and
 // then work in chunks of 64 KiB inside a guarded loop, spending budget
 // in proportion to the bytes: one memory.fill over a 64 MiB memory ran
-// 27 ms past a 2 ms deadline in one instruction. The call guard and the
-// chunks cost the default cache policy about 6% of its decision time
-// (BenchmarkGuardPaired: 5.5–7.1% over nine runs, from the medians of
-// interleaved decisions through both guards; BenchmarkGuard has every
-// kind).
+// 27 ms past a 2 ms deadline in one instruction. The call guard, the
+// chunks and the refill cost the default cache policy about 9% of its
+// decision time against the loops-only guard (BenchmarkGuardPaired,
+// from the medians of interleaved decisions through both guards:
+// 8.6–9.3% over three runs, where the same guard trapping instead of
+// calling the refill measured 6.3–7.2% in runs interleaved with them: a
+// call in the check's cold path makes the compiler keep a loop's values
+// in memory across it; BenchmarkGuard has every kind).
 //
-// The host arms the budget before each call with 2 units per nanosecond
-// of the deadline (loopBudget). One watchdog goroutine per Runtime wakes
-// every 250 µs, finds the calls past their deadline (each instance
-// publishes its deadline in an atomic before the call and clears it
-// after) and sets their halt flag; the guest traps at its next loop
-// iteration or guarded call. After 64 scans in a row find nothing running
-// it parks until the next call arms a deadline, so an idle server does
-// not wake a thread 4,000 times a second (an idle wingate serve used 5.7%
-// of a core, now 0.4%). (Zeroing the budget instead does not work: the
-// guest writes it back every iteration and overwrites the zero.) The
-// count is what makes the guard safe against the Go runtime itself: a
-// goroutine in compiled guest code cannot be preempted, so a
-// stop-the-world garbage collection that begins while a guest spins also
-// stops the watchdog; the spinning guest then exhausts its budget by
-// itself and traps, and the pause completes
-// (TestRunawayDuringGarbageCollection). The call costs one atomic store
-// and swap of an instance-local word and about a nanosecond per loop
-// iteration (BenchmarkLoopGuard); a runaway is stopped within a watchdog
-// tick of its deadline (BenchmarkRunawayStop).
+// The host arms the budget before each call with one slice of 2^17
+// units (sliceBudget): about 130 µs of an empty loop, 16,384 guarded calls
+// or 512 KiB of a bulk instruction. When the guest has spent it, the
+// check calls $refill (hostRefill), which runs in Go: it ends the call
+// (a trap, recorded as a timeout) when halt is set, when the deadline has
+// passed by the clock, or when the call has had its whole budget (2
+// units per nanosecond of the deadline, loopBudget; a depth shortfall is
+// the depth trap), and otherwise gives another slice. The refill costs
+// nothing on a normal decision: the default policies' decisions fit in
+// one slice (BenchmarkGuard reports refills/op: 0 for route, under
+// 0.0001 for cache, where the guest's own garbage collector now and
+// then needs more; 0.005 for compress, whose decisions take 0.3 ms; a
+// slice of 2^16 gave compress 0.23). One watchdog goroutine per Runtime wakes every 250 µs, finds the
+// calls past their deadline (each instance publishes its deadline in an
+// atomic before the call and clears it after) and sets their halt flag;
+// the guest stops at its next loop iteration or guarded call. After 64
+// scans in a row find nothing running it parks until the next call arms
+// a deadline, so an idle server does not wake a thread 4,000 times a
+// second (an idle wingate serve used 5.7% of a core, now 0.4%).
+// (Zeroing the budget instead of a halt flag does not work: the guest
+// writes it back every iteration and overwrites the zero.)
+//
+// The slices are what make the guard safe against the Go runtime itself:
+// a goroutine in compiled guest code cannot be preempted, so a
+// stop-the-world garbage collection that begins while a guest spins
+// stops the watchdog and every other goroutine until the guest comes
+// back to Go. With the whole deadline's budget armed at once, that was
+// when the guest had spent it, which is CPU work, not wall time: with
+// 16 concurrent hostile callers on a loaded 2-core machine, calls ran
+// 0.25-1.4 s against a 2 ms deadline and a health probe stood still for
+// up to 422 ms. Now the pause completes at the guest's next refill, one
+// slice of work later, while the guest still spins
+// (TestRunawayDuringGarbageCollection), and the refill's clock ends a
+// guest at its deadline even when the watchdog has not run. A loop whose
+// body does much work per iteration has longer slices (a unit is an
+// iteration); the watchdog's flag stops it at its deadline.
+//
+// A call preempted at a refill (a stop-the-world pause preempts every
+// goroutine) went to the back of the run queue, behind other callers'
+// whole calls: calls of 30-275 ms against 2 ms. So at most GOMAXPROCS
+// guest calls (decisions and start-up steps) run at once
+// (Runtime.enter); the others wait before their deadline is armed, in
+// Go, where they can be preempted. More cannot run at once anyway.
+// With both, 16 concurrent hostile callers on a 2-core machine at load
+// 3 see calls of 4-12 ms and probe gaps of 5-9 ms (TestHostileConcurrent;
+// at load 5, 18-39 ms and 12-30 ms: the operating system's time slices),
+// except fat-recursion (a recursion of frames of 2,000 locals, which
+// grows wazero's stack, a Go slice, by megabytes per call: 60-76 ms).
+// BenchmarkHostile's slowest single calls are within 2 × the deadline +
+// 1 ms but for fat-recursion (37 ms; mean 4.9 ms, as before slices) and
+// an outlier of endless-loop (9.5 ms; mean 2.2 ms). A runaway is stopped within a
+// watchdog tick of its deadline (BenchmarkRunawayStop). The guard costs
+// one atomic store and swap of an instance-local word per call and
+// about a nanosecond per loop iteration (BenchmarkLoopGuard).
 //
 // The host functions (wingate.log, and fd_write, which the host
 // implements itself rather than through wazero's WASI) check the call's

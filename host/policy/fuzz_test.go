@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -159,6 +160,50 @@ func FuzzGuardBody(f *testing.F) {
 		}
 		if (len(again)-len(out))%17 != 0 || (len(again)-len(out))/17 != loops {
 			t.Fatalf("second rewrite grew by %d bytes for %d loops", len(again)-len(out), loops)
+		}
+		// With the refill import: every loop check and guarded call
+		// check holds one call of it, and call and ref.func indexes at
+		// or above the import move up by one.
+		r := &guardConfig{budget: 3, halt: 4, depth: 5, calls: true, fill: 7, copy: 8,
+			refill: 2, useRefill: true, shift: true, shiftFrom: 2,
+			skipCall: func(idx uint32) bool { return idx == 1 }}
+		out, err = guardBody(b, r)
+		if err != nil {
+			t.Fatalf("guards without refill but not with: %v", err)
+		}
+		var guarded, refills, want, got []uint32
+		walkCode(b, func(in instr) {
+			switch {
+			case in.op == 0x11 || (in.op == 0x10 && in.imm != 1):
+				guarded = append(guarded, 0)
+			}
+			switch {
+			case in.op == 0x10 || in.op == 0x12 || in.op == 0xd2:
+				want = append(want, r.funcIndex(uint32(in.imm)))
+			case in.op == 0xfc && in.sub == 11:
+				want = append(want, r.fill)
+			case in.op == 0xfc && in.sub == 10:
+				want = append(want, r.copy)
+			}
+		})
+		if err := walkCode(out, func(in instr) {
+			if in.op == 0x10 && in.imm == 2 {
+				refills = append(refills, 0)
+				return
+			}
+			if in.op == 0x10 || in.op == 0x12 || in.op == 0xd2 {
+				got = append(got, uint32(in.imm))
+			}
+		}); err != nil {
+			t.Fatalf("guarded body does not decode: %v", err)
+		}
+		// An original call of index 2 would count as a refill: that
+		// index moves to 3, so none remains.
+		if len(refills) != loops+len(guarded) {
+			t.Fatalf("%d refill calls for %d loops and %d guarded calls", len(refills), loops, len(guarded))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("function indexes %v, want %v", got, want)
 		}
 	})
 }

@@ -14,7 +14,8 @@ import (
 //	i64.eqz
 //	i32.or
 //	if
-//	  unreachable
+//	  i32.const 0
+//	  call $refill
 //	end
 //	global.get $budget
 //	i64.const 1
@@ -22,18 +23,27 @@ import (
 //	global.set $budget
 //
 // where $budget is a mutable i64 global added to the module and exported as
-// stopGlobalName, the number of loop iterations the call may still run,
-// and $halt a mutable i32 global exported as haltGlobalName. The host arms
-// the budget before every call (see loopBudget); the watchdog sets halt on
-// an instance whose call has overrun its deadline, and the guest traps at
-// its next loop iteration; the instance is then discarded. Every call
-// that may start unbounded work (call_indirect, and call of a function
-// that calls) gets the call check (callCheck), which also counts the call
-// depth left in a third global ($depth, exported as depthGlobalName), so
-// that call trees without loops stop at the deadline and recursion traps
-// at Options.MaxCallDepth. memory.fill and memory.copy become calls to
-// chunked functions (bulk.go). Straight-line code needs no check: it
-// ends.
+// stopGlobalName, the work the call may still do before it must ask the
+// host for more, $halt a mutable i32 global exported as haltGlobalName,
+// and $refill a host function the rewrite imports (internalModule.
+// refillName, hostRefill; guests may not import from internalModule).
+// The host arms the budget before every call with one slice
+// (sliceBudget); when the guest has spent it, the check calls $refill,
+// which ends the call (a trap) when halt is set, when the call's
+// deadline has passed by the clock, or when the call has had its whole
+// budget (loopBudget of the deadline), and otherwise gives it another
+// slice. The watchdog sets halt on an instance whose call has overrun
+// its deadline, and the guest stops at its next loop iteration; the
+// instance is then discarded. Every call that may start unbounded work
+// (call_indirect, and call of a function that calls) gets the call check
+// (callCheck), which also counts the call depth left in a third global
+// ($depth, exported as depthGlobalName), so that call trees without
+// loops stop at the deadline and recursion traps at
+// Options.MaxCallDepth. memory.fill and memory.copy become calls to
+// chunked functions (bulk.go) that spend budget by the byte. Straight-line
+// code needs no check: it ends. The checks' hot path is what it was
+// before slices (the refill runs once a slice); a loop header costs
+// about a nanosecond.
 //
 // Why a separate halt flag: the guest writes the budget back at every
 // iteration, so a zero the host writes between the guest's load and its
@@ -42,12 +52,21 @@ import (
 // call live until its budget ran out, several milliseconds past the
 // deadline; the guest never writes halt.
 //
-// Why a count and not only a flag: a goroutine running compiled guest
+// Why slices and a host function: a goroutine running compiled guest
 // code cannot be preempted by the Go scheduler, so when a garbage
 // collection stops the world while a guest spins, the watchdog goroutine
-// is stopped too and could never set a flag: the process would hang. The
-// count needs no other goroutine: a spinning guest exhausts it by itself
-// and traps, which lets the stop-the-world pause complete.
+// is stopped too and cannot set halt, and every other goroutine of the
+// process waits for the guest to come back to Go. With the whole
+// deadline's budget armed at once (2 units per nanosecond), the guest
+// came back only when it had spent it, and that is CPU work, not wall
+// time: under load, calls ran 0.25-1.4 s against a 2 ms deadline and the
+// process stood still for up to 422 ms. The refill function runs in Go,
+// so a pending stop-the-world pause completes there, at most one slice
+// of guest work (about 130 µs of an empty loop, 512 KiB of a bulk
+// instruction) after it began, and the refill reads the clock, so a
+// guest ends at its deadline even when the watchdog is late. The total
+// (loopBudget) still ends a call by itself at about twice its deadline
+// of empty iterations, were the clock ever not read.
 
 // stopGlobalName and haltGlobalName are the exports under which the host
 // finds the loop budget and the halt flag. Guests may not export these
@@ -60,17 +79,24 @@ const (
 	// rewrite takes out of the start section so that the host runs it
 	// under a deadline (see prepare).
 	startExportName = "__wingate_start"
+	// internalModule and refillName name the host function the rewrite
+	// imports for the guard (hostRefill). Guests may not import from
+	// internalModule themselves.
+	internalModule = "wingate_internal"
+	refillName     = "refill"
 )
 
-// loopBudget is the number of loop iterations a call with deadline d may
-// run before it traps by itself: 2 per nanosecond of the deadline. An
-// iteration of guarded code costs about a nanosecond (the guard alone is a
-// load, a test, a branch and a read-modify-write of the global;
+// loopBudget is the most budget a call with deadline d may have in all,
+// over its slices: 2 units per nanosecond of the deadline. An iteration
+// of guarded code costs about a nanosecond (the guard alone is a load, a
+// test, a branch and a read-modify-write of the global;
 // TestRunawayDuringGarbageCollection measured 0.96 ns for an empty loop),
-// so the count ends a spinning guest at about twice its deadline even
-// when the watchdog cannot run, and a loop that does real work per
-// iteration has its deadline enforced by the watchdog long before the
-// count runs out.
+// so the total ends a spinning guest at about twice its deadline even if
+// neither the watchdog nor the refill's clock stopped it. It is not
+// lowered further: a chunk of a bulk instruction is charged by its bytes
+// (one unit per 4), and a fill of cached memory runs faster than 8 bytes
+// a nanosecond, so a lower total could end a fill that would have met
+// its deadline.
 func loopBudget(d time.Duration) uint64 {
 	const minBudget = 1 << 21
 	b := uint64(d.Nanoseconds()) * 2
@@ -79,6 +105,16 @@ func loopBudget(d time.Duration) uint64 {
 	}
 	return b
 }
+
+// sliceBudget is the budget one slice gives a call: the guard calls the
+// host's refill function (hostRefill) when it runs out, after about
+// 130 µs of an empty loop, 8 chunks (512 KiB) of a bulk instruction or
+// 16,384 guarded calls; a loop whose body does more work per iteration
+// makes its slices longer in time (a unit is one iteration, whatever
+// the body), and the watchdog's halt flag, checked at every iteration,
+// is what stops it at its deadline. The default policies' decisions fit
+// in one slice (BenchmarkGuard reports refills/op).
+const sliceBudget = 1 << 17
 
 var errGuardOpcode = errors.New("unsupported instruction")
 
@@ -102,6 +138,38 @@ type guardConfig struct {
 	// fill and copy are the functions that replace memory.fill and
 	// memory.copy, or noFunc to leave those instructions alone.
 	fill, copy uint32
+	// refill is the index of the imported host function the checks call
+	// when the budget runs out of a slice (see hostRefill); with
+	// useRefill false they trap instead (the loops-only guard).
+	refill    uint32
+	useRefill bool
+	// shiftFrom: with shift set, function indexes at or above shiftFrom
+	// in call and ref.func instructions grow by one (the refill import
+	// takes the first index after the other imports).
+	shiftFrom uint32
+	shift     bool
+}
+
+// coldPath appends the body of the check's "if": a call of the refill
+// function with the call depth the site needs (0 for a loop header or a
+// chunk), or a trap without refill.
+func (g *guardConfig) coldPath(b []byte, depth uint32) []byte {
+	if !g.useRefill {
+		return append(b, 0x00) // unreachable
+	}
+	b = append(b, 0x41) // i32.const depth
+	b = appendSLEB64(b, int64(depth))
+	b = append(b, 0x10) // call $refill
+	return appendULEB(b, g.refill)
+}
+
+// funcIndex maps a function index of the original module to the
+// rewritten one.
+func (g *guardConfig) funcIndex(idx uint32) uint32 {
+	if g.shift && idx >= g.shiftFrom {
+		return idx + 1
+	}
+	return idx
 }
 
 // instr is one decoded instruction of a function body: its opcode, the
@@ -128,8 +196,10 @@ func walkCode(body []byte, fn func(instr)) error {
 		case op <= 0x01 || op == 0x05 || op == 0x0b || op == 0x0f || op == 0x1a || op == 0x1b || op == 0xd1:
 		case op == 0x10 || op == 0x12: // call, return_call
 			in.imm = r.uleb()
-		case op == 0x0c || op == 0x0d || op == 0xd2: // br, br_if, ref.func
+		case op == 0x0c || op == 0x0d: // br, br_if
 			r.uleb()
+		case op == 0xd2: // ref.func
+			in.imm = r.uleb()
 		case op == 0x0e: // br_table
 			n := r.uleb()
 			for i := uint64(0); i <= n && r.err == nil; i++ {
@@ -185,17 +255,20 @@ func hasCall(body []byte) (bool, error) {
 	return found, err
 }
 
-// loopCheck is the check at a loop header: trap when halted or out of
-// budget, else spend one unit of budget.
+// loopCheck is the check at a loop header: when halted or out of
+// budget, call the refill function (which ends the call or refills the
+// budget), else spend one unit of budget.
 func loopCheck(g *guardConfig) []byte {
-	check := make([]byte, 0, 32)
+	check := make([]byte, 0, 40)
 	check = append(check, 0x23) // global.get $halt
 	check = appendULEB(check, g.halt)
 	check = append(check, 0x23) // global.get $budget
 	check = appendULEB(check, g.budget)
-	check = append(check, 0x50)                   // i64.eqz
-	check = append(check, 0x72)                   // i32.or
-	check = append(check, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	check = append(check, 0x50)       // i64.eqz
+	check = append(check, 0x72)       // i32.or
+	check = append(check, 0x04, 0x40) // if (empty)
+	check = g.coldPath(check, 0)
+	check = append(check, 0x0b) // end
 	return appendSpend(check, g)
 }
 
@@ -209,15 +282,17 @@ func appendSpend(check []byte, g *guardConfig) []byte {
 
 // callCost is the budget a guarded call spends: a call and return cost
 // a few nanoseconds where an empty loop iteration costs one, so that a
-// call tree the watchdog cannot reach (see loopBudget) also runs out of
-// budget at about twice its deadline. It must stay below 64 (one byte
+// call tree reaches the refill (and its clock) about as often in time
+// as a loop does, and runs out of its total (see loopBudget) at about
+// twice its deadline. It must stay below 64 (one byte
 // of signed LEB128).
 const callCost = 8
 
-// callCheck is the check before a guarded call: trap when halted, out of
-// budget or short of depth for the callee's frame, else spend callCost
-// of the budget and depth units of the depth left; after, the call gives
-// the depth back.
+// callCheck is the check before a guarded call: when halted, out of
+// budget or short of depth for the callee's frame, call the refill
+// function with the depth the call needs (it ends the call, or refills
+// the budget), then spend callCost of the budget and depth units of the
+// depth left; after, the call gives the depth back.
 func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 	before = append(before, 0x23) // global.get $halt
 	before = appendULEB(before, g.halt)
@@ -228,9 +303,11 @@ func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 	before = appendULEB(before, g.depth)
 	before = append(before, 0x41) // i32.const depth
 	before = appendSLEB64(before, int64(depth))
-	before = append(before, 0x49, 0x72)             // i32.lt_u, i32.or
-	before = append(before, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
-	before = append(before, 0x23)                   // global.get $budget
+	before = append(before, 0x49, 0x72) // i32.lt_u, i32.or
+	before = append(before, 0x04, 0x40) // if (empty)
+	before = g.coldPath(before, depth)  // refill or trap
+	before = append(before, 0x0b)       // end
+	before = append(before, 0x23)       // global.get $budget
 	before = appendULEB(before, g.budget)
 	before = append(before, 0x42, callCost, 0x7d) // i64.const callCost, i64.sub
 	before = append(before, 0x24)                 // global.set $budget
@@ -292,8 +369,12 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 			w := wrapFor(in.op, uint32(in.imm))
 			out = append(out, body[last:in.start]...)
 			out = append(out, w.before...)
-			out = append(out, body[in.start:in.end]...)
+			out = g.appendCall(out, body, in)
 			out = append(out, w.after...)
+			last = in.end
+		case g.shift && (in.op == 0x10 || in.op == 0x12 || in.op == 0xd2): // call, return_call, ref.func
+			out = append(out, body[last:in.start]...)
+			out = g.appendCall(out, body, in)
 			last = in.end
 		case in.op == 0xfc && in.sub == 11 && g.fill != noFunc: // memory.fill
 			out = append(out, body[last:in.start]...)
@@ -311,6 +392,16 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, body[last:]...), nil
+}
+
+// appendCall appends instruction in of body with its function index
+// renumbered (see funcIndex).
+func (g *guardConfig) appendCall(out, body []byte, in instr) []byte {
+	if !g.shift || (in.op != 0x10 && in.op != 0x12 && in.op != 0xd2) {
+		return append(out, body[in.start:in.end]...)
+	}
+	out = append(out, in.op)
+	return appendULEB(out, g.funcIndex(uint32(in.imm)))
 }
 
 func appendULEB(b []byte, v uint32) []byte {

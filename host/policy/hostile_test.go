@@ -342,8 +342,10 @@ func TestCacheIntoReusesMemory(t *testing.T) {
 
 // TestWatchdogParksAndWakes: with nothing running the watchdog parks
 // instead of scanning every tick, and the next call wakes it: a runaway
-// call started while it was parked is stopped by the watchdog (a timeout)
-// and not by its loop budget running out later (a trap).
+// call started while it was parked is a timeout, and the watchdog woke
+// for it. (The refill function's clock may end the call before the
+// watchdog's next tick does, so which of the two stopped it is not
+// asserted.)
 func TestWatchdogParksAndWakes(t *testing.T) {
 	rt := testRuntime(t)
 	v := loadGuest(t, rt, "loop", "", Spec{Name: "spinner", MinInstances: 1, Deadline: 50 * time.Millisecond})
@@ -353,12 +355,12 @@ func TestWatchdogParksAndWakes(t *testing.T) {
 	}
 	for i := range 3 {
 		waitFor(t, "the idle watchdog to park", rt.parked.Load)
-		before := rt.halted.Load()
+		before := rt.wakes.Load()
 		if _, r := e.Route(context.Background(), &abi.RouteRequest{Message: "hello"}); r.Outcome != OutcomeTimeout {
 			t.Fatalf("call %d after parking: outcome %v, want timeout", i, r.Outcome)
 		}
-		if rt.halted.Load() != before+1 {
-			t.Fatalf("call %d after parking: not stopped by the watchdog (it ran out of loop budget)", i)
+		if rt.wakes.Load() == before {
+			t.Fatalf("call %d after parking: the watchdog did not wake during a 50 ms call", i)
 		}
 	}
 }

@@ -31,7 +31,7 @@ type instance struct {
 	buffer api.Function
 	decide api.Function
 	init   api.Function
-	stop   api.MutableGlobal // loop budget: iterations the call may still run
+	stop   api.MutableGlobal // budget: what the call may still do before it calls hostRefill
 	halt   api.MutableGlobal // set to 1 to stop the call at its next loop iteration
 	ctx    context.Context   // carries the instance to host functions
 	kinds  uint32
@@ -58,6 +58,61 @@ type instance struct {
 	// elapsed is the duration of the last decision call, for finish.
 	elapsed int64
 	depth   api.Global // call depth left; 0 after the depth limit trapped
+
+	// granted is the budget the call in flight has been given so far
+	// (slices, see hostRefill), ceiling the most it may be given
+	// (loopBudget of its deadline).
+	granted, ceiling uint64
+}
+
+// armBudget arms the guard's budget for a call with deadline d: the
+// first slice of it, or with the loops-only guard (which has no refill)
+// the whole of it.
+func (in *instance) armBudget(d time.Duration) {
+	in.ceiling = loopBudget(d)
+	if in.v.rt.opts.loopsOnly {
+		in.granted = in.ceiling
+	} else {
+		in.granted = min(sliceBudget, in.ceiling)
+	}
+	in.stop.Set(in.granted)
+}
+
+// Errors of the refill function: errBudgetSpent is a timeout (as is
+// checkDeadline's errHostDeadline); errDepthSpent is classified by
+// callErr (the depth limit).
+var (
+	errBudgetSpent = fmt.Errorf("%w: budget spent", ErrTimeout)
+	errDepthSpent  = errors.New("call depth spent")
+)
+
+// hostRefill is wingate_internal.refill(depth), which the guard calls
+// when the halt flag is set or the budget has less left than the check
+// takes (and, at a call site, when the depth left is short of depth). It
+// runs in Go, so a stop-the-world pause waiting for the guest's thread
+// completes here, at the latest one slice of guest work after it began.
+// It ends the call (a panic wazero turns into the call's error) when
+// halted or past the deadline by the clock, out of depth or out of the
+// call's whole budget, and otherwise gives the guest another slice.
+func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	if in == nil {
+		panic(errBudgetSpent) // a module outside a Runtime: no refill
+	}
+	// Whoever sets halt (the watchdog, Runtime.Close) has claimed the
+	// deadline first (claimStop), so the deadline word tells: reading
+	// halt here would race with their write.
+	in.checkDeadline()
+	if need := uint32(stack[0]); need > 0 && in.depth != nil && uint32(in.depth.Get()) < need {
+		panic(errDepthSpent)
+	}
+	if in.granted >= in.ceiling {
+		panic(errBudgetSpent)
+	}
+	slice := min(sliceBudget, in.ceiling-in.granted)
+	in.granted += slice
+	in.v.rt.refills.Add(1)
+	in.stop.Set(slice)
 }
 
 type instanceKey struct{}
@@ -325,10 +380,12 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		// Budget first, then the deadline: whoever stops the instance
 		// (the watchdog, Runtime.Close) claims the deadline before
 		// setting halt, so its write comes after these.
-		in.stop.Set(loopBudget(d))
+		v.rt.enter()
+		in.armBudget(d)
 		in.logLeft = v.rt.opts.LogBytesPerCall
 		start := v.rt.arm(in, d)
 		err := call()
+		v.rt.leave()
 		if in.deadline.Swap(0) == deadlineStopped || nanotime()-start > int64(d) {
 			detail := "stopped at the deadline"
 			if err == nil {
@@ -427,9 +484,13 @@ func (in *instance) callStack(fn api.Function) error {
 
 // callErr classifies an error returned by a guest call.
 func (in *instance) callErr(err error) error {
-	// A budget below the largest charge means the guard trapped for it:
-	// the call used up its budget by itself (or the watchdog stopped it).
-	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || in.stop.Get() <= maxCharge {
+	// The refill function's timeouts carry ErrTimeout already. With the
+	// loops-only guard (no refill), a budget below the largest charge
+	// means the guard trapped for it.
+	if errors.Is(err, ErrTimeout) {
+		return err
+	}
+	if in.deadline.Load() == deadlineStopped || in.halt.Get() != 0 || (in.v.rt.opts.loopsOnly && in.stop.Get() <= maxCharge) {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	// Less depth left than the heaviest call can take: the depth limit.

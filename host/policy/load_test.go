@@ -54,6 +54,16 @@ func TestLoadRefusesBrokenModules(t *testing.T) {
 			want: []string{`found module "env"`},
 		},
 		{
+			// The guard's refill function is the host's alone: a guest
+			// calling it could refill its own budget past the deadline.
+			name: "import of the guard's internal module",
+			mutate: func(m *wasm.Module) {
+				addImport(m, internalModule, refillName, &wasm.FunctionType{Params: []wasm.ValueType{i32}})
+			},
+			item: "import wingate_internal.refill",
+			want: []string{`found module "wingate_internal" (reserved for the host's guard)`},
+		},
+		{
 			name: "disallowed WASI call",
 			mutate: func(m *wasm.Module) {
 				addImport(m, wasiModule, "sock_accept", tI32x2I6)

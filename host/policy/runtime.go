@@ -227,9 +227,31 @@ type Runtime struct {
 	parked atomic.Bool
 	wake   chan struct{}
 	// halted counts calls the watchdog stopped (the rest of the timeouts
-	// ran out of loop budget first).
+	// were ended by the refill function's clock or the host functions',
+	// or returned late); wakes counts the watchdog's wake-ups from
+	// parking.
 	halted atomic.Int64
+	wakes  atomic.Int64
+	// refills counts the budget slices given after a call's first
+	// (hostRefill).
+	refills atomic.Int64
+	// running holds a token for every guest call in flight (decisions
+	// and start-up steps), at most GOMAXPROCS: see enter.
+	running chan struct{}
 }
+
+// enter waits until fewer than GOMAXPROCS guest calls run, and takes a
+// place; leave gives it back. A guest call, once its deadline is armed,
+// should not wait for a processor: compiled guest code cannot be
+// preempted except where the guard calls the host (hostRefill), and a
+// call preempted there (a stop-the-world pause preempts every
+// goroutine) went to the back of the run queue behind the other
+// callers' whole calls: with 16 concurrent callers on 2 cores, calls ran
+// for 30–275 ms against a 2 ms deadline. More guest calls than
+// processors cannot run at once anyway; the callers wait here, before
+// their deadline starts, in Go, where they can be preempted.
+func (rt *Runtime) enter() { rt.running <- struct{}{} }
+func (rt *Runtime) leave() { <-rt.running }
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
@@ -260,6 +282,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 		wake:        make(chan struct{}, 1),
+		running:     make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	rt.res, _ = opts.Observer.(ResourceObserver)
 	// WASI as wazero has it, except fd_write: a bounded writer of the
@@ -283,6 +306,10 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	if err != nil {
 		rt.wz.Close(ctx)
 		return nil, fmt.Errorf("policy: instantiate host module: %w", err)
+	}
+	if err := instantiateInternal(ctx, rt.wz); err != nil {
+		rt.wz.Close(ctx)
+		return nil, fmt.Errorf("policy: instantiate internal module: %w", err)
 	}
 	go rt.watchdog(opts.WatchdogTick)
 	go rt.janitor()
@@ -368,6 +395,7 @@ func (rt *Runtime) watchdog(tick time.Duration) {
 		case <-rt.wake:
 		}
 		rt.parked.Store(false)
+		rt.wakes.Add(1)
 		t.Reset(tick)
 	}
 }
@@ -674,4 +702,16 @@ func kindNames(ks []abi.Kind) string {
 		b.WriteString(k.String())
 	}
 	return b.String()
+}
+
+// instantiateInternal instantiates the guard's host module
+// (internalModule) in r.
+func instantiateInternal(ctx context.Context, r wazero.Runtime) error {
+	_, err := r.NewHostModuleBuilder(internalModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hostRefill), []api.ValueType{api.ValueTypeI32}, nil).
+		WithParameterNames("depth").
+		Export(refillName).
+		Instantiate(ctx)
+	return err
 }

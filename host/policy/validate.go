@@ -155,6 +155,8 @@ func prepare(name string, bin []byte, lim loadLimits) (p prepared, err error) {
 			if !got.equal(want) {
 				return p, lerr(item, want.String(), got.String())
 			}
+		case internalModule:
+			return p, lerr(item, `imports from module "wingate" or "wasi_snapshot_preview1"`, `module "`+im.Module+`" (reserved for the host's guard)`)
 		case wasiModule:
 			if !allowedWASI[im.Name] {
 				return p, lerr(item, "WASI calls the Go runtime needs", "a disallowed WASI call (policies get no file system, network or environment)")
@@ -329,6 +331,25 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: haltGlobalName, Index: halt},
 		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: depthGlobalName, Index: depth})
 
+	// The refill import (see hostRefill) takes the first function index
+	// after the other imports: every defined function moves up by one.
+	var refill uint32
+	if !o.loopsOnly {
+		refill = nImportedFuncs
+		typ := uint32(len(m.TypeSection))
+		for i, t := range m.TypeSection {
+			if len(t.Params) == 1 && t.Params[0] == i32 && len(t.Results) == 0 {
+				typ = uint32(i)
+				break
+			}
+		}
+		if typ == uint32(len(m.TypeSection)) {
+			m.TypeSection = append(m.TypeSection, &wasm.FunctionType{Params: []wasm.ValueType{i32}})
+		}
+		m.ImportSection = append(m.ImportSection, &wasm.Import{Type: wasm.ExternTypeFunc, Module: internalModule, Name: refillName, DescFunc: typ})
+		shiftFuncs(m, nImportedFuncs)
+	}
+
 	// Which functions call: the others need no call check.
 	leaf := make([]bool, len(m.CodeSection))
 	bulk := false
@@ -369,9 +390,13 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		skipCall: func(idx uint32) bool {
 			return idx < nImportedFuncs || (int(idx-nImportedFuncs) < len(leaf) && leaf[idx-nImportedFuncs])
 		}}
+	if !o.loopsOnly {
+		g.refill, g.useRefill = refill, true
+		g.shift, g.shiftFrom = true, nImportedFuncs
+	}
 	n := len(m.CodeSection)
 	if bulk && !o.loopsOnly {
-		g.fill, g.copy = appendBulk(m, nImportedFuncs, stop)
+		g.fill, g.copy = appendBulk(m, nImportedFuncs+1, g)
 	}
 	for i, c := range m.CodeSection[:n] {
 		body, err := guardBody(c.Body, g)
@@ -381,8 +406,10 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		c.Body = body
 	}
 	// The chunked bulk functions: loop checks only, their own
-	// memory.fill and memory.copy left as they are.
+	// memory.fill and memory.copy and their calls of the refill function
+	// left as they are.
 	g.fill, g.copy = noFunc, noFunc
+	g.calls, g.shift = false, false
 	for _, c := range m.CodeSection[n:] {
 		body, err := guardBody(c.Body, g)
 		if err != nil {
@@ -391,4 +418,48 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 		c.Body = body
 	}
 	return nil
+}
+
+// shiftFuncs moves every reference to a function defined in m (index at
+// or above nImportedFuncs) up by one, outside the code: exports, element
+// segments, global initializers and names. guardBody renumbers the code.
+func shiftFuncs(m *wasm.Module, nImportedFuncs uint32) {
+	up := func(idx uint32) uint32 {
+		if idx >= nImportedFuncs {
+			return idx + 1
+		}
+		return idx
+	}
+	for _, e := range m.ExportSection {
+		if e.Type == wasm.ExternTypeFunc {
+			e.Index = up(e.Index)
+		}
+	}
+	for _, el := range m.ElementSection {
+		for _, idx := range el.Init {
+			if idx != nil {
+				*idx = up(*idx)
+			}
+		}
+	}
+	for _, gl := range m.GlobalSection {
+		if gl.Init != nil && gl.Init.Opcode == wasm.OpcodeRefFunc {
+			r := codeReader{b: gl.Init.Data}
+			if idx := r.uleb(); r.err == nil {
+				gl.Init.Data = appendULEB(nil, up(uint32(idx)))
+			}
+		}
+	}
+	if m.StartSection != nil {
+		s := up(*m.StartSection)
+		m.StartSection = &s
+	}
+	if ns := m.NameSection; ns != nil {
+		for _, a := range ns.FunctionNames {
+			a.Index = up(a.Index)
+		}
+		for _, a := range ns.LocalNames {
+			a.Index = up(a.Index)
+		}
+	}
 }

@@ -318,7 +318,9 @@ func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
 // timeout, whether the watchdog stopped it or it returned by itself.
 func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
 	d := v.Deadline(kind)
-	in.stop.Set(loopBudget(d))
+	v.rt.enter()
+	defer v.rt.leave()
+	in.armBudget(d)
 	in.logLeft = v.rt.opts.LogBytesPerCall
 	start := v.rt.arm(in, d)
 	res, err := in.invoke(in.decide, kind, in.scratch)
