@@ -95,7 +95,7 @@
 //	$budget -= 8; $depth -= d; call f; $depth += d
 //
 // where $depth is the call depth left (Options.MaxCallDepth, 16,384) and
-// d is 1 + f's locals / 64 (of the heaviest function for call_indirect),
+// d is 1 + f's locals / 16 (of the heaviest function for call_indirect),
 // so that the limit bounds the stack a recursion holds and not only its
 // frames: a recursive function with 2,000 live locals grew wazero's
 // stack by 16 KB a frame.
