@@ -18,6 +18,13 @@
 //     runaway guest freezes whole.
 //   - Provider failures: an OpenAI-compatible server fails one tier's model,
 //     then every model, then recovers.
+//   - Sandbox (TestDrillSandbox): every hostile module of
+//     host/internal/guests is pushed through the admin API and dropped
+//     into the watched policy directory of `wingate serve` built by `go
+//     build ./cmd/wingate` and run as its own process; each is refused, or
+//     quarantined and rolled back, while requests, the host's longest
+//     policy call, /healthz, RSS and the log stay within bounds (see
+//     sandbox_test.go; the figures of the promise only with -drill).
 //
 // Every drill checks that no acknowledged write is lost (each 2xx location
 // PUT, challenge completion and chat message is found in the database

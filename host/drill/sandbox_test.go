@@ -18,6 +18,7 @@ import (
 
 	"github.com/wingman-app/wingate/host/internal/guests"
 	"github.com/wingman-app/wingate/host/internal/testkit"
+	"github.com/wingman-app/wingate/host/policy"
 )
 
 // The sandbox drill (issue: sandbox containment). Every hostile module of
@@ -68,7 +69,7 @@ func sandboxBounds() sandboxLimits {
 	if *full {
 		return sandboxLimits{Call: requestBound, Health: 10 * time.Millisecond, Settle: time.Second, RSS: rssBound}
 	}
-	return sandboxLimits{Call: 500 * time.Millisecond, Health: 250 * time.Millisecond, Settle: 5 * time.Second, RSS: 3 * rssBound}
+	return sandboxLimits{Call: 500 * time.Millisecond, Health: 500 * time.Millisecond, Settle: 5 * time.Second, RSS: 3 * rssBound}
 }
 
 const (
@@ -397,6 +398,13 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 	case "push":
 		a, err := push(&host{base: p.base}, wasm, map[string]string{"kind": m.Kind.String(), "name": name,
 			"deadline_ms": strconv.Itoa(int(sandboxDeadline / time.Millisecond)), "activate": "true"})
+		if err != nil && len(wasm) > policy.MaxModuleBytes {
+			// Over the upload limit: the server answers 413 from the
+			// Content-Length and closes the connection without reading
+			// the body, which a client still writing sees as a reset.
+			r.Outcome = "refused"
+			break
+		}
 		if err != nil {
 			t.Fatalf("push: %v", err)
 		}

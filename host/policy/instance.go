@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,12 @@ func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
 	in.granted += slice
 	in.v.rt.refills.Add(1)
 	in.stop.Set(slice)
+	// A call this long gives way: every other runnable goroutine (a
+	// health check, a request's parsing, a cheap decision) runs before
+	// the next slice, instead of waiting for the scheduler to preempt a
+	// guest it cannot see into. A decision of the default policies never
+	// reaches a refill.
+	runtime.Gosched()
 }
 
 type instanceKey struct{}
