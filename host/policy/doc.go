@@ -160,9 +160,13 @@
 // A call preempted at a refill (a stop-the-world pause preempts every
 // goroutine) went to the back of the run queue, behind other callers'
 // whole calls: calls of 30-275 ms against 2 ms. So at most GOMAXPROCS
-// guest calls (decisions and start-up steps) run at once
-// (Runtime.enter); the others wait before their deadline is armed, in
-// Go, where they can be preempted. More cannot run at once anyway.
+// decision calls run at once (Runtime.enter); the others wait before
+// their deadline is armed, in Go, where they can be preempted. More
+// cannot run at once anyway. Start-up steps take no place: a candidate
+// whose start section spins for its whole StartTimeout made a rollback
+// wait that long for a place to start its instances. A call past its
+// first slice also yields at every refill (runtime.Gosched), so the
+// rest of the process runs between its slices.
 // With both, 16 concurrent hostile callers on a 2-core machine at load
 // 3 see calls of 4-12 ms and probe gaps of 5-9 ms (TestHostileConcurrent;
 // at load 5, 18-39 ms and 12-30 ms: the operating system's time slices),

@@ -387,12 +387,10 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		// Budget first, then the deadline: whoever stops the instance
 		// (the watchdog, Runtime.Close) claims the deadline before
 		// setting halt, so its write comes after these.
-		v.rt.enter()
 		in.armBudget(d)
 		in.logLeft = v.rt.opts.LogBytesPerCall
 		start := v.rt.arm(in, d)
 		err := call()
-		v.rt.leave()
 		if in.deadline.Swap(0) == deadlineStopped || nanotime()-start > int64(d) {
 			detail := "stopped at the deadline"
 			if err == nil {

@@ -235,8 +235,10 @@ type Runtime struct {
 	// refills counts the budget slices given after a call's first
 	// (hostRefill).
 	refills atomic.Int64
-	// running holds a token for every guest call in flight (decisions
-	// and start-up steps), at most GOMAXPROCS: see enter.
+	// running holds a token for every decision call in flight, at most
+	// GOMAXPROCS: see enter. Start-up steps take none: a candidate whose
+	// start section spins to its deadline must not hold up the decisions
+	// and the instance starts of a rollback.
 	running chan struct{}
 }
 

@@ -14,14 +14,13 @@ import (
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// hungDeadlineMS is the never-ending candidate's per-call deadline. A
-// guest spinning in compiled code cannot be preempted, so a garbage
-// collection's stop-the-world waits for its call to end: with a deadline
-// of 1 s every collection during the candidate's check stalled the whole
-// process (the rollback included) for up to about 2 s, measured once at
-// 17 s for one rollback. That is the runtime's guard's matter, not a
-// lock; the candidate here spins 20 ms per case, 1,000 cases.
-const hungDeadlineMS = 20
+// hungDeadlineMS is the never-ending candidate's per-call deadline: each
+// of its 1,000 cases spins for a second. A guest spinning in compiled code
+// returns to Go at every budget slice (the runtime's refill), so a
+// garbage collection no longer waits for the call to end; before that, a
+// collection during such a check stalled the whole process, measured once
+// at 17 s for one rollback.
+const hungDeadlineMS = 1000
 
 // hungCases returns n cache cases. Against the test guest in "loop" mode
 // every one of them runs until its deadline: with a deadline of 1 s, the
