@@ -107,24 +107,40 @@ func versionID(a answer) int64 {
 	return int64(id)
 }
 
-// activeCache returns the id of the cache version this instance serves.
-func activeCache(t *testing.T, h *host) (id int64, quarantined bool) {
-	t.Helper()
-	a, err := admin(http.MethodGet, h.base+"/admin/status")
+// activeEntry returns kind's entry in base's /admin/status "active"
+// list, nil if kind has none, and whether the status could be read.
+func activeEntry(base, kind string) (map[string]any, bool) {
+	a, err := admin(http.MethodGet, base+"/admin/status")
 	if err != nil || a.Status != http.StatusOK {
-		t.Fatalf("/admin/status = %d %v (%v)", a.Status, a.Body, err)
+		return nil, false
 	}
 	inst, _ := a.Body["instance"].(map[string]any)
 	act, _ := inst["active"].([]any)
 	for _, x := range act {
-		m, _ := x.(map[string]any)
-		if m["kind"] == "cache" {
-			f, _ := m["id"].(float64)
-			q, _ := m["quarantined"].(bool)
-			return int64(f), q
+		if m, _ := x.(map[string]any); m["kind"] == kind {
+			return m, true
 		}
 	}
-	return 0, false
+	return nil, true
+}
+
+// mustActiveEntry is activeEntry for a test that cannot go on without it.
+func mustActiveEntry(t *testing.T, base, kind string) map[string]any {
+	t.Helper()
+	m, ok := activeEntry(base, kind)
+	if !ok {
+		t.Fatalf("%s/admin/status cannot be read", base)
+	}
+	return m
+}
+
+// activeCache returns the id of the cache version this instance serves.
+func activeCache(t *testing.T, h *host) (id int64, quarantined bool) {
+	t.Helper()
+	m := mustActiveEntry(t, h.base, "cache")
+	f, _ := m["id"].(float64)
+	q, _ := m["quarantined"].(bool)
+	return int64(f), q
 }
 
 // TestDrillPolicySwaps switches the cache policy between two versions (and

@@ -251,26 +251,14 @@ func setPolicyFile(t *testing.T, dir, kind, file string, deadline time.Duration)
 	}
 }
 
-// activeVersion returns the name and version of kind's active policy on p
-// and whether it is quarantined.
-func activeVersion(t *testing.T, p *proc, kind string) (name, version string, quarantined bool) {
+// activeVersion returns the name of kind's active policy on p and
+// whether it is quarantined.
+func activeVersion(t *testing.T, p *proc, kind string) (name string, quarantined bool) {
 	t.Helper()
-	a, err := admin(http.MethodGet, p.base+"/admin/status")
-	if err != nil || a.Status != http.StatusOK {
-		t.Fatalf("/admin/status = %d %v (%v)", a.Status, a.Body, err)
-	}
-	inst, _ := a.Body["instance"].(map[string]any)
-	act, _ := inst["active"].([]any)
-	for _, x := range act {
-		m, _ := x.(map[string]any)
-		if m["kind"] == kind {
-			name, _ = m["policy"].(string)
-			version, _ = m["version"].(string)
-			quarantined, _ = m["quarantined"].(bool)
-			return
-		}
-	}
-	return "", "", false
+	m := mustActiveEntry(t, p.base, kind)
+	name, _ = m["policy"].(string)
+	quarantined, _ = m["quarantined"].(bool)
+	return name, quarantined
 }
 
 // durations summarises request latencies.
@@ -347,7 +335,7 @@ func TestDrillSandbox(t *testing.T) {
 	dir := copyPolicies(t)
 	p := startProc(t, dir)
 	size := sandboxSize()
-	goodName, _, _ := activeVersion(t, p, "cache")
+	goodName, _ := activeVersion(t, p, "cache")
 	if goodName == "" {
 		t.Fatal("no cache policy active at start")
 	}
@@ -439,7 +427,7 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 	}
 	if r.Outcome == "refused" {
 		r.Settled = time.Since(t0)
-		if n, _, _ := activeVersion(t, p, m.Kind.String()); n == name {
+		if n, _ := activeVersion(t, p, m.Kind.String()); n == name {
 			t.Errorf("a refused version is active")
 		}
 	}
@@ -452,7 +440,7 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 		go func() { // watch the active version: its longest call, and when it goes
 			defer wg.Done()
 			for {
-				n, maxUS, gone := activeCallMax(t, p, m.Kind.String(), name)
+				n, maxUS, gone := activeCallMax(p, m.Kind.String(), name)
 				if n && int64(maxUS) > callMaxNS.Load() {
 					callMaxNS.Store(int64(maxUS))
 				}
@@ -571,27 +559,18 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 // activeCallMax reports whether kind's active version is name, with its
 // longest call so far, and whether name is gone (another version active,
 // or name quarantined).
-func activeCallMax(t *testing.T, p *proc, kind, name string) (isActive bool, callMax time.Duration, gone bool) {
-	a, err := admin(http.MethodGet, p.base+"/admin/status")
-	if err != nil || a.Status != http.StatusOK {
+func activeCallMax(p *proc, kind, name string) (isActive bool, callMax time.Duration, gone bool) {
+	m, ok := activeEntry(p.base, kind)
+	if !ok {
 		return false, 0, false
 	}
-	inst, _ := a.Body["instance"].(map[string]any)
-	act, _ := inst["active"].([]any)
-	for _, x := range act {
-		m, _ := x.(map[string]any)
-		if m["kind"] != kind {
-			continue
-		}
-		if m["policy"] != name {
-			return false, 0, true
-		}
-		q, _ := m["quarantined"].(bool)
-		res, _ := m["resources"].(map[string]any)
-		us, _ := res["call_max_us"].(float64)
-		return true, time.Duration(us * float64(time.Microsecond)), q
+	if m == nil || m["policy"] != name {
+		return false, 0, true
 	}
-	return false, 0, true
+	q, _ := m["quarantined"].(bool)
+	res, _ := m["resources"].(map[string]any)
+	us, _ := res["call_max_us"].(float64)
+	return true, time.Duration(us * float64(time.Microsecond)), q
 }
 
 // waitDirVersion waits until the directory's version name has been
@@ -643,7 +622,7 @@ func restoreGood(t *testing.T, p *proc, dir, kind, way, name, goodName string) {
 	rolledBack := false
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		n, _, q := activeVersion(t, p, kind)
+		n, q := activeVersion(t, p, kind)
 		if n == goodName && !q {
 			return
 		}

@@ -264,14 +264,8 @@ func (m *Manager) StartShadow(ctx context.Context, id int64, sample float64) (Re
 		return rec, err
 	}
 	defer m.end(o)
-	v, err := m.runCheck(o, rec)
+	v, rec, err := m.checkOrReject(ctx, o, rec)
 	if err != nil {
-		if failed(err) {
-			m.reject(ctx, rec, err)
-			if r, gerr := m.store.Get(ctx, id); gerr == nil {
-				rec = r
-			}
-		}
 		return rec, err
 	}
 	err = m.commit(o, func() error {

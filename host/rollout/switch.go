@@ -95,6 +95,19 @@ func (m *Manager) commit(o *op, fn func() error) error {
 	return fn()
 }
 
+// checkOrReject runs the check of rec under o; a version that fails it is
+// recorded as rejected, and rec is returned as the store then holds it.
+func (m *Manager) checkOrReject(ctx context.Context, o *op, rec Record) (*policy.Version, Record, error) {
+	v, err := m.runCheck(o, rec)
+	if err != nil && failed(err) {
+		m.reject(ctx, rec, err)
+		if r, gerr := m.store.Get(ctx, rec.ID); gerr == nil {
+			rec = r
+		}
+	}
+	return v, rec, err
+}
+
 // runCheck checks rec for o (check) in its own goroutine and waits for
 // it, or for o's end: superseded, the manager closed or the caller gone.
 // Then o's caller returns at once; the check goes on until its next step
@@ -173,16 +186,10 @@ func (m *Manager) Activate(ctx context.Context, id int64) (Record, error) {
 		return rec, err
 	}
 	defer m.end(o)
-	v, err := m.runCheck(o, rec)
+	v, rec, err := m.checkOrReject(ctx, o, rec)
 	if err != nil {
-		if failed(err) {
-			m.reject(ctx, rec, err)
-			if r, gerr := m.store.Get(ctx, id); gerr == nil {
-				rec = r
-			}
-			if rec.Reason == "" {
-				rec.Reason = err.Error()
-			}
+		if failed(err) && rec.Reason == "" {
+			rec.Reason = err.Error()
 		}
 		return rec, err
 	}
