@@ -26,7 +26,7 @@ type op struct {
 	kind   abi.Kind
 	gen    uint64
 	what   string // "activate", "rollback", "sync", "shadow"
-	id     int64
+	id     int64  // guarded by Manager.mu once o is published
 	since  time.Time
 	step   atomic.Pointer[string]
 	ctx    context.Context
@@ -238,7 +238,9 @@ func (m *Manager) rollback(ctx context.Context, o *op, oldStatus Status, reason 
 	if !ok {
 		return Record{}, fmt.Errorf("%w (kind %s)", ErrNoRollbackTarget, kind)
 	}
+	m.mu.Lock() // Status reads o.id under m.mu
 	o.id = target.ID
+	m.mu.Unlock()
 	v, err := m.runCheck(o, target)
 	if err != nil {
 		if failed(err) {
