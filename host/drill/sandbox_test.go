@@ -3,6 +3,7 @@ package drill
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -83,22 +84,42 @@ const (
 	logBound = 64 << 10
 )
 
+// drillBin drills a given binary (a release's, or another commit's for a
+// comparison) instead of building one from this checkout.
+var drillBin = flag.String("drill-bin", "", "drill this wingate binary instead of building ./cmd/wingate")
+
 var (
 	binaryOnce sync.Once
+	binaryDir  string // removed by TestMain
 	binaryPath string
 	binaryErr  error
 )
+
+// TestMain removes the binary the drills built.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if binaryDir != "" {
+		_ = os.RemoveAll(binaryDir)
+	}
+	os.Exit(code)
+}
 
 // wingateBinary builds cmd/wingate as the README builds it and returns its
 // path; built once per test process.
 func wingateBinary(t *testing.T) string {
 	t.Helper()
 	binaryOnce.Do(func() {
+		if *drillBin != "" {
+			binaryPath = *drillBin
+			return
+		}
 		dir, err := os.MkdirTemp("", "wingate-drill-bin")
 		if err != nil {
 			binaryErr = err
 			return
 		}
+		binaryDir = dir
 		binaryPath = filepath.Join(dir, "wingate")
 		cmd := exec.Command("go", "build", "-trimpath", "-o", binaryPath, "./cmd/wingate")
 		cmd.Dir = testkit.RepoRoot(t)

@@ -166,7 +166,15 @@
 // whose start section spins for its whole StartTimeout made a rollback
 // wait that long for a place to start its instances. A call past its
 // first slice also yields at every refill (runtime.Gosched), so the
-// rest of the process runs between its slices.
+// rest of the process runs between its slices, and takes a long place
+// (Runtime.enterLong): at most GOMAXPROCS-1 such calls run at once. Go's
+// scheduler reads the network only when a processor runs out of work
+// (or from its monitor, every 10 ms), and a processor running a guest
+// that yields never does: with a long call on every processor, a
+// request's bytes (a health check's) waited 10-30 ms to be read. A call
+// waiting for a long place gives its decision place back meanwhile;
+// its deadline runs on. The default policies' decisions are far shorter
+// than a slice and never take one.
 // With both, 16 concurrent hostile callers on a 2-core machine at load
 // 3 see calls of 4-12 ms and probe gaps of 5-9 ms (TestHostileConcurrent;
 // at load 5, 18-39 ms and 12-30 ms: the operating system's time slices),

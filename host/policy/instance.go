@@ -64,6 +64,10 @@ type instance struct {
 	// (slices, see hostRefill), ceiling the most it may be given
 	// (loopBudget of its deadline).
 	granted, ceiling uint64
+	// placed is set while a decision call holds a place (Runtime.enter;
+	// start-up steps take none), long while it also holds a long place
+	// (Runtime.enterLong).
+	placed, long bool
 }
 
 // armBudget arms the guard's budget for a call with deadline d: the
@@ -112,7 +116,12 @@ func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	slice := min(sliceBudget, in.ceiling-in.granted)
 	in.granted += slice
-	in.v.rt.refills.Add(1)
+	rt := in.v.rt
+	rt.refills.Add(1)
+	if in.placed && !in.long {
+		rt.enterLong(in)
+		in.checkDeadline() // a wait for a long place counts
+	}
 	in.stop.Set(slice)
 	// A call this long gives way: every other runnable goroutine (a
 	// health check, a request's parsing, a cheap decision) runs before

@@ -240,6 +240,10 @@ type Runtime struct {
 	// start section spins to its deadline must not hold up the decisions
 	// and the instance starts of a rollback.
 	running chan struct{}
+	// long holds a token for every decision call past its first budget
+	// slice, at most GOMAXPROCS-1 (one on a single processor): see
+	// hostRefill.
+	long chan struct{}
 }
 
 // enter waits until fewer than GOMAXPROCS guest calls run, and takes a
@@ -252,8 +256,41 @@ type Runtime struct {
 // for 30–275 ms against a 2 ms deadline. More guest calls than
 // processors cannot run at once anyway; the callers wait here, before
 // their deadline starts, in Go, where they can be preempted.
-func (rt *Runtime) enter() { rt.running <- struct{}{} }
-func (rt *Runtime) leave() { <-rt.running }
+func (rt *Runtime) enter(in *instance) {
+	rt.running <- struct{}{}
+	in.placed = true
+}
+
+// leave gives back the call's place, and its long place if it took one.
+func (rt *Runtime) leave(in *instance) {
+	in.placed = false
+	if in.long {
+		in.long = false
+		<-rt.long
+	}
+	<-rt.running
+}
+
+// enterLong takes a long place for a call that has spent its first
+// budget slice (see hostRefill). Guest code cannot be preempted, and the
+// scheduler polls the network only when a processor runs out of work
+// (or every 10 ms from its monitor): with a long guest call on every
+// processor, a health check's bytes sat unread for 10-30 ms. So long
+// calls keep one processor free of guest code. A call that must wait
+// gives back its decision place meanwhile, so that the short decisions
+// of other callers and policies go on; its deadline runs on while it
+// waits. The default policies' decisions never come here.
+func (rt *Runtime) enterLong(in *instance) {
+	in.long = true
+	select {
+	case rt.long <- struct{}{}:
+		return
+	default:
+	}
+	<-rt.running
+	rt.long <- struct{}{}
+	rt.running <- struct{}{}
+}
 
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
@@ -285,6 +322,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		done:        make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 		running:     make(chan struct{}, runtime.GOMAXPROCS(0)),
+		long:        make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 	}
 	rt.res, _ = opts.Observer.(ResourceObserver)
 	// WASI as wazero has it, except fd_write: a bounded writer of the
@@ -547,6 +585,19 @@ func ModuleSHA256(wasm []byte) string {
 		wasm = wasm[n:]
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckData refuses, with a *LimitError, a module whose data segments
+// are over Options.MaxDataBytes, which Load would refuse too. It reads
+// the bytes in place (nothing allocated in proportion to them), so that
+// a push can refuse such a module before storing it. A malformed module
+// passes: Load names its fault.
+func (rt *Runtime) CheckData(wasm []byte) error {
+	data, err := checkBounds(wasm)
+	if err == nil && rt.lim.maxDataBytes > 0 && data > rt.lim.maxDataBytes {
+		return &LimitError{Field: "data", Limit: float64(rt.lim.maxDataBytes), Unit: "bytes", Got: float64(data)}
+	}
+	return nil
 }
 
 // Load validates wasm against ABI v1 and the host's limits, rewrites it

@@ -105,6 +105,21 @@ type loadLimits struct {
 	guard           guardOptions
 }
 
+// precheck is what prepare checks before decoding the module: its
+// counts and lengths (checkBounds) and its data segments' size. It reads
+// the bytes in place and allocates nothing in proportion to them.
+func precheck(name string, bin []byte, lim loadLimits) error {
+	data, err := checkBounds(bin)
+	if err != nil {
+		return &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("not a WebAssembly module: %w", err)}
+	}
+	if lim.maxDataBytes > 0 && data > lim.maxDataBytes {
+		return &LoadError{Policy: name, Item: "data", Want: fmt.Sprintf("data segments of at most %d bytes in all (Options.MaxDataBytes)", lim.maxDataBytes),
+			Found: fmt.Sprintf("%d bytes", data)}
+	}
+	return nil
+}
+
 // prepare validates the module against ABI v1 and the host's limits and
 // rewrites it with the guard.
 func prepare(name string, bin []byte, lim loadLimits) (p prepared, err error) {
@@ -112,8 +127,8 @@ func prepare(name string, bin []byte, lim loadLimits) (p prepared, err error) {
 	lerr := func(item, want, found string) error {
 		return &LoadError{Policy: name, Item: item, Want: want, Found: found}
 	}
-	if err := checkBounds(bin); err != nil {
-		return p, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("not a WebAssembly module: %w", err)}
+	if err := precheck(name, bin, lim); err != nil {
+		return p, err
 	}
 	var m *wasm.Module
 	func() {
@@ -233,14 +248,6 @@ func prepare(name string, bin []byte, lim loadLimits) (p prepared, err error) {
 			fmt.Sprintf("%d pages", m.MemorySection.Min))
 	}
 	p.memoryPages = m.MemorySection.Min
-	var data uint64
-	for _, d := range m.DataSection {
-		data += uint64(len(d.Init))
-	}
-	if lim.maxDataBytes > 0 && data > lim.maxDataBytes {
-		return p, lerr("data", fmt.Sprintf("data segments of at most %d bytes in all (Options.MaxDataBytes)", lim.maxDataBytes),
-			fmt.Sprintf("%d bytes", data))
-	}
 
 	// The start section runs inside instantiation, where the host cannot
 	// arm a deadline: it becomes an export the host calls like the

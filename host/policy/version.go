@@ -318,8 +318,8 @@ func (v *Version) begin(ctx context.Context, kind abi.Kind) (*instance, error) {
 // timeout, whether the watchdog stopped it or it returned by itself.
 func (v *Version) exec(in *instance, kind abi.Kind) ([]byte, error) {
 	d := v.Deadline(kind)
-	v.rt.enter()
-	defer v.rt.leave()
+	v.rt.enter(in)
+	defer v.rt.leave(in)
 	in.armBudget(d)
 	in.logLeft = v.rt.opts.LogBytesPerCall
 	start := v.rt.arm(in, d)

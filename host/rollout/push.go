@@ -86,6 +86,12 @@ func (m *Manager) Push(ctx context.Context, u Upload) (Record, error) {
 	if err := u.check(); err != nil {
 		return Record{}, err
 	}
+	// Data over the runtime's cap is a limit like the module's size:
+	// refused before the version is stored (and kept for as long as the
+	// store lives) or decoded.
+	if err := m.rt.CheckData(u.Wasm); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	if u.Source == "" {
 		u.Source = "upload"
 	}

@@ -145,8 +145,9 @@ func Hostile() []Module {
 			packed(errPayload, 2))})
 	add("memory-fill-loop", "memory.fill over 62.5 MiB in an endless loop", FailsAtCall, Timeout, spec{
 		decide: code(grow, forever(i32c(0), i32c(0x55), size, memoryFill()), packed(errPayload, 2))})
-	add("data-50mb", "a 50 MB data segment", RefusedAtLoad, "memory", spec{
+	add("data-50mb", "a 50 MB data segment", RefusedAtLoad, "data", spec{
 		memMin: 800, data: []*wasm.DataSegment{seg(1<<16, make([]byte, 50_000_000))}})
+	add("memory-initial", "an initial memory of 800 pages (50 MiB), over the cap", RefusedAtLoad, "memory", spec{memMin: 800})
 	add("data-9mib", "9 MiB of data segments in a memory within the initial cap", RefusedAtLoad, "data", spec{
 		memMin: 200, data: []*wasm.DataSegment{seg(1<<16, make([]byte, 9<<20))}})
 	add("memory-max", "a declared maximum memory over the cap", RefusedAtLoad, "memory", spec{memMax: 65536})
