@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -566,6 +567,9 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 			t.Errorf("%d requests failed while %s was active", r.Errors, m.Name)
 		}
 	}
+	if m.Want == guests.FailsAtCall {
+		checkFailureMetrics(t, p, m, name)
+	}
 	restoreGood(t, p, dir, m.Kind.String(), way, name, goodName)
 	r.RSSGrowth, r.LogGrowth = p.rss(t)-rss0, p.logSize(t)-log0
 	if r.RSSGrowth > lim.RSS {
@@ -575,6 +579,44 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 		t.Errorf("log grew by %.1f KiB (want < 64 KiB)", float64(r.LogGrowth)/1024)
 	}
 	return r
+}
+
+// checkFailureMetrics scrapes /metrics for the failing version's calls:
+// its failed calls are counted under an outcome other than ok, and a
+// module that grew its memory shows it in the memory gauge.
+func checkFailureMetrics(t *testing.T, p *proc, m guests.Module, name string) {
+	t.Helper()
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Errorf("/metrics: %v", err)
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/metrics: %d %v", resp.StatusCode, err)
+		return
+	}
+	failed, memory := 0.0, 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.Contains(line, `policy_name="`+name+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.HasPrefix(line, "wingate_policy_call_duration_seconds_count{") && !strings.Contains(line, `outcome="ok"`):
+			failed += v
+		case strings.HasPrefix(line, "wingate_policy_memory_bytes{"):
+			memory = max(memory, v)
+		}
+	}
+	if failed == 0 {
+		t.Errorf("/metrics counts no failed call of %s", name)
+	}
+	if m.Item == guests.Memory && memory < 16<<20 {
+		t.Errorf("/metrics shows %s's memory as %.0f bytes; want its grown memory (> 16 MiB)", name, memory)
+	}
 }
 
 // activeCallMax reports whether kind's active version is name, with its

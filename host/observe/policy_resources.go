@@ -18,6 +18,11 @@ import (
 //
 //	wingate_policy_call_duration_seconds{policy_kind, policy_name, policy_version, outcome}
 //	wingate_policy_log_bytes_total{policy_name, policy_version, result="written"|"dropped"}
+//	wingate_policy_memory_bytes{policy_name, policy_version}
+//
+// (the memory gauge is an instance's linear memory after its latest call
+// that changed it; instances discarded, by reason, which includes the
+// recycles, are wingate_policy_instances_total).
 //
 // The call histogram's buckets are decision.CallBuckets: they resolve
 // microseconds, where a decision of the default policies lies, and go
@@ -28,6 +33,7 @@ type policyResources struct {
 	once    sync.Once
 	callDur metric.Float64Histogram
 	logOut  metric.Int64Counter
+	memory  metric.Int64Gauge
 }
 
 var resources sync.Map // *Metrics -> *policyResources
@@ -51,6 +57,11 @@ func (m *Metrics) policyResources() *policyResources {
 			metric.WithUnit("By"), metric.WithDescription("Guest output (log calls, stdout, stderr) by policy, version and result: written to the log, or dropped by the output quotas."))
 		if err != nil {
 			pr.logOut = nil
+		}
+		pr.memory, err = m.meter.Int64Gauge("wingate.policy.memory",
+			metric.WithUnit("By"), metric.WithDescription("Linear memory of a policy's instance after its latest call that changed it, by policy and version."))
+		if err != nil {
+			pr.memory = nil
 		}
 	})
 	return pr
@@ -84,5 +95,16 @@ func (o policyObserver) GuestOutput(pol, version string, written, dropped int) {
 	if dropped > 0 {
 		c.Add(context.Background(), int64(dropped), metric.WithAttributes(
 			attribute.String("policy.name", pol), attribute.String("policy.version", version), attribute.String("result", "dropped")))
+	}
+}
+
+// PolicyMemory records an instance's memory after a call that changed it.
+func (o policyObserver) PolicyMemory(pol, version string, bytes int64) {
+	if o.m == nil {
+		return
+	}
+	if g := o.m.policyResources().memory; g != nil {
+		g.Record(context.Background(), bytes, metric.WithAttributes(
+			attribute.String("policy.name", pol), attribute.String("policy.version", version)))
 	}
 }

@@ -27,6 +27,7 @@ func TestPolicyResourceMetrics(t *testing.T) {
 	obs.PolicyCall(abi.KindCache, "cache", "abc123", 7*time.Millisecond, policy.OutcomeTimeout)
 	obs.GuestOutput("cache", "abc123", 100, 0)
 	obs.GuestOutput("cache", "abc123", 0, 5000)
+	obs.PolicyMemory("cache", "abc123", 2<<20)
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -36,6 +37,7 @@ func TestPolicyResourceMetrics(t *testing.T) {
 		`wingate_policy_call_duration_seconds_count{outcome="timeout",policy_kind="cache",policy_name="cache",policy_version="abc123"} 1`,
 		`wingate_policy_log_bytes_total{policy_name="cache",policy_version="abc123",result="written"} 100`,
 		`wingate_policy_log_bytes_total{policy_name="cache",policy_version="abc123",result="dropped"} 5000`,
+		`wingate_policy_memory_bytes{policy_name="cache",policy_version="abc123"} 2.097152e+06`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -124,4 +124,7 @@ type ResourceObserver interface {
 	// GuestOutput reports bytes of guest output (log calls, stdout and
 	// stderr) written to the log and dropped by the quotas.
 	GuestOutput(policy, version string, written, dropped int)
+	// PolicyMemory reports an instance's linear memory after a call, in
+	// bytes, whenever it differs from what the instance had before.
+	PolicyMemory(policy, version string, bytes int64)
 }

@@ -346,7 +346,11 @@ func (v *Version) finish(in *instance, kind abi.Kind, err error) error {
 	}
 	size := uint64(in.mem.Size())
 	p := int64(size >> 16)
-	in.pages.Store(p)
+	if old := in.pages.Swap(p); old != p {
+		if r := v.rt.res; r != nil {
+			r.PolicyMemory(v.name, v.digest, int64(size))
+		}
+	}
 	if p > v.maxPages.Load() {
 		v.maxPages.Store(p)
 	}
