@@ -194,8 +194,17 @@ func subjects(b *testing.B) []subject {
 		return w
 	}
 	cfg := shippedConfig(b)
+	// The "const" guest answers the default policy's own decision for
+	// benchReq to every request: rust − const is the policy's own work,
+	// const − noop the host's cost of decoding a lookup's key and tags.
+	goRules, err := rules.Parse(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDecision := goRules.Decide(&benchReq)
 	return []subject{
 		{"noop", testguest.NoopCache(), nil},
+		{"const", testguest.ConstantCache(&benchDecision), nil},
 		{"rust", read(module(b, ".")), cfg},
 		{"go", read(module(b, filepath.Join("..", "cache"))), cfg},
 	}
@@ -381,6 +390,10 @@ func BenchmarkCacheDecisionRounds(b *testing.B) {
 			b.ReportMetric(m, rq.name+"-"+s.name+"-cpu-ns")
 			if s.name != "noop" {
 				b.ReportMetric(m/base, rq.name+"-"+s.name+"/noop")
+				b.ReportMetric(m-base, rq.name+"-"+s.name+"-over-noop-ns")
+			}
+			if s.name == "rust" || s.name == "go" {
+				b.ReportMetric(m-median(ns[rq.name+"/const"]), rq.name+"-"+s.name+"-over-const-ns")
 			}
 		}
 	}

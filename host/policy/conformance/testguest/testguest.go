@@ -99,7 +99,15 @@ func constant(payload []byte) []byte { return body(packed(decisionAt, len(payloa
 // same bypass, whatever the request. It is the baseline of the engine's
 // own cost per decision (not a conformant policy: it accepts any input).
 func NoopCache() []byte {
-	p := okPayload(abi.AppendCacheDecision(nil, &abi.CacheDecision{Action: abi.CacheBypass}))
+	return ConstantCache(&abi.CacheDecision{Action: abi.CacheBypass})
+}
+
+// ConstantCache is a cache guest that does no work but answer d, whatever
+// the request: with a policy's own decision for a request, the engine's
+// cost for that decision (decoding the key and tags included) without
+// the policy's work.
+func ConstantCache(d *abi.CacheDecision) []byte {
+	p := okPayload(abi.AppendCacheDecision(nil, d))
 	return module(int64(abi.KindCache.Bit()), bufferOK(), constant(p), p)
 }
 
