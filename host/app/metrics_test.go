@@ -530,6 +530,21 @@ func TestShippedAlertRules(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("%d rules found", len(alerts))) {
 		t.Errorf("promtool found a different number of rules than the %d alerts: %s", len(alerts), out)
 	}
+	// Each alert fires on the input that fires its built-in rule, and
+	// not on the quiet series beside it (deploy/monitoring/alerts_test.yml).
+	out = runPromtool(t, nil, "test", "rules", "deploy/monitoring/alerts_test.yml")
+	if !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("promtool test rules: %s", out)
+	}
+	tests, err := os.ReadFile(filepath.Join(monitoringDir(t), "alerts_test.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range builtin.Rules {
+		if !regexp.MustCompile(`(?m)^\s*alertname:\s*` + regexp.QuoteMeta(r.Name) + `\s*\n\s*exp_alerts:\s*\n\s*- exp_labels`).Match(tests) {
+			t.Errorf("alerts_test.yml does not expect %s to fire", r.Name)
+		}
+	}
 }
 
 // promqlNames returns the metric names an expression selects: identifiers
