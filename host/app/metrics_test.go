@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,23 +102,7 @@ func startLive(tb testing.TB, stores bool) *liveServer {
 		st.Close()
 		cfg.DatabaseURL, cfg.RedisURL = dbURL, testkit.StartRedis(tb).URL()
 	}
-	a, err := Build(context.Background(), cfg, quiet())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := a.Start(ln); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { a.Stop(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	a := buildReady(tb, cfg, true)
 	return &liveServer{app: a, base: "http://" + a.Addr()}
 }
 
@@ -195,6 +179,40 @@ func sampleNames(text []byte) map[string]bool {
 	return names
 }
 
+// loadScrape is a scrape of a server after a load of every endpoint, in
+// the text format and in OpenMetrics.
+type loadScrape struct {
+	text, om     []byte
+	textCT, omCT string
+}
+
+// openMetricsAccept is what Prometheus sends by default.
+const openMetricsAccept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+var (
+	scrapesMu sync.Mutex
+	scrapes   = map[bool]*loadScrape{}
+)
+
+// scrapeAfterLoad starts a server (with stores or not), loads it with
+// every endpoint for 1.5 s, scrapes it and stops it; the tests of the
+// package share one such scrape per set-up.
+func scrapeAfterLoad(tb testing.TB, stores bool) *loadScrape {
+	tb.Helper()
+	scrapesMu.Lock()
+	defer scrapesMu.Unlock()
+	if sc := scrapes[stores]; sc != nil {
+		return sc
+	}
+	s := startLive(tb, stores)
+	s.load(tb, nil, 1500*time.Millisecond)
+	sc := &loadScrape{}
+	sc.text, sc.textCT = s.scrape(tb, "")
+	sc.om, sc.omCT = s.scrape(tb, openMetricsAccept)
+	scrapes[stores] = sc
+	return sc
+}
+
 var scrapeModes = []struct {
 	name   string
 	stores bool
@@ -209,9 +227,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 	promtool(t)
 	for _, mode := range scrapeModes {
 		t.Run(mode.name, func(t *testing.T) {
-			s := startLive(t, mode.stores)
-			s.load(t, nil, 1500*time.Millisecond)
-			text, ct := s.scrape(t, "")
+			sc := scrapeAfterLoad(t, mode.stores)
+			text, ct := sc.text, sc.textCT
 			if !strings.HasPrefix(ct, "text/plain") {
 				t.Errorf("Content-Type without Accept = %q, want the text format", ct)
 			}
@@ -234,7 +251,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 				}
 			}
 
-			om, ct := s.scrape(t, "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+			om, ct := sc.om, sc.omCT
 			if !strings.HasPrefix(ct, "application/openmetrics-text") {
 				t.Fatalf("Content-Type when OpenMetrics is asked for = %q", ct)
 			}
@@ -310,9 +327,7 @@ func histBounds(tb testing.TB, fams map[string]*dto.MetricFamily, family string)
 // resolve what the server does: from 10 µs (1 µs for policies) or below
 // to 30 s or above, adjacent bounds at most 1.25 times apart below 10 ms.
 func TestLatencyHistogramBuckets(t *testing.T) {
-	s := startLive(t, true)
-	s.load(t, nil, time.Second)
-	text, _ := s.scrape(t, "")
+	text := scrapeAfterLoad(t, true).text
 	fams := families(t, text)
 	for _, tc := range []struct {
 		family string
@@ -613,9 +628,7 @@ func TestShippedGrafanaDashboard(t *testing.T) {
 		t.Fatalf("%d panels, %d expressions: the dashboard or rules are nearly empty", len(dash.Panels), len(exprs))
 	}
 
-	s := startLive(t, true)
-	s.load(t, nil, 1500*time.Millisecond)
-	text, _ := s.scrape(t, "")
+	text := scrapeAfterLoad(t, true).text
 	names := sampleNames(text)
 	for where, e := range exprs {
 		ns := promqlNames(e)
