@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -23,11 +24,28 @@ func servedApp(tb testing.TB) *App {
 	tb.Helper()
 	cfg := Defaults()
 	cfg.PolicyDir, cfg.JWTSecret = policyDir(tb), testSecret
+	return buildReady(tb, cfg, false)
+}
+
+// buildReady builds the assembly from cfg, starts it on a loopback port
+// when listen is set, stops it when the test ends and waits until it is
+// ready.
+func buildReady(tb testing.TB, cfg Config, listen bool) *App {
+	tb.Helper()
 	a, err := Build(context.Background(), cfg, quiet())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { a.Stop(context.Background()) })
+	if listen {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := a.Start(ln); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := a.WaitReady(ctx); err != nil {

@@ -141,7 +141,7 @@ func (o chatObserver) LLMCall(ev event.CallEvent) {
 		Tier: ev.Tier, Model: ev.Model,
 		InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens,
 		CacheReadTokens: ev.Usage.CacheReadTokens, CacheWriteTokens: ev.Usage.CacheWriteTokens,
-		CostUSD: ev.CostUSD, Failed: ev.Err != nil,
+		CostUSD: ev.CostUSD, Failed: ev.Err != nil, Latency: ev.Latency,
 	})
 }
 

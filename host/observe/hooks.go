@@ -328,6 +328,8 @@ type LLMCall struct {
 	CacheWriteTokens int
 	CostUSD          float64
 	Failed           bool
+	// Latency is how long the provider took to answer (or fail).
+	Latency time.Duration
 }
 
 // LLMTurn is one answered (or failed) message: what it cost against the
@@ -347,9 +349,10 @@ type llmKey struct {
 }
 
 type llmCallSeries struct {
-	req                            []metric.AddOption // tier, model, outcome
-	cost                           []metric.AddOption // tier, model
-	in, out, cacheRead, cacheWrite []metric.AddOption // tier, model, type
+	req                            []metric.AddOption    // tier, model, outcome
+	dur                            []metric.RecordOption // tier, model, outcome
+	cost                           []metric.AddOption    // tier, model
+	in, out, cacheRead, cacheWrite []metric.AddOption    // tier, model, type
 	tier                           *llmTier
 }
 
@@ -410,7 +413,8 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 				}
 				return &llmCallSeries{
 					req: with(attribute.String("outcome", outcome)), cost: addOpt(tm...),
-					in: with(attribute.String("llm.token.type", "input")), out: with(attribute.String("llm.token.type", "output")),
+					dur: recordOpt(append(tm[:2:2], attribute.String("outcome", outcome))...),
+					in:  with(attribute.String("llm.token.type", "input")), out: with(attribute.String("llm.token.type", "output")),
 					cacheRead:  with(attribute.String("llm.token.type", "cache_read")),
 					cacheWrite: with(attribute.String("llm.token.type", "cache_write")),
 					tier:       m.llmTier(k.tier),
@@ -419,6 +423,7 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 	}
 	ctx := context.Background()
 	m.llmRequests.Add(ctx, 1, s.req...)
+	m.llmDur.Record(ctx, max(c.Latency, 0).Seconds(), s.dur...)
 	m.llmTokens.Add(ctx, int64(max(c.InputTokens, 0)), s.in...)
 	m.llmTokens.Add(ctx, int64(max(c.OutputTokens, 0)), s.out...)
 	if c.CacheReadTokens > 0 {

@@ -32,17 +32,41 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 )
 
+// LatencyBuckets are the bucket boundaries (seconds) of the latency
+// histograms (requests, database operations, model provider calls): from
+// 10 µs to 30 s. Below 10 ms they follow the E12 series (1, 1.2, 1.5, 1.8,
+// 2.2, 2.7, 3.3, 3.9, 4.7, 5.6, 6.8, 8.2 per decade), so adjacent bounds
+// are at most 1.25 times apart and a quantile interpolated inside a bucket
+// is off by less than 25% of its value; above, where a request waits on a
+// database or a model, steps of 1.5 to 2. Written out, not computed, so
+// that each bound prints as its decimal (le="1.2e-05").
+var LatencyBuckets = []float64{
+	1e-05, 1.2e-05, 1.5e-05, 1.8e-05, 2.2e-05, 2.7e-05, 3.3e-05, 3.9e-05, 4.7e-05, 5.6e-05, 6.8e-05, 8.2e-05,
+	0.0001, 0.00012, 0.00015, 0.00018, 0.00022, 0.00027, 0.00033, 0.00039, 0.00047, 0.00056, 0.00068, 0.00082,
+	0.001, 0.0012, 0.0015, 0.0018, 0.0022, 0.0027, 0.0033, 0.0039, 0.0047, 0.0056, 0.0068, 0.0082,
+	0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+	1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30,
+}
+
 // HTTPDurationBuckets are the bucket boundaries (seconds) of
-// http.server.request.duration, as the HTTP semantic conventions advise.
-var HTTPDurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+// http.server.request.duration.
+var HTTPDurationBuckets = LatencyBuckets
 
 // DecisionDurationBuckets are the bucket boundaries (seconds) of policy
-// decision durations: a decision takes microseconds, a timeout milliseconds.
-var DecisionDurationBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1}
+// decision and policy call durations: a decision of the shipped policies
+// takes about a microsecond, so the E12 series starts a decade lower,
+// at 1 µs, and goes on as LatencyBuckets.
+var DecisionDurationBuckets = append([]float64{
+	1e-06, 1.2e-06, 1.5e-06, 1.8e-06, 2.2e-06, 2.7e-06, 3.3e-06, 3.9e-06, 4.7e-06, 5.6e-06, 6.8e-06, 8.2e-06,
+}, LatencyBuckets...)
 
 // QueryDurationBuckets are the bucket boundaries (seconds) of database
-// query durations.
-var QueryDurationBuckets = []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+// operation durations.
+var QueryDurationBuckets = LatencyBuckets
+
+// ProviderDurationBuckets are the bucket boundaries (seconds) of model
+// provider call durations.
+var ProviderDurationBuckets = LatencyBuckets
 
 // TranslationStrategy is how OpenTelemetry names become Prometheus names,
 // pinned so that a library upgrade cannot rename the metrics:
@@ -107,6 +131,7 @@ type Metrics struct {
 
 	llmTokens      metric.Int64Counter
 	llmRequests    metric.Int64Counter
+	llmDur         metric.Float64Histogram
 	llmCost        metric.Float64Counter
 	llmBaseline    metric.Float64Counter
 	llmSaved       metric.Float64Counter
@@ -145,7 +170,15 @@ func New(opts Options) (*Metrics, error) {
 		go m.tick()
 	}
 	m.started = m.now()
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The Go collector exports the runtime/metrics series (go_gc_*,
+	// go_memory_classes_*, go_sched_*) instead of the MemStats ones: those
+	// have a gauge go_memstats_alloc_bytes beside a counter
+	// go_memstats_alloc_bytes_total, two families of one name in
+	// OpenMetrics, where a counter's family drops the _total.
+	m.reg.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC, collectors.MetricsMemory, collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.httpDur = newHistFamily("http.server.request.duration", "s", "Duration of HTTP server requests.", HTTPDurationBuckets, m.started)
 	m.policyDur = newHistFamily("wingate.policy.decision.duration", "s", "Duration of policy decisions.", DecisionDurationBuckets, m.started)
 	exp, err := otelprom.New(
@@ -181,7 +214,7 @@ func New(opts Options) (*Metrics, error) {
 }
 
 func (m *Metrics) instruments() error {
-	var errs [19]error
+	var errs [20]error
 	mt := m.meter
 	// The two per-request counters count in atomics of their pre-bound
 	// series and are read at collection: a synchronous counter costs more
@@ -199,14 +232,17 @@ func (m *Metrics) instruments() error {
 		metric.WithUnit("{token}"), metric.WithDescription("Model tokens by tier, model and type (input, output, cache_read, cache_write)."))
 	m.llmRequests, errs[6] = mt.Int64Counter("wingate.llm.requests",
 		metric.WithUnit("{request}"), metric.WithDescription("Model calls by tier, model and outcome (ok, error)."))
+	m.llmDur, errs[18] = mt.Float64Histogram("wingate.llm.call.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of model provider calls by tier, model and outcome (ok, error)."),
+		metric.WithExplicitBucketBoundaries(ProviderDurationBuckets...))
 	m.llmTurns, errs[15] = mt.Int64Counter("wingate.llm.turns",
 		metric.WithUnit("{turn}"), metric.WithDescription("Messages answered, by the tier that answered."))
 	m.llmCost, errs[7] = mt.Float64Counter("wingate.llm.cost",
-		metric.WithUnit("{USD}"), metric.WithDescription("Model cost in US dollars by tier and model."))
+		metric.WithUnit("usd"), metric.WithDescription("Model cost in US dollars by tier and model."))
 	m.llmBaseline, errs[8] = mt.Float64Counter("wingate.llm.baseline.cost",
-		metric.WithUnit("{USD}"), metric.WithDescription("What the answered messages would have cost on the baseline (premium tier, uncompressed context), in US dollars, by tier."))
+		metric.WithUnit("usd"), metric.WithDescription("What the answered messages would have cost on the baseline (premium tier, uncompressed context), in US dollars, by tier."))
 	m.llmSaved, errs[9] = mt.Float64Counter("wingate.llm.cost.saved",
-		metric.WithUnit("{USD}"), metric.WithDescription("Baseline cost minus cost, in US dollars, by tier."))
+		metric.WithUnit("usd"), metric.WithDescription("Baseline cost minus cost, in US dollars, by tier."))
 	m.llmTokensSaved, errs[10] = mt.Int64Counter("wingate.llm.context.tokens.saved",
 		metric.WithUnit("{token}"), metric.WithDescription("Context tokens not sent thanks to compression, by tier."))
 	m.redisTransitions, errs[11] = mt.Int64Counter("wingate.cache.redis.breaker.transitions",
@@ -231,7 +267,7 @@ func (m *Metrics) instruments() error {
 // Handler serves the Prometheus exposition of the registry (text format,
 // or OpenMetrics when asked for).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 }
 
 // Registry returns the Prometheus registry the metrics are exported on.

@@ -24,7 +24,7 @@ import (
 // that changed it; instances discarded, by reason, which includes the
 // recycles, are wingate_policy_instances_total).
 //
-// The call histogram's buckets are decision.CallBuckets: they resolve
+// The call histogram's buckets are DecisionDurationBuckets: they resolve
 // microseconds, where a decision of the default policies lies, and go
 // well past any deadline, so that an overrun shows by how much.
 
@@ -42,14 +42,10 @@ func (m *Metrics) policyResources() *policyResources {
 	r, _ := resources.LoadOrStore(m, &policyResources{})
 	pr := r.(*policyResources)
 	pr.once.Do(func() {
-		bounds := make([]float64, len(decision.CallBuckets))
-		for i, b := range decision.CallBuckets {
-			bounds[i] = b.Seconds()
-		}
 		var err error
 		pr.callDur, err = m.meter.Float64Histogram("wingate.policy.call.duration",
 			metric.WithUnit("s"), metric.WithDescription("Duration of each call into a policy guest as the runtime measured it, by kind, policy, version and outcome (ok, fallback, timeout, trap)."),
-			metric.WithExplicitBucketBoundaries(bounds...))
+			metric.WithExplicitBucketBoundaries(DecisionDurationBuckets...))
 		if err != nil {
 			pr.callDur = nil
 		}

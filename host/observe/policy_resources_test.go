@@ -33,7 +33,8 @@ func TestPolicyResourceMetrics(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	out := string(body)
 	for _, want := range []string{
-		`wingate_policy_call_duration_seconds_bucket{outcome="ok",policy_kind="cache",policy_name="cache",policy_version="abc123",le="5e-06"} 1`,
+		`wingate_policy_call_duration_seconds_bucket{outcome="ok",policy_kind="cache",policy_name="cache",policy_version="abc123",le="2.7e-06"} 0`,
+		`wingate_policy_call_duration_seconds_bucket{outcome="ok",policy_kind="cache",policy_name="cache",policy_version="abc123",le="3.3e-06"} 1`,
 		`wingate_policy_call_duration_seconds_count{outcome="timeout",policy_kind="cache",policy_name="cache",policy_version="abc123"} 1`,
 		`wingate_policy_log_bytes_total{policy_name="cache",policy_version="abc123",result="written"} 100`,
 		`wingate_policy_log_bytes_total{policy_name="cache",policy_version="abc123",result="dropped"} 5000`,

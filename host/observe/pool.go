@@ -14,7 +14,7 @@ type poolSource struct {
 }
 
 // WatchPool exports p's connection pool: connection counts by state, the
-// maximum, utilisation, the health score, acquires and acquire wait. The
+// maximum, utilization, the health score, acquires and acquire wait. The
 // stats are read at each scrape and each dashboard or alert evaluation.
 func (m *Metrics) WatchPool(p event.Pool) {
 	if m == nil || p == nil {
@@ -35,11 +35,14 @@ func (m *Metrics) Pool() (st event.PoolStats, ok bool) {
 
 func (m *Metrics) poolInstruments() error {
 	mt := m.meter
-	count, err1 := mt.Int64ObservableGauge("db.client.connection.count",
+	// Named db.client.connections.usage (the semantic conventions' name
+	// before 1.26) rather than db.client.connection.count: Prometheus
+	// reserves the suffix _count for histograms and summaries.
+	count, err1 := mt.Int64ObservableGauge("db.client.connections.usage",
 		metric.WithUnit("{connection}"), metric.WithDescription("Connections of the database pool by state (used, idle)."))
 	maxc, err2 := mt.Int64ObservableGauge("db.client.connection.max",
 		metric.WithUnit("{connection}"), metric.WithDescription("The database pool's maximum number of connections."))
-	util, err3 := mt.Float64ObservableGauge("wingate.db.pool.utilisation",
+	util, err3 := mt.Float64ObservableGauge("wingate.db.pool.utilization",
 		metric.WithUnit("1"), metric.WithDescription("Connections in use over the maximum, 0-1."))
 	health, err4 := mt.Int64ObservableGauge("wingate.db.pool.health",
 		metric.WithUnit("{score}"), metric.WithDescription("Health score of the database pool, 0-100 (100 is healthy)."))

@@ -351,19 +351,19 @@ func TestMetricsScrape(t *testing.T) {
 			map[string]string{"policy_kind": "route", "policy_outcome": "fallback"}, 2},
 		{"wingate_policy_decision_duration_seconds", dto.MetricType_HISTOGRAM,
 			map[string]string{"policy_kind": "cache", "policy_version": "*", "policy_outcome": "ok"}, 40},
-		{"db_client_connection_count", dto.MetricType_GAUGE, map[string]string{"db_client_connection_state": "idle"}, 0},
-		{"db_client_connection_count", dto.MetricType_GAUGE, map[string]string{"db_client_connection_state": "used"}, 0},
+		{"db_client_connections_usage", dto.MetricType_GAUGE, map[string]string{"db_client_connection_state": "idle"}, 0},
+		{"db_client_connections_usage", dto.MetricType_GAUGE, map[string]string{"db_client_connection_state": "used"}, 0},
 		{"db_client_connection_max", dto.MetricType_GAUGE, map[string]string{}, 1},
-		{"wingate_db_pool_utilisation_ratio", dto.MetricType_GAUGE, map[string]string{}, 0},
+		{"wingate_db_pool_utilization_ratio", dto.MetricType_GAUGE, map[string]string{}, 0},
 		{"wingate_db_pool_health", dto.MetricType_GAUGE, map[string]string{}, 1},
 		{"db_client_operation_duration_seconds", dto.MetricType_HISTOGRAM,
 			map[string]string{"db_operation_name": "*", "db_response_outcome": "ok"}, 5},
 		{"wingate_llm_requests_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*", "llm_model": "*", "outcome": "ok"}, 2},
 		{"wingate_llm_tokens_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*", "llm_model": "*", "llm_token_type": "input"}, 1},
 		{"wingate_llm_tokens_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*", "llm_model": "*", "llm_token_type": "output"}, 1},
-		{"wingate_llm_cost_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*", "llm_model": "*"}, 1e-9},
-		{"wingate_llm_baseline_cost_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 1e-9},
-		{"wingate_llm_cost_saved_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 0},
+		{"wingate_llm_cost_usd_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*", "llm_model": "*"}, 1e-9},
+		{"wingate_llm_baseline_cost_usd_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 1e-9},
+		{"wingate_llm_cost_saved_usd_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 0},
 		{"wingate_llm_turns_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 2},
 		{"wingate_llm_context_tokens_saved_total", dto.MetricType_COUNTER, map[string]string{"llm_tier": "*"}, 0},
 	}
@@ -390,7 +390,7 @@ func TestMetricsScrape(t *testing.T) {
 		})
 	}
 
-	// The HTTP histogram has the semantic conventions' buckets, in seconds.
+	// The HTTP histogram has the latency buckets, in seconds.
 	hist := series(fams, "http_server_request_duration_seconds", map[string]string{"http_route": "/api/challenges"})[0].GetHistogram()
 	var bounds []float64
 	for _, b := range hist.GetBucket() {
