@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,12 +35,24 @@ type policyResources struct {
 	callDur metric.Float64Histogram
 	logOut  metric.Int64Counter
 	memory  metric.Int64Gauge
+	// calls holds each call series' attributes, so that recording a call
+	// allocates nothing (a decision is on every cached hit's path).
+	calls seriesMap[callKey, []metric.RecordOption]
+}
+
+type callKey struct {
+	kind         abi.Kind
+	pol, version string
+	outcome      decision.Outcome
 }
 
 var resources sync.Map // *Metrics -> *policyResources
 
 func (m *Metrics) policyResources() *policyResources {
-	r, _ := resources.LoadOrStore(m, &policyResources{})
+	r, ok := resources.Load(m)
+	if !ok {
+		r, _ = resources.LoadOrStore(m, &policyResources{})
+	}
 	pr := r.(*policyResources)
 	pr.once.Do(func() {
 		var err error
@@ -68,11 +81,21 @@ func (o policyObserver) PolicyCall(kind abi.Kind, pol, version string, d time.Du
 	if o.m == nil {
 		return
 	}
-	if h := o.m.policyResources().callDur; h != nil {
-		h.Record(context.Background(), d.Seconds(), metric.WithAttributes(
-			attribute.String("policy.kind", kind.String()), attribute.String("policy.name", pol),
-			attribute.String("policy.version", version), attribute.String("outcome", outcome.String())))
+	pr := o.m.policyResources()
+	if pr.callDur == nil {
+		return
 	}
+	k := callKey{kind, pol, version, outcome}
+	opts, ok := pr.calls.get(k)
+	if !ok {
+		opts = pr.calls.getOrCreate(callKey{kind, strings.Clone(pol), strings.Clone(version), outcome},
+			func() callKey { return callKey{kind, otherLabel, otherLabel, outcome} },
+			func(k callKey) []metric.RecordOption {
+				return recordOpt(attribute.String("policy.kind", k.kind.String()), attribute.String("policy.name", k.pol),
+					attribute.String("policy.version", k.version), attribute.String("outcome", k.outcome.String()))
+			})
+	}
+	pr.callDur.Record(context.Background(), d.Seconds(), opts...)
 }
 
 // GuestOutput counts guest output written and dropped.
