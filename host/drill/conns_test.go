@@ -52,7 +52,7 @@ type floodReport struct {
 	RefusedP50 float64 `json:"refused_p50_ms"`
 	RefusedP99 float64 `json:"refused_p99_ms"`
 	RefusedMax float64 `json:"refused_max_ms"` // from the connect to the server's close
-	OpenMS     float64 `json:"open_ms"` // from the first connect to the last
+	OpenMS     float64 `json:"open_ms"`        // from the first connect to the last
 	Statuses   map[string]int
 }
 
