@@ -37,7 +37,7 @@ type floodShape struct {
 func floodSize() floodShape {
 	if *full {
 		// The machine's hard limit (20,000): 30,000 idle connections.
-		return floodShape{NoFile: 0, Idle: 30000, Clients: 3, Hold: 12 * time.Second, Workers: 16, Rate: 400}
+		return floodShape{NoFile: 0, Idle: 30000, Clients: 3, Hold: 14 * time.Second, Workers: 16, Rate: 400}
 	}
 	return floodShape{NoFile: 2048, Idle: 3072, Clients: 2, Hold: 5 * time.Second, Workers: 8, Rate: 200}
 }
@@ -473,19 +473,21 @@ func TestDrillConnFlood(t *testing.T) {
 	}
 }
 
-// probeRefusals opens n connections one after another while the server is
-// at its cap, and times each from its connect to the server's close; a
-// connection that is served instead (the cap not reached) is not counted.
+// probeRefusals opens up to n connections one after another (for 3 s at
+// most) while the server is at its cap, and times each from its connect
+// to the server's close; a connection not refused within 200 ms is not
+// counted.
 func probeRefusals(t *testing.T, addr string, n int) durations {
 	t.Helper()
 	var d durations
-	for range n {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	end := time.Now().Add(3 * time.Second)
+	for i := 0; i < n && time.Now().Before(end); i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			continue
 		}
 		up := time.Now()
-		_ = c.SetReadDeadline(up.Add(2 * time.Second))
+		_ = c.SetReadDeadline(up.Add(200 * time.Millisecond))
 		head := make([]byte, 12)
 		k, _ := io.ReadFull(c, head)
 		if strings.HasPrefix(string(head[:k]), "HTTP/1.1 503") {
