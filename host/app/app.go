@@ -54,6 +54,9 @@ type App struct {
 	serving  chan error // Serve's result, once Start has run
 	addr     string
 	stopped  atomic.Bool
+	// acceptFailures counts accepts that failed for lack of descriptors
+	// (listen.go).
+	acceptFailures atomic.Int64
 }
 
 // NewLogger returns text logs to w at level (debug, info, warn, error).
@@ -138,8 +141,8 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	}
 	deps.Ready = a.ready
 	a.deps = deps
-	a.srv = server.New(server.DefaultConfig(), deps)
-	return nil
+	a.srv = server.New(a.serverConfig(), deps)
+	return a.watchConns(obs.metrics)
 }
 
 func (a *App) checkDraining(context.Context) error {
@@ -171,6 +174,7 @@ func (a *App) Start(ln net.Listener) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	ln = &backoffListener{Listener: ln, log: a.log, errs: &a.acceptFailures, sleep: time.Sleep}
 	a.addr = ln.Addr().String()
 	a.serving = make(chan error, 1)
 	go func() { a.serving <- a.srv.Serve(ln) }()

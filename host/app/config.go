@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/knadh/koanf/v2"
+
+	"github.com/wingman-app/wingate/host/server"
 )
 
 // ErrUsage marks an error in the configuration (a bad flag, variable or
@@ -75,6 +77,27 @@ type Config struct {
 	// zero takes that default).
 	DrainDelay      time.Duration `koanf:"drain_delay"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// MaxOpenFiles is the soft descriptor limit (RLIMIT_NOFILE) set at
+	// start (zero: raised to the hard limit; never above it).
+	MaxOpenFiles int64 `koanf:"max_open_files"`
+	// MaxConns caps the connections served at once (zero: derived from
+	// the descriptor limit, see ConnCap); MaxConnsPerIP those from one
+	// client address (zero: no cap, as behind a proxy).
+	MaxConns      int64 `koanf:"max_conns"`
+	MaxConnsPerIP int64 `koanf:"max_conns_per_ip"`
+	// BodyLimit caps a request body on every route but the chat routes
+	// (ChatBodyLimit, with a valid API token) and the admin upload (32
+	// MiB, with the admin token); default 64 KiB and 1 MiB.
+	BodyLimit     int64 `koanf:"body_limit"`
+	ChatBodyLimit int64 `koanf:"chat_body_limit"`
+	// ReadTimeout bounds the reading of one request (15 s),
+	// WriteTimeout the writing of one answer (60 s), IdleTimeout a
+	// keep-alive connection's wait for its next request (60 s),
+	// StreamTimeout a server-sent event stream's lifetime (10 min).
+	ReadTimeout   time.Duration `koanf:"read_timeout"`
+	WriteTimeout  time.Duration `koanf:"write_timeout"`
+	IdleTimeout   time.Duration `koanf:"idle_timeout"`
+	StreamTimeout time.Duration `koanf:"stream_timeout"`
 }
 
 // Defaults returns the configuration used when nothing is set: in-memory
@@ -88,6 +111,12 @@ func Defaults() Config {
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
 		ShutdownTimeout:    15 * time.Second,
+		BodyLimit:          server.DefaultBodyLimit,
+		ChatBodyLimit:      server.DefaultChatBodyLimit,
+		ReadTimeout:        server.DefaultConfig().ReadTimeout,
+		WriteTimeout:       server.DefaultConfig().WriteTimeout,
+		IdleTimeout:        server.DefaultIdleTimeout,
+		StreamTimeout:      server.DefaultStreamTimeout,
 	}
 }
 
@@ -126,6 +155,15 @@ var settings = []Setting{
 	{"db_op_timeout", "", "WINGATE_DB_OP_TIMEOUT", "bound on one database operation"},
 	{"drain_delay", "", "WINGATE_DRAIN_DELAY", "how long /readyz fails before the listener closes on shutdown"},
 	{"shutdown_timeout", "", "WINGATE_SHUTDOWN_TIMEOUT", "wait for requests in flight on shutdown"},
+	{"max_open_files", "max-open-files", "WINGATE_MAX_OPEN_FILES", "soft descriptor limit set at start; 0: the hard limit"},
+	{"max_conns", "max-conns", "WINGATE_MAX_CONNS", "connections served at once; 0: derived from the descriptor limit"},
+	{"max_conns_per_ip", "max-conns-per-ip", "WINGATE_MAX_CONNS_PER_IP", "connections served at once from one client address; 0: no cap"},
+	{"body_limit", "body-limit", "WINGATE_BODY_LIMIT", "largest request body in bytes (chat routes and the admin upload have their own)"},
+	{"chat_body_limit", "", "WINGATE_CHAT_BODY_LIMIT", "largest chat message or completion body in bytes, with a valid API token"},
+	{"read_timeout", "", "WINGATE_READ_TIMEOUT", "bound on reading one request"},
+	{"write_timeout", "", "WINGATE_WRITE_TIMEOUT", "bound on writing one answer"},
+	{"idle_timeout", "", "WINGATE_IDLE_TIMEOUT", "how long a keep-alive connection waits for its next request"},
+	{"stream_timeout", "", "WINGATE_STREAM_TIMEOUT", "longest server-sent event stream"},
 }
 
 // ConfigFileEnv names the configuration file when no --config flag does.
@@ -253,6 +291,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: database timeouts must be positive", ErrUsage)
 	case c.DrainDelay < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: drain delay and shutdown timeout must not be negative", ErrUsage)
+	case c.MaxOpenFiles < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0:
+		return fmt.Errorf("%w: connection and descriptor limits must not be negative", ErrUsage)
+	case c.BodyLimit <= 0 || c.BodyLimit > 1<<30 || c.ChatBodyLimit < 0 || c.ChatBodyLimit > 1<<30:
+		return fmt.Errorf("%w: body limits must be from 1 byte to 1 GiB", ErrUsage)
+	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.StreamTimeout <= 0:
+		return fmt.Errorf("%w: read, write, idle and stream timeouts must be positive", ErrUsage)
 	}
 	return nil
 }

@@ -191,18 +191,11 @@ func startProc(t *testing.T, policyDir string, args ...string) *proc {
 // rss returns the process's resident set size in bytes.
 func (p *proc) rss(t *testing.T) int64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
+	v := rssOf(p.cmd.Process.Pid)
+	if v == 0 {
+		t.Fatal("no VmRSS in /proc status")
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
+	return v
 }
 
 func (p *proc) logSize(t *testing.T) int64 {

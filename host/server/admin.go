@@ -77,15 +77,6 @@ func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// limitBody enforces Config.BodyLimit outside /admin when the admin upload
-// limit raised the server-wide one.
-func (s *Server) limitBody(c *fiber.Ctx) error {
-	if len(c.Request().Body()) > s.cfg.BodyLimit && !strings.HasPrefix(c.Path(), "/admin/") {
-		return fiber.ErrRequestEntityTooLarge
-	}
-	return c.Next()
-}
-
 func (s *Server) adminList(c *fiber.Ctx) error {
 	recs, err := s.deps.Rollout.List(c.UserContext())
 	if err != nil {
@@ -124,7 +115,7 @@ func adminID(c *fiber.Ctx) (int64, error) {
 // activate=true the version also goes through the pipeline.
 func (s *Server) adminUpload(c *fiber.Ctx) error {
 	limit := s.uploadLimit()
-	if len(c.Request().Body()) > limit+1<<20 {
+	if len(c.Request().Body()) > limit+multipartSlack {
 		return &APIError{Status: fiber.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "upload over the limit of " + strconv.Itoa(limit) + " bytes"}
 	}
 	field := func(name string) string { return c.Query(name) }

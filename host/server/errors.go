@@ -95,6 +95,7 @@ func writeError(c *fiber.Ctx, ae *APIError) error {
 // /api or /admin returns is answered from the table; what the table does
 // not foresee is logged with its text and answered 500 "internal".
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	err = s.refusedBody(c, err)
 	ae, internal := apiError(err)
 	switch {
 	case internal:

@@ -114,14 +114,17 @@ func (s *Server) dashboardAsset(c *fiber.Ctx) error {
 }
 
 // dashboardEvents streams the dashboard's state as Server-Sent Events
-// until the client leaves or the server shuts down.
+// until the client leaves, the server shuts down or Config.StreamTimeout
+// passes (the browser then reconnects).
 func (s *Server) dashboardEvents(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
-	d := s.deps.Dashboard
+	d, lifetime := s.deps.Dashboard, s.cfg.StreamTimeout
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		_ = d.Stream(context.Background(), w)
+		ctx, cancel := context.WithTimeout(context.Background(), lifetime)
+		defer cancel()
+		_ = d.Stream(ctx, w)
 	})
 	return nil
 }

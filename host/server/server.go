@@ -23,21 +23,42 @@ import (
 	"github.com/wingman-app/wingate/host/store"
 )
 
-// Config holds the server's own settings.
+// Config holds the server's own settings (limits.go applies them).
 type Config struct {
-	// BodyLimit caps request bodies (bytes); larger ones get 413.
+	// BodyLimit caps request bodies (bytes) on every route but the chat
+	// routes and the admin upload; larger ones get 413 before they are
+	// read.
 	BodyLimit int
-	// ReadTimeout and WriteTimeout bound one request's I/O.
+	// ChatBodyLimit caps the body of a chat message or completion sent
+	// with a valid API token (bytes; without one BodyLimit applies).
+	ChatBodyLimit int
+	// ReadTimeout bounds the reading of one request (header and body,
+	// from its first byte; a new connection's from its accept);
+	// WriteTimeout the writing of one answer. IdleTimeout closes a
+	// keep-alive connection that sends no new request.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// AdminUploadLimit caps a policy module uploaded to /admin (bytes;
-	// zero: DefaultAdminUploadLimit); larger uploads get 413.
+	IdleTimeout  time.Duration
+	// StreamTimeout is the longest a server-sent event stream lasts
+	// (WriteTimeout does not bound it).
+	StreamTimeout time.Duration
+	// MaxConns caps the connections served at once (zero: fasthttp's
+	// 262,144); MaxConnsPerIP those from one client address (zero: no
+	// cap). A connection over either is answered 503 (429 per address)
+	// and closed without its request being read.
+	MaxConns      int
+	MaxConnsPerIP int
+	// AdminUploadLimit caps a policy module uploaded to /admin by an
+	// operator with the admin token (bytes; zero:
+	// DefaultAdminUploadLimit); larger uploads get 413.
 	AdminUploadLimit int
 }
 
 // DefaultConfig returns the settings used when nothing is configured.
 func DefaultConfig() Config {
-	return Config{BodyLimit: 1 << 20, ReadTimeout: 15 * time.Second, WriteTimeout: 60 * time.Second}
+	return Config{BodyLimit: DefaultBodyLimit, ChatBodyLimit: DefaultChatBodyLimit,
+		ReadTimeout: 15 * time.Second, WriteTimeout: 60 * time.Second,
+		IdleTimeout: DefaultIdleTimeout, StreamTimeout: DefaultStreamTimeout}
 }
 
 // ReadyCheck is one dependency checked by /readyz.
@@ -102,23 +123,25 @@ func New(cfg Config, deps Deps) *Server {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
-	bodyLimit := cfg.BodyLimit
-	if deps.Rollout != nil {
-		bodyLimit = max(bodyLimit, s.uploadLimit()+1<<20) // multipart overhead
+	if s.cfg.StreamTimeout <= 0 {
+		s.cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	if s.cfg.ChatBodyLimit <= 0 {
+		s.cfg.ChatBodyLimit = max(cfg.BodyLimit, DefaultChatBodyLimit)
 	}
 	s.app = fiber.New(fiber.Config{
-		BodyLimit:             bodyLimit,
+		BodyLimit:             cfg.BodyLimit,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		Concurrency:           cfg.MaxConns,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
 		// Multipart bodies (admin uploads) are parsed by their handler,
 		// whose errors are JSON without the parser's text.
 		DisablePreParseMultipartForm: true,
 	})
-	if bodyLimit > cfg.BodyLimit {
-		s.app.Use(s.limitBody)
-	}
+	s.applyConnLimits()
 	if s.deps.CachePolicy == nil {
 		s.deps.CachePolicy = s.deps.Policies
 	}
