@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/knadh/koanf/v2"
@@ -22,8 +24,13 @@ var ErrUsage = errors.New("usage")
 // and an environment variable. Defaults returns the documented defaults;
 // Load layers a file, the environment and flags over them.
 type Config struct {
-	// Addr is the listen address (default 127.0.0.1:8080).
+	// Addr is the public listen address (default 127.0.0.1:8080): the
+	// API, /healthz, /readyz (status only) and the landing page.
 	Addr string `koanf:"addr"`
+	// OpsAddr is the operators' listen address: /metrics, /dashboard,
+	// /admin and /readyz with details. Empty: derived from Addr (see
+	// OpsAddrOf); "off": no operators' listener.
+	OpsAddr string `koanf:"ops_addr"`
 	// DatabaseURL is PostgreSQL's URL; empty: the in-memory demo store.
 	// It may carry pgxpool's parameters (pool_max_conns, ...).
 	DatabaseURL string `koanf:"database_url"`
@@ -102,7 +109,8 @@ type Setting struct {
 func Settings() []Setting { return settings }
 
 var settings = []Setting{
-	{"addr", "addr", "WINGATE_ADDR", "listen address"},
+	{"addr", "addr", "WINGATE_ADDR", "public listen address: API, /healthz, /readyz"},
+	{"ops_addr", "ops-addr", "WINGATE_OPS_ADDR", "operators' listen address: /metrics, /dashboard, /admin, /readyz details; empty: 127.0.0.1 and the public port + 1; off: none"},
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
 	{"redis_url", "redis-url", "REDIS_URL", "Redis URL; empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
@@ -254,7 +262,42 @@ func (c Config) Validate() error {
 	case c.DrainDelay < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: drain delay and shutdown timeout must not be negative", ErrUsage)
 	}
+	if _, _, err := OpsAddrOf(c); err != nil {
+		return err
+	}
 	return nil
+}
+
+// OpsOff is the OpsAddr that turns the operators' listener off.
+const OpsOff = "off"
+
+// OpsAddrOf returns the operators' listen address of c, and false when
+// the listener is off. An empty OpsAddr is derived from Addr: the
+// loopback address 127.0.0.1 and Addr's port + 1 (8081 beside the
+// default 8080), or port 0 (any free port) when Addr's port is 0.
+func OpsAddrOf(c Config) (string, bool, error) {
+	switch c.OpsAddr {
+	case OpsOff:
+		return "", false, nil
+	case "":
+	default:
+		if _, _, err := net.SplitHostPort(c.OpsAddr); err != nil {
+			return "", false, fmt.Errorf("%w: ops_addr (--ops-addr, WINGATE_OPS_ADDR) %q: want host:port or %q", ErrUsage, c.OpsAddr, OpsOff)
+		}
+		return c.OpsAddr, true, nil
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: addr (--addr, WINGATE_ADDR) %q: want host:port", ErrUsage, c.Addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65534 {
+		return "", false, fmt.Errorf("%w: addr (--addr, WINGATE_ADDR) %q: the operators' port is derived as its port + 1; set ops_addr (--ops-addr, WINGATE_OPS_ADDR)", ErrUsage, c.Addr)
+	}
+	if p > 0 {
+		p++
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), true, nil
 }
 
 // fieldOf returns a pointer to c's field tagged key.

@@ -43,6 +43,7 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "the server's HS256 key, to mint user tokens (WINGATE_JWT_SECRET); empty: the secret a local serve saved")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, instead of the text report)")
 	targets := fs.String("targets", "", "JSON targets file, or \"default\" for the project's targets; exit 1 when any is missed")
+	fs.StringVar(&cfg.Ops, "ops-url", "", "the server's operators' base URL, where --gauges reads /metrics; empty: --url's host with its port + 1")
 	gauges := fs.String("gauges", "", "comma-separated server metrics to sample from /metrics during the run (the targets file's gauges are added)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
