@@ -111,7 +111,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	a.closers = append(a.closers, closeStore)
 	obs.watchStore(st)
 	deps.Store = st
-	if deps.Auth, err = startAuth(cfg.JWTSecret, log); err != nil {
+	if deps.Auth, err = startAuth(cfg.JWTSecret, cfg.TokenMaxLifetime, log); err != nil {
 		return err
 	}
 	pols, err := startRollout(ctx, cfg, obs.metrics.PolicyObserver(), log)

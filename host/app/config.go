@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/knadh/koanf/v2"
+
+	"github.com/wingman-app/wingate/host/auth"
 )
 
 // ErrUsage marks an error in the configuration (a bad flag, variable or
@@ -39,7 +41,8 @@ type Config struct {
 	// PolicyDir holds policies.json and the policy modules (default
 	// ./policies).
 	PolicyDir string `koanf:"policy_dir"`
-	// AdminToken guards /admin; empty disables the admin API.
+	// AdminToken guards /admin; empty disables the admin API. It is at
+	// least MinAdminTokenLen bytes.
 	AdminToken string `koanf:"admin_token"`
 	// PolicyPubKey (base64 ed25519 public key, or a file holding it)
 	// makes signed policy versions mandatory.
@@ -47,6 +50,9 @@ type Config struct {
 	// JWTSecret is the HS256 key of API tokens; empty: a random secret
 	// per process, saved for `wingate token`.
 	JWTSecret string `koanf:"jwt_secret"`
+	// TokenMaxLifetime is the longest lifetime an API token may claim
+	// (exp − iat, or exp − now without iat; default 24 h).
+	TokenMaxLifetime time.Duration `koanf:"token_max_lifetime"`
 	// LLMProvider is the provider of tiers that name none: simulated
 	// (default), anthropic or openai.
 	LLMProvider string `koanf:"llm_provider"`
@@ -95,6 +101,7 @@ func Defaults() Config {
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
 		ShutdownTimeout:    15 * time.Second,
+		TokenMaxLifetime:   auth.DefaultMaxLifetime,
 	}
 }
 
@@ -114,9 +121,10 @@ var settings = []Setting{
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
 	{"redis_url", "redis-url", "REDIS_URL", "Redis URL; empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
-	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin; empty disables it"},
+	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin, at least 32 bytes (openssl rand -hex 32); empty disables it"},
 	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
 	{"jwt_secret", "jwt-secret", "WINGATE_JWT_SECRET", "HS256 key for API tokens; empty: random per process"},
+	{"token_max_lifetime", "token-max-lifetime", "WINGATE_TOKEN_MAX_LIFETIME", "longest lifetime an API token may claim (exp - iat)"},
 	{"llm_provider", "llm-provider", "WINGATE_LLM_PROVIDER", "simulated, anthropic or openai"},
 	{"alert_rules", "alert-rules", "WINGATE_ALERT_RULES", "alert rules file; empty: the shipped rules"},
 	{"alert_webhook", "alert-webhook", "WINGATE_ALERT_WEBHOOK", "URL alert changes are POSTed to as JSON; empty: log and dashboard only"},
@@ -261,12 +269,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: database timeouts must be positive", ErrUsage)
 	case c.DrainDelay < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: drain delay and shutdown timeout must not be negative", ErrUsage)
+	case c.TokenMaxLifetime <= 0:
+		return fmt.Errorf("%w: token_max_lifetime (--token-max-lifetime, WINGATE_TOKEN_MAX_LIFETIME) must be positive", ErrUsage)
+	case c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen:
+		return fmt.Errorf("%w: admin_token (--admin-token, WINGATE_ADMIN_TOKEN) is %d bytes, want at least %d (e.g. openssl rand -hex 32)", ErrUsage, len(c.AdminToken), MinAdminTokenLen)
 	}
 	if _, _, err := OpsAddrOf(c); err != nil {
 		return err
 	}
 	return nil
 }
+
+// MinAdminTokenLen is the shortest admin token serve starts with, in
+// bytes: the admin API moves the policies every request runs.
+const MinAdminTokenLen = 32
 
 // OpsOff is the OpsAddr that turns the operators' listener off.
 const OpsOff = "off"

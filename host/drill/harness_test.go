@@ -31,7 +31,7 @@ var full = flag.Bool("drill", false, "run the full-length drills (longer, higher
 
 const (
 	jwtSecret  = "drill-secret-0123456789abcdef"
-	adminToken = "drill-admin-token"
+	adminToken = "drill-admin-token-0123456789abcdef"
 	// seededUsers are generated in each drill's database; the load draws
 	// from 1..loadUsers and the write ledger owns the users above.
 	seededUsers = 400

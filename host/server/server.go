@@ -94,6 +94,8 @@ type Server struct {
 	// routeRecorders maps a matched *fiber.Route to its metrics recorder
 	// (observe.go).
 	routeRecorders sync.Map
+	// admin limits failed admin attempts per client (admin_guard.go).
+	admin adminGuard
 }
 
 // New builds the server and registers its routes.
@@ -102,6 +104,7 @@ func New(cfg Config, deps Deps) *Server {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s.admin.now, s.admin.buckets = time.Now, map[string]*failBucket{}
 	bodyLimit := cfg.BodyLimit
 	if deps.Rollout != nil {
 		bodyLimit = max(bodyLimit, s.uploadLimit()+1<<20) // multipart overhead
