@@ -85,23 +85,7 @@ func TestEveryErrorPath(t *testing.T) {
 	cfg.Addr, cfg.PolicyDir, cfg.JWTSecret, cfg.AdminToken = "127.0.0.1:0", policyDir(t), testSecret, testAdminToken
 	cfg.DatabaseURL, cfg.DBOpTimeout, cfg.DBAcquireTimeout = pu.String(), time.Second, 500*time.Millisecond
 	cfg.LLMProvider, cfg.OpenAIBaseURL = "openai", provider.URL
-	a, err := Build(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Stop(sctx)
-	})
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	if err := a.WaitReady(wctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startReady(t, cfg, slog.New(slog.DiscardHandler))
 	pub, ops := "http://"+a.Addr(), "http://"+a.OpsAddr()
 
 	now := time.Now()
@@ -254,14 +238,7 @@ func TestEveryErrorPath(t *testing.T) {
 	// The admin API disabled: a second assembly without an admin token.
 	cfg2 := cfg
 	cfg2.AdminToken, cfg2.DatabaseURL, cfg2.LLMProvider = "", "", "simulated"
-	b, err := Build(ctx, cfg2, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	b := startReady(t, cfg2, slog.New(slog.DiscardHandler))
 	check(call{"admin disabled", "admin", "GET", "http://" + b.OpsAddr() + "/admin/status", "", admin, apierr.AdminDisabled, 403})
 
 	for _, e := range apierr.Table {

@@ -60,29 +60,13 @@ func TestListeners(t *testing.T) {
 	cfg := Defaults()
 	cfg.Addr, cfg.PolicyDir, cfg.JWTSecret, cfg.AdminToken = "127.0.0.1:0", policyDir(t), testSecret, testAdminToken
 	logs := &testkit.LockedBuffer{}
-	a, err := Build(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	})
+	a := startReady(t, cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	pub, ops := a.Addr(), a.OpsAddr()
 	if ops == "" || ops == pub {
 		t.Fatalf("operators' listener %q beside public %q", ops, pub)
 	}
 	if !strings.HasPrefix(ops, "127.0.0.1:") {
 		t.Errorf("operators' listener %s is not on loopback", ops)
-	}
-	waitCtx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := a.WaitReady(waitCtx); err != nil {
-		t.Fatal(err)
 	}
 	if l := logs.String(); !strings.Contains(l, "addr="+pub) || !strings.Contains(l, "ops_addr="+ops) {
 		t.Errorf("the start-up log does not name both listeners:\n%s", l)
@@ -142,6 +126,30 @@ func TestListeners(t *testing.T) {
 	if st, body := rawGet(t, ops, "/readyz", ""); st != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("operators' /readyz while draining = %d %s, want 503 naming the draining check", st, body)
 	}
+}
+
+// startReady builds cfg, starts both listeners, waits until ready and
+// stops the application when the test ends.
+func startReady(t *testing.T, cfg Config, log *slog.Logger) *App {
+	t.Helper()
+	a, err := Build(context.Background(), cfg, Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = a.Stop(ctx)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // TestOpsAddrOf: the operators' address is derived from --addr (port +
