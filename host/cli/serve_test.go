@@ -77,3 +77,19 @@ func TestServeFlagsOverFileAndEnv(t *testing.T) {
 		t.Fatalf("bad variable: code %d, %q", code, stderr)
 	}
 }
+
+// TestDefaultOpsAddr: the admin commands' default address is the
+// operators' listener serve derives from the same environment.
+func TestDefaultOpsAddr(t *testing.T) {
+	for _, tc := range []struct{ addr, ops, want string }{
+		{"", "", "127.0.0.1:8081"},
+		{"0.0.0.0:9000", "", "127.0.0.1:9001"},
+		{"127.0.0.1:9000", "127.0.0.1:7777", "127.0.0.1:7777"},
+		{"127.0.0.1:9000", "off", "127.0.0.1:8081"},
+	} {
+		env := map[string]string{"WINGATE_ADDR": tc.addr, "WINGATE_OPS_ADDR": tc.ops}
+		if got := defaultOpsAddr(func(k string) string { return env[k] }); got != tc.want {
+			t.Errorf("WINGATE_ADDR=%q WINGATE_OPS_ADDR=%q: %q, want %q", tc.addr, tc.ops, got, tc.want)
+		}
+	}
+}
