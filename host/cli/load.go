@@ -86,7 +86,7 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 		if err != nil {
 			return fmt.Errorf("jwt secret: %w", err)
 		}
-		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, 24*time.Hour) }
+		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, loadTokenTTL) }
 	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
@@ -155,7 +155,7 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 		if err != nil {
 			return fmt.Errorf("jwt secret: %w", err)
 		}
-		tok, err := a.Issue(user, 24*time.Hour)
+		tok, err := a.Issue(user, loadTokenTTL)
 		if err != nil {
 			return err
 		}
@@ -182,3 +182,8 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 	}
 	return os.WriteFile(jsonOut, b, 0o644)
 }
+
+// loadTokenTTL is the lifetime of the tokens the load tool mints: the
+// longest run (loadgen.MaxDuration and a warm-up) and no more, well
+// within the server's default maximum lifetime (24 h).
+const loadTokenTTL = 2 * time.Hour
