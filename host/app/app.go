@@ -53,6 +53,7 @@ type App struct {
 	draining atomic.Bool
 	serving  chan error // Serve's result, once Start has run
 	addr     string
+	opsAddr  string
 	stopped  atomic.Bool
 	// acceptFailures counts accepts that failed for lack of descriptors
 	// (listen.go).
@@ -113,7 +114,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	a.closers = append(a.closers, closeStore)
 	obs.watchStore(st)
 	deps.Store = st
-	if deps.Auth, err = startAuth(cfg.JWTSecret, log); err != nil {
+	if deps.Auth, err = startAuth(cfg.JWTSecret, cfg.TokenMaxLifetime, log); err != nil {
 		return err
 	}
 	pols, err := startRollout(ctx, cfg, obs.metrics.PolicyObserver(), log)
@@ -162,28 +163,66 @@ func (a *App) Server() *server.Server { return a.srv }
 // allocation tests drive it with a reused fasthttp.RequestCtx.
 func (a *App) Handler() fasthttp.RequestHandler { return a.srv.App().Handler() }
 
-// Start serves on ln in the background (nil: listen on cfg.Addr). Addr
-// then reports the address.
+// Start serves in the background: the public listener on ln (nil: listen
+// on cfg.Addr) and the operators' listener (OpsAddrOf; when ln is handed
+// in and cfg.OpsAddr is empty, a free loopback port). Addr and OpsAddr
+// then report the addresses.
 func (a *App) Start(ln net.Listener) error {
 	if a.serving != nil {
 		return errors.New("app: already started")
 	}
+	opsAddr, opsOn, err := OpsAddrOf(a.cfg)
+	if err != nil {
+		return err
+	}
+	if ln != nil && a.cfg.OpsAddr == "" {
+		opsAddr = "127.0.0.1:0"
+	}
+	var ops net.Listener
+	if opsOn {
+		if ops, err = net.Listen("tcp", opsAddr); err != nil {
+			return fmt.Errorf("listen (operators): %w", err)
+		}
+	}
 	if ln == nil {
-		var err error
 		if ln, err = net.Listen("tcp", a.cfg.Addr); err != nil {
+			if ops != nil {
+				ops.Close()
+			}
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	// Both listeners back off when descriptors run out (listen.go)
+	// instead of failing, which would end the server.
 	ln = &backoffListener{Listener: ln, log: a.log, errs: &a.acceptFailures, sleep: time.Sleep}
-	a.addr = ln.Addr().String()
-	a.serving = make(chan error, 1)
-	go func() { a.serving <- a.srv.Serve(ln) }()
-	a.log.Info("wingate listening", "addr", a.addr)
+	if ops != nil {
+		ops = &backoffListener{Listener: ops, log: a.log, errs: &a.acceptFailures, sleep: time.Sleep}
+	}
+	a.serve(ln, ops)
 	return nil
 }
 
-// Addr is the address Start listens on ("" before Start).
+// serve serves the public listener ln and the operators' listener ops
+// (nil: none) in the background.
+func (a *App) serve(ln, ops net.Listener) {
+	a.addr = ln.Addr().String()
+	a.serving = make(chan error, 2)
+	go func() { a.serving <- a.srv.Serve(ln) }()
+	if ops != nil {
+		a.opsAddr = ops.Addr().String()
+		go func() { a.serving <- a.srv.ServeOps(ops) }()
+		a.log.Info("wingate listening", "addr", a.addr, "serves", "API, /healthz, /readyz", "ops_addr", a.opsAddr, "ops_serves", "/metrics, /dashboard, /admin, /readyz details")
+		return
+	}
+	a.log.Info("wingate listening", "addr", a.addr, "serves", "API, /healthz, /readyz", "ops_addr", OpsOff)
+}
+
+// Addr is the public listener's address ("" before Start).
 func (a *App) Addr() string { return a.addr }
+
+// OpsAddr is the operators' listener's address ("" before Start, or when
+// it is off).
+func (a *App) OpsAddr() string { return a.opsAddr }
 
 // Ready reports whether the application can serve: nil when every required
 // check of /readyz passes (the store reachable and migrated, not
@@ -244,30 +283,44 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// Run is `wingate serve`: listen on cfg.Addr, build, serve until ctx ends
+// Run is `wingate serve`: listen on cfg.Addr and the operators' address
+// (OpsAddrOf), build, serve until ctx ends
 // (or serving fails), then drain for cfg.DrainDelay and stop within
 // cfg.ShutdownTimeout.
 func Run(ctx context.Context, cfg Config, opt Options) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	opsAddr, opsOn, err := OpsAddrOf(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var ops net.Listener
+	if opsOn {
+		if ops, err = net.Listen("tcp", opsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen (operators): %w", err)
+		}
+	}
 	a, err := Build(ctx, cfg, opt)
 	if err != nil {
 		ln.Close()
+		if ops != nil {
+			ops.Close()
+		}
 		return err
 	}
-	if err := a.Start(ln); err != nil {
-		ln.Close()
-		a.close()
-		return err
-	}
+	a.serve(ln, ops)
 	select {
 	case err := <-a.serving:
-		a.close()
+		// One listener failed: stop the other and every service.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = a.Stop(sctx)
 		return err
 	case <-ctx.Done():
 	}

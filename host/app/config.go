@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/knadh/koanf/v2"
 
+	"github.com/wingman-app/wingate/host/auth"
 	"github.com/wingman-app/wingate/host/server"
 )
 
@@ -24,8 +27,13 @@ var ErrUsage = errors.New("usage")
 // and an environment variable. Defaults returns the documented defaults;
 // Load layers a file, the environment and flags over them.
 type Config struct {
-	// Addr is the listen address (default 127.0.0.1:8080).
+	// Addr is the public listen address (default 127.0.0.1:8080): the
+	// API, /healthz, /readyz (status only) and the landing page.
 	Addr string `koanf:"addr"`
+	// OpsAddr is the operators' listen address: /metrics, /dashboard,
+	// /admin and /readyz with details. Empty: derived from Addr (see
+	// OpsAddrOf); "off": no operators' listener.
+	OpsAddr string `koanf:"ops_addr"`
 	// DatabaseURL is PostgreSQL's URL; empty: the in-memory demo store.
 	// It may carry pgxpool's parameters (pool_max_conns, ...).
 	DatabaseURL string `koanf:"database_url"`
@@ -34,7 +42,8 @@ type Config struct {
 	// PolicyDir holds policies.json and the policy modules (default
 	// ./policies).
 	PolicyDir string `koanf:"policy_dir"`
-	// AdminToken guards /admin; empty disables the admin API.
+	// AdminToken guards /admin; empty disables the admin API. It is at
+	// least MinAdminTokenLen bytes.
 	AdminToken string `koanf:"admin_token"`
 	// PolicyPubKey (base64 ed25519 public key, or a file holding it)
 	// makes signed policy versions mandatory.
@@ -42,6 +51,9 @@ type Config struct {
 	// JWTSecret is the HS256 key of API tokens; empty: a random secret
 	// per process, saved for `wingate token`.
 	JWTSecret string `koanf:"jwt_secret"`
+	// TokenMaxLifetime is the longest lifetime an API token may claim
+	// (exp − iat, or exp − now without iat; default 24 h).
+	TokenMaxLifetime time.Duration `koanf:"token_max_lifetime"`
 	// LLMProvider is the provider of tiers that name none: simulated
 	// (default), anthropic or openai.
 	LLMProvider string `koanf:"llm_provider"`
@@ -117,6 +129,7 @@ func Defaults() Config {
 		WriteTimeout:       server.DefaultConfig().WriteTimeout,
 		IdleTimeout:        server.DefaultIdleTimeout,
 		StreamTimeout:      server.DefaultStreamTimeout,
+		TokenMaxLifetime:   auth.DefaultMaxLifetime,
 	}
 }
 
@@ -131,13 +144,15 @@ type Setting struct {
 func Settings() []Setting { return settings }
 
 var settings = []Setting{
-	{"addr", "addr", "WINGATE_ADDR", "listen address"},
+	{"addr", "addr", "WINGATE_ADDR", "public listen address: API, /healthz, /readyz"},
+	{"ops_addr", "ops-addr", "WINGATE_OPS_ADDR", "operators' listen address: /metrics, /dashboard, /admin, /readyz details; empty: 127.0.0.1 and the public port + 1; off: none"},
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
 	{"redis_url", "redis-url", "REDIS_URL", "Redis URL; empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
-	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin; empty disables it"},
+	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin, at least 32 bytes (openssl rand -hex 32); empty disables it"},
 	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
 	{"jwt_secret", "jwt-secret", "WINGATE_JWT_SECRET", "HS256 key for API tokens; empty: random per process"},
+	{"token_max_lifetime", "token-max-lifetime", "WINGATE_TOKEN_MAX_LIFETIME", "longest lifetime an API token may claim (exp - iat)"},
 	{"llm_provider", "llm-provider", "WINGATE_LLM_PROVIDER", "simulated, anthropic or openai"},
 	{"alert_rules", "alert-rules", "WINGATE_ALERT_RULES", "alert rules file; empty: the shipped rules"},
 	{"alert_webhook", "alert-webhook", "WINGATE_ALERT_WEBHOOK", "URL alert changes are POSTed to as JSON; empty: log and dashboard only"},
@@ -297,8 +312,51 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: body limits must be from 1 byte to 1 GiB", ErrUsage)
 	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.StreamTimeout <= 0:
 		return fmt.Errorf("%w: read, write, idle and stream timeouts must be positive", ErrUsage)
+	case c.TokenMaxLifetime <= 0:
+		return fmt.Errorf("%w: token_max_lifetime (--token-max-lifetime, WINGATE_TOKEN_MAX_LIFETIME) must be positive", ErrUsage)
+	case c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen:
+		return fmt.Errorf("%w: admin_token (--admin-token, WINGATE_ADMIN_TOKEN) is %d bytes, want at least %d (e.g. openssl rand -hex 32)", ErrUsage, len(c.AdminToken), MinAdminTokenLen)
+	}
+	if _, _, err := OpsAddrOf(c); err != nil {
+		return err
 	}
 	return nil
+}
+
+// MinAdminTokenLen is the shortest admin token serve starts with, in
+// bytes: the admin API moves the policies every request runs.
+const MinAdminTokenLen = 32
+
+// OpsOff is the OpsAddr that turns the operators' listener off.
+const OpsOff = "off"
+
+// OpsAddrOf returns the operators' listen address of c, and false when
+// the listener is off. An empty OpsAddr is derived from Addr: the
+// loopback address 127.0.0.1 and Addr's port + 1 (8081 beside the
+// default 8080), or port 0 (any free port) when Addr's port is 0.
+func OpsAddrOf(c Config) (string, bool, error) {
+	switch c.OpsAddr {
+	case OpsOff:
+		return "", false, nil
+	case "":
+	default:
+		if _, _, err := net.SplitHostPort(c.OpsAddr); err != nil {
+			return "", false, fmt.Errorf("%w: ops_addr (--ops-addr, WINGATE_OPS_ADDR) %q: want host:port or %q", ErrUsage, c.OpsAddr, OpsOff)
+		}
+		return c.OpsAddr, true, nil
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: addr (--addr, WINGATE_ADDR) %q: want host:port", ErrUsage, c.Addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65534 {
+		return "", false, fmt.Errorf("%w: addr (--addr, WINGATE_ADDR) %q: the operators' port is derived as its port + 1; set ops_addr (--ops-addr, WINGATE_OPS_ADDR)", ErrUsage, c.Addr)
+	}
+	if p > 0 {
+		p++
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), true, nil
 }
 
 // fieldOf returns a pointer to c's field tagged key.

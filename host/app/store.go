@@ -102,21 +102,22 @@ func DevSecretFile() (string, error) {
 // user's cache directory (e.g. ~/.cache/wingate/dev-jwt-secret), where
 // `wingate token --user ID` finds it, and logs a ready-made token for
 // user 1.
-func startAuth(secret string, log *slog.Logger) (*auth.Authority, error) {
+func startAuth(secret string, maxLifetime time.Duration, log *slog.Logger) (*auth.Authority, error) {
+	lifetime := auth.WithMaxLifetime(maxLifetime)
 	if secret != "" {
-		a, err := auth.New([]byte(secret))
+		a, err := auth.New([]byte(secret), lifetime)
 		if err != nil {
 			return nil, fmt.Errorf("%w: WINGATE_JWT_SECRET: %w", ErrUsage, err)
 		}
 		return a, nil
 	}
 	secret = fmt.Sprintf("%x", auth.RandomSecret())
-	a, err := auth.New([]byte(secret))
+	a, err := auth.New([]byte(secret), lifetime)
 	if err != nil {
 		return nil, err
 	}
 	path, err := writeDevSecret(secret)
-	tok, _ := a.Issue(1, auth.DefaultTTL)
+	tok, _ := a.Issue(1, 0)
 	if err != nil {
 		log.Warn("auth: random JWT secret for this process (could not save it for `wingate token`)", "err", err, "dev_token_user_1", tok)
 	} else {

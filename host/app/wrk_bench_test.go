@@ -22,6 +22,7 @@ import (
 // proc is a server in a child process.
 type proc struct {
 	name, base string
+	ops        string // the operators' listener ("" when the process has none)
 	cmd        *exec.Cmd
 }
 
@@ -98,7 +99,7 @@ func wrkSaturated(tb testing.TB, wrk string, p *proc, d time.Duration) (float64,
 // inside the server.
 func serverP99(tb testing.TB, p *proc) time.Duration {
 	tb.Helper()
-	res, err := http.Get(p.base + "/dashboard/state")
+	res, err := http.Get(p.ops + "/dashboard/state")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,10 +160,13 @@ func BenchmarkServeVsBareFiber(b *testing.B) {
 	}
 	serve := func() *proc {
 		addr := "127.0.0.1:" + strconv.Itoa(testkit.FreePort(b))
-		cmd := exec.Command(bin, "serve", "--addr", addr, "--log-level", "warn", "--jwt-secret", testSecret)
+		opsAddr := "127.0.0.1:" + strconv.Itoa(testkit.FreePort(b))
+		cmd := exec.Command(bin, "serve", "--addr", addr, "--ops-addr", opsAddr, "--log-level", "warn", "--jwt-secret", testSecret)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "WINGATE_CONFIG=")
-		return startProc(b, "wingate", cmd, "http://"+addr)
+		p := startProc(b, "wingate", cmd, "http://"+addr)
+		p.ops = "http://" + opsAddr
+		return p
 	}
 	wg := serve()
 	// The bare handler serves the very bytes Wingate's cache serves.

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,14 +65,14 @@ func TestVerifyRejects(t *testing.T) {
 		{"tampered payload", strings.Replace(valid, valid[40:44], "AAAA", 1), ErrInvalidToken},
 		{"alg none", sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good), ErrInvalidToken},
 		{"HS384", sign(jwt.SigningMethodHS384, secret, good), ErrInvalidToken},
-		{"no expiry", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "7", Issuer: Issuer}), ErrInvalidToken},
+		{"no expiry", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "7", Issuer: Issuer}), ErrNoExpiry},
 		{"wrong issuer", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "7", Issuer: "x", ExpiresAt: exp}), ErrInvalidToken},
-		{"subject not a number", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "seven", Issuer: Issuer, ExpiresAt: exp}), ErrInvalidToken},
-		{"subject negative", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "-7", Issuer: Issuer, ExpiresAt: exp}), ErrInvalidToken},
+		{"subject not a number", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "seven", Issuer: Issuer, ExpiresAt: exp}), ErrSubject},
+		{"subject negative", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "-7", Issuer: Issuer, ExpiresAt: exp}), ErrSubject},
 		{"expired", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "7", Issuer: Issuer,
 			ExpiresAt: jwt.NewNumericDate(now.Add(-time.Minute))}), ErrExpired},
 		{"not yet valid", sign(jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "7", Issuer: Issuer, ExpiresAt: exp,
-			NotBefore: jwt.NewNumericDate(now.Add(time.Minute))}), ErrInvalidToken},
+			NotBefore: jwt.NewNumericDate(now.Add(2 * time.Minute))}), ErrNotYetValid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := a.Verify(tc.token)
@@ -100,4 +101,131 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify(%q) error %v is neither ErrInvalidToken nor ErrExpired", s, err)
 		}
 	})
+}
+
+// FuzzVerifyClaims signs claims of any shape with the right key: Verify
+// accepts exactly the tokens whose subject is the canonical spelling
+// (strconv.FormatInt) of a positive id and whose times keep the rules,
+// and remembering a token changes nothing.
+func FuzzVerifyClaims(f *testing.F) {
+	f.Add("2", true, int64(3600), true, int64(0), false, int64(0))
+	f.Add("+2", true, int64(3600), false, int64(0), false, int64(0))
+	f.Add("002", true, int64(60), true, int64(-10), true, int64(-5))
+	f.Add("9223372036854775807", true, int64(86400), true, int64(0), false, int64(0))
+	f.Add("2", false, int64(0), true, int64(61), true, int64(61))
+	f.Fuzz(func(t *testing.T, sub string, hasExp bool, exp int64, hasIat bool, iat int64, hasNbf bool, nbf int64) {
+		now := time.Unix(1_800_000_000, 0)
+		a, _ := New(secret, WithClock(func() time.Time { return now }), WithMaxLifetime(time.Hour))
+		clamp := func(v int64) int64 { return max(-1e9, min(v, 1e9)) } // seconds from now
+		exp, iat, nbf = clamp(exp), clamp(iat), clamp(nbf)
+		c := jwt.RegisteredClaims{Issuer: Issuer, Subject: sub}
+		at := func(v int64) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(time.Duration(v) * time.Second)) }
+		if hasExp {
+			c.ExpiresAt = at(exp)
+		}
+		if hasIat {
+			c.IssuedAt = at(iat)
+		}
+		if hasNbf {
+			c.NotBefore = at(nbf)
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+		if err != nil {
+			t.Skip("claims not encodable")
+		}
+		n, perr := strconv.ParseInt(sub, 10, 64)
+		from := int64(0)
+		if hasIat {
+			from = iat
+		}
+		skew := int64(Skew / time.Second)
+		want := perr == nil && n > 0 && strconv.FormatInt(n, 10) == sub &&
+			hasExp && exp > 0 && exp-from <= 3600 &&
+			(!hasIat || iat <= skew) && (!hasNbf || nbf <= skew)
+		for range 2 { // parsed, then remembered
+			id, err := a.Verify(tok)
+			if want && (err != nil || id != n) {
+				t.Fatalf("claims %+v: Verify = %d, %v; want %d", c, id, err, n)
+			}
+			if !want && (err == nil || id != 0) {
+				t.Fatalf("claims %+v: Verify = %d, %v; want a refusal", c, id, err)
+			}
+		}
+	})
+}
+
+// TestStrictClaims: the rules of checkClaims, each at its edge. A token
+// signed with the right key but breaking one rule is refused with that
+// rule's error; the same token with the rule met is accepted.
+func TestStrictClaims(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	a, err := New(secret, WithClock(func() time.Time { return now }), WithMaxLifetime(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
+	sign := func(c jwt.RegisteredClaims) string {
+		c.Issuer = Issuer
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		c    jwt.RegisteredClaims
+		want error // nil: accepted as user 2
+	}{
+		{"canonical", jwt.RegisteredClaims{Subject: "2", ExpiresAt: at(time.Hour)}, nil},
+		{"plus sign", jwt.RegisteredClaims{Subject: "+2", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"leading zeros", jwt.RegisteredClaims{Subject: "002", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"leading space", jwt.RegisteredClaims{Subject: " 2", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"trailing space", jwt.RegisteredClaims{Subject: "2 ", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"decimal point", jwt.RegisteredClaims{Subject: "2.0", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"exponent", jwt.RegisteredClaims{Subject: "2e0", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"hex", jwt.RegisteredClaims{Subject: "0x2", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"empty", jwt.RegisteredClaims{ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"zero", jwt.RegisteredClaims{Subject: "0", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"overflow", jwt.RegisteredClaims{Subject: "9223372036854775808", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"twenty digits", jwt.RegisteredClaims{Subject: "10000000000000000002", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"unicode digit", jwt.RegisteredClaims{Subject: "２", ExpiresAt: at(time.Hour)}, ErrSubject},
+		{"no exp", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(0)}, ErrNoExpiry},
+		{"exp now", jwt.RegisteredClaims{Subject: "2", ExpiresAt: at(0)}, ErrExpired},
+		{"exp a second ago", jwt.RegisteredClaims{Subject: "2", ExpiresAt: at(-time.Second)}, ErrExpired},
+		{"lifetime at the maximum", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(-time.Hour), ExpiresAt: at(time.Hour)}, nil},
+		{"lifetime over the maximum", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(-time.Hour), ExpiresAt: at(time.Hour + time.Second)}, ErrLifetime},
+		{"no iat, exp within the maximum", jwt.RegisteredClaims{Subject: "2", ExpiresAt: at(2 * time.Hour)}, nil},
+		{"no iat, exp past the maximum", jwt.RegisteredClaims{Subject: "2", ExpiresAt: at(2*time.Hour + time.Second)}, ErrLifetime},
+		{"a century", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(0), ExpiresAt: at(100 * 365 * 24 * time.Hour)}, ErrLifetime},
+		{"iat in the past", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(-30 * time.Minute), ExpiresAt: at(time.Hour)}, nil},
+		{"iat within the skew", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(Skew), ExpiresAt: at(time.Hour)}, nil},
+		{"iat past the skew", jwt.RegisteredClaims{Subject: "2", IssuedAt: at(Skew + time.Second), ExpiresAt: at(time.Hour)}, ErrNotYetValid},
+		{"nbf within the skew", jwt.RegisteredClaims{Subject: "2", NotBefore: at(Skew), ExpiresAt: at(time.Hour)}, nil},
+		{"nbf past the skew", jwt.RegisteredClaims{Subject: "2", NotBefore: at(Skew + time.Second), ExpiresAt: at(time.Hour)}, ErrNotYetValid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := a.Verify(sign(tc.c))
+			if tc.want == nil {
+				if err != nil || id != 2 {
+					t.Fatalf("Verify = %d, %v; want user 2", id, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) || id != 0 {
+				t.Fatalf("Verify = %d, %v; want %v", id, err, tc.want)
+			}
+		})
+	}
+	// Issue stays within the maximum and refuses to go past it.
+	if _, err := a.Issue(2, 2*time.Hour+time.Second); err == nil {
+		t.Error("Issue past the maximum lifetime succeeded")
+	}
+	tok, err := a.Issue(2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := a.Verify(tok); err != nil || id != 2 {
+		t.Fatalf("a token issued with the default lifetime: %d, %v", id, err)
+	}
 }

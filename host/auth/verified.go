@@ -9,9 +9,9 @@ import (
 // verifiedCache remembers tokens that passed Verify, so that a client
 // presenting the same token again is answered without parsing, HMAC and
 // JSON decoding: one map lookup, no allocation. An entry is only the exact
-// token string that verified, its user id and the instant it stops being
-// valid (expiry plus the parser's leeway); the clock is checked on every
-// hit, so a remembered token expires exactly as a parsed one would. The
+// token string that verified, its user id and its expiry ("exp", which
+// has no leeway); the clock is checked on every hit, so a remembered
+// token is never answered at or past its expiry, exactly as a parsed one. The
 // Authority's secret never changes, so a signature once valid stays so.
 //
 // The cache is bounded: verifiedShards shards of at most verifiedPerShard
@@ -57,8 +57,9 @@ func (c *verifiedCache) lookup(token string, now time.Time) (int64, bool) {
 	return e.id, true
 }
 
-// remember stores a token that verified; token is copied (the caller's
-// string may be a view of a reused request buffer).
+// remember stores a token that verified, valid until its expiry; token
+// is copied (the caller's string may be a view of a reused request
+// buffer).
 func (c *verifiedCache) remember(token string, id int64, until time.Time) {
 	if len(token) > maxCachedToken {
 		return

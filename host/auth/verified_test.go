@@ -8,7 +8,7 @@ import (
 )
 
 // TestVerifiedCache: a remembered token is answered without allocating,
-// still expires on the clock (leeway included), and remembering never
+// is never answered at or past its expiry, and remembering never
 // makes a token valid that the parser rejects: a forged signature, a
 // token of another authority, a truncated one.
 func TestVerifiedCache(t *testing.T) {
@@ -43,13 +43,23 @@ func TestVerifiedCache(t *testing.T) {
 		}
 	}
 
-	now = now.Add(time.Minute + leeway - time.Second)
-	if id, err := a.Verify(tok); err != nil || id != 42 {
-		t.Fatalf("within the leeway: %d, %v", id, err)
+	now = now.Add(time.Minute - time.Second)
+	if _, ok := a.verified.lookup(tok, now); !ok {
+		t.Fatal("a second before its expiry, the token is no longer remembered")
 	}
-	now = now.Add(time.Second)
+	if id, err := a.Verify(tok); err != nil || id != 42 {
+		t.Fatalf("a second before expiry: %d, %v", id, err)
+	}
+	now = now.Add(time.Second) // exactly exp
+	if _, ok := a.verified.lookup(tok, now); ok {
+		t.Fatal("a remembered token answered at its expiry")
+	}
 	if _, err := a.Verify(tok); !errors.Is(err, ErrExpired) {
-		t.Fatalf("past expiry and leeway, a remembered token: err = %v, want ErrExpired", err)
+		t.Fatalf("at its expiry, a remembered token: err = %v, want ErrExpired", err)
+	}
+	now = now.Add(time.Hour)
+	if _, err := a.Verify(tok); !errors.Is(err, ErrExpired) {
+		t.Fatalf("an hour past its expiry: err = %v, want ErrExpired", err)
 	}
 }
 

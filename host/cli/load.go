@@ -43,6 +43,7 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "the server's HS256 key, to mint user tokens (WINGATE_JWT_SECRET); empty: the secret a local serve saved")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, instead of the text report)")
 	targets := fs.String("targets", "", "JSON targets file, or \"default\" for the project's targets; exit 1 when any is missed")
+	fs.StringVar(&cfg.Ops, "ops-url", "", "the server's operators' base URL, where --gauges reads /metrics; empty: --url's host with its port + 1")
 	gauges := fs.String("gauges", "", "comma-separated server metrics to sample from /metrics during the run (the targets file's gauges are added)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -85,7 +86,7 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 		if err != nil {
 			return fmt.Errorf("jwt secret: %w", err)
 		}
-		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, 24*time.Hour) }
+		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, loadTokenTTL) }
 	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
@@ -154,7 +155,7 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 		if err != nil {
 			return fmt.Errorf("jwt secret: %w", err)
 		}
-		tok, err := a.Issue(user, 24*time.Hour)
+		tok, err := a.Issue(user, loadTokenTTL)
 		if err != nil {
 			return err
 		}
@@ -181,3 +182,8 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 	}
 	return os.WriteFile(jsonOut, b, 0o644)
 }
+
+// loadTokenTTL is the lifetime of the tokens the load tool mints: the
+// longest run (loadgen.MaxDuration and a warm-up) and no more, well
+// within the server's default maximum lifetime (24 h).
+const loadTokenTTL = 2 * time.Hour

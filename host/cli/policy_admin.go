@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/rollout"
 )
 
@@ -38,10 +39,11 @@ type adminClient struct {
 	hc    *http.Client
 }
 
-// adminFlags adds --addr and --token (defaults WINGATE_ADDR and
+// adminFlags adds --addr and --token (defaults: the operators' address
+// serve derives from WINGATE_OPS_ADDR and WINGATE_ADDR, and
 // WINGATE_ADMIN_TOKEN) to fs.
 func adminFlags(fs *flag.FlagSet) func() *adminClient {
-	addr := fs.String("addr", envOr(os.Getenv, "WINGATE_ADDR", "127.0.0.1:8080"), "host address, host:port or URL (WINGATE_ADDR)")
+	addr := fs.String("addr", defaultOpsAddr(os.Getenv), "the host's operators' address, host:port or URL (WINGATE_OPS_ADDR; empty: 127.0.0.1 and WINGATE_ADDR's port + 1)")
 	token := fs.String("token", os.Getenv("WINGATE_ADMIN_TOKEN"), "admin bearer token (WINGATE_ADMIN_TOKEN)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "request timeout")
 	return func() *adminClient {
@@ -51,6 +53,18 @@ func adminFlags(fs *flag.FlagSet) func() *adminClient {
 		}
 		return &adminClient{base: strings.TrimRight(base, "/"), token: *token, hc: &http.Client{Timeout: *timeout}}
 	}
+}
+
+// defaultOpsAddr is the operators' address a serve with the same
+// environment listens on (127.0.0.1:8081 by default).
+func defaultOpsAddr(getenv func(string) string) string {
+	cfg := app.Defaults()
+	cfg.Addr = envOr(getenv, "WINGATE_ADDR", cfg.Addr)
+	cfg.OpsAddr = getenv("WINGATE_OPS_ADDR")
+	if addr, on, err := app.OpsAddrOf(cfg); err == nil && on {
+		return addr
+	}
+	return "127.0.0.1:8081"
 }
 
 // adminError is an error answer of the admin API.

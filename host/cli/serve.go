@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/wingman-app/wingate/host/app"
 )
@@ -33,6 +34,8 @@ func parseServeFlags(args []string, std Stdio, getenv func(string) string) (app.
 			fs.Int64(s.Flag, v, usage)
 		case string:
 			fs.String(s.Flag, v, usage)
+		case time.Duration:
+			fs.Duration(s.Flag, v, usage)
 		default:
 			panic(fmt.Sprintf("serve: flag --%s of type %T", s.Flag, v))
 		}

@@ -56,9 +56,40 @@ func TestServeFlagsOverFileAndEnv(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "log level") {
 		t.Fatalf("bad log level: code %d, %q", code, stderr)
 	}
+	// An admin token under the minimum: refused at start, whether by flag
+	// or variable, and the message does not echo the token.
+	short := "short-admin-tok-31-bytes-long.."
+	code, _, stderr = runCmd(t, "serve", "--admin-token", short, "--addr", "127.0.0.1:0", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "at least 32") || strings.Contains(stderr, short) {
+		t.Fatalf("31-byte admin token: code %d, %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "serve", "--ops-addr", "nowhere", "--addr", "127.0.0.1:0", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "--ops-addr") {
+		t.Fatalf("bad operators' address: code %d, %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "serve", "--token-max-lifetime", "0s", "--addr", "127.0.0.1:0", "--policy-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "token_max_lifetime") {
+		t.Fatalf("zero token lifetime: code %d, %q", code, stderr)
+	}
 	t.Setenv("WINGATE_CACHE_MAX_ENTRY_BYTES", "huge")
 	code, _, stderr = runCmd(t, "serve", "--policy-dir", t.TempDir())
 	if code != 2 || !strings.Contains(stderr, "WINGATE_CACHE_MAX_ENTRY_BYTES") {
 		t.Fatalf("bad variable: code %d, %q", code, stderr)
+	}
+}
+
+// TestDefaultOpsAddr: the admin commands' default address is the
+// operators' listener serve derives from the same environment.
+func TestDefaultOpsAddr(t *testing.T) {
+	for _, tc := range []struct{ addr, ops, want string }{
+		{"", "", "127.0.0.1:8081"},
+		{"0.0.0.0:9000", "", "127.0.0.1:9001"},
+		{"127.0.0.1:9000", "127.0.0.1:7777", "127.0.0.1:7777"},
+		{"127.0.0.1:9000", "off", "127.0.0.1:8081"},
+	} {
+		env := map[string]string{"WINGATE_ADDR": tc.addr, "WINGATE_OPS_ADDR": tc.ops}
+		if got := defaultOpsAddr(func(k string) string { return env[k] }); got != tc.want {
+			t.Errorf("WINGATE_ADDR=%q WINGATE_OPS_ADDR=%q: %q, want %q", tc.addr, tc.ops, got, tc.want)
+		}
 	}
 }

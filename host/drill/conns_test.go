@@ -538,7 +538,7 @@ func TestDrillDescriptorExhaustion(t *testing.T) {
 	)
 	for time.Since(exhausted) < 10*time.Second {
 		var resp *http.Response
-		if resp, err = http.Get(p.base + "/metrics"); err == nil {
+		if resp, err = http.Get(p.ops + "/metrics"); err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if st, body = resp.StatusCode, string(b); st == http.StatusOK {

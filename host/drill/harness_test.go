@@ -31,7 +31,7 @@ var full = flag.Bool("drill", false, "run the full-length drills (longer, higher
 
 const (
 	jwtSecret  = "drill-secret-0123456789abcdef"
-	adminToken = "drill-admin-token"
+	adminToken = "drill-admin-token-0123456789abcdef"
 	// seededUsers are generated in each drill's database; the load draws
 	// from 1..loadUsers and the write ledger owns the users above.
 	seededUsers = 400
@@ -100,7 +100,8 @@ func freeAddr(t testing.TB) string {
 // host is one application running in this process, built by package app
 // exactly as `wingate serve` builds it.
 type host struct {
-	base string
+	base string // the public listener: the API
+	ops  string // the operators' listener: /admin
 	app  *app.App
 	out  *lockedBuffer // its warnings and errors
 }
@@ -111,7 +112,7 @@ type host struct {
 func startServe(t *testing.T, set func(*app.Config)) *host {
 	t.Helper()
 	cfg := app.Defaults()
-	cfg.Addr, cfg.JWTSecret, cfg.AdminToken, cfg.PolicyDir, cfg.LogLevel = freeAddr(t), jwtSecret, adminToken, policyDir(t), "warn"
+	cfg.Addr, cfg.OpsAddr, cfg.JWTSecret, cfg.AdminToken, cfg.PolicyDir, cfg.LogLevel = freeAddr(t), freeAddr(t), jwtSecret, adminToken, policyDir(t), "warn"
 	if set != nil {
 		set(&cfg)
 	}
@@ -124,7 +125,7 @@ func startServe(t *testing.T, set func(*app.Config)) *host {
 	if err != nil {
 		t.Fatalf("app.Build: %v", err)
 	}
-	h := &host{base: "http://" + cfg.Addr, app: a, out: out}
+	h := &host{base: "http://" + cfg.Addr, ops: "http://" + cfg.OpsAddr, app: a, out: out}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

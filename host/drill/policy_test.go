@@ -76,7 +76,7 @@ func push(h *host, wasm []byte, fields map[string]string) (answer, error) {
 	if err := mw.Close(); err != nil {
 		return answer{}, err
 	}
-	req, err := http.NewRequest(http.MethodPost, h.base+"/admin/policies", &body)
+	req, err := http.NewRequest(http.MethodPost, h.ops+"/admin/policies", &body)
 	if err != nil {
 		return answer{}, err
 	}
@@ -137,7 +137,7 @@ func mustActiveEntry(t *testing.T, base, kind string) map[string]any {
 // activeCache returns the id of the cache version this instance serves.
 func activeCache(t *testing.T, h *host) (id int64, quarantined bool) {
 	t.Helper()
-	m := mustActiveEntry(t, h.base, "cache")
+	m := mustActiveEntry(t, h.ops, "cache")
 	f, _ := m["id"].(float64)
 	q, _ := m["quarantined"].(bool)
 	return int64(f), q
@@ -179,7 +179,7 @@ func TestDrillPolicySwaps(t *testing.T) {
 		for _, kind := range []string{"cache", "route"} {
 			id := ids[kind][i%2]
 			t0 := time.Now()
-			a, err := admin(http.MethodPost, fmt.Sprintf("%s/admin/policies/%d/activate", h.base, id))
+			a, err := admin(http.MethodPost, fmt.Sprintf("%s/admin/policies/%d/activate", h.ops, id))
 			d := time.Since(t0)
 			total += d
 			slowest = max(slowest, d)
@@ -370,7 +370,7 @@ func hostileDrill(t *testing.T, pushes []hostilePush) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			rec, _ := admin(http.MethodGet, fmt.Sprintf("%s/admin/policies/%d", h.base, id))
+			rec, _ := admin(http.MethodGet, fmt.Sprintf("%s/admin/policies/%d", h.ops, id))
 			v, _ := rec.Body["version"].(map[string]any)
 			t.Logf("%s: activated, rolled back %v later; version %d is %v (%v)", p.name,
 				time.Since(t0).Round(time.Millisecond), id, v["status"], v["reason"])

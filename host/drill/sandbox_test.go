@@ -136,7 +136,8 @@ func wingateBinary(t *testing.T) string {
 
 // proc is a `wingate serve` running as its own process.
 type proc struct {
-	base    string
+	base    string // the public listener
+	ops     string // the operators' listener
 	cmd     *exec.Cmd
 	logPath string
 	done    chan error
@@ -147,20 +148,20 @@ type proc struct {
 func startProc(t *testing.T, policyDir string, args ...string) *proc {
 	t.Helper()
 	bin := wingateBinary(t)
-	addr := freeAddr(t)
+	addr, opsAddr := freeAddr(t), freeAddr(t)
 	logPath := filepath.Join(t.TempDir(), "serve.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := append([]string{"serve", "--addr", addr, "--jwt-secret", jwtSecret, "--admin-token", adminToken,
+	all := append([]string{"serve", "--addr", addr, "--ops-addr", opsAddr, "--jwt-secret", jwtSecret, "--admin-token", adminToken,
 		"--policy-dir", policyDir, "--log-level", "info"}, args...)
 	cmd := exec.Command(bin, all...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{base: "http://" + addr, cmd: cmd, logPath: logPath, done: make(chan error, 1)}
+	p := &proc{base: "http://" + addr, ops: "http://" + opsAddr, cmd: cmd, logPath: logPath, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -270,7 +271,7 @@ func setPolicyFile(t *testing.T, dir, kind, file string, deadline time.Duration)
 // whether it is quarantined.
 func activeVersion(t *testing.T, p *proc, kind string) (name string, quarantined bool) {
 	t.Helper()
-	m := mustActiveEntry(t, p.base, kind)
+	m := mustActiveEntry(t, p.ops, kind)
 	name, _ = m["policy"].(string)
 	quarantined, _ = m["quarantined"].(bool)
 	return name, quarantined
@@ -403,7 +404,7 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 	active := false
 	switch way {
 	case "push":
-		a, err := push(&host{base: p.base}, wasm, map[string]string{"kind": m.Kind.String(), "name": name,
+		a, err := push(&host{base: p.base, ops: p.ops}, wasm, map[string]string{"kind": m.Kind.String(), "name": name,
 			"deadline_ms": strconv.Itoa(int(sandboxDeadline / time.Millisecond)), "activate": "true"})
 		if err != nil && len(wasm) > policy.MaxModuleBytes {
 			// Over the upload limit: the server answers 413 from the
@@ -594,7 +595,7 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 // module that grew its memory shows it in the memory gauge.
 func checkFailureMetrics(t *testing.T, p *proc, m guests.Module, name string) {
 	t.Helper()
-	resp, err := http.Get(p.base + "/metrics")
+	resp, err := http.Get(p.ops + "/metrics")
 	if err != nil {
 		t.Errorf("/metrics: %v", err)
 		return
@@ -631,7 +632,7 @@ func checkFailureMetrics(t *testing.T, p *proc, m guests.Module, name string) {
 // longest call so far, and whether name is gone (another version active,
 // or name quarantined).
 func activeCallMax(p *proc, kind, name string) (isActive bool, callMax time.Duration, gone bool) {
-	m, ok := activeEntry(p.base, kind)
+	m, ok := activeEntry(p.ops, kind)
 	if !ok {
 		return false, 0, false
 	}
@@ -654,7 +655,7 @@ func waitDirVersion(t *testing.T, p *proc, name string, logFrom int64) string {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		a, err := admin(http.MethodGet, p.base+"/admin/policies")
+		a, err := admin(http.MethodGet, p.ops+"/admin/policies")
 		if err == nil && a.Status == http.StatusOK {
 			vs, _ := a.Body["versions"].([]any)
 			for _, x := range vs {
@@ -699,7 +700,7 @@ func restoreGood(t *testing.T, p *proc, dir, kind, way, name, goodName string) {
 		}
 		if n == name && !q && way == "push" && !rolledBack {
 			rolledBack = true
-			if a, err := admin(http.MethodPost, p.base+"/admin/rollback/"+kind); err != nil || a.Status >= 300 {
+			if a, err := admin(http.MethodPost, p.ops+"/admin/rollback/"+kind); err != nil || a.Status >= 300 {
 				t.Logf("rollback: %d %v %v", a.Status, a.Body, err)
 			}
 		}

@@ -32,11 +32,19 @@ pool_util NaN
 }
 
 func TestGaugesSampledDuringRun(t *testing.T) {
-	var scrapes atomic.Int64
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+	// /metrics is on the operators' listener, not the API's.
+	var scrapes, publicScrapes atomic.Int64
+	ops := http.NewServeMux()
+	ops.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		n := scrapes.Add(1)
 		fmt.Fprintf(w, "wingate_pool_health %d\n", 100-n)
+	})
+	opsSrv := httptest.NewServer(ops)
+	defer opsSrv.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		publicScrapes.Add(1)
+		http.NotFound(w, r)
 	})
 	mux.Handle("/", newFakeAPI())
 	srv := httptest.NewServer(mux)
@@ -44,7 +52,11 @@ func TestGaugesSampledDuringRun(t *testing.T) {
 	rep, err := Run(context.Background(), Config{
 		Target: srv.URL, Connections: 2, Duration: 300 * time.Millisecond, Mix: Mix{EpChallenge: 1},
 		Gauges: []string{"wingate_pool_health", "absent_metric"}, GaugeEvery: 50 * time.Millisecond,
+		Ops: opsSrv.URL,
 	})
+	if n := publicScrapes.Load(); n != 0 {
+		t.Errorf("%d scrapes of the API listener's /metrics", n)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

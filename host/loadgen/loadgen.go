@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -112,11 +113,24 @@ type Config struct {
 	// Tokens mints bearer tokens; required when the mix has user
 	// endpoints.
 	Tokens TokenFunc
-	// Gauges names server metrics to sample from the target's /metrics
+	// Gauges names server metrics to sample from the server's /metrics
 	// every GaugeEvery (default 1 s) during the measured phase, e.g. the
-	// database pool's utilisation and health.
+	// database pool's utilisation and health. /metrics is served on the
+	// operators' listener: Ops is its base URL (empty: Target's host with
+	// its port + 1, the server's default).
 	Gauges     []string
 	GaugeEvery time.Duration
+	Ops        string
+}
+
+// OpsBase returns the operators' base URL beside the server at u: u's
+// scheme and host name with its port + 1.
+func OpsBase(u *url.URL) (string, error) {
+	port, err := strconv.Atoi(u.Port())
+	if err != nil || port < 1 || port > 65534 {
+		return "", fmt.Errorf("loadgen: cannot derive the operators' address from %q: name it", u.Host)
+	}
+	return u.Scheme + "://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port+1)), nil
 }
 
 func (c *Config) defaults() error {
@@ -291,7 +305,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	sampled := make(chan struct{})
 	sctx, stopSampling := context.WithCancel(ctx)
 	if len(cfg.Gauges) > 0 {
-		sampler = newGaugeSampler(r.base, cfg.Gauges, &http.Client{
+		ops := cfg.Ops
+		if ops == "" {
+			if ops, err = OpsBase(u); err != nil {
+				stopSampling()
+				return nil, err
+			}
+		} else if _, err := CheckLoopback(ctx, ops); err != nil {
+			stopSampling()
+			return nil, err
+		}
+		sampler = newGaugeSampler(strings.TrimRight(ops, "/"), cfg.Gauges, &http.Client{
 			Timeout:   5 * time.Second,
 			Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1},
 		})

@@ -121,8 +121,8 @@ func TestAuthRejectsBadTokens(t *testing.T) {
 		{"tampered signature", "Bearer " + tampered, 401, "unauthorized"},
 		{"alg none", "Bearer " + none, 401, "unauthorized"},
 		{"other algorithm", "Bearer " + hs512, 401, "unauthorized"},
-		{"no expiry", "Bearer " + noExp, 401, "unauthorized"},
-		{"subject not a user id", "Bearer " + badSub, 401, "unauthorized"},
+		{"no expiry", "Bearer " + noExp, 401, "token_no_expiry"},
+		{"subject not a user id", "Bearer " + badSub, 401, "token_subject"},
 		{"expired", "Bearer " + expired, 401, "token_expired"},
 		{"valid", "Bearer " + valid, 200, ""},
 	} {

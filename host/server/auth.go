@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wingman-app/wingate/host/apierr"
 	"github.com/wingman-app/wingate/host/auth"
 )
 
@@ -39,13 +40,33 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 	}
 	id, err := s.deps.Auth.Verify(strings.TrimSpace(tok))
 	if err != nil {
-		if errors.Is(err, auth.ErrExpired) {
-			return &APIError{Status: fiber.StatusUnauthorized, Code: "token_expired", Message: "token expired"}
-		}
-		return unauthorized("invalid token")
+		return tokenError(err)
 	}
 	c.Locals(localUser, id)
 	return c.Next()
+}
+
+// tokenErrors maps auth's refusals onto the table, most precise first.
+var tokenErrors = []struct {
+	err  error
+	code apierr.Code
+}{
+	{auth.ErrExpired, apierr.TokenExpired},
+	{auth.ErrNoExpiry, apierr.TokenNoExpiry},
+	{auth.ErrLifetime, apierr.TokenLifetime},
+	{auth.ErrNotYetValid, apierr.TokenNotYetValid},
+	{auth.ErrSubject, apierr.TokenSubject},
+}
+
+// tokenError is the 401 for a refused token: the table's entry of its
+// rule, never the parser's text.
+func tokenError(err error) *APIError {
+	for _, te := range tokenErrors {
+		if errors.Is(err, te.err) {
+			return apierr.New(te.code)
+		}
+	}
+	return unauthorized("invalid token")
 }
 
 // userID returns the authenticated user's id set by requireAuth, and false

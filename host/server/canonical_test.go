@@ -119,9 +119,32 @@ func canonicalModel(r apiRoute, ids []uint64, caller int64, query string) string
 	return b.String()
 }
 
-// spellID writes id with 0 to 3 leading zeros.
-func spellID(rng *rand.Rand, id uint64) string {
-	return strings.Repeat("0", rng.IntN(4)) + strconv.FormatUint(id, 10)
+// badIDSpellings write an id in a form the host refuses (400
+// invalid_id): a sign, spaces, a decimal point, an exponent, hex, other
+// scripts' digits, percent-encoded signs, zero.
+var badIDSpellings = []func(string) string{
+	func(d string) string { return "+" + d },
+	func(d string) string { return "-" + d },
+	func(d string) string { return "%2B" + d },
+	func(d string) string { return "%20" + d },
+	func(d string) string { return d + "%20" },
+	func(d string) string { return d + ".0" },
+	func(d string) string { return d + "e0" },
+	func(d string) string { return "0x" + d },
+	func(d string) string { return d + "%00" },
+	func(string) string { return "%D9%A1" }, // ١, Arabic-Indic one
+	func(string) string { return "0" },
+	func(string) string { return "99999999999999999999" },
+}
+
+// spellID writes id with 0 to 3 leading zeros (the same id) or, one time
+// in five, in a spelling the host refuses (ok false).
+func spellID(rng *rand.Rand, id uint64) (string, bool) {
+	d := strconv.FormatUint(id, 10)
+	if rng.IntN(5) == 0 {
+		return badIDSpellings[rng.IntN(len(badIDSpellings))](d), false
+	}
+	return strings.Repeat("0", rng.IntN(4)) + d, true
 }
 
 // randomQuery mixes declared parameters (from small value sets, sometimes
@@ -172,19 +195,23 @@ func TestCanonicalRequestGrowth(t *testing.T) {
 	rng := rand.New(rand.NewPCG(16, 3))
 	distinct, distinctOK, raw := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	status := map[int]int{}
+	refused := 0 // ids in a refused spelling
 	const n = 10_000
 	for i := range n {
 		tg := targets[rng.IntN(len(targets))]
 		caller := int64(1 + rng.IntN(3))
 		var ids []uint64
 		path := tg.path
+		good := true
 		if strings.Contains(path, "%s") {
 			id := uint64(1 + rng.IntN(3))
 			if tg.r.Access == Owner {
 				id = uint64(caller)
 			}
 			ids = append(ids, id)
-			path = fmt.Sprintf(path, spellID(rng, id))
+			var sp string
+			sp, good = spellID(rng, id)
+			path = fmt.Sprintf(path, sp)
 		}
 		if rng.IntN(4) == 0 {
 			path += "/"
@@ -197,6 +224,13 @@ func TestCanonicalRequestGrowth(t *testing.T) {
 			path += "?" + q
 		}
 		a := serveDirect(ss[i%2].handler, path, "Bearer u"+strconv.FormatInt(caller, 10))
+		if !good {
+			refused++
+			if a.status != 400 || !strings.Contains(a.body, `"invalid_id"`) || a.xcache != "" {
+				t.Fatalf("%s: %d X-Cache %q %s, want 400 invalid_id before the cache", path, a.status, a.xcache, a.body)
+			}
+			continue
+		}
 		status[a.status]++
 		m := canonicalModel(tg.r, ids, caller, q)
 		distinct[m] = true
@@ -225,8 +259,11 @@ func TestCanonicalRequestGrowth(t *testing.T) {
 		}
 	}
 	local := []int{cs[0].LocalEntries(), cs[1].LocalEntries()}
-	t.Logf("%d requests: %d distinct canonical requests (%d answered 200, which %d raw spellings reached); entries: Redis %d, in-process %v; statuses %v",
-		n, len(distinct), len(distinctOK), len(raw), last, local, status)
+	t.Logf("%d requests: %d refused spellings of an id (400 invalid_id); %d distinct canonical requests (%d answered 200, which %d raw spellings reached); entries: Redis %d, in-process %v; statuses %v",
+		n, refused, len(distinct), len(distinctOK), len(raw), last, local, status)
+	if refused < n/20 {
+		t.Fatalf("only %d refused spellings: the test did not try them", refused)
+	}
 	if last > len(distinctOK) || local[0] > len(distinctOK) || local[1] > len(distinctOK) {
 		t.Fatalf("entries (Redis %d, in-process %v) exceed the %d distinct canonical requests answered 200", last, local, len(distinctOK))
 	}
@@ -235,7 +272,7 @@ func TestCanonicalRequestGrowth(t *testing.T) {
 	}
 	// Some random values of declared parameters are out of range (400);
 	// nothing else may fail.
-	if status[200]+status[400] != n || status[200] < n/2 {
+	if status[200]+status[400] != n-refused || status[200] < n/2 {
 		t.Fatalf("statuses %v, want 200s and some 400s only", status)
 	}
 
@@ -255,6 +292,18 @@ func TestCanonicalRequestGrowth(t *testing.T) {
 		s.handler(&rc)
 		if rc.Response.StatusCode() != 200 {
 			t.Fatalf("PUT %s: %d %s", path, rc.Response.StatusCode(), rc.Response.Body())
+		}
+	}
+	for _, bad := range []string{"/api/users/+1/location", "/api/users/%2B1/location", "/api/users/1.0/location", "/api/users/%201/location"} {
+		var rc fasthttp.RequestCtx
+		rc.Request.Header.SetMethod("PUT")
+		rc.Request.SetRequestURI(bad)
+		rc.Request.Header.Set("Authorization", "Bearer u1")
+		rc.Request.Header.SetContentType("application/json")
+		rc.Request.SetBodyString(`{"lat": 66, "lon": 1.5}`)
+		ss[0].handler(&rc)
+		if rc.Response.StatusCode() != 400 {
+			t.Fatalf("PUT through the refused spelling %s: %d %s, want 400", bad, rc.Response.StatusCode(), rc.Response.Body())
 		}
 	}
 	put(ss[0], "/api/users/0001/location", 12.5)

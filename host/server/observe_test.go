@@ -186,7 +186,9 @@ func newObservedHost(tb testing.TB, rules ...alert.Rule) *observedHost {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go h.srv.Serve(ln)
+	// The operators' listener: it serves the API and /metrics and
+	// /dashboard, which this host's tests read.
+	go h.srv.ServeOps(ln)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

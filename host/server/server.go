@@ -115,6 +115,8 @@ type Server struct {
 	// routeRecorders maps a matched *fiber.Route to its metrics recorder
 	// (observe.go).
 	routeRecorders sync.Map
+	// admin limits failed admin attempts per client (admin_guard.go).
+	admin adminGuard
 }
 
 // New builds the server and registers its routes.
@@ -123,6 +125,7 @@ func New(cfg Config, deps Deps) *Server {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s.admin.now, s.admin.buckets = time.Now, map[string]*failBucket{}
 	if s.cfg.StreamTimeout <= 0 {
 		s.cfg.StreamTimeout = DefaultStreamTimeout
 	}
@@ -153,8 +156,11 @@ func New(cfg Config, deps Deps) *Server {
 // App returns the Fiber application, for tests (app.Test) and adapters.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+// Serve accepts the public's connections on ln until Shutdown: the
+// operators' paths are not found there (listeners.go).
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(roleListener{Listener: ln, role: rolePublic})
+}
 
 // Shutdown stops accepting connections and waits for requests in flight,
 // up to ctx's deadline.
@@ -166,6 +172,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) routes() {
+	s.app.Use(s.listenerGate)
 	s.observeRoutes()
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
@@ -181,28 +188,5 @@ func (s *Server) routes() {
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
-	return c.JSON(fiber.Map{"status": "ok"})
-}
-
-// readyz answers {"status": "ok"} or 503 {"status": "unavailable"}:
-// whether the server can serve, never why. A failing required check is
-// logged with its error at warn level, an optional one at debug level.
-func (s *Server) readyz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
-	defer cancel()
-	ready := true
-	for _, rc := range s.deps.Ready {
-		if err := rc.Check(ctx); err != nil {
-			if rc.Required {
-				ready = false
-				s.log.Warn("readyz: check failed", "check", rc.Name, "err", err)
-			} else {
-				s.log.Debug("readyz: optional check failed", "check", rc.Name, "err", err)
-			}
-		}
-	}
-	if !ready {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable"})
-	}
 	return c.JSON(fiber.Map{"status": "ok"})
 }

@@ -249,3 +249,23 @@ func (p *FaultProxy) drop(c net.Conn) {
 	p.mu.Unlock()
 	c.Close()
 }
+
+// LockedBuffer is a buffer safe for a logger writing while a test reads.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+// String returns everything written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}

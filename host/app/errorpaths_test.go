@@ -1,0 +1,258 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wingman-app/wingate/host/apierr"
+	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/internal/testkit"
+	"github.com/wingman-app/wingate/host/server"
+	"github.com/wingman-app/wingate/host/store/pgstore"
+)
+
+// leakMarkers are texts of drivers, libraries and Go that no error body
+// may carry.
+var leakMarkers = []string{"pgx", "pgconn", "pgstore", "ERROR:", "SQLSTATE", "redis:", "json:", "strconv", "runtime error",
+	"context deadline", "context canceled", "EOF", "dial tcp", "connection refused", "0x00", "UTF8", "goroutine",
+	"fasthttp", "fiber", "invalid character", "cannot unmarshal", "jwt", "token is expired", "token is malformed", "signature is invalid", "leak-bait"}
+
+// notReached are the codes of the table this test does not reach through
+// the assembly, each with where it is shown instead.
+var notReached = map[apierr.Code]string{
+	apierr.Superseded:       "a race of two activations of one kind: host/rollout's tests",
+	apierr.StoreUnavailable: "the policy version store failing mid-request: host/rollout and host/server's admin tests",
+	apierr.ShuttingDown:     "a request racing the shutdown: host/server's chat tests",
+	apierr.LLMTimeout:       "a provider past the chat's deadline: host/server's chat and OpenAI tests",
+	apierr.Internal:         "an error no row of the table foresees (by definition unreachable by a client): TestErrorPathsLeakNothing in host/server",
+	apierr.BadRequest:       "a framework error without a more precise code: TestErrorPathsLeakNothing in host/server",
+	apierr.Conflict:         "a store conflict no route's input can cause (completions are idempotent): TestErrorPathsLeakNothing in host/server",
+	apierr.LLMError:         "a provider refusal is a tier down to the chat, which falls back (llm_unavailable here): host/server's chat tests",
+}
+
+// TestEveryErrorPath reaches the codes of host/apierr through the real
+// assembly (app.Build over PostgreSQL, both listeners, the OpenAI
+// surface over a provider that fails) and checks each body: the table's
+// code and status in the surface's shape, and no text of a driver, a
+// library or Go (leakMarkers).
+func TestEveryErrorPath(t *testing.T) {
+	ctx := context.Background()
+	dbURL, drop, err := pgstore.CreateTestDatabase(ctx, "wingate_app_errors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = drop() })
+	setup, err := pgstore.Open(ctx, pgstore.Config{URL: dbURL, OpTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Seed(ctx, pgstore.SeedOptions{Users: 20}); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close()
+	du, _ := url.Parse(dbURL)
+	proxy := testkit.StartFaultProxy(t, du.Host)
+	pu := *du
+	pu.Host = proxy.Addr()
+
+	// The model provider refuses with text a leak would show.
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_ = b
+		w.WriteHeader(503)
+		io.WriteString(w, `{"error": {"message": "leak-bait: dial tcp 10.0.0.1:5432: pgx ERROR: SQLSTATE 22021", "type": "invalid_request_error"}}`)
+	}))
+	t.Cleanup(provider.Close)
+
+	cfg := Defaults()
+	cfg.Addr, cfg.PolicyDir, cfg.JWTSecret, cfg.AdminToken = "127.0.0.1:0", policyDir(t), testSecret, testAdminToken
+	cfg.DatabaseURL, cfg.DBOpTimeout, cfg.DBAcquireTimeout = pu.String(), time.Second, 500*time.Millisecond
+	cfg.LLMProvider, cfg.OpenAIBaseURL = "openai", provider.URL
+	a := startReady(t, cfg, slog.New(slog.DiscardHandler))
+	pub, ops := "http://"+a.Addr(), "http://"+a.OpsAddr()
+
+	now := time.Now()
+	sign := func(c jwt.RegisteredClaims) string {
+		c.Issuer = auth.Issuer
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(testSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
+	user1 := sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(0), ExpiresAt: at(time.Hour)})
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	admin := bearer(testAdminToken)
+	multipartBody := func(fields map[string]string, wasm []byte) (string, string) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		for k, v := range fields {
+			_ = w.WriteField(k, v)
+		}
+		fw, _ := w.CreateFormFile("wasm", "p.wasm")
+		fw.Write(wasm)
+		w.Close()
+		return b.String(), w.FormDataContentType()
+	}
+	junkWasm, junkType := multipartBody(map[string]string{"kind": "cache", "name": "junk", "activate": "true"}, []byte("leak-bait: not a module"))
+	bigCfg, bigCfgType := multipartBody(map[string]string{"kind": "cache", "name": "big", "config": `{"x": "` + strings.Repeat("a", 2<<20) + `"}`}, []byte("\x00asm"))
+
+	type call struct {
+		name, surface, method, url, body string
+		headers                          map[string]string
+		code                             apierr.Code
+		status                           int
+	}
+	withType := func(h map[string]string, ct string) map[string]string {
+		m := map[string]string{"Content-Type": ct}
+		for k, v := range h {
+			m[k] = v
+		}
+		return m
+	}
+	calls := []call{
+		{"bad JSON body", "api", "PUT", pub + "/api/users/1/location", `{"lat": 1,,}`, bearer(user1), apierr.InvalidBody, 400},
+		{"NUL byte in a title (PostgreSQL refuses it)", "api", "POST", pub + "/api/chat/sessions", `{"title": "a\u0000b"}`, bearer(user1), apierr.Invalid, 400},
+		{"id with a sign", "api", "GET", pub + "/api/challenges/+1", "", nil, "invalid_id", 400},
+		{"no token", "api", "GET", pub + "/api/users/1/location", "", nil, apierr.Unauthorized, 401},
+		{"forged token", "api", "GET", pub + "/api/users/1/location", "", bearer(user1[:len(user1)-3] + "AAA"), apierr.Unauthorized, 401},
+		{"expired token", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", ExpiresAt: at(-time.Minute)})), apierr.TokenExpired, 401},
+		{"token without exp", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1"})), apierr.TokenNoExpiry, 401},
+		{"token of a year", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(0), ExpiresAt: at(365 * 24 * time.Hour)})), apierr.TokenLifetime, 401},
+		{"token from the future", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(time.Hour), ExpiresAt: at(2 * time.Hour)})), apierr.TokenNotYetValid, 401},
+		{"token sub +1", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "+1", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401},
+		{"someone else's location", "api", "GET", pub + "/api/users/2/location", "", bearer(user1), apierr.Forbidden, 403},
+		{"no such challenge", "api", "GET", pub + "/api/challenges/999999", "", nil, apierr.NotFound, 404},
+		{"no such route", "api", "GET", pub + "/api/nothing-here", "", nil, apierr.NotFound, 404},
+		{"admin on the public listener", "api", "GET", pub + "/admin/status", "", admin, apierr.NotFound, 404},
+		{"wrong method", "api", "DELETE", pub + "/api/challenges", "", nil, apierr.MethodNotAllowed, 405},
+		{"body over the API's limit", "api", "POST", pub + "/api/chat/sessions", `{"title": "` + strings.Repeat("a", 2<<20) + `"}`, bearer(user1), apierr.BodyTooLarge, 413},
+		{"broken multipart", "admin", "POST", ops + "/admin/policies", "--zz\r\nleak-bait", withType(admin, "multipart/form-data; boundary=zz"), apierr.InvalidForm, 400},
+		{"junk module", "admin", "POST", ops + "/admin/policies", junkWasm, withType(admin, junkType), apierr.Rejected, 422},
+		{"config over its ceiling", "admin", "POST", ops + "/admin/policies", bigCfg, withType(admin, bigCfgType), apierr.OverLimit, 400},
+		{"no rollback target", "admin", "POST", ops + "/admin/rollback/cache", "", admin, apierr.NoRollbackTarget, 409},
+		{"no such version", "admin", "GET", ops + "/admin/policies/99999", "", admin, apierr.NotFound, 404},
+		{"admin without a token", "admin", "GET", ops + "/admin/status", "", nil, apierr.Unauthorized, 401},
+		{"openai: no token", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, nil, apierr.Unauthorized, 401},
+		{"openai: token sub 01", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, bearer(sign(jwt.RegisteredClaims{Subject: "01", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401},
+		{"openai: bad JSON", "openai", "POST", pub + "/v1/chat/completions", `{"model": `, bearer(user1), apierr.InvalidBody, 400},
+		{"openai: every tier down", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503},
+	}
+	// The failed admin attempts of the calls above and these use up the
+	// client's bucket: the next is rate limited.
+	for range server.AdminFailBurst - 1 { // "admin without a token" was one
+
+		calls = append(calls, call{"admin: a wrong token", "admin", "GET", ops + "/admin/status", "", bearer("wrong-" + testAdminToken), apierr.Unauthorized, 401})
+	}
+	calls = append(calls, call{"admin: too many failures", "admin", "GET", ops + "/admin/status", "", admin, apierr.RateLimited, 429})
+
+	reached := map[apierr.Code]bool{}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	check := func(c call) {
+		t.Helper()
+		req, _ := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
+		if c.body != "" && c.headers["Content-Type"] == "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range c.headers {
+			req.Header.Set(k, v)
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			return
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, m := range leakMarkers {
+			if strings.Contains(strings.ToLower(string(body)), strings.ToLower(m)) {
+				t.Errorf("%s: body carries %q: %s", c.name, m, body)
+			}
+		}
+		var shape struct {
+			Error struct {
+				Code    *string `json:"code"`
+				Type    string  `json:"type"`
+				Message string  `json:"message"`
+			} `json:"error"`
+		}
+		err = json.Unmarshal(body, &shape)
+		if err == nil && shape.Error.Code == nil && c.surface == "openai" && c.code == apierr.InvalidBody {
+			// OpenAI's own answer to an unreadable body has a null code.
+			code := string(apierr.InvalidBody)
+			shape.Error.Code = &code
+		}
+		if err != nil || shape.Error.Code == nil || shape.Error.Message == "" {
+			t.Errorf("%s: %d %.300s is not an error of the %s shape", c.name, res.StatusCode, body, c.surface)
+			return
+		}
+		want := string(c.code)
+		if c.surface == "openai" {
+			var typ string
+			typ, want = apierr.New(c.code).OpenAIType()
+			if c.code == apierr.InvalidBody {
+				want = string(apierr.InvalidBody)
+			}
+			if shape.Error.Type != typ {
+				t.Errorf("%s: OpenAI type %q, want %q", c.name, shape.Error.Type, typ)
+			}
+		}
+		if res.StatusCode != c.status || *shape.Error.Code != want {
+			t.Errorf("%s: %d %s, want %d %s: %.300s", c.name, res.StatusCode, *shape.Error.Code, c.status, want, body)
+			return
+		}
+		if e, ok := apierr.Lookup(c.code); ok {
+			reached[e.Code] = true
+			if strings.HasPrefix(string(c.code), "invalid_") {
+				reached[apierr.Invalid] = true // the family's entry
+			}
+		}
+	}
+	for _, c := range calls {
+		check(c)
+	}
+
+	// The database away: store routes answer 503 unavailable.
+	proxy.SetMode(testkit.ProxyRefuse)
+	check(call{"database away", "api", "GET", pub + "/api/users/1/location", "", bearer(user1), apierr.Unavailable, 503})
+	proxy.SetMode(testkit.ProxyForward)
+
+	// The admin API disabled: a second assembly without an admin token.
+	cfg2 := cfg
+	cfg2.AdminToken, cfg2.DatabaseURL, cfg2.LLMProvider = "", "", "simulated"
+	b := startReady(t, cfg2, slog.New(slog.DiscardHandler))
+	check(call{"admin disabled", "admin", "GET", "http://" + b.OpsAddr() + "/admin/status", "", admin, apierr.AdminDisabled, 403})
+
+	for _, e := range apierr.Table {
+		if _, excused := notReached[e.Code]; !reached[e.Code] && !excused {
+			t.Errorf("code %s is not reached through the assembly", e.Code)
+		}
+	}
+	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+2, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(keys(notReached)))
+}
+
+func keys(m map[apierr.Code]string) []apierr.Code {
+	var out []apierr.Code
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
