@@ -157,7 +157,7 @@ func (a *App) Server() *server.Server { return a.srv }
 
 // Handler returns the request handler Start serves: benchmarks and
 // allocation tests drive it with a reused fasthttp.RequestCtx.
-func (a *App) Handler() fasthttp.RequestHandler { return a.srv.App().Handler() }
+func (a *App) Handler() fasthttp.RequestHandler { return a.srv.Handler() }
 
 // Start serves on ln in the background (nil: listen on cfg.Addr). Addr
 // then reports the address.
@@ -174,7 +174,7 @@ func (a *App) Start(ln net.Listener) error {
 	a.addr = ln.Addr().String()
 	a.serving = make(chan error, 1)
 	go func() { a.serving <- a.srv.Serve(ln) }()
-	a.log.Info("wingate listening", "addr", a.addr)
+	a.log.Info("wingate listening", "addr", a.addr, "url", siteURL(a.addr, "/"), "dashboard", siteURL(a.addr, "/dashboard"))
 	return nil
 }
 

@@ -89,8 +89,9 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	// handler is the application's request handler, for internal
-	// sub-requests (background cache refreshes).
-	handler fasthttp.RequestHandler
+	// sub-requests (background cache refreshes, purge keys); outer is
+	// the one served, which answers unknown methods first.
+	handler, outer fasthttp.RequestHandler
 	// routeRecorders maps a matched *fiber.Route to its metrics recorder
 	// (observe.go).
 	routeRecorders sync.Map
@@ -115,6 +116,7 @@ func New(cfg Config, deps Deps) *Server {
 		// Multipart bodies (admin uploads) are parsed by their handler,
 		// whose errors are JSON without the parser's text.
 		DisablePreParseMultipartForm: true,
+		RequestMethods:               requestMethods,
 	})
 	if bodyLimit > cfg.BodyLimit {
 		s.app.Use(s.limitBody)
@@ -124,11 +126,17 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.routes()
 	s.handler = s.app.Handler() // also builds the route tree once
+	s.outer = guardMethods(s.handler)
+	s.app.Server().Handler = s.outer
 	return s
 }
 
 // App returns the Fiber application, for tests (app.Test) and adapters.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Handler is the request handler Serve serves: benchmarks and tests drive
+// it with a reused fasthttp.RequestCtx.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.outer }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
@@ -144,6 +152,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) routes() {
 	s.observeRoutes()
+	s.app.Get("/", s.landing)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	if s.deps.Store != nil {
