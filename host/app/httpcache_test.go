@@ -210,7 +210,7 @@ func waitStored(t *testing.T, rdb *redis.Client, n int) {
 // in-process tier, answers a GET naming instance A's ETag with a 304 and
 // no body from the Redis tier, without calling its handler.
 func TestNotModifiedFromRedisTier(t *testing.T) {
-	a, b, baseA, baseB, rdb := startShared(t)
+	_, b, baseA, baseB, rdb := startShared(t)
 	first := call(t, "GET", baseA+"/api/challenges?limit=2", "")
 	if first.status != 200 || first.h.Get("ETag") == "" {
 		t.Fatalf("A: %d ETag %q", first.status, first.h.Get("ETag"))
@@ -228,7 +228,6 @@ func TestNotModifiedFromRedisTier(t *testing.T) {
 	if !strings.HasPrefix(nm.h.Get("Cache-Control"), "public, max-age=") {
 		t.Fatalf("B's 304 Cache-Control %q", nm.h.Get("Cache-Control"))
 	}
-	_ = a
 }
 
 // TestPurgeReachesEveryInstance: a purge by tag, by key (in another
