@@ -18,7 +18,7 @@ import (
 // browsers read (docs/cache.md, "HTTP caching").
 var (
 	headerCacheControl = []byte("Cache-Control")
-	headerETag         = []byte("ETag")
+	headerETag         = []byte("Etag") // fasthttp's normalised spelling, which Peek finds
 	headerVary         = []byte("Vary")
 	headerIfNoneMatch  = []byte("If-None-Match")
 	varyAuthorization  = []byte("Authorization")
