@@ -161,7 +161,7 @@ func (a *App) Server() *server.Server { return a.srv }
 
 // Handler returns the request handler Start serves: benchmarks and
 // allocation tests drive it with a reused fasthttp.RequestCtx.
-func (a *App) Handler() fasthttp.RequestHandler { return a.srv.App().Handler() }
+func (a *App) Handler() fasthttp.RequestHandler { return a.srv.Handler() }
 
 // Start serves in the background: the public listener on ln (nil: listen
 // on cfg.Addr) and the operators' listener (OpsAddrOf; when ln is handed
@@ -211,10 +211,11 @@ func (a *App) serve(ln, ops net.Listener) {
 	if ops != nil {
 		a.opsAddr = ops.Addr().String()
 		go func() { a.serving <- a.srv.ServeOps(ops) }()
-		a.log.Info("wingate listening", "addr", a.addr, "serves", "API, /healthz, /readyz", "ops_addr", a.opsAddr, "ops_serves", "/metrics, /dashboard, /admin, /readyz details")
+		a.log.Info("wingate listening", "addr", a.addr, "url", siteURL(a.addr, "/"), "serves", "API, /healthz, /readyz",
+			"ops_addr", a.opsAddr, "ops_serves", "/metrics, /dashboard, /admin, /readyz details", "dashboard", siteURL(a.opsAddr, "/dashboard"))
 		return
 	}
-	a.log.Info("wingate listening", "addr", a.addr, "serves", "API, /healthz, /readyz", "ops_addr", OpsOff)
+	a.log.Info("wingate listening", "addr", a.addr, "url", siteURL(a.addr, "/"), "serves", "API, /healthz, /readyz", "ops_addr", OpsOff)
 }
 
 // Addr is the public listener's address ("" before Start).

@@ -246,7 +246,7 @@ func New(cfg Config) (*Cache, error) {
 	local, err := otter.New(&otter.Options[string, *localEntry]{
 		MaximumWeight: cfg.MaxLocalBytes,
 		Weigher: func(k string, v *localEntry) uint32 {
-			w := len(k) + len(v.e.Body) + len(v.e.ContentType) + 96
+			w := len(k) + len(v.e.Body) + len(v.e.ContentType) + len(v.e.ETag) + 96
 			for _, t := range v.e.Tags {
 				w += len(t) + 16
 			}
@@ -414,6 +414,9 @@ func (c *Cache) fill(ctx context.Context, fn func(context.Context) (*Entry, erro
 		return nil, errors.New("cache: fill returned no entry")
 	}
 	e.Created, e.TTL, e.Stale, e.Tags = start, r.TTL, r.Stale, r.Tags
+	if e.Status == 200 && e.ETag == "" {
+		e.ETag = ETagOf(e.ContentType, e.Body)
+	}
 	c.store(r.Key, e, seq)
 	return e, nil
 }
@@ -544,22 +547,51 @@ func (c *Cache) purgeLocal(tags []string) {
 // in-process tier, in Redis and, through Redis pub/sub, in every other
 // instance's in-process tier. With Redis unavailable the purge is applied
 // locally and replayed to Redis when it is back. Purge never fails.
-func (c *Cache) Purge(ctx context.Context, tags ...string) {
+func (c *Cache) Purge(ctx context.Context, tags ...string) { c.PurgeReport(ctx, tags...) }
+
+// PurgeResult says how far a purge reached.
+type PurgeResult struct {
+	// Tags are the valid tags purged (invalid ones are skipped).
+	Tags []string
+	// Redis is true when Redis applied the purge at once: its entries
+	// dropped and the purge broadcast to every instance.
+	Redis bool
+	// RedisEntries is the number of entries Redis dropped.
+	RedisEntries int64
+	// Instances is the number of instances subscribed to the broadcast
+	// when it was sent, this one included.
+	Instances int64
+	// Pending is true when Redis is configured but could not take the
+	// purge now: it was applied here and is replayed to Redis (and so to
+	// the other instances) when Redis is back.
+	Pending bool
+}
+
+// PurgeReport is Purge, saying how far the purge reached.
+func (c *Cache) PurgeReport(ctx context.Context, tags ...string) PurgeResult {
 	valid := tags[:0:0]
 	for _, t := range tags {
 		if validTag(t) {
 			valid = append(valid, t)
 		}
 	}
+	res := PurgeResult{Tags: valid}
 	if len(valid) == 0 {
-		return
+		return res
 	}
 	c.stats.purges.Add(1)
 	c.purgeLocal(valid)
 	if c.rdb == nil {
-		return
+		return res
 	}
-	if !c.redisUp() || c.redisPurge(ctx, valid) != nil {
-		c.addPending(valid)
+	if c.redisUp() {
+		var err error
+		if res.RedisEntries, res.Instances, err = c.redisPurge(ctx, valid); err == nil {
+			res.Redis = true
+			return res
+		}
 	}
+	c.addPending(valid)
+	res.Pending = true
+	return res
 }

@@ -68,7 +68,7 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 		name string
 		e    Entry
 	}{
-		{"plain", Entry{Status: 200, ContentType: "application/json", Body: []byte(`{"a":1}`), TTL: time.Minute, Stale: time.Second, Tags: []string{"user:1", "challenges"}}},
+		{"plain", Entry{Status: 200, ContentType: "application/json", Body: []byte(`{"a":1}`), TTL: time.Minute, Stale: time.Second, Tags: []string{"user:1", "challenges"}, ETag: ETagOf("application/json", []byte(`{"a":1}`))}},
 		{"empty", Entry{Status: 200}},
 		{"binary body", Entry{Status: 200, Body: []byte{0, 1, 2, 255}, TTL: time.Hour}},
 	}
@@ -80,7 +80,7 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Status != tt.e.Status || got.ContentType != tt.e.ContentType || !bytes.Equal(got.Body, tt.e.Body) ||
-				!got.Created.Equal(tt.e.Created) || got.TTL != tt.e.TTL || got.Stale != tt.e.Stale ||
+				!got.Created.Equal(tt.e.Created) || got.TTL != tt.e.TTL || got.Stale != tt.e.Stale || got.ETag != tt.e.ETag ||
 				strings.Join(got.Tags, ",") != strings.Join(tt.e.Tags, ",") {
 				t.Fatalf("round trip: got %+v want %+v", got, tt.e)
 			}
@@ -89,12 +89,67 @@ func TestEntryCodecRoundTrip(t *testing.T) {
 	if _, err := decodeEntry([]byte("X1")); err == nil {
 		t.Fatal("bad magic decoded")
 	}
+	// An entry of format 1 (no entity tag) is not read as format 2.
+	old := encodeEntry(&Entry{Status: 200, Body: []byte("x")})
+	old[1] = 1
+	if _, err := decodeEntry(old); err == nil {
+		t.Fatal("a format 1 entry decoded")
+	}
+	// An entity tag that could not be sent in a header is refused, from
+	// Redis as on the way in.
+	for _, bad := range []string{`"a"b"`, "\"a\r\nX: y\"", `abc`, `"` + strings.Repeat("a", 200) + `"`, `W/"a"`} {
+		b := encodeEntry(&Entry{Status: 200, ETag: `"ok"`, Body: []byte("x"), Created: time.UnixMilli(1)})
+		i := bytes.Index(b, []byte(`"ok"`))
+		forged := append(append(append([]byte(nil), b[:i-1]...), byte(len(bad))), bad...)
+		forged = append(forged, b[i+4:]...)
+		if e, err := decodeEntry(forged); err == nil && len(bad) < 256 {
+			t.Fatalf("entity tag %q decoded as %q", bad, e.ETag)
+		}
+		if e, _ := decodeEntry(encodeEntry(&Entry{Status: 200, ETag: bad, Created: time.UnixMilli(1)})); e == nil || e.ETag != "" {
+			t.Fatalf("entity tag %q was stored", bad)
+		}
+	}
+}
+
+// TestETagStoredOnce: a filled entry gets its strong ETag when stored,
+// the same for the same bytes, another for other bytes; a refresh with
+// new bytes changes it.
+func TestETagStoredOnce(t *testing.T) {
+	c := newTestCache(t, Config{})
+	body := "v1"
+	fill := func(context.Context) (*Entry, error) {
+		return &Entry{Status: 200, ContentType: "text/plain", Body: []byte(body)}, nil
+	}
+	r := &Request{Key: c.Key("", "k"), Route: "/r", TTL: time.Minute, Fill: fill}
+	res, err := c.Get(context.Background(), r)
+	if err != nil || res.Entry.ETag != ETagOf("text/plain", []byte("v1")) || !validETag(res.Entry.ETag) {
+		t.Fatalf("first fill: %v ETag %q", err, res.Entry.ETag)
+	}
+	hit, _ := c.Get(context.Background(), r)
+	if hit.Entry.ETag != res.Entry.ETag || hit.Event != EventHit {
+		t.Fatalf("hit ETag %q, want %q", hit.Entry.ETag, res.Entry.ETag)
+	}
+	if ETagOf("text/plain", []byte("v2")) == res.Entry.ETag || ETagOf("text/html", []byte("v1")) == res.Entry.ETag {
+		t.Fatal("other bytes or another content type share the ETag")
+	}
+}
+
+func TestKeyTag(t *testing.T) {
+	a, b := KeyTag("/api/challenges?limit=5"), KeyTag("/api/challenges?limit=6")
+	if a == b || !validTag(a) || !strings.HasPrefix(a, "key:") || len(a) != 4+64 || KeyTag("/x\n") == "" {
+		t.Fatalf("KeyTag: %q %q", a, b)
+	}
+	if !validTag(KeyTag("/api/chat/sessions/a\nb/cost")) || !validTag(KeyTag(strings.Repeat("x", 10000))) {
+		t.Fatal("a key tag is not a valid tag")
+	}
 }
 
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(encodeEntry(&Entry{Status: 200, ContentType: "text/plain", Body: []byte("hi"), Tags: []string{"a"}}))
 	f.Add([]byte{'W', 1})
 	f.Add([]byte{'W', 1, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255})
+	f.Add(encodeEntry(&Entry{Status: 200, ETag: ETagOf("a", []byte("b")), Body: []byte("b"), Tags: []string{"x", "y"}}))
+	f.Add([]byte{'W', 2, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, '"', 'a', '"', 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEntry(b)
 		if err != nil {
@@ -104,7 +159,10 @@ func FuzzDecodeEntry(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding a decoded entry fails: %v", err)
 		}
-		if !bytes.Equal(again.Body, e.Body) || again.Status != e.Status || len(again.Tags) != len(e.Tags) {
+		if e.ETag != "" && !validETag(e.ETag) {
+			t.Fatalf("decoded an entity tag that cannot be sent: %q", e.ETag)
+		}
+		if !bytes.Equal(again.Body, e.Body) || again.Status != e.Status || len(again.Tags) != len(e.Tags) || again.ETag != e.ETag {
 			t.Fatalf("re-encoding changed the entry")
 		}
 	})

@@ -1,7 +1,9 @@
 package cache
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -15,6 +17,11 @@ type Entry struct {
 	ContentType string
 	// Body is the response body.
 	Body []byte
+	// ETag is the entry's strong entity tag (RFC 9110 8.8.3), quotes
+	// included: computed once, when the origin's response is stored
+	// (ETagOf), and kept with the entry in both tiers, so every instance
+	// serves the same tag for the same bytes.
+	ETag string
 	// Created is when the origin call that produced the entry began.
 	Created time.Time
 	// TTL is how long the entry is fresh; Stale how long past TTL a stale
@@ -45,17 +52,49 @@ func (e *Entry) remaining(now time.Time) time.Duration {
 	return e.TTL + e.Stale - e.Age(now)
 }
 
-// Wire format of an entry stored in Redis (format version 1):
+// ETagOf is the strong entity tag of a response: the first 128 bits of
+// the SHA-256 of its content type and body, in hex between quotes. Equal
+// bytes give equal tags on every instance.
+func ETagOf(contentType string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(contentType))
+	h.Write([]byte{0})
+	h.Write(body)
+	var sum [sha256.Size]byte
+	b := make([]byte, 0, 2+32)
+	b = append(b, '"')
+	b = hex.AppendEncode(b, h.Sum(sum[:0])[:16])
+	return string(append(b, '"'))
+}
+
+// validETag reports whether t is a strong entity tag that may be sent in
+// a header: a quoted run of at most maxETag visible characters other than
+// the quote.
+func validETag(t string) bool {
+	if len(t) < 2 || len(t) > maxETag || t[0] != '"' || t[len(t)-1] != '"' {
+		return false
+	}
+	for i := 1; i < len(t)-1; i++ {
+		if c := t[i]; c < 0x21 || c == '"' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// Wire format of an entry stored in Redis (format version 2):
 //
-//	magic 'W', version 1, status u16, created unix ms i64, ttl ms u32,
-//	stale ms u32, content type (u16 length + bytes), tag count u16,
-//	tags (u16 length + bytes each), body (the rest).
+//	magic 'W', version 2, status u16, created unix ms i64, ttl ms u32,
+//	stale ms u32, content type (u16 length + bytes), entity tag (u8
+//	length + bytes, empty or a valid strong tag), tag count u16, tags
+//	(u16 length + bytes each), body (the rest).
 //
-// All integers are little-endian.
+// All integers are little-endian. Version 2 added the entity tag.
 const (
 	entryMagic   = 'W'
-	entryVersion = 1
+	entryVersion = 2
 	maxTags      = 256
+	maxETag      = 128
 )
 
 var (
@@ -66,7 +105,11 @@ var (
 
 // encodeEntry returns the wire form of e.
 func encodeEntry(e *Entry) []byte {
-	n := 2 + 2 + 8 + 4 + 4 + 2 + len(e.ContentType) + 2 + len(e.Body)
+	etag := e.ETag
+	if !validETag(etag) {
+		etag = ""
+	}
+	n := 2 + 2 + 8 + 4 + 4 + 2 + len(e.ContentType) + 1 + len(etag) + 2 + len(e.Body)
 	for _, t := range e.Tags {
 		n += 2 + len(t)
 	}
@@ -77,6 +120,8 @@ func encodeEntry(e *Entry) []byte {
 	b = binary.LittleEndian.AppendUint32(b, durMS(e.TTL))
 	b = binary.LittleEndian.AppendUint32(b, durMS(e.Stale))
 	b = appendStr16(b, e.ContentType)
+	b = append(b, byte(len(etag)))
+	b = append(b, etag...)
 	tags := e.Tags
 	if len(tags) > maxTags {
 		tags = tags[:maxTags]
@@ -132,6 +177,16 @@ func decodeEntry(b []byte) (*Entry, error) {
 	if e.ContentType, b, ok = str16(b); !ok {
 		return nil, errEntryShort
 	}
+	if len(b) < 1 || len(b)-1 < int(b[0]) {
+		return nil, errEntryShort
+	}
+	if n := int(b[0]); n > 0 {
+		e.ETag = string(b[1 : 1+n])
+		if !validETag(e.ETag) {
+			return nil, errEntryField
+		}
+	}
+	b = b[1+int(b[0]):]
 	if len(b) < 2 {
 		return nil, errEntryShort
 	}

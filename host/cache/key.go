@@ -12,8 +12,9 @@ import (
 // FormatVersion is the version of the key layout and the stored entry
 // format. It is part of every key, so a host with a new format never reads
 // entries written by an old one. v2: keys carry the host's canonical
-// request (RequestKey) and are bounded in length.
-const FormatVersion = "v2"
+// request (RequestKey) and are bounded in length. v3: entries carry their
+// entity tag (Entry.ETag) and a key tag (KeyTag).
+const FormatVersion = "v3"
 
 // MaxKeyBodyBytes bounds the part of a key after its prefix and scope: a
 // longer body (a long canonical request or policy key) is replaced by its
@@ -122,6 +123,16 @@ func decimalLen(n int) int {
 func appendHash(b []byte, s string) []byte {
 	sum := sha256.Sum256([]byte(s))
 	return hex.AppendEncode(b, sum[:])
+}
+
+// KeyTag is the purge tag every entry stored for a canonical request
+// (its canonical path, then "?" and its canonical query when not empty)
+// carries, whoever the caller and whatever the policy's key: purging it
+// drops every entry of that request. It is "key:" and the SHA-256 of the
+// request in hex, so it is a valid tag whatever the request holds.
+func KeyTag(canonicalRequest string) string {
+	sum := sha256.Sum256([]byte(canonicalRequest))
+	return "key:" + hex.EncodeToString(sum[:])
 }
 
 // tagKey is the Redis set listing the keys stored under a tag.

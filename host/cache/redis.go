@@ -54,6 +54,7 @@ return 1`)
 
 // purgeScript deletes the members of each tag set and the sets, then
 // publishes the purge. KEYS: tag sets; ARGV[1] channel, ARGV[2] message.
+// It returns the number of entries deleted and of subscribers reached.
 var purgeScript = redis.NewScript(`
 local n = 0
 for i = 1, #KEYS do
@@ -64,8 +65,8 @@ for i = 1, #KEYS do
   n = n + #m
   redis.call('DEL', KEYS[i])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return n`)
+local subs = redis.call('PUBLISH', ARGV[1], ARGV[2])
+return {n, subs}`)
 
 type writeJob struct {
 	key string
@@ -209,8 +210,9 @@ func (c *Cache) write(j writeJob) {
 	}
 }
 
-// redisPurge deletes the tagged keys from Redis and broadcasts the purge.
-func (c *Cache) redisPurge(ctx context.Context, tags []string) error {
+// redisPurge deletes the tagged keys from Redis and broadcasts the purge:
+// how many entries it deleted and how many instances heard it.
+func (c *Cache) redisPurge(ctx context.Context, tags []string) (entries, instances int64, err error) {
 	keys := make([]string, len(tags))
 	for i, t := range tags {
 		keys[i] = c.tagKey(t)
@@ -218,10 +220,13 @@ func (c *Cache) redisPurge(ctx context.Context, tags []string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.RedisTimeout)
 	defer cancel()
 	start := time.Now()
-	err := purgeScript.Run(ctx, c.rdb, keys, c.channel, encodePurge(c.instance, tags)).Err()
+	v, err := purgeScript.Run(ctx, c.rdb, keys, c.channel, encodePurge(c.instance, tags)).Int64Slice()
 	c.noteWait(time.Since(start))
 	c.redisErr(err)
-	return err
+	if err == nil && len(v) == 2 {
+		entries, instances = v[0], v[1]
+	}
+	return entries, instances, err
 }
 
 // noteWait records how long a request waited on Redis.

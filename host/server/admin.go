@@ -55,6 +55,9 @@ func (s *Server) adminRoutes() {
 	g.Get("/shadow", s.adminShadowList)
 	g.Delete("/shadow/:kind", s.adminShadowStop)
 	g.Get("/status", s.adminStatus)
+	if s.deps.Cache != nil {
+		s.cacheAdminRoutes(g)
+	}
 }
 
 func (s *Server) adminList(c *fiber.Ctx) error {

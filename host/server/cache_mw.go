@@ -104,6 +104,9 @@ type cacheScratch struct {
 	path  []byte   // the canonical path
 	query []byte   // the canonical query
 	ids   [4]int64 // the route's ids, in template order
+	// private is true when the key carries the caller (decideKey): the
+	// answer is the caller's own, Cache-Control private.
+	private bool
 }
 
 var cacheScratchPool = sync.Pool{New: func() any { return new(cacheScratch) }}
@@ -146,10 +149,10 @@ func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) 
 	cc := s.deps.Cache
 	d := &sc.dec
 	if !s.decideKey(c, cr, sc) {
-		return s.cacheBypass(c, sc.req.Method, cr.Path, d.Tags)
+		return s.cacheBypass(c, sc.req.Method, cr.Path, d.Tags, cr.Access != Public)
 	}
 	if res, ok := cc.Fresh(utils.UnsafeString(sc.key), cr.Path); ok {
-		writeEntry(c, res)
+		writeEntry(c, res, sc.private)
 		return nil
 	}
 	leaderCtx := c
@@ -158,7 +161,7 @@ func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) 
 		Route: cr.Path,        // the route's own string, not a request buffer
 		TTL:   time.Duration(d.TTLSeconds) * time.Second,
 		Stale: time.Duration(d.StaleSeconds) * time.Second,
-		Tags:  cloneStrings(d.Tags),
+		Tags:  keyTags(sc, d.Tags),
 		Fill: func(context.Context) (*cache.Entry, error) {
 			return s.fillFromHandler(leaderCtx)
 		},
@@ -174,9 +177,15 @@ func (s *Server) serveCached(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) 
 	}
 	if res.Leader {
 		setCacheHeaders(c, res.Event, 0)
+		if res.Entry.Status == fiber.StatusOK {
+			setEntryHeaders(c, res.Entry, sc.private)
+			if notModified(c, res.Entry) {
+				c.Response().ResetBody()
+			}
+		}
 		return nil
 	}
-	writeEntry(c, res)
+	writeEntry(c, res, sc.private)
 	return nil
 }
 
@@ -197,8 +206,30 @@ func (s *Server) decideKey(c *fiber.Ctx, cr *compiledRoute, sc *cacheScratch) bo
 	if !ok {
 		return false
 	}
+	sc.private = k.User != ""
 	sc.key = s.deps.Cache.AppendRequestKey(sc.key[:0], k)
 	return true
+}
+
+// keyTags is the tags an entry of the request in sc is stored under: its
+// key tag (cache.KeyTag of the canonical request, which a purge by key
+// names), then the policy's tags, copied out of borrowed memory.
+func keyTags(sc *cacheScratch, tags []string) []string {
+	out := make([]string, 0, 1+len(tags))
+	out = append(out, cache.KeyTag(canonicalRequest(sc.path, sc.query)))
+	for _, t := range tags {
+		out = append(out, strings.Clone(t))
+	}
+	return out
+}
+
+// canonicalRequest is the canonical path, then "?" and the canonical
+// query when there is one.
+func canonicalRequest(path, query []byte) string {
+	if len(query) == 0 {
+		return string(path)
+	}
+	return string(path) + "?" + string(query)
 }
 
 // cloneStrings copies ss and its strings out of borrowed memory.
@@ -213,21 +244,32 @@ func cloneStrings(ss []string) []string {
 	return out
 }
 
-// writeEntry answers with a cached entry.
-func writeEntry(c *fiber.Ctx, res cache.Result) {
+// writeEntry answers with a cached entry, 304 without a body when the
+// request's If-None-Match names its entity tag. private says the entry is
+// the caller's own.
+func writeEntry(c *fiber.Ctx, res cache.Result, private bool) {
 	e := res.Entry
 	c.Status(e.Status)
 	if e.ContentType != "" {
 		c.Response().Header.SetContentType(e.ContentType)
 	}
-	c.Response().SetBodyRaw(e.Body)
 	setCacheHeaders(c, res.Event, res.Age)
+	if e.Status != fiber.StatusOK {
+		c.Response().Header.SetCanonical(headerCacheControl, ccNoStore)
+		c.Response().SetBodyRaw(e.Body)
+		return
+	}
+	setEntryHeaders(c, e, private)
+	if !notModified(c, e) {
+		c.Response().SetBodyRaw(e.Body)
+	}
 }
 
 // cacheBypass serves the request from the handler and, for a successful
 // write, purges the decision's tags.
-func (s *Server) cacheBypass(c *fiber.Ctx, method, route string, tags []string) error {
+func (s *Server) cacheBypass(c *fiber.Ctx, method, route string, tags []string, perUser bool) error {
 	s.deps.Cache.Event(route, cache.TierNone, cache.EventBypass)
+	setUncachedHeaders(c, perUser || (method != fiber.MethodGet && method != fiber.MethodHead))
 	err := c.Next()
 	if len(tags) > 0 && method != fiber.MethodGet && method != fiber.MethodHead && err == nil {
 		if st := c.Response().StatusCode(); st >= 200 && st < 300 {

@@ -86,8 +86,10 @@ func apiError(err error) (ae *APIError, internal bool) {
 	return apierr.New(apierr.Internal), true
 }
 
-// writeError renders ae in the project's JSON shape (/api, /admin).
+// writeError renders ae in the project's JSON shape (/api, /admin). No
+// cache, shared or private, keeps an error answer.
 func writeError(c *fiber.Ctx, ae *APIError) error {
+	c.Response().Header.SetCanonical(headerCacheControl, ccNoStore)
 	return c.Status(ae.Status).JSON(ae.JSONBody())
 }
 

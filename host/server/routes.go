@@ -328,7 +328,11 @@ func (s *Server) gate(cr *compiledRoute) fiber.Handler {
 		if cr.Access == Owner && sc.ids[cr.owner] != me {
 			return forbidden("not your resource")
 		}
-		if !cached || c.Context().UserValue(cacheRefreshKey{}) != nil {
+		if !cached {
+			setUncachedHeaders(c, cr.Access != Public || cr.Method != fiber.MethodGet)
+			return c.Next()
+		}
+		if c.Context().UserValue(cacheRefreshKey{}) != nil {
 			return c.Next()
 		}
 		sc.user = sc.user[:0]

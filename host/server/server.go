@@ -110,8 +110,9 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	// handler is the application's request handler, for internal
-	// sub-requests (background cache refreshes).
-	handler fasthttp.RequestHandler
+	// sub-requests (background cache refreshes, purge keys); outer is
+	// the one served, which answers unknown methods first.
+	handler, outer fasthttp.RequestHandler
 	// routeRecorders maps a matched *fiber.Route to its metrics recorder
 	// (observe.go).
 	routeRecorders sync.Map
@@ -143,6 +144,7 @@ func New(cfg Config, deps Deps) *Server {
 		// Multipart bodies (admin uploads) are parsed by their handler,
 		// whose errors are JSON without the parser's text.
 		DisablePreParseMultipartForm: true,
+		RequestMethods:               requestMethods,
 	})
 	s.applyConnLimits()
 	if s.deps.CachePolicy == nil {
@@ -150,11 +152,17 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.routes()
 	s.handler = s.app.Handler() // also builds the route tree once
+	s.outer = guardMethods(s.handler)
+	s.app.Server().Handler = s.outer
 	return s
 }
 
 // App returns the Fiber application, for tests (app.Test) and adapters.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Handler is the request handler Serve serves: benchmarks and tests drive
+// it with a reused fasthttp.RequestCtx.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.outer }
 
 // Serve accepts the public's connections on ln until Shutdown: the
 // operators' paths are not found there (listeners.go).
@@ -174,6 +182,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) routes() {
 	s.app.Use(s.listenerGate)
 	s.observeRoutes()
+	s.app.Get("/", s.landing)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	if s.deps.Store != nil {

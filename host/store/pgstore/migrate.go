@@ -128,6 +128,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		done = append(done, m.version)
 	}
 	s.migrated.Store(true)
+	s.startHealthWindow()
 	return done, nil
 }
 

@@ -52,7 +52,9 @@ const statsWindow = 5 * time.Second
 //     5 points each, at most 20.
 //
 // An unreachable database scores 0. "Recent" is the window of about 5 s
-// before the last call (the first call compares against pool creation).
+// before the last call; the first window starts when Migrate completes,
+// so the connections dialled while the store starts (the migration's
+// first acquire waits for one) are not taken for pressure.
 // Rough reading: ≥ 80 healthy, 50-80 under pressure, < 50 degraded.
 func (s *Store) PoolStats() store.PoolStats {
 	st := s.pool.Stat()
@@ -86,6 +88,17 @@ func (s *Store) PoolStats() store.PoolStats {
 	h.mu.Unlock()
 	ps.Health = HealthScore(ps.Utilisation, ps.RecentAcquireWait, canc, ps.Reachable)
 	return ps
+}
+
+// startHealthWindow starts the first "recent" window of PoolStats now:
+// what the pool waited for before (the start-up's dials) is left out.
+func (s *Store) startHealthWindow() {
+	st := s.pool.Stat()
+	h := &s.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.prevAt, h.prevCnt, h.prevWait, h.prevCanc = time.Now(), st.AcquireCount(), st.EmptyAcquireWaitTime(), st.CanceledAcquireCount()
+	h.recent, h.canc = 0, 0
 }
 
 // HealthScore is the formula documented on PoolStats.
