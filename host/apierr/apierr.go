@@ -26,6 +26,7 @@ const (
 	InvalidForm      Code = "invalid_form"       // a multipart upload cannot be read
 	Unauthorized     Code = "unauthorized"       // no, or a wrong, credential
 	TokenExpired     Code = "token_expired"      // the bearer token has expired
+	TokenWrongKey    Code = "token_wrong_key"    // the bearer token is signed with another server's key
 	Forbidden        Code = "forbidden"          // the credential does not reach this resource
 	AdminDisabled    Code = "admin_disabled"     // no admin token is configured
 	NotFound         Code = "not_found"          // no such resource or route
@@ -61,6 +62,7 @@ var Table = []Entry{
 	{InvalidForm, http.StatusBadRequest, "the upload is not a readable multipart form"},
 	{Unauthorized, http.StatusUnauthorized, "missing or invalid credentials"},
 	{TokenExpired, http.StatusUnauthorized, "token expired"},
+	{TokenWrongKey, http.StatusUnauthorized, "token not signed with this server's key: mint one for this server (wingate token --addr ADDR)"},
 	{Forbidden, http.StatusForbidden, "not allowed"},
 	{AdminDisabled, http.StatusForbidden, "the admin API is disabled: set WINGATE_ADMIN_TOKEN"},
 	{NotFound, http.StatusNotFound, "not found"},

@@ -33,6 +33,10 @@ var (
 	ErrInvalidToken = errors.New("auth: invalid token")
 	// ErrExpired means the token's expiry has passed.
 	ErrExpired = errors.New("auth: token expired")
+	// ErrWrongKey means a well-formed HS256 token whose signature does
+	// not match this authority's secret: signed for another server. It
+	// wraps ErrInvalidToken.
+	ErrWrongKey = fmt.Errorf("%w: signed with another key", ErrInvalidToken)
 )
 
 // Authority signs and verifies tokens with one secret. It is safe for
@@ -109,10 +113,13 @@ func (a *Authority) Verify(token string) (int64, error) {
 		return id, nil
 	}
 	var claims jwt.RegisteredClaims
-	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	tok, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return 0, fmt.Errorf("%w: %w", ErrExpired, err)
+		}
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok != nil && tok.Method == jwt.SigningMethodHS256 {
+			return 0, fmt.Errorf("%w: %w", ErrWrongKey, err)
 		}
 		return 0, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}

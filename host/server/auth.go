@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wingman-app/wingate/host/apierr"
 	"github.com/wingman-app/wingate/host/auth"
 )
 
@@ -40,7 +41,10 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 	id, err := s.deps.Auth.Verify(strings.TrimSpace(tok))
 	if err != nil {
 		if errors.Is(err, auth.ErrExpired) {
-			return &APIError{Status: fiber.StatusUnauthorized, Code: "token_expired", Message: "token expired"}
+			return apierr.New(apierr.TokenExpired)
+		}
+		if errors.Is(err, auth.ErrWrongKey) {
+			return apierr.New(apierr.TokenWrongKey)
 		}
 		return unauthorized("invalid token")
 	}
