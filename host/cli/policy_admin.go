@@ -24,7 +24,7 @@ func init() {
 	policyCommands["ls"] = command{summary: "list the policy versions of a running host (admin API)", run: runPolicyLs}
 	policyCommands["push"] = command{summary: "upload a policy version (admin API), optionally activating it", run: runPolicyPush}
 	policyCommands["activate"] = command{summary: "activate a stored policy version (admin API)", run: runPolicyActivate}
-	policyCommands["rollback"] = command{summary: "roll a kind back to its previous version (admin API)", run: runPolicyRollback}
+	policyCommands["rollback"] = command{summary: "roll a kind back to its last good version before the current one, or --to a version (admin API)", run: runPolicyRollback}
 	policyCommands["shadow"] = command{summary: "start, stop or show shadow runs (admin API)", run: runPolicyShadow}
 	policyCommands["status"] = command{summary: "show what a running host serves (admin API)", run: runPolicyStatus}
 	policyCommands["keygen"] = command{summary: "make an ed25519 key pair for signing policies", run: runPolicyKeygen}
@@ -38,18 +38,20 @@ type adminClient struct {
 	hc    *http.Client
 }
 
-// adminFlags adds --addr and --token (defaults WINGATE_ADDR and
-// WINGATE_ADMIN_TOKEN) to fs.
+// adminFlags adds --addr and --token to fs. The address defaults to the
+// one serve listens on (WINGATE_ADDR, the config file's addr, or the
+// default); the token to WINGATE_ADMIN_TOKEN, else the development
+// admin token of that address.
 func adminFlags(fs *flag.FlagSet) func() *adminClient {
-	addr := fs.String("addr", envOr(os.Getenv, "WINGATE_ADDR", "127.0.0.1:8080"), "host address, host:port or URL (WINGATE_ADDR)")
-	token := fs.String("token", os.Getenv("WINGATE_ADMIN_TOKEN"), "admin bearer token (WINGATE_ADMIN_TOKEN)")
+	addr := fs.String("addr", configuredAddr(os.Getenv), "host address, host:port or URL (WINGATE_ADDR, or the config file's addr)")
+	token := secretFlag(fs, "token", "WINGATE_ADMIN_TOKEN", "admin bearer token; empty: the development admin token of --addr", os.Getenv)
 	timeout := fs.Duration("timeout", 2*time.Minute, "request timeout")
 	return func() *adminClient {
-		base := *addr
-		if !strings.Contains(base, "://") {
-			base = "http://" + base
+		tok := token()
+		if tok == "" {
+			tok, _, _ = readDevFile(*addr, devAdminFile) // absent: the server answers admin_disabled or unauthorized
 		}
-		return &adminClient{base: strings.TrimRight(base, "/"), token: *token, hc: &http.Client{Timeout: *timeout}}
+		return &adminClient{base: adminBaseURL(*addr), token: tok, hc: &http.Client{Timeout: *timeout}}
 	}
 }
 
@@ -307,16 +309,24 @@ func runPolicyRollback(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy rollback", std)
 	client := adminFlags(fs)
 	kind := fs.String("kind", "", "decision kind to roll back (required)")
+	to := fs.Int64("to", 0, "version id to go back to (default: the last good version before the current one)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *kind == "" {
 		return fmt.Errorf("%w: --kind is required", errUsage)
 	}
+	if *to < 0 {
+		return fmt.Errorf("%w: --to must be a version id", errUsage)
+	}
+	path := "/admin/rollback/" + url.PathEscape(*kind)
+	if *to > 0 {
+		path += "?to=" + strconv.FormatInt(*to, 10)
+	}
 	var out struct {
 		Version rollout.Record `json:"version"`
 	}
-	if err := client().do(ctx, http.MethodPost, "/admin/rollback/"+url.PathEscape(*kind), "", nil, &out); err != nil {
+	if err := client().do(ctx, http.MethodPost, path, "", nil, &out); err != nil {
 		return err
 	}
 	printVersion(std.Out, "rolled back to", out.Version)

@@ -20,12 +20,65 @@ func TestServeHelp(t *testing.T) {
 		if s.Flag == "" {
 			continue
 		}
-		if !strings.Contains(stderr, "-"+s.Flag+" ") || !strings.Contains(stderr, "("+s.Env+")") {
+		if !strings.Contains(stderr, "-"+s.Flag+" ") || !strings.Contains(stderr, s.Env) {
 			t.Errorf("serve -h lacks -%s (%s):\n%s", s.Flag, s.Env, stderr)
 		}
 	}
 	if !strings.Contains(stderr, "-config string") {
 		t.Errorf("serve -h lacks -config:\n%s", stderr)
+	}
+}
+
+// TestHelpNeverShowsSecrets: with every secret-bearing variable set,
+// the help of every command and policy subcommand shows none of their
+// values (serve says whether each is set), and exits 0.
+func TestHelpNeverShowsSecrets(t *testing.T) {
+	secrets := map[string]string{
+		"WINGATE_ADMIN_TOKEN":   "admin-token-value-7f3a9c",
+		"WINGATE_JWT_SECRET":    "jwt-secret-value-0b1d2e3f4a",
+		"DATABASE_URL":          "postgres://wingate:db-password-5e6f@127.0.0.1:5432/test",
+		"REDIS_URL":             "redis://:redis-password-9a8b@127.0.0.1:6379/0",
+		"WINGATE_ALERT_WEBHOOK": "https://hooks.example/webhook-token-c4d5",
+		"ANTHROPIC_API_KEY":     "anthropic-key-value-11aa",
+		"OPENAI_API_KEY":        "openai-key-value-22bb",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	// A URL's password or token is a secret on its own.
+	parts := []string{"db-password-5e6f", "redis-password-9a8b", "webhook-token-c4d5"}
+	for _, v := range secrets {
+		parts = append(parts, v)
+	}
+	shown := func(what, out string) {
+		for _, p := range parts {
+			if strings.Contains(out, p) {
+				t.Errorf("%s shows %q:\n%s", what, p, out)
+			}
+		}
+	}
+	var helps [][]string
+	for name := range commands {
+		helps = append(helps, []string{name, "-h"})
+	}
+	for name := range policyCommands {
+		helps = append(helps, []string{"policy", name, "-h"})
+	}
+	helps = append(helps, []string{"policy", "shadow", "start", "-h"})
+	for _, args := range helps {
+		code, out, errOut := runCmd(t, args...)
+		if code != 0 && code != 2 {
+			t.Errorf("%v: code %d", args, code)
+		}
+		shown(strings.Join(args, " "), out+errOut)
+	}
+	_, _, serveHelp := runCmd(t, "serve", "-h")
+	if !strings.Contains(serveHelp, "WINGATE_ADMIN_TOKEN: set, hidden") || !strings.Contains(serveHelp, "WINGATE_JWT_SECRET: set, hidden") {
+		t.Errorf("serve -h does not say the secrets are set:\n%s", serveHelp)
+	}
+	_, _, pushHelp := runCmd(t, "policy", "push", "-h")
+	if !strings.Contains(pushHelp, "WINGATE_ADMIN_TOKEN: set, hidden") {
+		t.Errorf("policy push -h does not say the admin token is set:\n%s", pushHelp)
 	}
 }
 
