@@ -301,4 +301,3 @@ func TestMigrateSeedAndServeOnPostgres(t *testing.T) {
 		t.Fatalf("reputation of a seeded user = %d %v", st, m)
 	}
 }
-
