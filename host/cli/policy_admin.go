@@ -118,10 +118,20 @@ func printVersions(w io.Writer, recs []rollout.Record) {
 		if r.Signature != "" {
 			signed = "yes"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Kind, r.Name, r.Short(), r.Status,
-			r.CreatedAt.Format(time.RFC3339), signed, r.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, cell(r.Kind), cell(r.Name), r.Short(), r.Status,
+			r.CreatedAt.Format(time.RFC3339), signed, cell(r.Reason))
 	}
 	tw.Flush()
+}
+
+// cell makes s one table cell: a line break or a tab in a name or a
+// reason would break the columns of every row after it.
+func cell(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printVersion(w io.Writer, verb string, r rollout.Record) {
