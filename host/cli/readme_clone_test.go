@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -48,7 +47,7 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 		}
 	}
 	blocks := readmeSection(t, "## Write your first policy", "### Write your first policy in Rust")
-	var serveLog bytes.Buffer
+	var serveLog syncBuffer
 	var serve *exec.Cmd
 	t.Cleanup(func() {
 		if serve != nil {
@@ -84,7 +83,7 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 				ran++
 				if strings.HasSuffix(line, " serve") {
 					serve = startServe(t, clone, env, line, &serveLog)
-					waitReady(t, "http://"+addr, 2*time.Minute)
+					waitListening(t, "http://"+addr, 3*time.Minute)
 					continue
 				}
 				runTutorialCommand(t, clone, env, line, want)
@@ -175,7 +174,7 @@ func setPolicyEntry(t *testing.T, path, entry string) {
 	}
 }
 
-func startServe(t *testing.T, dir string, env []string, line string, log *bytes.Buffer) *exec.Cmd {
+func startServe(t *testing.T, dir string, env []string, line string, log *syncBuffer) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", line)
 	cmd.Dir, cmd.Env = dir, env
