@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 // TestReadmeGoTutorialFromFreshClone follows the README's "Write your
@@ -47,7 +49,7 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 		}
 	}
 	blocks := readmeSection(t, "## Write your first policy", "### Write your first policy in Rust")
-	var serveLog syncBuffer
+	var serveLog testkit.SyncBuffer
 	var serve *exec.Cmd
 	t.Cleanup(func() {
 		if serve != nil {
@@ -174,7 +176,7 @@ func setPolicyEntry(t *testing.T, path, entry string) {
 	}
 }
 
-func startServe(t *testing.T, dir string, env []string, line string, log *syncBuffer) *exec.Cmd {
+func startServe(t *testing.T, dir string, env []string, line string, log *testkit.SyncBuffer) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", line)
 	cmd.Dir, cmd.Env = dir, env

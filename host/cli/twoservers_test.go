@@ -1,41 +1,22 @@
 package cli
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
 )
-
-// syncBuffer is a buffer a process's output goroutine writes while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serverProc is one `wingate serve` process of the built binary.
 type serverProc struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *syncBuffer
+	log  *testkit.SyncBuffer
 }
 
 func (p *serverProc) stop(t *testing.T) {
@@ -76,7 +57,7 @@ func TestTwoDevelopmentServers(t *testing.T) {
 		}
 	}
 	start := func(addr string) *serverProc {
-		p := &serverProc{addr: addr, log: &syncBuffer{}}
+		p := &serverProc{addr: addr, log: &testkit.SyncBuffer{}}
 		p.cmd = exec.Command(bin, "serve", "--addr", addr)
 		p.cmd.Dir, p.cmd.Env = repoRoot, env
 		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
