@@ -39,11 +39,14 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	cache := t.TempDir()
-	env := []string{"WINGATE_ADDR=" + addr, "XDG_CACHE_HOME=" + cache, "GOCACHE=" + gocache, "GOMODCACHE=" + gomodcache}
+	// -trimpath: the clone's packages share the build cache whatever
+	// directory it is in, so only the first run compiles them.
+	env := []string{"WINGATE_ADDR=" + addr, "XDG_CACHE_HOME=" + cache, "GOCACHE=" + gocache, "GOMODCACHE=" + gomodcache,
+		"GOFLAGS=-trimpath"}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(k, "WINGATE_"), k == "DATABASE_URL", k == "REDIS_URL", k == "XDG_CACHE_HOME", k == "GOCACHE", k == "GOMODCACHE":
+		case strings.HasPrefix(k, "WINGATE_"), k == "DATABASE_URL", k == "REDIS_URL", k == "XDG_CACHE_HOME", k == "GOCACHE", k == "GOMODCACHE", k == "GOFLAGS":
 		default:
 			env = append(env, kv)
 		}
