@@ -64,7 +64,7 @@ func TestTwoDevelopmentServers(t *testing.T) {
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitListening(t, "http://"+addr, time.Minute)
+		waitListening(t, "http://"+addr, 3*time.Minute) // a loaded machine starts slowly
 		return p
 	}
 	token := func(addr string, user string) string {
