@@ -26,6 +26,7 @@ const (
 	InvalidForm      Code = "invalid_form"        // a multipart upload cannot be read
 	Unauthorized     Code = "unauthorized"        // no, or a wrong, credential
 	TokenExpired     Code = "token_expired"       // the bearer token has expired
+	TokenWrongKey    Code = "token_wrong_key"     // the bearer token is signed with another server's key
 	TokenNoExpiry    Code = "token_no_expiry"     // the bearer token has no expiry (exp)
 	TokenLifetime    Code = "token_lifetime"      // the bearer token claims a lifetime over the maximum
 	TokenNotYetValid Code = "token_not_yet_valid" // the bearer token's nbf or iat is in the future
@@ -69,6 +70,7 @@ var Table = []Entry{
 	{TokenLifetime, http.StatusUnauthorized, "the token's lifetime is over the server's maximum"},
 	{TokenNotYetValid, http.StatusUnauthorized, "the token is not valid yet (nbf or iat in the future)"},
 	{TokenSubject, http.StatusUnauthorized, "the token's subject is not a user id in canonical decimal"},
+	{TokenWrongKey, http.StatusUnauthorized, "token not signed with this server's key: mint one for this server (wingate token --addr ADDR)"},
 	{Forbidden, http.StatusForbidden, "not allowed"},
 	{AdminDisabled, http.StatusForbidden, "the admin API is disabled: set WINGATE_ADMIN_TOKEN"},
 	{NotFound, http.StatusNotFound, "not found"},

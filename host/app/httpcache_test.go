@@ -21,7 +21,6 @@ import (
 	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
-
 // listening builds the served assembly with cfg changed by mutate and
 // starts it on a free loopback port; it returns the app and its base URL.
 func listening(tb testing.TB, log *slog.Logger, mutate func(*Config)) (*App, string) {

@@ -98,6 +98,9 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 	case err != nil:
 		log.Warn("some policies failed to load: their kinds serve the fallback decision", "dir", cfg.PolicyDir, "err", err)
 	}
+	if fleet {
+		log.Warn("DATABASE_URL set: the policy directory only seeds kinds with no active stored version and is not watched; edits to it are not served: push versions with `wingate policy push`", "dir", cfg.PolicyDir)
+	}
 	if !fleet && !errors.Is(err, policy.ErrNoPoliciesFile) {
 		if err := h.mgr.WatchDir(cfg.PolicyDir, 0); err != nil {
 			log.Warn("policy directory not watched", "err", err)

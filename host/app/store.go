@@ -2,12 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/wingman-app/wingate/host/auth"
@@ -87,21 +83,9 @@ func migrateUntilDone(ctx context.Context, st *pgstore.Store, log *slog.Logger) 
 	}
 }
 
-// DevSecretFile is where serve leaves its random per-process JWT secret
-// so that `wingate token` can sign tokens it accepts.
-func DevSecretFile() (string, error) {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, "wingate", "dev-jwt-secret"), nil
-}
-
-// startAuth returns the token authority. With WINGATE_JWT_SECRET unset it
-// makes a random secret for this process, writes it (mode 0600) to the
-// user's cache directory (e.g. ~/.cache/wingate/dev-jwt-secret), where
-// `wingate token --user ID` finds it, and logs a ready-made token for
-// user 1.
+// startAuth returns the token authority. With no secret configured it
+// makes a random one for this process and says so; `wingate serve`
+// passes the development secret of its address instead (host/cli).
 func startAuth(secret string, maxLifetime time.Duration, log *slog.Logger) (*auth.Authority, error) {
 	lifetime := auth.WithMaxLifetime(maxLifetime)
 	if secret != "" {
@@ -111,50 +95,6 @@ func startAuth(secret string, maxLifetime time.Duration, log *slog.Logger) (*aut
 		}
 		return a, nil
 	}
-	secret = fmt.Sprintf("%x", auth.RandomSecret())
-	a, err := auth.New([]byte(secret), lifetime)
-	if err != nil {
-		return nil, err
-	}
-	path, err := writeDevSecret(secret)
-	tok, _ := a.Issue(1, 0)
-	if err != nil {
-		log.Warn("auth: random JWT secret for this process (could not save it for `wingate token`)", "err", err, "dev_token_user_1", tok)
-	} else {
-		log.Info("auth: WINGATE_JWT_SECRET unset, random secret for this process; `wingate token --user ID` signs with it",
-			"secret_file", path, "dev_token_user_1", tok)
-	}
-	return a, nil
-}
-
-func writeDevSecret(secret string) (string, error) {
-	path, err := DevSecretFile()
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp, path)
-}
-
-// ReadDevSecret returns the secret saved by the last serve without
-// WINGATE_JWT_SECRET.
-func ReadDevSecret() (string, error) {
-	path, err := DevSecretFile()
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("no JWT secret: set WINGATE_JWT_SECRET, or start `wingate serve` without it once (it saves its random secret to %s)", path)
-	}
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	log.Warn("auth: no JWT secret configured: a random one for this process; tokens signed elsewhere are refused")
+	return auth.New(auth.RandomSecret(), lifetime)
 }

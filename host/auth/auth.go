@@ -53,6 +53,10 @@ var (
 	// ErrSubject: "sub" is not a user id in canonical decimal (1 to
 	// 2^63-1, no sign, no leading zero, no space).
 	ErrSubject = fmt.Errorf("%w: subject is not a canonical user id", ErrInvalidToken)
+	// ErrWrongKey means a well-formed HS256 token whose signature does
+	// not match this authority's secret: signed for another server. It
+	// wraps ErrInvalidToken.
+	ErrWrongKey = fmt.Errorf("%w: signed with another key", ErrInvalidToken)
 )
 
 // Authority signs and verifies tokens with one secret. It is safe for
@@ -147,7 +151,11 @@ func (a *Authority) Verify(token string) (int64, error) {
 		return id, nil
 	}
 	var claims jwt.RegisteredClaims
-	if _, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil }); err != nil {
+	tok, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok != nil && tok.Method == jwt.SigningMethodHS256 {
+			return 0, fmt.Errorf("%w: %w", ErrWrongKey, err)
+		}
 		return 0, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	id, err := a.checkClaims(&claims, now)

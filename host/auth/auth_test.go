@@ -229,3 +229,30 @@ func TestStrictClaims(t *testing.T) {
 		t.Fatalf("a token issued with the default lifetime: %d, %v", id, err)
 	}
 }
+
+// A token signed with another secret is told apart (ErrWrongKey, which
+// is also ErrInvalidToken); other malformed tokens are not, and the
+// error names neither secret.
+func TestVerifyWrongKey(t *testing.T) {
+	const mine, theirs = "my-secret-0123456789abcdef", "their-secret-0123456789abcdef"
+	a, _ := New([]byte(mine))
+	b, _ := New([]byte(theirs))
+	tok, _ := b.Issue(3, time.Hour)
+	_, err := a.Verify(tok)
+	if !errors.Is(err, ErrWrongKey) || !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("token of another key: %v, want ErrWrongKey", err)
+	}
+	if strings.Contains(err.Error(), mine) || strings.Contains(err.Error(), theirs) {
+		t.Fatalf("error shows a secret: %v", err)
+	}
+	hs512, _ := jwt.NewWithClaims(jwt.SigningMethodHS512, jwt.RegisteredClaims{Subject: "1", Issuer: Issuer,
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString([]byte(theirs))
+	for name, bad := range map[string]string{"garbage": "a.b.c", "hs512": hs512, "empty": ""} {
+		if _, err := a.Verify(bad); err == nil || errors.Is(err, ErrWrongKey) {
+			t.Errorf("%s: %v, want invalid but not ErrWrongKey", name, err)
+		}
+	}
+	if id, err := b.Verify(tok); err != nil || id != 3 {
+		t.Fatalf("own key: %d %v", id, err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -25,8 +27,7 @@ var errTargetsMissed = errors.New("targets missed")
 func runLoad(ctx context.Context, args []string, std Stdio) error {
 	var cfg loadgen.Config
 	fs := newFlagSet("load", std)
-	addr := envOr(os.Getenv, "WINGATE_ADDR", "127.0.0.1:8080")
-	fs.StringVar(&cfg.Target, "url", "http://"+addr, "server base URL, or one endpoint's URL (e.g. http://127.0.0.1:8080/api/challenges) to drive only it; loopback addresses only")
+	fs.StringVar(&cfg.Target, "url", serverBaseURL(configuredAddr(os.Getenv)), "server base URL, or one endpoint's URL (e.g. http://127.0.0.1:8080/api/challenges) to drive only it; loopback addresses only")
 	asUser := fs.Int64("user", 0, "one-endpoint mode: send a bearer token for this user id")
 	mode := fs.String("mode", "closed", "closed (each connection sends when answered) or rate (constant request rate)")
 	fs.IntVar(&cfg.Connections, "connections", 100, fmt.Sprintf("concurrent connections (1 to %d)", loadgen.MaxConnections))
@@ -40,10 +41,12 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	mix := fs.String("mix", "", "endpoint weights, e.g. challenges=30,reputation=20,chat=5 (default: the built-in app mix)")
 	seedV := fs.Uint64("seed", 1, "seed of the request sequence")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per-request timeout")
-	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "the server's HS256 key, to mint user tokens (WINGATE_JWT_SECRET); empty: the secret a local serve saved")
+	secret := secretFlag(fs, "jwt-secret", "WINGATE_JWT_SECRET", "the server's HS256 key, to mint user tokens; empty: the development secret of the --url's server", os.Getenv)
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, instead of the text report)")
 	targets := fs.String("targets", "", "JSON targets file, or \"default\" for the project's targets; exit 1 when any is missed")
 	fs.StringVar(&cfg.Ops, "ops-url", "", "the server's operators' base URL, where --gauges reads /metrics; empty: --url's host with its port + 1")
+	maxErr := fs.Float64("max-error-rate", 0.01, "exit 1 when more than this share of requests fail (a targets file's max_error_ratio wins unless this flag is given)")
+	progress := fs.Bool("progress", isTerminal(std.Out), "print a live line (rate, errors, p50/p99) every second; default: when standard output is a terminal")
 	gauges := fs.String("gauges", "", "comma-separated server metrics to sample from /metrics during the run (the targets file's gauges are added)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -51,8 +54,20 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
+	if *maxErr < 0 || *maxErr > 1 {
+		return fmt.Errorf("%w: --max-error-rate must be between 0 and 1", errUsage)
+	}
+	maxErrGiven := false
+	fs.Visit(func(f *flag.Flag) { maxErrGiven = maxErrGiven || f.Name == "max-error-rate" })
+	key := secret()
+	if key == "" {
+		key, _ = devSecret(serverHostPort(cfg.Target)) // absent: only public endpoints can run
+	}
+	if *progress {
+		cfg.Progress = func(p loadgen.Progress) { fmt.Fprint(std.Out, "\r\033[K"+progressLine(p)) }
+	}
 	if oneURL(cfg.Target) {
-		return runLoadURL(ctx, cfg, *mode, *asUser, *secret, *jsonOut, std)
+		return runLoadURL(ctx, cfg, *mode, *asUser, key, *jsonOut, *maxErr, std)
 	}
 	cfg.Mode = loadgen.Mode(*mode)
 	cfg.Seed = *seedV
@@ -63,23 +78,22 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 		}
 		cfg.Mix = m
 	}
-	var tgt *loadgen.Targets
+	var tgt loadgen.Targets
 	if *targets != "" {
 		t, err := loadgen.LoadTargets(*targets)
 		if err != nil {
 			return err
 		}
-		tgt = &t
+		tgt = t
 		cfg.Gauges = append(cfg.Gauges, t.GaugeNames()...)
+	}
+	if tgt.MaxErrorRatio == nil || maxErrGiven {
+		tgt.MaxErrorRatio = maxErr
 	}
 	for _, g := range strings.Split(*gauges, ",") {
 		if g = strings.TrimSpace(g); g != "" && !slices.Contains(cfg.Gauges, g) {
 			cfg.Gauges = append(cfg.Gauges, g)
 		}
-	}
-	key := *secret
-	if key == "" {
-		key, _ = readDevSecret() // absent: only public endpoints can run
 	}
 	if key != "" {
 		a, err := auth.New([]byte(key))
@@ -89,32 +103,15 @@ func runLoad(ctx context.Context, args []string, std Stdio) error {
 		cfg.Tokens = func(user int64) (string, error) { return a.Issue(user, loadTokenTTL) }
 	}
 	rep, err := loadgen.Run(ctx, cfg)
+	if cfg.Progress != nil {
+		fmt.Fprint(std.Out, "\r\033[K")
+	}
 	if err != nil {
 		return err
 	}
-	pass := true
-	if tgt != nil {
-		pass = rep.Evaluate(*tgt)
-	}
-	if *jsonOut != "-" {
-		if err := rep.WriteText(std.Out); err != nil {
-			return err
-		}
-	}
-	if *jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		b = append(b, '\n')
-		if *jsonOut == "-" {
-			_, err = std.Out.Write(b)
-		} else {
-			err = os.WriteFile(*jsonOut, b, 0o644)
-		}
-		if err != nil {
-			return fmt.Errorf("json report: %w", err)
-		}
+	pass := rep.Evaluate(tgt)
+	if err := writeReport(std, *jsonOut, rep, rep.WriteText); err != nil {
+		return err
 	}
 	if !pass {
 		return errTargetsMissed
@@ -131,7 +128,7 @@ func oneURL(target string) bool {
 // runLoadURL drives one endpoint (loadgen.RunURL): every request the same,
 // pre-built, one keep-alive connection per worker; --mode rate sends at
 // --rate per second with latency from the intended send time.
-func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64, secret, jsonOut string, std Stdio) error {
+func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64, secret, jsonOut string, maxErr float64, std Stdio) error {
 	uc := loadgen.URLConfig{URL: cfg.Target, Connections: cfg.Connections, Duration: cfg.Duration, Warmup: cfg.Warmup,
 		Timeout: cfg.Timeout}
 	switch loadgen.Mode(mode) {
@@ -148,9 +145,6 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 		if user < 0 {
 			return fmt.Errorf("%w: --user must be positive", errUsage)
 		}
-		if secret == "" {
-			secret, _ = readDevSecret()
-		}
 		a, err := auth.New([]byte(secret))
 		if err != nil {
 			return fmt.Errorf("jwt secret: %w", err)
@@ -165,8 +159,25 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 	if err != nil {
 		return err
 	}
+	if err := writeReport(std, jsonOut, rep, rep.WriteText); err != nil {
+		return err
+	}
+	if r := rep.ErrorRatio(); r > maxErr {
+		return fmt.Errorf("%w: %.2f%% of requests failed (--max-error-rate %.2f%%)", errTargetsMissed, 100*r, 100*maxErr)
+	}
+	return nil
+}
+
+// writeReport writes a report as text, as JSON to stdout (jsonOut "-",
+// instead of the text) or as text and JSON to the file jsonOut.
+func writeReport(std Stdio, jsonOut string, rep any, text func(io.Writer) error) error {
+	if jsonOut != "-" {
+		if err := text(std.Out); err != nil {
+			return err
+		}
+	}
 	if jsonOut == "" {
-		return rep.WriteText(std.Out)
+		return nil
 	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
@@ -175,12 +186,30 @@ func runLoadURL(ctx context.Context, cfg loadgen.Config, mode string, user int64
 	b = append(b, '\n')
 	if jsonOut == "-" {
 		_, err = std.Out.Write(b)
-		return err
+	} else {
+		err = os.WriteFile(jsonOut, b, 0o644)
 	}
-	if err := rep.WriteText(std.Out); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("json report: %w", err)
 	}
-	return os.WriteFile(jsonOut, b, 0o644)
+	return nil
+}
+
+// progressLine is the live line of `wingate load`.
+func progressLine(p loadgen.Progress) string {
+	return fmt.Sprintf("%s %5.1fs  %d requests  %.0f req/s  errors %d (%.2f%%)  p50 %.2f ms  p99 %.2f ms",
+		p.Phase, p.Elapsed.Seconds(), p.Requests, p.Rate, p.Errors, 100*p.ErrorRatio(),
+		float64(p.P50)/1e6, float64(p.P99)/1e6)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // loadTokenTTL is the lifetime of the tokens the load tool mints: the

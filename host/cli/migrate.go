@@ -23,12 +23,12 @@ func openDB(ctx context.Context, url string) (*pgstore.Store, error) {
 
 func runMigrate(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("migrate", std)
-	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	url := secretFlag(fs, "database-url", "DATABASE_URL", "PostgreSQL URL", os.Getenv)
 	status := fs.Bool("status", false, "list migrations and whether they are applied, change nothing")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	st, err := openDB(ctx, *url)
+	st, err := openDB(ctx, url())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wingman-app/wingate/host/rollout"
 )
@@ -32,5 +33,33 @@ func TestPrintActiveResources(t *testing.T) {
 	}
 	if len(want) != 0 {
 		t.Errorf("columns missing: %v", want)
+	}
+}
+
+// TestPolicyLsColumnsAlign: every row of `policy ls` starts each column
+// where the header's starts, whatever a name or a reason holds (line
+// breaks and tabs from a rejection's error included).
+func TestPolicyLsColumnsAlign(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	recs := []rollout.Record{
+		{ID: 1, Kind: "route", Name: "myroute", Digest: "0123456789abcdef0123", Status: rollout.StatusActive, CreatedAt: at},
+		{ID: 12345, Kind: "compress", Name: "a-much-longer-policy-name", Digest: "fedcba9876543210", Status: rollout.StatusRejected,
+			CreatedAt: at, Reason: "self-test: case 3\n\tgot \"standard\"\twant \"economy\""},
+		{ID: 7, Kind: "cache", Name: "x\ty", Digest: "00ff", Status: rollout.StatusInactive, CreatedAt: at, Signature: "sig", Reason: "rolled back"},
+	}
+	var b strings.Builder
+	printVersions(&b, recs)
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 1+len(recs) {
+		t.Fatalf("%d lines for %d versions:\n%s", len(lines), len(recs), b.String())
+	}
+	header := lines[0]
+	for _, col := range []string{"KIND", "NAME", "VERSION", "STATUS", "CREATED", "SIGNED", "REASON"} {
+		start := strings.Index(header, col)
+		for _, l := range lines[1:] {
+			if start >= len(l) || l[start] == ' ' || l[start-1] != ' ' {
+				t.Errorf("column %s (offset %d) misaligned in %q\n%s", col, start, l, b.String())
+			}
+		}
 	}
 }

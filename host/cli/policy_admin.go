@@ -17,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/rollout"
 )
 
@@ -25,7 +24,7 @@ func init() {
 	policyCommands["ls"] = command{summary: "list the policy versions of a running host (admin API)", run: runPolicyLs}
 	policyCommands["push"] = command{summary: "upload a policy version (admin API), optionally activating it", run: runPolicyPush}
 	policyCommands["activate"] = command{summary: "activate a stored policy version (admin API)", run: runPolicyActivate}
-	policyCommands["rollback"] = command{summary: "roll a kind back to its previous version (admin API)", run: runPolicyRollback}
+	policyCommands["rollback"] = command{summary: "roll a kind back to its last good version before the current one, or --to a version (admin API)", run: runPolicyRollback}
 	policyCommands["shadow"] = command{summary: "start, stop or show shadow runs (admin API)", run: runPolicyShadow}
 	policyCommands["status"] = command{summary: "show what a running host serves (admin API)", run: runPolicyStatus}
 	policyCommands["keygen"] = command{summary: "make an ed25519 key pair for signing policies", run: runPolicyKeygen}
@@ -39,32 +38,24 @@ type adminClient struct {
 	hc    *http.Client
 }
 
-// adminFlags adds --addr and --token (defaults: the operators' address
-// serve derives from WINGATE_OPS_ADDR and WINGATE_ADDR, and
-// WINGATE_ADMIN_TOKEN) to fs.
+// adminFlags adds --addr, --ops-addr and --token to fs. --addr is the
+// server as serve listens (WINGATE_ADDR, the config file's addr, or the
+// default); the admin API is on its operators' listener, --ops-addr
+// (WINGATE_OPS_ADDR; empty: derived from --addr as serve derives it).
+// The token defaults to WINGATE_ADMIN_TOKEN, else the development admin
+// token of --addr.
 func adminFlags(fs *flag.FlagSet) func() *adminClient {
-	addr := fs.String("addr", defaultOpsAddr(os.Getenv), "the host's operators' address, host:port or URL (WINGATE_OPS_ADDR; empty: 127.0.0.1 and WINGATE_ADDR's port + 1)")
-	token := fs.String("token", os.Getenv("WINGATE_ADMIN_TOKEN"), "admin bearer token (WINGATE_ADMIN_TOKEN)")
+	addr := fs.String("addr", configuredAddr(os.Getenv), "the server's address, host:port or URL (WINGATE_ADDR, or the config file's addr)")
+	opsAddr := fs.String("ops-addr", os.Getenv("WINGATE_OPS_ADDR"), "the server's operators' address, where /admin is (WINGATE_OPS_ADDR; empty: 127.0.0.1 and --addr's port + 1)")
+	token := secretFlag(fs, "token", "WINGATE_ADMIN_TOKEN", "admin bearer token; empty: the development admin token of --addr", os.Getenv)
 	timeout := fs.Duration("timeout", 2*time.Minute, "request timeout")
 	return func() *adminClient {
-		base := *addr
-		if !strings.Contains(base, "://") {
-			base = "http://" + base
+		tok := token()
+		if tok == "" {
+			tok, _, _ = readDevFile(*addr, devAdminFile) // absent: the server answers admin_disabled or unauthorized
 		}
-		return &adminClient{base: strings.TrimRight(base, "/"), token: *token, hc: &http.Client{Timeout: *timeout}}
+		return &adminClient{base: adminBaseURL(*addr, *opsAddr), token: tok, hc: &http.Client{Timeout: *timeout}}
 	}
-}
-
-// defaultOpsAddr is the operators' address a serve with the same
-// environment listens on (127.0.0.1:8081 by default).
-func defaultOpsAddr(getenv func(string) string) string {
-	cfg := app.Defaults()
-	cfg.Addr = envOr(getenv, "WINGATE_ADDR", cfg.Addr)
-	cfg.OpsAddr = getenv("WINGATE_OPS_ADDR")
-	if addr, on, err := app.OpsAddrOf(cfg); err == nil && on {
-		return addr
-	}
-	return "127.0.0.1:8081"
 }
 
 // adminError is an error answer of the admin API.
@@ -130,10 +121,20 @@ func printVersions(w io.Writer, recs []rollout.Record) {
 		if r.Signature != "" {
 			signed = "yes"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Kind, r.Name, r.Short(), r.Status,
-			r.CreatedAt.Format(time.RFC3339), signed, r.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, cell(r.Kind), cell(r.Name), r.Short(), r.Status,
+			r.CreatedAt.Format(time.RFC3339), signed, cell(r.Reason))
 	}
 	tw.Flush()
+}
+
+// cell makes s one table cell: a line break or a tab in a name or a
+// reason would break the columns of every row after it.
+func cell(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printVersion(w io.Writer, verb string, r rollout.Record) {
@@ -321,16 +322,24 @@ func runPolicyRollback(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("policy rollback", std)
 	client := adminFlags(fs)
 	kind := fs.String("kind", "", "decision kind to roll back (required)")
+	to := fs.Int64("to", 0, "version id to go back to (default: the last good version before the current one)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *kind == "" {
 		return fmt.Errorf("%w: --kind is required", errUsage)
 	}
+	if *to < 0 {
+		return fmt.Errorf("%w: --to must be a version id", errUsage)
+	}
+	path := "/admin/rollback/" + url.PathEscape(*kind)
+	if *to > 0 {
+		path += "?to=" + strconv.FormatInt(*to, 10)
+	}
 	var out struct {
 		Version rollout.Record `json:"version"`
 	}
-	if err := client().do(ctx, http.MethodPost, "/admin/rollback/"+url.PathEscape(*kind), "", nil, &out); err != nil {
+	if err := client().do(ctx, http.MethodPost, path, "", nil, &out); err != nil {
 		return err
 	}
 	printVersion(std.Out, "rolled back to", out.Version)

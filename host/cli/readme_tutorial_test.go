@@ -17,9 +17,10 @@ import (
 // written: the files it asks to create are created from its own code
 // blocks, each command of its sh blocks runs from the repository root,
 // and an output line shown after a command must be what it prints. The
-// commands of step 6 (push, ls, rollback) need a running server with an
-// admin token and are run by the admin tests instead; --watch commands
-// run until their first verdict.
+// Go tutorial runs in a fresh clone with a server of its own
+// (readme_clone_test.go); here the Rust one runs in the repository,
+// without the server's steps; --watch commands run until their first
+// verdict.
 
 type readmeBlock struct {
 	lang  string
@@ -132,43 +133,6 @@ func runReadmeCommands(t *testing.T, blocks []readmeBlock) int {
 		}
 	}
 	return ran
-}
-
-// TestReadmeGoTutorial creates plugins/myroute from the README and runs
-// the Go tutorial's commands.
-func TestReadmeGoTutorial(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds policies; skipped with -short")
-	}
-	blocks := readmeSection(t, "## Write your first policy", "### Write your first policy in Rust")
-	dir := filepath.Join(repoRoot, "plugins", "myroute")
-	if _, err := os.Stat(dir); err == nil {
-		t.Fatalf("%s exists: the tutorial test creates it", dir)
-	}
-	t.Cleanup(func() {
-		os.RemoveAll(dir)
-		os.Remove(filepath.Join(repoRoot, "policies", "myroute.wasm"))
-	})
-	files := 0
-	for _, b := range blocks {
-		var path string
-		switch {
-		case b.lang == "go" && strings.Contains(b.after, "plugins/myroute/main.go"):
-			path = "plugins/myroute/main.go"
-		case b.lang == "json" && strings.Contains(b.after, "plugins/myroute/testdata/cases/basic.json"):
-			path = "plugins/myroute/testdata/cases/basic.json"
-		default:
-			continue
-		}
-		mustWrite(t, filepath.Join(repoRoot, path), strings.Join(b.lines, "\n")+"\n")
-		files++
-	}
-	if files != 2 {
-		t.Fatalf("README: found %d of the 2 files the tutorial creates", files)
-	}
-	if n := runReadmeCommands(t, blocks); n < 6 {
-		t.Fatalf("ran %d commands; the Go tutorial has at least 6", n)
-	}
 }
 
 // TestReadmeRustTutorial checks that the README shows the example's

@@ -19,7 +19,7 @@ func init() {
 // is only replaced with --reset.
 func runSeed(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("seed", std)
-	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	url := secretFlag(fs, "database-url", "DATABASE_URL", "PostgreSQL URL", os.Getenv)
 	users := fs.Int("users", 1000, "how many users to generate")
 	seedVal := fs.Uint64("seed", seed.DefaultSeed, "random seed of the generated data")
 	reset := fs.Bool("reset", false, "replace existing users and everything hanging off them")
@@ -29,7 +29,7 @@ func runSeed(ctx context.Context, args []string, std Stdio) error {
 	if *users < 1 || *users > 10_000_000 {
 		return fmt.Errorf("%w: --users must be between 1 and 10000000", errUsage)
 	}
-	st, err := openDB(ctx, *url)
+	st, err := openDB(ctx, url())
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,34 +32,74 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func TestTokenUsesTheSecretServeSaved(t *testing.T) {
+func TestTokenUsesTheSecretServeKeeps(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("WINGATE_JWT_SECRET", "")
-	code, _, stderr := runCmd(t, "token", "--user", "7")
-	if code != 1 || !strings.Contains(stderr, "WINGATE_JWT_SECRET") {
-		t.Fatalf("token without any secret: code %d, stderr %q", code, stderr)
+	t.Setenv("WINGATE_ADDR", "")
+	code, _, stderr := runCmd(t, "token", "--user", "7", "--addr", "127.0.0.1:18081")
+	if code != 1 || !strings.Contains(stderr, "WINGATE_JWT_SECRET") || !strings.Contains(stderr, "127.0.0.1:18081") {
+		t.Fatalf("token before any serve: code %d, stderr %q", code, stderr)
 	}
-	// serve without a secret saves its random one.
-	startHost(t, func(c *app.Config) { c.JWTSecret = "" })
-	a, err := auth.New([]byte(mustDevSecret(t)))
-	if err != nil {
-		t.Fatal(err)
+	// serve without a secret keeps one per address.
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	cfgA, cfgB := app.Defaults(), app.Defaults()
+	cfgA.Addr, cfgB.Addr = "127.0.0.1:18081", "127.0.0.1:18082"
+	for _, c := range []*app.Config{&cfgA, &cfgB} {
+		if err := devDefaults(c, log); err != nil {
+			t.Fatal(err)
+		}
 	}
-	path, _ := app.DevSecretFile()
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("secret file %s: %v %v", path, fi, err)
+	if cfgA.JWTSecret == "" || cfgA.JWTSecret == cfgB.JWTSecret || cfgA.AdminToken == "" || cfgA.AdminToken == cfgB.AdminToken {
+		t.Fatal("two addresses share a development secret or admin token")
 	}
-	code, out, stderr := runCmd(t, "token", "--user", "7")
-	if code != 0 {
-		t.Fatalf("token: code %d, stderr %s", code, stderr)
+	for _, c := range []app.Config{cfgA, cfgB} {
+		for _, name := range []string{devSecretFile, devAdminFile} {
+			path, _ := devFile(c.Addr, name)
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %v %v, want mode 0600", path, fi, err)
+			}
+		}
+		if strings.Contains(logs.String(), c.JWTSecret) || strings.Contains(logs.String(), c.AdminToken) {
+			t.Fatalf("the log shows a secret:\n%s", logs.String())
+		}
 	}
-	id, err := a.Verify(strings.TrimSpace(out))
-	if err != nil || id != 7 {
-		t.Fatalf("serve's authority verifies the printed token as %d, %v; want 7", id, err)
+	// A restart (or a second serve of the address) keeps the secret.
+	again := app.Defaults()
+	again.Addr = "localhost:18081"
+	if err := devDefaults(&again, log); err != nil || again.JWTSecret != cfgA.JWTSecret || again.AdminToken != cfgA.AdminToken {
+		t.Fatalf("serve again on the address: %v; the secret or admin token changed", err)
 	}
-	// An explicit secret wins, and serve's authority rejects its tokens.
-	code, out, _ = runCmd(t, "token", "--user", "7", "--jwt-secret", "another-secret-0123456789")
+	a, _ := auth.New([]byte(cfgA.JWTSecret))
+	b, _ := auth.New([]byte(cfgB.JWTSecret))
+	// Each spelling of A's address signs for A, and B refuses it as
+	// signed with another key.
+	for _, addr := range []string{"127.0.0.1:18081", ":18081", "localhost:18081", "http://127.0.0.1:18081"} {
+		code, out, stderr := runCmd(t, "token", "--user", "7", "--addr", addr)
+		if code != 0 {
+			t.Fatalf("token --addr %s: code %d, stderr %s", addr, code, stderr)
+		}
+		if id, err := a.Verify(strings.TrimSpace(out)); err != nil || id != 7 {
+			t.Fatalf("--addr %s: A verifies the token as %d, %v; want 7", addr, id, err)
+		}
+		if _, err := b.Verify(strings.TrimSpace(out)); !errors.Is(err, auth.ErrWrongKey) {
+			t.Fatalf("--addr %s: B verifies A's token: %v, want ErrWrongKey", addr, err)
+		}
+	}
+	// WINGATE_ADDR names the server when no flag does.
+	t.Setenv("WINGATE_ADDR", cfgB.Addr)
+	if _, out, _ := runCmd(t, "token", "--user", "8"); func() error { _, err := b.Verify(strings.TrimSpace(out)); return err }() != nil {
+		t.Fatal("token with WINGATE_ADDR set: not B's")
+	}
+	// A non-loopback address gets a secret but no admin token.
+	wide := app.Defaults()
+	wide.Addr = "0.0.0.0:18083"
+	if err := devDefaults(&wide, log); err != nil || wide.JWTSecret == "" || wide.AdminToken != "" {
+		t.Fatalf("serve on 0.0.0.0: %v, admin token set %v", err, wide.AdminToken != "")
+	}
+	// An explicit secret wins, and the served secret rejects its tokens.
+	code, out, _ := runCmd(t, "token", "--user", "7", "--jwt-secret", "another-secret-0123456789")
 	if code != 0 {
 		t.Fatal("token with --jwt-secret failed")
 	}
@@ -260,23 +299,5 @@ func TestMigrateSeedAndServeOnPostgres(t *testing.T) {
 	st, m := call(t, "GET", base+"/api/users/5/reputation", tok, "")
 	if st != 200 || m["user_id"].(float64) != 5 {
 		t.Fatalf("reputation of a seeded user = %d %v", st, m)
-	}
-}
-
-func mustDevSecret(t *testing.T) string {
-	t.Helper()
-	s, err := readDevSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func TestDevSecretFileLocation(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("XDG_CACHE_HOME", dir)
-	p, err := app.DevSecretFile()
-	if err != nil || p != filepath.Join(dir, "wingate", "dev-jwt-secret") {
-		t.Fatalf("DevSecretFile = %q, %v", p, err)
 	}
 }

@@ -14,13 +14,14 @@ func init() {
 }
 
 // runToken prints an HS256 token for --user. The secret comes from
-// --jwt-secret, WINGATE_JWT_SECRET, or the file a serve without a
-// configured secret leaves in the user's cache directory.
+// --jwt-secret, WINGATE_JWT_SECRET, or the development secret of the
+// server --addr names (devstate.go).
 func runToken(ctx context.Context, args []string, std Stdio) error {
 	fs := newFlagSet("token", std)
 	user := fs.Int64("user", 0, "user id (required)")
 	ttl := fs.Duration("ttl", auth.DefaultTTL, "token lifetime")
-	secret := fs.String("jwt-secret", os.Getenv("WINGATE_JWT_SECRET"), "HS256 key (WINGATE_JWT_SECRET); empty: the secret saved by serve")
+	secret := secretFlag(fs, "jwt-secret", "WINGATE_JWT_SECRET", "HS256 key; empty: the development secret of the server --addr names", os.Getenv)
+	addr := fs.String("addr", configuredAddr(os.Getenv), "address of the server the token is for, as given to its serve (WINGATE_ADDR, or the config file's addr)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -30,10 +31,10 @@ func runToken(ctx context.Context, args []string, std Stdio) error {
 	if *ttl <= 0 || *ttl > 365*24*time.Hour {
 		return fmt.Errorf("%w: --ttl must be positive and at most a year", errUsage)
 	}
-	key := *secret
+	key := secret()
 	if key == "" {
 		var err error
-		if key, err = readDevSecret(); err != nil {
+		if key, err = devSecret(*addr); err != nil {
 			return err
 		}
 	}

@@ -121,6 +121,10 @@ type Config struct {
 	Gauges     []string
 	GaugeEvery time.Duration
 	Ops        string
+	// Progress, when set, receives a live reading of each phase every
+	// ProgressEvery (default 1 s) and once at its end.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
 }
 
 // OpsBase returns the operators' base URL beside the server at u: u's
@@ -298,7 +302,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.clients[i] = &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	}
 	if cfg.Warmup > 0 {
-		r.phase(ctx, cfg.Warmup, 0, cfg.Seed^0x9e3779b97f4a7c15)
+		r.phase(ctx, "warm-up", cfg.Warmup, 0, cfg.Seed^0x9e3779b97f4a7c15)
 	}
 	r.sent.Store(0)
 	var sampler *gaugeSampler
@@ -327,7 +331,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		close(sampled)
 	}
 	start := time.Now()
-	stats := r.phase(ctx, cfg.Duration, cfg.Requests, cfg.Seed)
+	stats := r.phase(ctx, "measured", cfg.Duration, cfg.Requests, cfg.Seed)
 	elapsed := time.Since(start)
 	stopSampling()
 	<-sampled
@@ -344,7 +348,7 @@ type job struct{ intended time.Time }
 
 // phase runs the load for d (and at most limit requests when positive)
 // and returns the merged statistics.
-func (r *runner) phase(ctx context.Context, d time.Duration, limit int, seedV uint64) *stats {
+func (r *runner) phase(ctx context.Context, name string, d time.Duration, limit int, seedV uint64) *stats {
 	// Requests in flight (or, at a constant rate, already scheduled) when
 	// the time is up may finish within one request timeout; then
 	// everything stops.
@@ -359,8 +363,13 @@ func (r *runner) phase(ctx context.Context, d time.Duration, limit int, seedV ui
 	if r.cfg.Mode == ModeRate {
 		jobs = make(chan job, r.cfg.Connections)
 	}
+	var lives []*liveStats
 	for i := range workers {
 		workers[i] = newStats()
+		if r.cfg.Progress != nil {
+			workers[i].live = &liveStats{}
+			lives = append(lives, workers[i].live)
+		}
 		rng := rand.New(rand.NewPCG(seedV, uint64(i)+1))
 		w := &worker{r: r, st: workers[i], rng: rng, client: r.clients[i],
 			users:      rand.NewZipf(rng, r.cfg.ZipfS, 1, uint64(r.cfg.Users-1)),
@@ -376,12 +385,28 @@ func (r *runner) phase(ctx context.Context, d time.Duration, limit int, seedV ui
 			}
 		}()
 	}
+	reported := make(chan struct{})
+	pctx, stopReporting := context.WithCancel(context.Background())
+	if lives != nil {
+		every := r.cfg.ProgressEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		go func() {
+			defer close(reported)
+			report(pctx, name, every, lives, r.cfg.Progress)
+		}()
+	} else {
+		close(reported)
+	}
 	var dropped int64
 	if jobs != nil {
 		dropped = r.schedule(ctx, hard, jobs, limit)
 		close(jobs)
 	}
 	wg.Wait()
+	stopReporting()
+	<-reported
 	total := newStats()
 	for _, s := range workers {
 		total.merge(s)

@@ -16,6 +16,8 @@ type stats struct {
 	endpoints map[string]*endpointStats
 	chat      chatStats
 	dropped   int64
+	// live, when not nil, also receives every request (progress.go).
+	live *liveStats
 }
 
 func newStats() *stats { return &stats{endpoints: map[string]*endpointStats{}} }
@@ -23,7 +25,7 @@ func newStats() *stats { return &stats{endpoints: map[string]*endpointStats{}} }
 func (s *stats) endpoint(name string) *endpointStats {
 	e := s.endpoints[name]
 	if e == nil {
-		e = &endpointStats{errors: map[string]int64{}, cache: map[string]int64{}}
+		e = &endpointStats{errors: map[string]int64{}, cache: map[string]int64{}, live: s.live}
 		s.endpoints[name] = e
 	}
 	return e
@@ -44,16 +46,19 @@ type endpointStats struct {
 	ok       int64
 	errors   map[string]int64 // status code or failure kind
 	cache    map[string]int64 // X-Cache value
+	live     *liveStats       // the worker's live reading, or nil
 }
 
 func (e *endpointStats) fail(kind string) {
 	e.requests++
 	e.errors[kind]++
+	e.live.add(0, false)
 }
 
 func (e *endpointStats) done(d time.Duration, status int, ok bool, xcache string) {
 	e.requests++
 	e.all.record(d)
+	e.live.add(d, ok)
 	if ok {
 		e.ok++
 		e.hist.record(d)

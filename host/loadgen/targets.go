@@ -153,7 +153,7 @@ func (r *Report) Evaluate(t Targets) bool {
 	}
 	failed := r.Requests - r.Overall.OK
 	if t.MaxErrorRatio != nil {
-		ratio := 0.0
+		ratio := 1.0 // nothing answered is a failed run
 		if r.Requests > 0 {
 			ratio = float64(failed) / float64(r.Requests)
 		}

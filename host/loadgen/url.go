@@ -340,3 +340,13 @@ func readResponse(br *bufio.Reader) (status int, keep bool, err error) {
 func trimCRLF(b []byte) []byte {
 	return bytes.TrimRight(b, "\r\n")
 }
+
+// ErrorRatio is the share of exchanges not answered 2xx; a run with no
+// exchange at all counts as failed (1).
+func (r *URLReport) ErrorRatio() float64 {
+	total := r.Requests + r.Non2xx + r.Errors
+	if total == 0 {
+		return 1
+	}
+	return float64(r.Non2xx+r.Errors) / float64(total)
+}

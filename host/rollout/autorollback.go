@@ -92,7 +92,7 @@ func (m *Manager) autoRollback(kind abi.Kind, w *freshWatch, reason string) {
 	}
 	defer m.end(o)
 	m.log.Warn("rollout: rolling back", "kind", kind, "id", w.id, "version", w.version, "reason", reason)
-	_, err = m.rollback(ctx, o, StatusQuarantined, reason, w.id)
+	_, err = m.rollback(ctx, o, StatusQuarantined, reason, w.id, 0)
 	if err == nil || errors.Is(err, ErrSuperseded) || errors.Is(err, ErrClosed) {
 		return
 	}

@@ -91,6 +91,16 @@ func (f *lanesFixture) startHungPush(tb testing.TB) <-chan error {
 	return done
 }
 
+// other is the version the i-th rollback goes back to, counting from
+// B active: A, B, A, ... (a rollback leaves the version it replaces
+// inactive, so each names its target).
+func (f *lanesFixture) other(i int) int64 {
+	if i%2 == 0 {
+		return f.a.ID
+	}
+	return f.b.ID
+}
+
 func (f *lanesFixture) serving(tb testing.TB) string {
 	tb.Helper()
 	_, res := f.mgr.Decider().Cache(context.Background(), &abi.CacheRequest{Method: "GET", Route: "/api/challenges", Path: "/api/challenges", User: "1"})
@@ -110,7 +120,7 @@ func TestRollbackDuringNeverEndingPush(t *testing.T) {
 	for i := range 5 {
 		done := f.startHungPush(t)
 		start := time.Now()
-		rec, err := f.mgr.Rollback(ctx, abi.KindCache)
+		rec, err := f.mgr.RollbackTo(ctx, abi.KindCache, f.other(i))
 		d := time.Since(start)
 		if err != nil {
 			t.Fatalf("rollback %d: %v", i, err)
@@ -194,10 +204,12 @@ func TestRollbackDuringNeverEndingPush(t *testing.T) {
 func BenchmarkRollback(b *testing.B) {
 	f := newLanesFixture(b)
 	ctx := context.Background()
+	i := 0
 	rollback := func(b *testing.B) {
-		if _, err := f.mgr.Rollback(ctx, abi.KindCache); err != nil {
+		if _, err := f.mgr.RollbackTo(ctx, abi.KindCache, f.other(i)); err != nil {
 			b.Fatal(err)
 		}
+		i++
 	}
 	b.Run("idle", func(b *testing.B) {
 		for b.Loop() {

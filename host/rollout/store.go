@@ -145,13 +145,23 @@ func activeOf(recs []Record, kind string) (Record, bool) {
 	return Record{}, false
 }
 
-// rollbackTarget returns the most recently activated previous version of
-// kind.
-func rollbackTarget(recs []Record, kind string) (Record, bool) {
+// rollbackTarget returns the version of kind a rollback goes to: version
+// to when it was active once and is now previous or inactive, or (to 0)
+// the most recently activated previous version.
+func rollbackTarget(recs []Record, kind string, to int64) (Record, bool) {
 	var best Record
 	found := false
 	for _, r := range recs {
-		if r.Kind == kind && r.Status == StatusPrevious && (!found || r.ActivatedAt.After(best.ActivatedAt)) {
+		if r.Kind != kind {
+			continue
+		}
+		if to != 0 {
+			if r.ID == to && !r.ActivatedAt.IsZero() && (r.Status == StatusPrevious || r.Status == StatusInactive) {
+				return r, true
+			}
+			continue
+		}
+		if r.Status == StatusPrevious && (!found || r.ActivatedAt.After(best.ActivatedAt)) {
 			best, found = r, true
 		}
 	}

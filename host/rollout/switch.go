@@ -214,28 +214,47 @@ func (m *Manager) Activate(ctx context.Context, id int64) (Record, error) {
 	return rec, nil
 }
 
-// Rollback makes the most recently active previous version of kind active
-// again, through the pipeline. The version it replaces becomes previous.
+// Rollback makes the last good version of kind before the current one
+// active again, through the pipeline: the most recently activated
+// previous version. The version it replaces becomes inactive (reason
+// "rolled back"), not previous, so a second rollback goes further back
+// instead of returning to it; `policy activate` can still bring it back.
 // It supersedes an activation of kind in progress.
 func (m *Manager) Rollback(ctx context.Context, kind abi.Kind) (Record, error) {
+	return m.RollbackTo(ctx, kind, 0)
+}
+
+// RollbackTo is Rollback to version to (any version of kind that was
+// active once and is now previous or inactive; 0: the last good one).
+// Rejected and quarantined versions are never targets.
+func (m *Manager) RollbackTo(ctx context.Context, kind abi.Kind, to int64) (Record, error) {
 	o, err := m.begin(ctx, kind, "rollback", 0)
 	if err != nil {
 		return Record{}, err
 	}
 	defer m.end(o)
-	return m.rollback(ctx, o, "", "", 0)
+	return m.rollback(ctx, o, StatusInactive, ReasonRolledBack, 0, to)
 }
 
-// rollback rolls kind back for o; when from is not zero, only if version
-// from is still the one serving (an automatic rollback).
-func (m *Manager) rollback(ctx context.Context, o *op, oldStatus Status, reason string, from int64) (Record, error) {
+// ReasonRolledBack is the reason a version replaced by a manual
+// rollback carries.
+const ReasonRolledBack = "rolled back"
+
+// rollback rolls kind back for o, to version to or (0) the last good
+// one; the version replaced gets oldStatus and reason. When from is not
+// zero, only if version from is still the one serving (an automatic
+// rollback).
+func (m *Manager) rollback(ctx context.Context, o *op, oldStatus Status, reason string, from, to int64) (Record, error) {
 	kind := o.kind
 	recs, err := m.store.List(ctx)
 	if err != nil {
 		return Record{}, storeFailed("list versions", err)
 	}
-	target, ok := rollbackTarget(recs, kind.String())
+	target, ok := rollbackTarget(recs, kind.String(), to)
 	if !ok {
+		if to != 0 {
+			return Record{}, fmt.Errorf("%w (kind %s): version %d is not a version of the kind that was active and is now previous or inactive", ErrNoRollbackTarget, kind, to)
+		}
 		return Record{}, fmt.Errorf("%w (kind %s)", ErrNoRollbackTarget, kind)
 	}
 	m.mu.Lock() // Status reads o.id under m.mu

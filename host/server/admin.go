@@ -206,7 +206,13 @@ func (s *Server) adminRollback(c *fiber.Ctx) error {
 	if err != nil {
 		return badRequest("invalid_kind", "kind: want cache, route or compress")
 	}
-	rec, err := s.deps.Rollout.Rollback(c.UserContext(), kind)
+	var to int64
+	if v := c.Query("to"); v != "" {
+		if to, err = strconv.ParseInt(v, 10, 64); err != nil || to <= 0 {
+			return badRequest("invalid", "to: want a positive version id")
+		}
+	}
+	rec, err := s.deps.Rollout.RollbackTo(c.UserContext(), kind, to)
 	if err != nil {
 		return s.rolloutError(c, &rec, err)
 	}

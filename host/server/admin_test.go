@@ -167,6 +167,11 @@ func TestAdminUploadLimits(t *testing.T) {
 		{http.MethodPost, "/admin/policies/x/activate", http.StatusBadRequest},
 		{http.MethodPost, "/admin/rollback/cache", http.StatusConflict},
 		{http.MethodPost, "/admin/rollback/nope", http.StatusBadRequest},
+		{http.MethodPost, "/admin/rollback/cache?to=99", http.StatusConflict},
+		{http.MethodPost, "/admin/rollback/cache?to=0", http.StatusBadRequest},
+		{http.MethodPost, "/admin/rollback/cache?to=-4", http.StatusBadRequest},
+		{http.MethodPost, "/admin/rollback/cache?to=1e3", http.StatusBadRequest},
+		{http.MethodPost, "/admin/rollback/cache?to=99999999999999999999", http.StatusBadRequest},
 		{http.MethodDelete, "/admin/shadow/cache", http.StatusNotFound},
 	} {
 		resp := do(httptest.NewRequest(tt.method, tt.url, nil))

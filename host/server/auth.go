@@ -56,6 +56,7 @@ var tokenErrors = []struct {
 	{auth.ErrLifetime, apierr.TokenLifetime},
 	{auth.ErrNotYetValid, apierr.TokenNotYetValid},
 	{auth.ErrSubject, apierr.TokenSubject},
+	{auth.ErrWrongKey, apierr.TokenWrongKey},
 }
 
 // tokenError is the 401 for a refused token: the table's entry of its
