@@ -141,7 +141,6 @@ func (s spec) module() *wasm.Module {
 
 func (s spec) wasm() []byte { return binary.EncodeModule(s.module()) }
 
-
 // Instructions.
 
 func store32(off uint32) []byte { return wasmcode.AppendULEB([]byte{0x36, 0x02}, off) }
@@ -157,6 +156,8 @@ func forever(body ...[]byte) []byte {
 }
 
 // ifThen runs body when the i32 on the stack is non-zero.
-func ifThen(body ...[]byte) []byte { return wasmcode.Cat([]byte{0x04, 0x40}, wasmcode.Cat(body...), []byte{0x0b}) }
+func ifThen(body ...[]byte) []byte {
+	return wasmcode.Cat([]byte{0x04, 0x40}, wasmcode.Cat(body...), []byte{0x0b})
+}
 
 func encode(m *wasm.Module) []byte { return binary.EncodeModule(m) }
