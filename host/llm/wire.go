@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/wingman-app/wingate/host/llm/sse"
 )
 
 // maxResponseBody bounds a non-streamed provider response.
@@ -112,6 +114,48 @@ func StreamBroken(ctx context.Context, provider, end string, err error) *Error {
 		err = io.ErrUnexpectedEOF
 	}
 	return &Error{Provider: provider, Kind: KindStream, Message: "stream ended before " + end, Err: err}
+}
+
+// Stream is the state of a streamed response being read by ReadStream.
+type Stream struct {
+	// Response collects what the events report; its Text is set from the
+	// deltas when the stream ends.
+	Response
+	provider string
+	text     strings.Builder
+	onDelta  DeltaFunc
+}
+
+// Delta adds text to the response and passes it to the caller's DeltaFunc,
+// whose error, if any, it returns as an *Error of the provider.
+func (s *Stream) Delta(text string) error {
+	s.text.WriteString(text)
+	if err := s.onDelta(text); err != nil {
+		return AsError(s.provider, err)
+	}
+	return nil
+}
+
+// ReadStream reads a provider's SSE body, handing every event to handle
+// until handle reports the stream's end event (named by end) or fails. A
+// body that breaks or ends before that fails the call (StreamBroken).
+func ReadStream(ctx context.Context, provider, end string, body io.Reader, onDelta DeltaFunc, handle func(ev sse.Event, s *Stream) (done bool, err error)) (*Response, error) {
+	s := &Stream{provider: provider, onDelta: onDelta}
+	dec := sse.NewDecoder(body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			return nil, StreamBroken(ctx, provider, end, err)
+		}
+		done, err := handle(ev, s)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			s.Response.Text = s.text.String()
+			return &s.Response, nil
+		}
+	}
 }
 
 // Exchange is one call of a provider client: it posts payload to url

@@ -215,18 +215,11 @@ func (c *Client) httpError(res *http.Response) error {
 // reason, cumulative output usage), message_stop. An error event or a
 // stream that ends before message_stop fails the call.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	out := &llm.Response{}
 	var u llmUsage
-	var text strings.Builder
-	dec := sse.NewDecoder(body)
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			return nil, llm.StreamBroken(ctx, c.Name(), "message_stop", err)
-		}
+	return llm.ReadStream(ctx, c.Name(), "message_stop", body, onDelta, func(ev sse.Event, out *llm.Stream) (bool, error) {
 		var se streamEvent
 		if err := json.Unmarshal([]byte(ev.Data), &se); err != nil {
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: fmt.Sprintf("malformed %s event", ev.Event), Err: err}
+			return false, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: fmt.Sprintf("malformed %s event", ev.Event), Err: err}
 		}
 		typ := se.Type
 		if typ == "" {
@@ -241,9 +234,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 		case "content_block_start", "content_block_stop", "ping":
 		case "content_block_delta":
 			if se.Delta != nil && se.Delta.Type == "text_delta" && se.Delta.Text != "" {
-				text.WriteString(se.Delta.Text)
-				if err := onDelta(se.Delta.Text); err != nil {
-					return nil, llm.AsError(c.Name(), err)
+				if err := out.Delta(se.Delta.Text); err != nil {
+					return false, err
 				}
 			}
 		case "message_delta":
@@ -252,9 +244,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 			}
 			u.merge(se.Usage)
 		case "message_stop":
-			out.Text = text.String()
 			out.Usage = llm.Usage(u)
-			return out, nil
+			return true, nil
 		case "error":
 			e := &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "error event"}
 			if se.Error != nil {
@@ -268,7 +259,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 					e.Kind = llm.KindBadRequest
 				}
 			}
-			return nil, e
+			return false, e
 		}
-	}
+		return false, nil
+	})
 }

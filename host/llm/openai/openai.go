@@ -197,29 +197,21 @@ func (c *Client) httpError(res *http.Response) error {
 // (choices empty), until data: [DONE]. A stream that ends before [DONE]
 // or carries an error object fails the call.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	out := &llm.Response{}
-	var text strings.Builder
-	dec := sse.NewDecoder(body)
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			return nil, llm.StreamBroken(ctx, c.Name(), "[DONE]", err)
-		}
+	return llm.ReadStream(ctx, c.Name(), "[DONE]", body, onDelta, func(ev sse.Event, out *llm.Stream) (bool, error) {
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
-			out.Text = text.String()
-			return out, nil
+			return true, nil
 		}
 		var r response
 		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "malformed chunk", Err: err}
+			return false, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "malformed chunk", Err: err}
 		}
 		if r.Error != nil {
 			kind := llm.KindStream
 			if r.Error.Type == "server_error" || r.Error.Type == "overloaded_error" {
 				kind = llm.KindUnavailable
 			}
-			return nil, &llm.Error{Provider: c.Name(), Kind: kind, Type: r.Error.Type, Message: r.Error.Message}
+			return false, &llm.Error{Provider: c.Name(), Kind: kind, Type: r.Error.Type, Message: r.Error.Message}
 		}
 		if r.ID != "" {
 			out.ID = r.ID
@@ -238,13 +230,13 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 				out.StopReason = *ch.FinishReason
 			}
 			if ch.Delta != nil && ch.Delta.Content != nil && *ch.Delta.Content != "" {
-				text.WriteString(*ch.Delta.Content)
-				if err := onDelta(*ch.Delta.Content); err != nil {
-					return nil, llm.AsError(c.Name(), err)
+				if err := out.Delta(*ch.Delta.Content); err != nil {
+					return false, err
 				}
 			}
 		}
-	}
+		return false, nil
+	})
 }
 
 // String describes the client for logs.
