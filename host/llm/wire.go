@@ -59,25 +59,30 @@ func DecodeResponse(provider string, res *http.Response, v any) error {
 // maxErrorBody caps how much of an error response is read.
 const maxErrorBody = 64 << 10
 
-// Conn is what the provider clients share: the base URL without a
-// trailing slash, the HTTP client and the clock.
+// Conn is what the provider clients share, embedded in each: the
+// provider's name, the base URL without a trailing slash, the HTTP client
+// and the clock.
 type Conn struct {
-	BaseURL string
-	HC      *http.Client
-	Now     func() time.Time
+	Provider string
+	BaseURL  string
+	HC       *http.Client
+	Now      func() time.Time
 }
 
-// NewConn returns a Conn on baseURL (defaultURL when empty) through hc (a
-// fresh client when nil).
-func NewConn(baseURL, defaultURL string, hc *http.Client) Conn {
+// NewConn returns the Conn of provider on baseURL (defaultURL when empty)
+// through hc (a fresh client when nil).
+func NewConn(provider, baseURL, defaultURL string, hc *http.Client) Conn {
 	if baseURL == "" {
 		baseURL = defaultURL
 	}
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return Conn{BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
+	return Conn{Provider: provider, BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
 }
+
+// Name returns the provider's name.
+func (c *Conn) Name() string { return c.Provider }
 
 // HTTPError maps a provider's non-2xx answer onto an *Error: the kind from
 // the status (and kind, when non-zero, overriding it), the Retry-After

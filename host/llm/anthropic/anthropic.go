@@ -35,8 +35,8 @@ type Config struct {
 
 // Client calls the Messages API. Safe for concurrent use.
 type Client struct {
-	cfg  Config
-	conn llm.Conn
+	llm.Conn
+	cfg Config
 }
 
 var _ llm.Provider = (*Client)(nil)
@@ -46,11 +46,8 @@ func New(cfg Config) *Client {
 	if cfg.DefaultMaxTokens <= 0 {
 		cfg.DefaultMaxTokens = 1024
 	}
-	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
+	return &Client{cfg: cfg, Conn: llm.NewConn("anthropic", cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
-
-// Name returns "anthropic".
-func (c *Client) Name() string { return "anthropic" }
 
 // wire types of the Messages API
 
@@ -182,7 +179,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		h.Set("anthropic-version", APIVersion)
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.HC, c.Name(), c.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, _ int) (*llm.Response, error) {
 			out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
 			var u llmUsage
@@ -200,7 +197,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.Now(), func(b []byte, e *llm.Error) bool {
 		var ae apiError
 		if json.Unmarshal(b, &ae) != nil || ae.Error.Type == "" {
 			return false

@@ -72,18 +72,6 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(*calls) != 1 {
-		t.Fatalf("calls = %d", len(*calls))
-	}
-	got := (*calls)[0]
-	if got.Method != http.MethodPost || got.Path != "/v1/messages" {
-		t.Errorf("request line = %s %s", got.Method, got.Path)
-	}
-	for k, want := range map[string]string{"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"} {
-		if v := got.Header.Get(k); v != want {
-			t.Errorf("header %s = %q, want %q", k, v, want)
-		}
-	}
 	wantBody := map[string]any{
 		"model":       "claude-haiku-4-5",
 		"max_tokens":  float64(300),
@@ -96,9 +84,7 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 			map[string]any{"role": "user", "content": "great"},
 		},
 	}
-	if !reflect.DeepEqual(got.Body, wantBody) {
-		t.Errorf("body = %#v\nwant %#v", got.Body, wantBody)
-	}
+	llmtest.CheckRequest(t, *calls, "/v1/messages", map[string]string{"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}, wantBody)
 	want := &llm.Response{ID: "msg_01XFDUDYJgAACzvnptvVoYEL", Model: "claude-haiku-4-5-20251001", Text: "Hi! How can I help?",
 		StopReason: "end_turn", Usage: llm.Usage{InputTokens: 2095, OutputTokens: 503, CacheWriteTokens: 120, CacheReadTokens: 1800}}
 	if !reflect.DeepEqual(resp, want) {

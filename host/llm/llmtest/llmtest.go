@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,4 +119,26 @@ func CheckStream(t *testing.T, body string, read func(ctx context.Context, body 
 	if resp.Text != text.String() {
 		t.Fatalf("text %q differs from deltas %q", resp.Text, text.String())
 	}
+}
+
+// CheckRequest checks that the fake server saw exactly one call, a POST
+// to path with the given headers and JSON body, and returns it.
+func CheckRequest(t *testing.T, calls []Call, path string, header map[string]string, body map[string]any) Call {
+	t.Helper()
+	if len(calls) != 1 {
+		t.Fatalf("calls = %d, want 1", len(calls))
+	}
+	got := calls[0]
+	if got.Method != http.MethodPost || got.Path != path {
+		t.Errorf("request line = %s %s, want POST %s", got.Method, got.Path, path)
+	}
+	for k, want := range header {
+		if v := got.Header.Get(k); v != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+	if !reflect.DeepEqual(got.Body, body) {
+		t.Errorf("body = %#v\nwant %#v", got.Body, body)
+	}
+	return got
 }

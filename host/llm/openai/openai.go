@@ -36,19 +36,16 @@ type Config struct {
 
 // Client calls chat completions. Safe for concurrent use.
 type Client struct {
-	cfg  Config
-	conn llm.Conn
+	llm.Conn
+	cfg Config
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
+	return &Client{cfg: cfg, Conn: llm.NewConn("openai", cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
-
-// Name returns "openai".
-func (c *Client) Name() string { return "openai" }
 
 type message = llm.WireMessage
 
@@ -150,7 +147,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		}
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.HC, c.Name(), c.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, status int) (*llm.Response, error) {
 			if r.Error != nil {
 				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: status, Type: r.Error.Type, Message: r.Error.Message}
@@ -171,7 +168,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.Now(), func(b []byte, e *llm.Error) bool {
 		var body struct {
 			Error *apiError `json:"error"`
 		}
@@ -240,4 +237,4 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 }
 
 // String describes the client for logs.
-func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.conn.BaseURL) }
+func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.BaseURL) }

@@ -61,15 +61,6 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := (*calls)[0]
-	if got.Method != http.MethodPost || got.Path != "/v1/chat/completions" {
-		t.Errorf("request line = %s %s", got.Method, got.Path)
-	}
-	for k, want := range map[string]string{"Authorization": "Bearer sk-test", "Content-Type": "application/json", "OpenAI-Organization": "org-1"} {
-		if v := got.Header.Get(k); v != want {
-			t.Errorf("header %s = %q, want %q", k, v, want)
-		}
-	}
 	wantBody := map[string]any{
 		"model": "gpt-4.1", "max_tokens": float64(200), "temperature": 0.2, "user": "42",
 		"messages": []any{
@@ -79,9 +70,7 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 			map[string]any{"role": "user", "content": "help"},
 		},
 	}
-	if !reflect.DeepEqual(got.Body, wantBody) {
-		t.Errorf("body = %#v\nwant %#v", got.Body, wantBody)
-	}
+	llmtest.CheckRequest(t, *calls, "/v1/chat/completions", map[string]string{"Authorization": "Bearer sk-test", "Content-Type": "application/json", "OpenAI-Organization": "org-1"}, wantBody)
 	want := &llm.Response{ID: "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", Model: "gpt-4.1-2025-04-14", Text: "Hello! How can I assist you today?",
 		StopReason: "stop", Usage: llm.Usage{InputTokens: 195, CacheReadTokens: 1024, OutputTokens: 10}}
 	if !reflect.DeepEqual(resp, want) {
