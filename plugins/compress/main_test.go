@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk"
@@ -68,40 +67,10 @@ func TestInitRejectsBadConfig(t *testing.T) {
 	}
 }
 
-var (
-	wasmOnce sync.Once
-	wasmPath string
-	wasmErr  error
-)
-
-// buildWasm builds this package for wasip1 once per test binary.
+// buildWasm builds this package for wasip1.
 func buildWasm(t testing.TB) []byte {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("skipping: the go tool is not on PATH to build the module")
-	}
-	wasmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "compress-wasm-")
-		if err != nil {
-			wasmErr = err
-			return
-		}
-		wasmPath = filepath.Join(dir, "compress.wasm")
-		cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", wasmPath, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			wasmErr = errors.New(string(out))
-		}
-	})
-	if wasmErr != nil {
-		t.Fatalf("build compress.wasm: %v", wasmErr)
-	}
-	b, err := os.ReadFile(wasmPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return buildtest.Wasm(t, ".")
 }
 
 // loadWasm loads the module into a runtime of the test's own.
