@@ -28,25 +28,10 @@ import (
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/conformance/testguest"
 	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
+	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/cache/rules"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
-
-// shippedConfig is the cache entry's config in policies/policies.json.
-func shippedConfig(tb testing.TB) []byte {
-	tb.Helper()
-	f, err := policy.ReadPoliciesFile(filepath.Join("..", "..", "policies"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, e := range f.Policies {
-		if e.Kind == "cache" {
-			return []byte(e.Config)
-		}
-	}
-	tb.Fatal("no cache entry")
-	return nil
-}
 
 var (
 	buildOnce sync.Map // dir -> path
@@ -76,7 +61,7 @@ func module(tb testing.TB, dir string) string {
 func TestGoCasesAgainstRustModule(t *testing.T) {
 	wasm := module(t, ".")
 	cfg := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfg, shippedConfig(t), 0o644); err != nil {
+	if err := os.WriteFile(cfg, policytest.ShippedConfig(t, "cache"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cases := filepath.Join("..", "cache", "testdata", "cases")
@@ -120,7 +105,7 @@ func randomRequest(r *rand.Rand) abi.CacheRequest {
 // decision through the host equals the Go rules' decision.
 func TestRustDecidesLikeGo(t *testing.T) {
 	ctx := context.Background()
-	cfg := shippedConfig(t)
+	cfg := policytest.ShippedConfig(t, "cache")
 	goRules, err := rules.Parse(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +178,7 @@ func subjects(b *testing.B) []subject {
 		}
 		return w
 	}
-	cfg := shippedConfig(b)
+	cfg := policytest.ShippedConfig(b, "cache")
 	return []subject{
 		{"noop", testguest.NoopCache(), nil},
 		{"rust", read(module(b, ".")), cfg},
@@ -322,7 +307,7 @@ func BenchmarkCacheDecisionRounds(b *testing.B) {
 			if !ok || err != nil {
 				b.Fatalf("WINGATE_CACHERS_EXTRA: %q: want name=path.wasm (%v)", kv, err)
 			}
-			subs = append(subs, subject{name, w, shippedConfig(b)})
+			subs = append(subs, subject{name, w, policytest.ShippedConfig(b, "cache")})
 		}
 	}
 	reqs := []struct {

@@ -46,7 +46,7 @@ func routeVersion(tb testing.TB, cfg []byte) *policy.Version {
 // TestWasmCases runs the case files against the built module in the real
 // runtime, and checks that it decides exactly as the native router.
 func TestWasmCases(t *testing.T) {
-	cfg := policyConfig(t)
+	cfg := policytest.ShippedConfig(t, "route")
 	v := routeVersion(t, cfg)
 	policytest.Run(t, v, filepath.Join("testdata", "cases"))
 

@@ -490,3 +490,46 @@ func runCompress(ctx context.Context, d Decider, c Case) (json.RawMessage, []str
 	}
 	return got, diffs, nil
 }
+
+// ShippedConfig returns the configuration of the first entry of kind in
+// the repository's policies/policies.json (found above the working
+// directory), the configuration a policy's tests check it with. A file
+// or entry that is missing fails the test: the file is part of the
+// repository.
+func ShippedConfig(tb testing.TB, kind string) []byte {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("policies/policies.json: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "policies", "policies.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var f struct {
+		Policies []struct {
+			Kind   string          `json:"kind"`
+			Config json.RawMessage `json:"config"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		tb.Fatalf("policies/policies.json: %v", err)
+	}
+	for _, p := range f.Policies {
+		if p.Kind == kind {
+			return p.Config
+		}
+	}
+	tb.Fatalf("policies/policies.json has no %s entry", kind)
+	return nil
+}
