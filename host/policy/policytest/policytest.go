@@ -37,6 +37,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy/evaljson"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -498,21 +499,7 @@ func runCompress(ctx context.Context, d Decider, c Case) (json.RawMessage, []str
 // repository.
 func ShippedConfig(tb testing.TB, kind string) []byte {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("policies/policies.json: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "policies", "policies.json"))
+	raw, err := os.ReadFile(filepath.Join(testkit.RepoRoot(tb), "policies", "policies.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}
