@@ -186,6 +186,29 @@ func subjects(b *testing.B) []subject {
 	}
 }
 
+// cacheEngine returns an engine whose cache policy is the subject's
+// module, loaded with one instance into a runtime of its own; both are
+// closed when the benchmark ends.
+func cacheEngine(b *testing.B, s subject) *policy.Engine {
+	b.Helper()
+	ctx := context.Background()
+	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(ctx) })
+	v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
+	b.Cleanup(e.Close)
+	if _, err := e.Activate(abi.KindCache, v); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
 // BenchmarkCacheDecision is issue 19's first figure: one cache decision
 // through the host's real call path (Engine → Version → pool → guarded
 // guest code → decode), for the default cache policy in Go and in Rust
@@ -199,20 +222,7 @@ func BenchmarkCacheDecision(b *testing.B) {
 	ctx := context.Background()
 	for _, s := range subjects(b) {
 		b.Run(s.name, func(b *testing.B) {
-			rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close(ctx)
-			v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
-			e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
-			defer e.Close()
-			if _, err := e.Activate(abi.KindCache, v); err != nil {
-				b.Fatal(err)
-			}
+			e := cacheEngine(b, s)
 			if d, r := e.Cache(ctx, &benchReq); r.Outcome != policy.OutcomeOK || (s.name != "noop" && d.Key != "u=42|/api/users/42/reputation") {
 				b.Fatalf("%v %+v", r.Outcome, d)
 			}
@@ -319,20 +329,7 @@ func BenchmarkCacheDecisionRounds(b *testing.B) {
 	}
 	engines := make([]*policy.Engine, len(subs))
 	for i, s := range subs {
-		rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rt.Close(ctx)
-		v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
-		if err != nil {
-			b.Fatal(err)
-		}
-		e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
-		defer e.Close()
-		if _, err := e.Activate(abi.KindCache, v); err != nil {
-			b.Fatal(err)
-		}
+		e := cacheEngine(b, s)
 		// The extra modules may be stubs; the two policies must decide.
 		if d, r := e.Cache(ctx, &benchReq); r.Outcome != policy.OutcomeOK || ((s.name == "rust" || s.name == "go") && d.Key != "u=42|/api/users/42/reputation") {
 			b.Fatalf("%s: %v %+v", s.name, r.Outcome, d)
