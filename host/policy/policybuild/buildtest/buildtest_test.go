@@ -13,16 +13,7 @@ import (
 // file of the guest, a package it imports, go.mod) and with nothing else.
 func TestSourceHash(t *testing.T) {
 	mod := t.TempDir()
-	write := func(name, text string) {
-		t.Helper()
-		p := filepath.Join(mod, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, text string) { testkit.WriteFile(t, mod, name, text) }
 	write("go.mod", "module example.com/g\n\ngo 1.21\n")
 	write("lib/lib.go", "package lib\n\nconst N = 1\n")
 	write("guest/main.go", "package main\n\nimport \"example.com/g/lib\"\n\nfunc main() { _ = lib.N }\n")
