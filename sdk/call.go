@@ -44,33 +44,37 @@ func CallInit(config []byte) error {
 // so a handler that keeps a request string without strings.Clone fails its
 // own tests instead of misbehaving in production.
 func CallCache(req CacheRequest) (CacheDecision, error) {
-	var d CacheDecision
-	in := abi.AppendCacheRequest(nil, &req)
-	out := local.decide(abi.KindCache, in)
-	poison(in)
-	b, err := result(out)
-	if err != nil {
-		return d, err
-	}
-	if err := abi.DecodeCacheDecision(b, &d); err != nil {
-		return d, fmt.Errorf("sdk: decode cache decision: %w", err)
-	}
-	return d, nil
+	return call(abi.KindCache, &req, abi.AppendCacheRequest, abi.DecodeCacheDecision, true)
 }
 
 // CallRoute is CallCache for the route kind.
 // Its request's message is a view of the input buffer, as in CallCache.
 func CallRoute(req RouteRequest) (RouteDecision, error) {
-	var d RouteDecision
-	in := abi.AppendRouteRequest(nil, &req)
-	out := local.decide(abi.KindRoute, in)
-	poison(in)
+	return call(abi.KindRoute, &req, abi.AppendRouteRequest, abi.DecodeRouteDecision, true)
+}
+
+// CallCompress is CallCache for the compress kind; its request's strings
+// are copies the handler may keep.
+func CallCompress(req CompressRequest) (CompressDecision, error) {
+	return call(abi.KindCompress, &req, abi.AppendCompressRequest, abi.DecodeCompressDecision, false)
+}
+
+// call encodes req as the host does, runs the kind's handler on it,
+// overwrites the input afterwards when the handler sees views of it
+// (poisonInput), and decodes the decision.
+func call[Req, Dec any](kind abi.Kind, req *Req, encode func([]byte, *Req) []byte, decode func([]byte, *Dec) error, poisonInput bool) (Dec, error) {
+	var d Dec
+	in := encode(nil, req)
+	out := local.decide(kind, in)
+	if poisonInput {
+		poison(in)
+	}
 	b, err := result(out)
 	if err != nil {
 		return d, err
 	}
-	if err := abi.DecodeRouteDecision(b, &d); err != nil {
-		return d, fmt.Errorf("sdk: decode route decision: %w", err)
+	if err := decode(b, &d); err != nil {
+		return d, fmt.Errorf("sdk: decode %s decision: %w", kind, err)
 	}
 	return d, nil
 }
@@ -81,20 +85,6 @@ func poison(b []byte) {
 	for i := range b {
 		b[i] = 0xa5
 	}
-}
-
-// CallCompress is CallCache for the compress kind; its request's strings
-// are copies the handler may keep.
-func CallCompress(req CompressRequest) (CompressDecision, error) {
-	var d CompressDecision
-	b, err := result(local.decide(abi.KindCompress, abi.AppendCompressRequest(nil, &req)))
-	if err != nil {
-		return d, err
-	}
-	if err := abi.DecodeCompressDecision(b, &d); err != nil {
-		return d, fmt.Errorf("sdk: decode compress decision: %w", err)
-	}
-	return d, nil
 }
 
 // Kinds returns the kinds that have a registered handler, in ABI order:

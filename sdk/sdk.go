@@ -125,6 +125,45 @@ func HandleCompress(fn CompressFunc) { compressFn = fn }
 // Without one, configuration bytes are ignored.
 func OnInit(fn InitFunc) { initFn = fn }
 
+// Configured is a policy's state built from its configuration: by the
+// init handler Configure registers, or from the defaults (a nil
+// configuration) when a decision comes before any init.
+type Configured[T any] struct {
+	build func(config []byte) (T, error)
+	v     T
+	ok    bool
+}
+
+// Configure registers an init handler (replacing any other) that builds
+// the policy's state from its configuration with build, and returns the
+// state's holder for the decision handlers to read.
+func Configure[T any](build func(config []byte) (T, error)) *Configured[T] {
+	c := &Configured[T]{build: build}
+	OnInit(c.init)
+	return c
+}
+
+func (c *Configured[T]) init(config []byte) error {
+	v, err := c.build(config)
+	if err != nil {
+		return err
+	}
+	c.v, c.ok = v, true
+	return nil
+}
+
+// Get returns the state, building it from the defaults first when init
+// has not run.
+func (c *Configured[T]) Get() (T, error) {
+	if !c.ok {
+		if err := c.init(nil); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+	return c.v, nil
+}
+
 // kinds returns the bit set of kinds with a registered handler.
 func kinds() uint32 {
 	var k uint32

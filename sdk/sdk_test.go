@@ -70,3 +70,43 @@ func TestCacheRequestStringsAreViews(t *testing.T) {
 		t.Error("a retained view still reads the request after the call; it should be overwritten")
 	}
 }
+
+// TestConfigure: the state comes from the init handler's configuration;
+// before any init, from the defaults (a nil configuration), built once; a
+// configuration the builder refuses fails init and keeps the state.
+func TestConfigure(t *testing.T) {
+	var built []string
+	c := Configure(func(config []byte) (string, error) {
+		built = append(built, string(config))
+		if string(config) == "bad" {
+			return "", errors.New("bad configuration")
+		}
+		return "state:" + string(config), nil
+	})
+	defer OnInit(nil)
+	for range 2 {
+		if v, err := c.Get(); err != nil || v != "state:" {
+			t.Fatalf("before init: %q, %v; want the defaults' state", v, err)
+		}
+	}
+	if len(built) != 1 || built[0] != "" {
+		t.Fatalf("built %q; want once, from a nil configuration", built)
+	}
+	if err := CallInit([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(); v != "state:x" {
+		t.Fatalf("after init: %q", v)
+	}
+	if err := CallInit([]byte("bad")); err == nil || !strings.Contains(err.Error(), "bad configuration") {
+		t.Fatalf("init with a refused configuration: %v", err)
+	}
+	if v, _ := c.Get(); v != "state:x" {
+		t.Fatalf("a failed init replaced the state: %q", v)
+	}
+
+	failing := Configure(func([]byte) (int, error) { return 0, errors.New("no defaults") })
+	if _, err := failing.Get(); err == nil || err.Error() != "no defaults" {
+		t.Fatalf("defaults that fail to build: %v", err)
+	}
+}

@@ -499,7 +499,7 @@ func TestTwoInstancesPurge(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	rs := testkit.StartRedis(t)
 	prefix := testPrefix(t)
-	var logBuf syncBuffer
+	var logBuf testkit.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	probe := testkit.StartSchedProbe()
 	a := newTestCache(t, Config{Prefix: prefix, Redis: redisClient(t, rs), Logger: log})
@@ -562,23 +562,6 @@ func TestRedisOutage(t *testing.T) {
 	starved := probe.Stop()
 	t.Logf("worst scheduling delay during the run: %v", starved)
 	checkStateLines(t, logBuf.String(), starved)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRedisDownAtStart: the cache works in-process only and recovers.

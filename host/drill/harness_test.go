@@ -1,7 +1,6 @@
 package drill
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -103,7 +102,7 @@ type host struct {
 	base string // the public listener: the API
 	ops  string // the operators' listener: /admin
 	app  *app.App
-	out  *lockedBuffer // its warnings and errors
+	out  *testkit.SyncBuffer // its warnings and errors
 }
 
 // startServe builds the application with the drill's address, secrets
@@ -116,7 +115,7 @@ func startServe(t *testing.T, set func(*app.Config)) *host {
 	if set != nil {
 		set(&cfg)
 	}
-	out := &lockedBuffer{}
+	out := &testkit.SyncBuffer{}
 	log, err := app.NewLogger(out, cfg.LogLevel)
 	if err != nil {
 		t.Fatal(err)
@@ -588,23 +587,6 @@ func (l *ledger) count(kind string, status int) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.statuses[kind+" "+strconv.Itoa(status)]
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // sleepPhase waits d and logs the phase.

@@ -12,12 +12,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/app"
 	"github.com/wingman-app/wingate/host/internal/testkit"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 )
 
 // shippedPolicy is one entry of policies/policies.json with its module.
@@ -216,33 +216,12 @@ func TestDrillPolicySwaps(t *testing.T) {
 	l.verify(t, db)
 }
 
-var (
-	guestOnce sync.Once
-	guestWasm []byte
-	guestErr  error
-)
-
 // hostileGuest builds the policy runtime's test guest, whose behaviour is
 // chosen by its configuration ({"mode": "loop"} spins forever, "trap"
 // exits, ...).
 func hostileGuest(t *testing.T) []byte {
 	t.Helper()
-	guestOnce.Do(func() {
-		out := filepath.Join(os.TempDir(), fmt.Sprintf("wingate-drill-guest-%d.wasm", os.Getpid()))
-		defer os.Remove(out)
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./host/policy/testdata/guest")
-		cmd.Dir = testkit.RepoRoot(t)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			guestErr = fmt.Errorf("build the hostile guest: %v\n%s", err, b)
-			return
-		}
-		guestWasm, guestErr = os.ReadFile(out)
-	})
-	if guestErr != nil {
-		t.Fatal(guestErr)
-	}
-	return guestWasm
+	return buildtest.Wasm(t, filepath.Join(testkit.RepoRoot(t), "host", "policy", "testdata", "guest"))
 }
 
 // hostilePush is one hostile cache policy pushed by a drill: the test
@@ -287,7 +266,7 @@ func TestDrillRunawayPolicy(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "WINGATE_DRILL_CHILD=runaway")
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/wingman-app/wingate/host/llm/sse"
 )
 
 // maxResponseBody bounds a non-streamed provider response.
@@ -57,25 +59,30 @@ func DecodeResponse(provider string, res *http.Response, v any) error {
 // maxErrorBody caps how much of an error response is read.
 const maxErrorBody = 64 << 10
 
-// Conn is what the provider clients share: the base URL without a
-// trailing slash, the HTTP client and the clock.
+// Conn is what the provider clients share, embedded in each: the
+// provider's name, the base URL without a trailing slash, the HTTP client
+// and the clock.
 type Conn struct {
-	BaseURL string
-	HC      *http.Client
-	Now     func() time.Time
+	Provider string
+	BaseURL  string
+	HC       *http.Client
+	Now      func() time.Time
 }
 
-// NewConn returns a Conn on baseURL (defaultURL when empty) through hc (a
-// fresh client when nil).
-func NewConn(baseURL, defaultURL string, hc *http.Client) Conn {
+// NewConn returns the Conn of provider on baseURL (defaultURL when empty)
+// through hc (a fresh client when nil).
+func NewConn(provider, baseURL, defaultURL string, hc *http.Client) Conn {
 	if baseURL == "" {
 		baseURL = defaultURL
 	}
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return Conn{BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
+	return Conn{Provider: provider, BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
 }
+
+// Name returns the provider's name.
+func (c *Conn) Name() string { return c.Provider }
 
 // HTTPError maps a provider's non-2xx answer onto an *Error: the kind from
 // the status (and kind, when non-zero, overriding it), the Retry-After
@@ -112,6 +119,48 @@ func StreamBroken(ctx context.Context, provider, end string, err error) *Error {
 		err = io.ErrUnexpectedEOF
 	}
 	return &Error{Provider: provider, Kind: KindStream, Message: "stream ended before " + end, Err: err}
+}
+
+// Stream is the state of a streamed response being read by ReadStream.
+type Stream struct {
+	// Response collects what the events report; its Text is set from the
+	// deltas when the stream ends.
+	Response
+	provider string
+	text     strings.Builder
+	onDelta  DeltaFunc
+}
+
+// Delta adds text to the response and passes it to the caller's DeltaFunc,
+// whose error, if any, it returns as an *Error of the provider.
+func (s *Stream) Delta(text string) error {
+	s.text.WriteString(text)
+	if err := s.onDelta(text); err != nil {
+		return AsError(s.provider, err)
+	}
+	return nil
+}
+
+// ReadStream reads a provider's SSE body, handing every event to handle
+// until handle reports the stream's end event (named by end) or fails. A
+// body that breaks or ends before that fails the call (StreamBroken).
+func ReadStream(ctx context.Context, provider, end string, body io.Reader, onDelta DeltaFunc, handle func(ev sse.Event, s *Stream) (done bool, err error)) (*Response, error) {
+	s := &Stream{provider: provider, onDelta: onDelta}
+	dec := sse.NewDecoder(body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			return nil, StreamBroken(ctx, provider, end, err)
+		}
+		done, err := handle(ev, s)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			s.Response.Text = s.text.String()
+			return &s.Response, nil
+		}
+	}
 }
 
 // Exchange is one call of a provider client: it posts payload to url

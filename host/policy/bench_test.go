@@ -54,97 +54,80 @@ func benchEngine(b *testing.B, kind abi.Kind) *Engine {
 var cacheReq = abi.CacheRequest{Method: "GET", Route: "/api/users/:id/reputation", Path: "/api/users/42/reputation", User: "42"}
 
 func BenchmarkCacheDecision(b *testing.B) {
-	e := benchEngine(b, abi.KindCache)
-	ctx := context.Background()
-	b.ReportAllocs()
-	m := startCPU(b)
-	defer m.report(b)
-	for b.Loop() {
-		if _, r := e.Cache(ctx, &cacheReq); r.Outcome != OutcomeOK {
-			b.Fatal(r.Outcome)
-		}
-	}
+	benchSerial(b, abi.KindCache, func(ctx context.Context, e *Engine) Outcome {
+		_, r := e.Cache(ctx, &cacheReq)
+		return r.Outcome
+	})
 }
 
 // message500 is a 500-character chat message.
 var message500 = strings.Repeat("how do I start a conversation at a party ", 13)[:500]
 
 func BenchmarkRouteDecision500(b *testing.B) {
-	e := benchEngine(b, abi.KindRoute)
 	req := abi.RouteRequest{Message: message500, HistoryTurns: 4, HistoryTokens: 300}
-	ctx := context.Background()
-	b.ReportAllocs()
-	m := startCPU(b)
-	defer m.report(b)
-	for b.Loop() {
-		if _, r := e.Route(ctx, &req); r.Outcome != OutcomeOK {
-			b.Fatal(r.Outcome)
-		}
-	}
+	benchSerial(b, abi.KindRoute, func(ctx context.Context, e *Engine) Outcome {
+		_, r := e.Route(ctx, &req)
+		return r.Outcome
+	})
 }
 
 func BenchmarkCompressDecision(b *testing.B) {
-	e := benchEngine(b, abi.KindCompress)
 	req := abi.CompressRequest{Query: "what did I say about my sister?", BudgetTokens: 1500}
 	for i := 0; i < 40; i++ {
 		req.Messages = append(req.Messages, abi.Message{ID: "m" + string(rune('a'+i%26)), Role: abi.Role(i % 2), Text: message500[:200], Tokens: 50})
 	}
+	benchSerial(b, abi.KindCompress, func(ctx context.Context, e *Engine) Outcome {
+		_, r := e.Compress(ctx, &req)
+		return r.Outcome
+	})
+}
+
+// benchSerial runs decide on an engine of kind, one call at a time.
+func benchSerial(b *testing.B, kind abi.Kind, decide func(context.Context, *Engine) Outcome) {
+	e := benchEngine(b, kind)
 	ctx := context.Background()
 	b.ReportAllocs()
 	m := startCPU(b)
 	defer m.report(b)
 	for b.Loop() {
-		if _, r := e.Compress(ctx, &req); r.Outcome != OutcomeOK {
-			b.Fatal(r.Outcome)
+		if o := decide(ctx, e); o != OutcomeOK {
+			b.Fatal(o)
 		}
 	}
 }
 
 // BenchmarkCacheDecisionParallel shows the pool under contention.
 func BenchmarkCacheDecisionParallel(b *testing.B) {
-	for _, par := range []int{2, 64} {
-		b.Run("goroutines="+itoa(par), func(b *testing.B) {
-			e := benchEngine(b, abi.KindCache)
-			ctx := context.Background()
-			// RunParallel starts parallelism × GOMAXPROCS goroutines.
-			p := par / gomaxprocs()
-			if p < 1 {
-				p = 1
-			}
-			b.SetParallelism(p)
-			b.ReportAllocs()
-			m := startCPU(b)
-			defer m.report(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, r := e.Cache(ctx, &cacheReq); r.Outcome != OutcomeOK {
-						b.Error(r.Outcome)
-						return
-					}
-				}
-			})
-		})
-	}
+	benchParallel(b, abi.KindCache, func(ctx context.Context, e *Engine) Outcome {
+		_, r := e.Cache(ctx, &cacheReq)
+		return r.Outcome
+	})
 }
 
 func BenchmarkRouteDecision500Parallel(b *testing.B) {
+	req := abi.RouteRequest{Message: message500}
+	benchParallel(b, abi.KindRoute, func(ctx context.Context, e *Engine) Outcome {
+		_, r := e.Route(ctx, &req)
+		return r.Outcome
+	})
+}
+
+// benchParallel runs decide on an engine of kind from 2 and from 64
+// goroutines at once.
+func benchParallel(b *testing.B, kind abi.Kind, decide func(context.Context, *Engine) Outcome) {
 	for _, par := range []int{2, 64} {
 		b.Run("goroutines="+itoa(par), func(b *testing.B) {
-			e := benchEngine(b, abi.KindRoute)
-			req := abi.RouteRequest{Message: message500}
+			e := benchEngine(b, kind)
 			ctx := context.Background()
-			p := par / gomaxprocs()
-			if p < 1 {
-				p = 1
-			}
-			b.SetParallelism(p)
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism(max(par/gomaxprocs(), 1))
 			b.ReportAllocs()
 			m := startCPU(b)
 			defer m.report(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, r := e.Route(ctx, &req); r.Outcome != OutcomeOK {
-						b.Error(r.Outcome)
+					if o := decide(ctx, e); o != OutcomeOK {
+						b.Error(o)
 						return
 					}
 				}

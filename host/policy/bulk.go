@@ -1,6 +1,10 @@
 package policy
 
-import "github.com/tetratelabs/wabin/wasm"
+import (
+	"github.com/tetratelabs/wabin/wasm"
+
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
+)
 
 // bulkChunk is the most bytes one memory.fill or memory.copy of a guest
 // touches between two guard checks. A single bulk instruction over a
@@ -39,32 +43,32 @@ func appendBulk(m *wasm.Module, nImportedFuncs uint32, g *guardConfig) (fill, co
 	)
 	get := func(l byte) []byte { return []byte{0x20, l} }
 	set := func(l byte) []byte { return []byte{0x21, l} }
-	chunk := appendSLEB64([]byte{0x41}, bulkChunk)
+	chunk := wasmcode.AppendSLEB([]byte{0x41}, bulkChunk)
 	// inBounds traps when [local a, a+n) lies outside memory.
 	inBounds := func(a byte) []byte {
-		return cat(get(a), []byte{0xad}, get(n), []byte{0xad, 0x7c}, // i64(a) + i64(n)
+		return wasmcode.Cat(get(a), []byte{0xad}, get(n), []byte{0xad, 0x7c}, // i64(a) + i64(n)
 			[]byte{0x3f, 0x00, 0xad, 0x42, 0x10, 0x86, 0x56}, // memory.size << 16; i64.gt_u
 			[]byte{0x04, 0x40, 0x00, 0x0b})                   // if unreachable end
 	}
 	// minChunk sets c = min(n, bulkChunk).
-	minChunk := cat(get(n), chunk, get(n), chunk, []byte{0x49, 0x1b}, set(c))
+	minChunk := wasmcode.Cat(get(n), chunk, get(n), chunk, []byte{0x49, 0x1b}, set(c))
 	// spend takes c/4 + 1 from the budget, calling the refill function
 	// (or trapping, without one) when it has less.
-	gb := appendULEB([]byte{0x23}, budget)
-	spend := cat(get(c), []byte{0x41, 0x02, 0x76, 0xad, 0x42, 0x01, 0x7c}, set(k), // k = i64(c >> 2) + 1
+	gb := wasmcode.AppendULEB([]byte{0x23}, budget)
+	spend := wasmcode.Cat(get(c), []byte{0x41, 0x02, 0x76, 0xad, 0x42, 0x01, 0x7c}, set(k), // k = i64(c >> 2) + 1
 		gb, get(k), []byte{0x54, 0x04, 0x40}, g.coldPath(nil, 0), []byte{0x0b}, // if budget < k: refill end
-		gb, get(k), []byte{0x7d}, appendULEB([]byte{0x24}, budget))
-	minChunk = cat(minChunk, spend)
+		gb, get(k), []byte{0x7d}, wasmcode.AppendULEB([]byte{0x24}, budget))
+	minChunk = wasmcode.Cat(minChunk, spend)
 	// nextN sets n -= c and branches back while n != 0.
-	nextN := cat(get(n), get(c), []byte{0x6b, 0x22, n, 0x0d, 0x00})
-	advance := func(l byte) []byte { return cat(get(l), get(c), []byte{0x6a}, set(l)) }
+	nextN := wasmcode.Cat(get(n), get(c), []byte{0x6b, 0x22, n, 0x0d, 0x00})
+	advance := func(l byte) []byte { return wasmcode.Cat(get(l), get(c), []byte{0x6a}, set(l)) }
 
-	fillBody := cat(inBounds(dst),
+	fillBody := wasmcode.Cat(inBounds(dst),
 		[]byte{0x03, 0x40}, minChunk,
 		get(dst), get(src), get(c), []byte{0xfc, 0x0b, 0x00},
 		advance(dst), nextN,
 		[]byte{0x0b, 0x0b})
-	copyBody := cat(inBounds(dst), inBounds(src),
+	copyBody := wasmcode.Cat(inBounds(dst), inBounds(src),
 		get(dst), get(src), []byte{0x4d, 0x04, 0x40}, // if dst <= src: forward
 		[]byte{0x03, 0x40}, minChunk,
 		get(dst), get(src), get(c), []byte{0xfc, 0x0a, 0x00, 0x00},
@@ -83,26 +87,6 @@ func appendBulk(m *wasm.Module, nImportedFuncs uint32, g *guardConfig) (fill, co
 		&wasm.Code{LocalTypes: []wasm.ValueType{i32, i64}, Body: fillBody},
 		&wasm.Code{LocalTypes: []wasm.ValueType{i32, i64}, Body: copyBody})
 	return base, base + 1
-}
-
-func cat(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
-// appendSLEB64 appends v as a signed LEB128 number.
-func appendSLEB64(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
 }
 
 // A slice must hold a full chunk's charge, or a bulk instruction could

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 )
 
 // The loop guard. At load time every function body is rewritten so that
@@ -158,9 +160,9 @@ func (g *guardConfig) coldPath(b []byte, depth uint32) []byte {
 		return append(b, 0x00) // unreachable
 	}
 	b = append(b, 0x41) // i32.const depth
-	b = appendSLEB64(b, int64(depth))
+	b = wasmcode.AppendSLEB(b, int64(depth))
 	b = append(b, 0x10) // call $refill
-	return appendULEB(b, g.refill)
+	return wasmcode.AppendULEB(b, g.refill)
 }
 
 // funcIndex maps a function index of the original module to the
@@ -261,9 +263,9 @@ func hasCall(body []byte) (bool, error) {
 func loopCheck(g *guardConfig) []byte {
 	check := make([]byte, 0, 40)
 	check = append(check, 0x23) // global.get $halt
-	check = appendULEB(check, g.halt)
+	check = wasmcode.AppendULEB(check, g.halt)
 	check = append(check, 0x23) // global.get $budget
-	check = appendULEB(check, g.budget)
+	check = wasmcode.AppendULEB(check, g.budget)
 	check = append(check, 0x50)       // i64.eqz
 	check = append(check, 0x72)       // i32.or
 	check = append(check, 0x04, 0x40) // if (empty)
@@ -274,10 +276,10 @@ func loopCheck(g *guardConfig) []byte {
 
 func appendSpend(check []byte, g *guardConfig) []byte {
 	check = append(check, 0x23) // global.get $budget
-	check = appendULEB(check, g.budget)
+	check = wasmcode.AppendULEB(check, g.budget)
 	check = append(check, 0x42, 0x01, 0x7d) // i64.const 1, i64.sub
 	check = append(check, 0x24)             // global.set $budget
-	return appendULEB(check, g.budget)
+	return wasmcode.AppendULEB(check, g.budget)
 }
 
 // callCost is the budget a guarded call spends: a call and return cost
@@ -295,38 +297,38 @@ const callCost = 8
 // depth left; after, the call gives the depth back.
 func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 	before = append(before, 0x23) // global.get $halt
-	before = appendULEB(before, g.halt)
+	before = wasmcode.AppendULEB(before, g.halt)
 	before = append(before, 0x23) // global.get $budget
-	before = appendULEB(before, g.budget)
+	before = wasmcode.AppendULEB(before, g.budget)
 	before = append(before, 0x42, callCost, 0x54, 0x72) // i64.const callCost, i64.lt_u, i32.or
 	before = append(before, 0x23)                       // global.get $depth
-	before = appendULEB(before, g.depth)
+	before = wasmcode.AppendULEB(before, g.depth)
 	before = append(before, 0x41) // i32.const depth
-	before = appendSLEB64(before, int64(depth))
+	before = wasmcode.AppendSLEB(before, int64(depth))
 	before = append(before, 0x49, 0x72) // i32.lt_u, i32.or
 	before = append(before, 0x04, 0x40) // if (empty)
 	before = g.coldPath(before, depth)  // refill or trap
 	before = append(before, 0x0b)       // end
 	before = append(before, 0x23)       // global.get $budget
-	before = appendULEB(before, g.budget)
+	before = wasmcode.AppendULEB(before, g.budget)
 	before = append(before, 0x42, callCost, 0x7d) // i64.const callCost, i64.sub
 	before = append(before, 0x24)                 // global.set $budget
-	before = appendULEB(before, g.budget)
+	before = wasmcode.AppendULEB(before, g.budget)
 	before = append(before, 0x23) // global.get $depth
-	before = appendULEB(before, g.depth)
+	before = wasmcode.AppendULEB(before, g.depth)
 	before = append(before, 0x41) // i32.const depth
-	before = appendSLEB64(before, int64(depth))
+	before = wasmcode.AppendSLEB(before, int64(depth))
 	before = append(before, 0x6b) // i32.sub
 	before = append(before, 0x24) // global.set $depth
-	before = appendULEB(before, g.depth)
+	before = wasmcode.AppendULEB(before, g.depth)
 
 	after = append(after, 0x23) // global.get $depth
-	after = appendULEB(after, g.depth)
+	after = wasmcode.AppendULEB(after, g.depth)
 	after = append(after, 0x41) // i32.const depth
-	after = appendSLEB64(after, int64(depth))
+	after = wasmcode.AppendSLEB(after, int64(depth))
 	after = append(after, 0x6a) // i32.add
 	after = append(after, 0x24) // global.set $depth
-	after = appendULEB(after, g.depth)
+	after = wasmcode.AppendULEB(after, g.depth)
 	return before, after
 }
 
@@ -380,12 +382,12 @@ func guardBody(body []byte, g *guardConfig) ([]byte, error) {
 		case in.op == 0xfc && in.sub == 11 && g.fill != noFunc: // memory.fill
 			out = append(out, body[last:in.start]...)
 			out = append(out, 0x10)
-			out = appendULEB(out, g.fill)
+			out = wasmcode.AppendULEB(out, g.fill)
 			last = in.end
 		case in.op == 0xfc && in.sub == 10 && g.copy != noFunc: // memory.copy
 			out = append(out, body[last:in.start]...)
 			out = append(out, 0x10)
-			out = appendULEB(out, g.copy)
+			out = wasmcode.AppendULEB(out, g.copy)
 			last = in.end
 		}
 	})
@@ -402,19 +404,7 @@ func (g *guardConfig) appendCall(out, body []byte, in instr) []byte {
 		return append(out, body[in.start:in.end]...)
 	}
 	out = append(out, in.op)
-	return appendULEB(out, g.funcIndex(uint32(in.imm)))
-}
-
-func appendULEB(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
+	return wasmcode.AppendULEB(out, g.funcIndex(uint32(in.imm)))
 }
 
 // codeReader walks instruction immediates with a sticky error.

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wingman-app/wingate/host/internal/guests"
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -47,7 +48,7 @@ func TestLateReturnIsTimeout(t *testing.T) {
 	// 1 ms deadline is 2 million), then the error payload.
 	m.CodeSection[4] = &wasm.Code{LocalTypes: []wasm.ValueType{i32}, Body: body(
 		[]byte{0x03, 0x40, 0x20, 0x02, 0x41, 0x01, 0x6a, 0x22, 0x02, 0x41, 0xe0, 0xc6, 0xdb, 0x00, 0x48, 0x0d, 0x00, 0x0b},
-		appendSLEB64([]byte{0x42}, int64(16)<<32|2))}
+		wasmcode.AppendSLEB([]byte{0x42}, int64(16)<<32|2))}
 	v, err := rt.Load(context.Background(), Spec{Name: "late", MinInstances: 1, Deadline: 50 * time.Microsecond}, encode(m))
 	if err != nil {
 		t.Fatal(err)

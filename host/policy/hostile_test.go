@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -254,7 +255,7 @@ func TestMainIsNotRun(t *testing.T) {
 }
 
 func TestGuestLogsReachTheHostLogger(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.SyncBuffer
 	rt := newRuntime(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	v := loadGuest(t, rt, "ok", "", Spec{Name: "chatty", MinInstances: 1})
 	out := buf.String()
@@ -263,23 +264,6 @@ func TestGuestLogsReachTheHostLogger(t *testing.T) {
 			t.Errorf("log %q lacks %q", out, want)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestSaturationDoesNotQuarantine: calls that find no free instance are

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetratelabs/wabin/wasm"
 
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -179,24 +180,17 @@ func TestLoadRefusesHugeCounts(t *testing.T) {
 	header := []byte("\x00asm\x01\x00\x00\x00")
 	section := func(id byte, body ...byte) []byte { return append([]byte{id, byte(len(body))}, body...) }
 	huge := []byte{0xff, 0xff, 0xff, 0xff, 0x0f} // 2^32 - 1
-	cat := func(parts ...[]byte) []byte {
-		var out []byte
-		for _, p := range parts {
-			out = append(out, p...)
-		}
-		return out
-	}
-	oneFunc := cat(section(1, 0x01, 0x60, 0x00, 0x00), section(3, 0x01, 0x00))
+	oneFunc := wasmcode.Cat(section(1, 0x01, 0x60, 0x00, 0x00), section(3, 0x01, 0x00))
 	cases := map[string][]byte{
-		"exports":     cat(header, section(7, append(huge, 0x00)...)),
-		"types":       cat(header, section(1, append(huge, 0x60)...)),
-		"type params": cat(header, section(1, append([]byte{0x01, 0x60}, append(huge, 0x7f)...)...)),
-		"locals":      cat(header, oneFunc, section(10, append([]byte{0x01, 0x09, 0x01}, append(huge, 0x7f, 0x0b)...)...)),
-		"data bytes": cat(header, section(5, 0x01, 0x00, 0x01),
+		"exports":     wasmcode.Cat(header, section(7, append(huge, 0x00)...)),
+		"types":       wasmcode.Cat(header, section(1, append(huge, 0x60)...)),
+		"type params": wasmcode.Cat(header, section(1, append([]byte{0x01, 0x60}, append(huge, 0x7f)...)...)),
+		"locals":      wasmcode.Cat(header, oneFunc, section(10, append([]byte{0x01, 0x09, 0x01}, append(huge, 0x7f, 0x0b)...)...)),
+		"data bytes": wasmcode.Cat(header, section(5, 0x01, 0x00, 0x01),
 			section(11, append([]byte{0x01, 0x00, 0x41, 0x00, 0x0b}, append(huge, 0x01)...)...)),
-		"element entries": cat(header, oneFunc, section(4, 0x01, 0x70, 0x00, 0x01),
+		"element entries": wasmcode.Cat(header, oneFunc, section(4, 0x01, 0x70, 0x00, 0x01),
 			section(9, append([]byte{0x01, 0x00, 0x41, 0x00, 0x0b}, append(huge, 0x00)...)...)),
-		"function names": cat(header, section(0, append([]byte{0x04, 'n', 'a', 'm', 'e', 0x01, 0x06}, append(huge, 0x00)...)...)),
+		"function names": wasmcode.Cat(header, section(0, append([]byte{0x04, 'n', 'a', 'm', 'e', 0x01, 0x06}, append(huge, 0x00)...)...)),
 	}
 	rt := testRuntime(t)
 	for name, bin := range cases {

@@ -5,22 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 )
 
-// The test guest (testdata/guest) is built once per test run into a
-// temporary directory; its behaviour is chosen by configuration.
-var (
-	guestOnce sync.Once
-	guestWasm []byte
-	guestErr  error
-	tmpDir    string
-)
+var tmpDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wingate-policy-test-")
@@ -34,23 +28,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testGuest returns the test guest module, building it on first use.
+// testGuest returns the test guest module (testdata/guest), whose
+// behaviour is chosen by configuration.
 func testGuest(tb testing.TB) []byte {
 	tb.Helper()
-	guestOnce.Do(func() {
-		out := filepath.Join(tmpDir, "guest.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./testdata/guest")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			guestErr = fmt.Errorf("build test guest: %v\n%s", err, b)
-			return
-		}
-		guestWasm, guestErr = os.ReadFile(out)
-	})
-	if guestErr != nil {
-		tb.Fatal(guestErr)
-	}
-	return guestWasm
+	return buildtest.Wasm(tb, "testdata/guest")
 }
 
 // shared runtime for tests that do not inspect runtime-wide state.

@@ -4,6 +4,7 @@ import (
 	"github.com/tetratelabs/wabin/binary"
 	"github.com/tetratelabs/wabin/wasm"
 
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -14,60 +15,40 @@ import (
 
 var (
 	tVoid    = &wasm.FunctionType{}
-	tI32     = &wasm.FunctionType{Results: []wasm.ValueType{i32}}
-	tI32I32  = &wasm.FunctionType{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i32}}
-	tI32I64  = &wasm.FunctionType{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i64}}
-	tI32x2I6 = &wasm.FunctionType{Params: []wasm.ValueType{i32, i32}, Results: []wasm.ValueType{i64}}
 	tLog     = &wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32}}
+	abiTypes = wasmcode.ABITypes()
+	// The ABI's types: () -> i32, (i32) -> i32, (i32) -> i64, (i32, i32) -> i64.
+	tI32, tI32I32, tI32I64, tI32x2I6 = abiTypes[0], abiTypes[1], abiTypes[2], abiTypes[3]
 )
 
-func i32const(v byte) []byte { return appendSLEB64([]byte{0x41}, int64(v)) }
+func i32const(v byte) []byte { return wasmcode.I32Const(int64(v)) }
 
-func body(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return append(b, 0x0b)
-}
+var body = wasmcode.Body
 
 // abiModule returns the module as a wabin Module so tests can break it.
 // Memory holds at 16 the error payload "\x01x".
 func abiModule(minor byte) *wasm.Module {
-	// decide returns i64.const (16<<32 | 2): the error payload at 16.
-	packed := appendSLEB64([]byte{0x42}, int64(16)<<32|2)
-	m := &wasm.Module{
+	return &wasm.Module{
 		TypeSection:     []*wasm.FunctionType{tI32, tI32I32, tI32I64, tI32x2I6},
-		FunctionSection: []wasm.Index{0, 0, 1, 2, 3},
+		FunctionSection: wasmcode.ABIFunctions(),
 		MemorySection:   &wasm.Memory{Min: 1},
 		CodeSection: []*wasm.Code{
-			{Body: body(i32const(minor))},   // wingate_abi_v1
-			{Body: body(i32const(1 << 2))},  // wingate_kinds: route
-			{Body: body(i32const(64))},      // wingate_buffer
-			{Body: body(okPayloadPacked())}, // wingate_init: status ok
-			{Body: body(packed)},            // wingate_decide: error
+			{Body: body(i32const(minor))},        // wingate_abi_v1
+			{Body: body(i32const(1 << 2))},       // wingate_kinds: route
+			{Body: body(i32const(64))},           // wingate_buffer
+			{Body: body(okPayloadPacked())},      // wingate_init: status ok
+			{Body: body(wasmcode.Packed(16, 2))}, // wingate_decide: the error payload at 16
 		},
-		ExportSection: []*wasm.Export{
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportMarker, Index: 0},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportKinds, Index: 1},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportBuffer, Index: 2},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportInit, Index: 3},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportDecide, Index: 4},
-			{Type: wasm.ExternTypeMemory, Name: abi.ExportMemory, Index: 0},
+		ExportSection: wasmcode.ABIExports(0),
+		DataSection: []*wasm.DataSegment{
+			wasmcode.DataAt(16, []byte{byte(abi.StatusError), 'x'}),
+			wasmcode.DataAt(24, []byte{byte(abi.StatusOK)}),
 		},
-		DataSection: []*wasm.DataSegment{{
-			OffsetExpression: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{16}},
-			Init:             []byte{byte(abi.StatusError), 'x'},
-		}, {
-			OffsetExpression: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: []byte{24}},
-			Init:             []byte{byte(abi.StatusOK)},
-		}},
 	}
-	return m
 }
 
 // okPayloadPacked is i64.const (24<<32 | 1): the one-byte OK payload.
-func okPayloadPacked() []byte { return appendSLEB64([]byte{0x42}, int64(24)<<32|1) }
+func okPayloadPacked() []byte { return wasmcode.Packed(24, 1) }
 
 func encode(m *wasm.Module) []byte { return binary.EncodeModule(m) }
 
@@ -99,8 +80,7 @@ func echoRouteModule() *wasm.Module {
 		buf = 1024 // input buffer
 		out = 4096 // result payload: status, tier, score, reason
 	)
-	c32 := func(v int64) []byte { return appendSLEB64([]byte{0x41}, v) }
-	c64 := func(v int64) []byte { return appendSLEB64([]byte{0x42}, v) }
+	c32, c64 := wasmcode.I32Const, wasmcode.I64Const
 	memarg := func(align, off byte) []byte { return []byte{align, off} }
 	initBody := body(
 		c32(out), c32(0), []byte{0x3a}, memarg(0, 0), // i32.store8 status ok

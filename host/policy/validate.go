@@ -7,6 +7,7 @@ import (
 	"github.com/tetratelabs/wabin/binary"
 	"github.com/tetratelabs/wabin/wasm"
 
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -331,7 +332,7 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 	depth := stop + 2
 	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
 		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
-		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: appendSLEB64(nil, int64(o.maxDepth))},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: wasmcode.AppendSLEB(nil, int64(o.maxDepth))},
 	})
 	m.ExportSection = append(m.ExportSection,
 		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop},
@@ -453,7 +454,7 @@ func shiftFuncs(m *wasm.Module, nImportedFuncs uint32) {
 		if gl.Init != nil && gl.Init.Opcode == wasm.OpcodeRefFunc {
 			r := codeReader{b: gl.Init.Data}
 			if idx := r.uleb(); r.err == nil {
-				gl.Init.Data = appendULEB(nil, up(uint32(idx)))
+				gl.Init.Data = wasmcode.AppendULEB(nil, up(uint32(idx)))
 			}
 		}
 	}

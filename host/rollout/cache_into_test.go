@@ -17,12 +17,7 @@ import (
 // though the caller overwrites its buffer straight after.
 func TestDeciderCacheInto(t *testing.T) {
 	ctx := context.Background()
-	mgr := newManager(t, newRuntime(t), rollout.Config{RollbackThreshold: -1})
-	wasm := versionWasm(t, "A")
-	active, _ := mgr.Push(ctx, rollout.Upload{Kind: "cache", Name: "cache", Wasm: wasm, Config: cacheConfig(1800), DeadlineMS: deadlineMS})
-	if _, err := mgr.Activate(ctx, active.ID); err != nil {
-		t.Fatal(err)
-	}
+	mgr, wasm := activeCacheManager(t)
 	dec := mgr.Decider()
 	reqs := []abi.CacheRequest{
 		{Method: "GET", Route: "/api/challenges", Path: "/api/challenges", User: "1"},

@@ -7,84 +7,27 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 	"github.com/wingman-app/wingate/host/rollout"
 )
 
-var tmpDir string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wingate-rollout-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	tmpDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-type built struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-var (
-	cacheModule built
-	guestModule built
-)
-
-// buildGuest builds the package at pkg (relative to the repository root)
-// for wasip1 into the test's temporary directory.
-func buildGuest(root, pkg, name string) ([]byte, error) {
-	out := filepath.Join(tmpDir, name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./"+pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-	}
-	return os.ReadFile(out)
-}
-
-// cacheWasm returns the default cache policy: policies/cache.wasm when
-// `go generate ./policies` built it, else built from plugins/cache.
+// cacheWasm returns the default cache policy, built from plugins/cache.
 func cacheWasm(tb testing.TB) []byte {
 	tb.Helper()
-	root := testkit.RepoRoot(tb)
-	cacheModule.once.Do(func() {
-		if b, err := os.ReadFile(filepath.Join(root, "policies", "cache.wasm")); err == nil {
-			cacheModule.wasm = b
-			return
-		}
-		cacheModule.wasm, cacheModule.err = buildGuest(root, "plugins/cache", "cache")
-	})
-	if cacheModule.err != nil {
-		tb.Fatal(cacheModule.err)
-	}
-	return cacheModule.wasm
+	return buildtest.Wasm(tb, filepath.Join(testkit.RepoRoot(tb), "plugins", "cache"))
 }
 
 // testGuest returns the runtime's test guest, whose behaviour is chosen
 // by configuration ({"mode": "ok"|"error"|...}).
 func testGuest(tb testing.TB) []byte {
 	tb.Helper()
-	guestModule.once.Do(func() {
-		guestModule.wasm, guestModule.err = buildGuest(testkit.RepoRoot(tb), "host/policy/testdata/guest", "guest")
-	})
-	if guestModule.err != nil {
-		tb.Fatal(guestModule.err)
-	}
-	return guestModule.wasm
+	return buildtest.Wasm(tb, filepath.Join(testkit.RepoRoot(tb), "host", "policy", "testdata", "guest"))
 }
 
 // versionWasm returns the module of test version tag: the default cache

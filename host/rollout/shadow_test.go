@@ -13,10 +13,11 @@ import (
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// TestShadow runs a candidate beside the active version on every call:
-// its decisions are compared, never served, and the figures show how
-// often it agrees.
-func TestShadow(t *testing.T) {
+// activeCacheManager returns a manager without automatic rollback whose
+// active cache policy is the default one, version A, caching the
+// catalogue for 1800 s, and that version's module.
+func activeCacheManager(t *testing.T) (*rollout.Manager, []byte) {
+	t.Helper()
 	ctx := context.Background()
 	mgr := newManager(t, newRuntime(t), rollout.Config{RollbackThreshold: -1})
 	wasm := versionWasm(t, "A")
@@ -24,6 +25,15 @@ func TestShadow(t *testing.T) {
 	if _, err := mgr.Activate(ctx, active.ID); err != nil {
 		t.Fatal(err)
 	}
+	return mgr, wasm
+}
+
+// TestShadow runs a candidate beside the active version on every call:
+// its decisions are compared, never served, and the figures show how
+// often it agrees.
+func TestShadow(t *testing.T) {
+	ctx := context.Background()
+	mgr, wasm := activeCacheManager(t)
 	// The candidate caches the catalogue for 60 s instead of 1800 s: it
 	// disagrees on catalogue requests only.
 	cand, _ := mgr.Push(ctx, rollout.Upload{Kind: "cache", Name: "candidate", Wasm: wasm, Config: cacheConfig(60), DeadlineMS: deadlineMS})

@@ -28,25 +28,10 @@ import (
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/conformance/testguest"
 	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
+	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/cache/rules"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
-
-// shippedConfig is the cache entry's config in policies/policies.json.
-func shippedConfig(tb testing.TB) []byte {
-	tb.Helper()
-	f, err := policy.ReadPoliciesFile(filepath.Join("..", "..", "policies"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, e := range f.Policies {
-		if e.Kind == "cache" {
-			return []byte(e.Config)
-		}
-	}
-	tb.Fatal("no cache entry")
-	return nil
-}
 
 var (
 	buildOnce sync.Map // dir -> path
@@ -76,7 +61,7 @@ func module(tb testing.TB, dir string) string {
 func TestGoCasesAgainstRustModule(t *testing.T) {
 	wasm := module(t, ".")
 	cfg := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(cfg, shippedConfig(t), 0o644); err != nil {
+	if err := os.WriteFile(cfg, policytest.ShippedConfig(t, "cache"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cases := filepath.Join("..", "cache", "testdata", "cases")
@@ -120,7 +105,7 @@ func randomRequest(r *rand.Rand) abi.CacheRequest {
 // decision through the host equals the Go rules' decision.
 func TestRustDecidesLikeGo(t *testing.T) {
 	ctx := context.Background()
-	cfg := shippedConfig(t)
+	cfg := policytest.ShippedConfig(t, "cache")
 	goRules, err := rules.Parse(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +178,7 @@ func subjects(b *testing.B) []subject {
 		}
 		return w
 	}
-	cfg := shippedConfig(b)
+	cfg := policytest.ShippedConfig(b, "cache")
 	// The "const" guest answers the default policy's own decision for
 	// benchReq to every request: rust − const is the policy's own work,
 	// const − noop the host's cost of decoding a lookup's key and tags.
@@ -210,6 +195,29 @@ func subjects(b *testing.B) []subject {
 	}
 }
 
+// cacheEngine returns an engine whose cache policy is the subject's
+// module, loaded with one instance into a runtime of its own; both are
+// closed when the benchmark ends.
+func cacheEngine(b *testing.B, s subject) *policy.Engine {
+	b.Helper()
+	ctx := context.Background()
+	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(ctx) })
+	v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
+	b.Cleanup(e.Close)
+	if _, err := e.Activate(abi.KindCache, v); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
 // BenchmarkCacheDecision is issue 19's first figure: one cache decision
 // through the host's real call path (Engine → Version → pool → guarded
 // guest code → decode), for the default cache policy in Go and in Rust
@@ -223,20 +231,7 @@ func BenchmarkCacheDecision(b *testing.B) {
 	ctx := context.Background()
 	for _, s := range subjects(b) {
 		b.Run(s.name, func(b *testing.B) {
-			rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close(ctx)
-			v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
-			e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
-			defer e.Close()
-			if _, err := e.Activate(abi.KindCache, v); err != nil {
-				b.Fatal(err)
-			}
+			e := cacheEngine(b, s)
 			if d, r := e.Cache(ctx, &benchReq); r.Outcome != policy.OutcomeOK || (s.name != "noop" && d.Key != "u=42|/api/users/42/reputation") {
 				b.Fatalf("%v %+v", r.Outcome, d)
 			}
@@ -331,7 +326,7 @@ func BenchmarkCacheDecisionRounds(b *testing.B) {
 			if !ok || err != nil {
 				b.Fatalf("WINGATE_CACHERS_EXTRA: %q: want name=path.wasm (%v)", kv, err)
 			}
-			subs = append(subs, subject{name, w, shippedConfig(b)})
+			subs = append(subs, subject{name, w, policytest.ShippedConfig(b, "cache")})
 		}
 	}
 	reqs := []struct {
@@ -343,20 +338,7 @@ func BenchmarkCacheDecisionRounds(b *testing.B) {
 	}
 	engines := make([]*policy.Engine, len(subs))
 	for i, s := range subs {
-		rt, err := policy.NewRuntime(ctx, policy.Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rt.Close(ctx)
-		v, err := rt.Load(ctx, policy.Spec{Name: s.name, Config: s.cfg, Deadline: time.Second, MinInstances: 1, MaxInstances: 1}, s.wasm)
-		if err != nil {
-			b.Fatal(err)
-		}
-		e := policy.NewEngine(policy.EngineOptions{Logger: slog.New(slog.DiscardHandler)})
-		defer e.Close()
-		if _, err := e.Activate(abi.KindCache, v); err != nil {
-			b.Fatal(err)
-		}
+		e := cacheEngine(b, s)
 		// The extra modules may be stubs; the two policies must decide.
 		if d, r := e.Cache(ctx, &benchReq); r.Outcome != policy.OutcomeOK || ((s.name == "rust" || s.name == "go") && d.Key != "u=42|/api/users/42/reputation") {
 			b.Fatalf("%s: %v %+v", s.name, r.Outcome, d)

@@ -18,31 +18,18 @@ import (
 // pol is the instance's compiled configuration; scratch is where its
 // decisions are built (the SDK encodes a decision before the next call).
 var (
-	pol     *rules.Policy
+	pol     = sdk.Configure(rules.Parse)
 	scratch rules.Scratch
 )
 
-func configure(config []byte) error {
-	p, err := rules.Parse(config)
-	if err != nil {
-		return err
-	}
-	pol = p
-	return nil
-}
-
 func decide(req sdk.CacheRequest) (sdk.CacheDecision, error) {
-	if pol == nil {
-		if err := configure(nil); err != nil {
-			return sdk.CacheDecision{}, err
-		}
+	p, err := pol.Get()
+	if err != nil {
+		return sdk.CacheDecision{}, err
 	}
-	return pol.DecideInto(&req, &scratch), nil
+	return p.DecideInto(&req, &scratch), nil
 }
 
-func init() {
-	sdk.OnInit(configure)
-	sdk.HandleCache(decide)
-}
+func init() { sdk.HandleCache(decide) }
 
 func main() {}

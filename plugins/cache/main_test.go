@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -11,25 +10,10 @@ import (
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// policyConfig reads the cache entry's config from policies/policies.json.
-func policyConfig(t *testing.T) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "policies", "policies.json"))
-	if err != nil {
-		t.Logf("policies file not readable (%v): using the defaults", err)
-		return nil
-	}
-	cfg, err := configFromPolicies(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // TestCases runs the case files against the policy as configured in the
 // policies file.
 func TestCases(t *testing.T) {
-	p, err := rules.Parse(policyConfig(t))
+	p, err := rules.Parse(policytest.ShippedConfig(t, "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,35 +16,23 @@ import (
 
 // comp is the instance's compressor, built by the init handler from the
 // policy's configuration.
-var comp *compressor.Compressor
-
-// configure parses the configuration once per instance.
-func configure(config []byte) error {
+var comp = sdk.Configure(func(config []byte) (*compressor.Compressor, error) {
 	cfg, err := compressor.ParseConfig(config)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c, err := compressor.New(cfg)
-	if err != nil {
-		return err
-	}
-	comp = c
-	return nil
-}
+	return compressor.New(cfg)
+})
 
 // decide answers one compress request; before init it uses the defaults.
 func decide(req sdk.CompressRequest) (sdk.CompressDecision, error) {
-	if comp == nil {
-		if err := configure(nil); err != nil {
-			return sdk.CompressDecision{}, err
-		}
+	c, err := comp.Get()
+	if err != nil {
+		return sdk.CompressDecision{}, err
 	}
-	return comp.Compress(&req), nil
+	return c.Compress(&req), nil
 }
 
-func init() {
-	sdk.OnInit(configure)
-	sdk.HandleCompress(decide)
-}
+func init() { sdk.HandleCompress(decide) }
 
 func main() {}

@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk"
@@ -21,35 +19,10 @@ import (
 
 var casesDir = filepath.Join("testdata", "cases")
 
-// shippedConfig returns the config of the compress entry of
-// policies/policies.json, or nil (the defaults) when there is none.
-func shippedConfig(t testing.TB) []byte {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "policies", "policies.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		t.Log("policies/policies.json absent: using the defaults")
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := policy.ParsePoliciesFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range f.Policies {
-		if e.Kind == "compress" {
-			return e.Config
-		}
-	}
-	t.Log("policies.json has no compress entry: using the defaults")
-	return nil
-}
-
 // TestCases runs the case files natively through the registered handler,
 // over the same binary encoding the host uses, with the shipped config.
 func TestCases(t *testing.T) {
-	if err := sdk.CallInit(shippedConfig(t)); err != nil {
+	if err := sdk.CallInit(policytest.ShippedConfig(t, "compress")); err != nil {
 		t.Fatalf("init with the shipped config: %v", err)
 	}
 	policytest.Run(t, policytest.Funcs{CompressFn: sdk.CallCompress}, casesDir)
@@ -68,40 +41,10 @@ func TestInitRejectsBadConfig(t *testing.T) {
 	}
 }
 
-var (
-	wasmOnce sync.Once
-	wasmPath string
-	wasmErr  error
-)
-
-// buildWasm builds this package for wasip1 once per test binary.
+// buildWasm builds this package for wasip1.
 func buildWasm(t testing.TB) []byte {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("skipping: the go tool is not on PATH to build the module")
-	}
-	wasmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "compress-wasm-")
-		if err != nil {
-			wasmErr = err
-			return
-		}
-		wasmPath = filepath.Join(dir, "compress.wasm")
-		cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", wasmPath, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			wasmErr = errors.New(string(out))
-		}
-	})
-	if wasmErr != nil {
-		t.Fatalf("build compress.wasm: %v", wasmErr)
-	}
-	b, err := os.ReadFile(wasmPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return buildtest.Wasm(t, ".")
 }
 
 // loadWasm loads the module into a runtime of the test's own.
@@ -132,11 +75,11 @@ func TestWasmCases(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the wasm build in -short mode")
 	}
-	v := loadWasm(t, shippedConfig(t), time.Second)
+	v := loadWasm(t, policytest.ShippedConfig(t, "compress"), time.Second)
 	policytest.Run(t, v, casesDir)
 
 	msgs, queries := evaldata.Synthetic(700)
-	if err := sdk.CallInit(shippedConfig(t)); err != nil {
+	if err := sdk.CallInit(policytest.ShippedConfig(t, "compress")); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range queries {
@@ -160,7 +103,7 @@ func TestWasmCases(t *testing.T) {
 func withConfig(t testing.TB, field string, value any) []byte {
 	t.Helper()
 	m := map[string]any{}
-	if raw := shippedConfig(t); len(raw) > 0 {
+	if raw := policytest.ShippedConfig(t, "compress"); len(raw) > 0 {
 		if err := json.Unmarshal(raw, &m); err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +143,7 @@ func BenchmarkWasmCompress700(b *testing.B) {
 	}
 	for _, mode := range []string{"cold", "warm"} {
 		b.Run(mode, func(b *testing.B) {
-			config := shippedConfig(b)
+			config := policytest.ShippedConfig(b, "compress")
 			if mode == "cold" {
 				config = withConfig(b, "memo_messages", 0)
 			}

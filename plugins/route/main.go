@@ -19,35 +19,23 @@ import (
 
 // rt is the instance's router, built by the init handler from the
 // policy's configuration.
-var rt *router.Router
-
-// configure parses the configuration once per instance.
-func configure(config []byte) error {
+var rt = sdk.Configure(func(config []byte) (*router.Router, error) {
 	cfg, err := router.ParseConfig(config)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r, err := router.New(cfg, nil)
-	if err != nil {
-		return err
-	}
-	rt = r
-	return nil
-}
+	return router.New(cfg, nil)
+})
 
 // decide answers one route request; before init it uses the defaults.
 func decide(req sdk.RouteRequest) (sdk.RouteDecision, error) {
-	if rt == nil {
-		if err := configure(nil); err != nil {
-			return sdk.RouteDecision{}, err
-		}
+	r, err := rt.Get()
+	if err != nil {
+		return sdk.RouteDecision{}, err
 	}
-	return rt.Decide(&req), nil
+	return r.Decide(&req), nil
 }
 
-func init() {
-	sdk.OnInit(configure)
-	sdk.HandleRoute(decide)
-}
+func init() { sdk.HandleRoute(decide) }
 
 func main() {}

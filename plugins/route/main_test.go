@@ -1,43 +1,19 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/route/router"
 	"github.com/wingman-app/wingate/sdk"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
-// policyConfig returns the config of the route entry of
-// policies/policies.json, or nil (the defaults) when there is none yet.
-func policyConfig(t *testing.T) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "policies", "policies.json"))
-	if err != nil {
-		t.Logf("policies file not readable (%v): using the defaults", err)
-		return nil
-	}
-	f, err := policy.ParsePoliciesFile(b)
-	if err != nil {
-		t.Fatalf("policies.json: %v", err)
-	}
-	for _, p := range f.Policies {
-		if p.Kind == "route" {
-			return []byte(p.Config)
-		}
-	}
-	t.Log("policies.json has no route entry: using the defaults")
-	return nil
-}
-
 // TestCases runs the case files through the SDK's binary encoding, as the
 // host calls the module, with the shipped configuration.
 func TestCases(t *testing.T) {
-	if err := sdk.CallInit(policyConfig(t)); err != nil {
+	if err := sdk.CallInit(policytest.ShippedConfig(t, "route")); err != nil {
 		t.Fatal(err)
 	}
 	policytest.Run(t, policytest.Funcs{RouteFn: sdk.CallRoute}, filepath.Join("testdata", "cases"))
@@ -46,7 +22,7 @@ func TestCases(t *testing.T) {
 // TestDefaultsMatchPoliciesFile: the shipped configuration parses, states
 // the built-in defaults, and the defaults pass the same cases.
 func TestDefaultsMatchPoliciesFile(t *testing.T) {
-	c, err := router.ParseConfig(policyConfig(t))
+	c, err := router.ParseConfig(policytest.ShippedConfig(t, "route"))
 	if err != nil {
 		t.Fatal(err)
 	}

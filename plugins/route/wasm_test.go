@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wingman-app/wingate/host/policy"
+	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
 	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/route/router"
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -29,25 +27,8 @@ var (
 // policy runtime with the shipped configuration, once per test binary.
 func routeVersion(tb testing.TB, cfg []byte) *policy.Version {
 	tb.Helper()
+	wasm := buildtest.Wasm(tb, ".")
 	wasmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wingate-route-plugin-")
-		if err != nil {
-			wasmErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "route.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			wasmErr = fmt.Errorf("build plugins/route: %v\n%s", err, b)
-			return
-		}
-		wasm, err := os.ReadFile(out)
-		if err != nil {
-			wasmErr = err
-			return
-		}
 		ctx := context.Background()
 		rt, err := policy.NewRuntime(ctx, policy.Options{})
 		if err != nil {
@@ -65,7 +46,7 @@ func routeVersion(tb testing.TB, cfg []byte) *policy.Version {
 // TestWasmCases runs the case files against the built module in the real
 // runtime, and checks that it decides exactly as the native router.
 func TestWasmCases(t *testing.T) {
-	cfg := policyConfig(t)
+	cfg := policytest.ShippedConfig(t, "route")
 	v := routeVersion(t, cfg)
 	policytest.Run(t, v, filepath.Join("testdata", "cases"))
 

@@ -4,6 +4,7 @@ import (
 	"github.com/tetratelabs/wabin/binary"
 	"github.com/tetratelabs/wabin/wasm"
 
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -30,17 +31,14 @@ const (
 	tI64RetI64        // (i64) -> i64
 )
 
-var types = []*wasm.FunctionType{
-	{Results: []wasm.ValueType{i32}},
-	{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i32}},
-	{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i64}},
-	{Params: []wasm.ValueType{i32, i32}, Results: []wasm.ValueType{i64}},
-	{},
-	{Params: []wasm.ValueType{i32, i32, i32}},
-	{Params: []wasm.ValueType{i32, i32, i32, i32}, Results: []wasm.ValueType{i32}},
-	{Params: []wasm.ValueType{i32}},
-	{Params: []wasm.ValueType{i64}, Results: []wasm.ValueType{i64}},
-}
+// The ABI's four types first (wasmcode.ABITypes), then the others.
+var types = append(wasmcode.ABITypes(),
+	&wasm.FunctionType{},
+	&wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32}},
+	&wasm.FunctionType{Params: []wasm.ValueType{i32, i32, i32, i32}, Results: []wasm.ValueType{i32}},
+	&wasm.FunctionType{Params: []wasm.ValueType{i32}},
+	&wasm.FunctionType{Params: []wasm.ValueType{i64}, Results: []wasm.ValueType{i64}},
+)
 
 // Memory layout of every module.
 const (
@@ -110,16 +108,16 @@ func (s spec) module() *wasm.Module {
 		}
 		return b
 	}
-	export := func(name string, idx uint32) {
-		m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeFunc, Name: name, Index: idx})
-	}
-	export(abi.ExportMarker, add(function{typ: tRetI32, body: i32c(0)}))
-	export(abi.ExportKinds, add(function{typ: tRetI32, body: i32c(int64(kinds))}))
-	export(abi.ExportBuffer, add(function{typ: tI32RetI32, body: or(s.buffer, i32c(inputBuffer))}))
-	export(abi.ExportInit, add(function{typ: tI32RetI64, body: or(s.init, packed(okPayload, 1))}))
-	export(abi.ExportDecide, add(function{typ: tDecide, body: or(s.decide, packed(errPayload, 2))}))
+	abiFns := wasmcode.ABIFunctions()
+	first := add(function{typ: abiFns[0], body: wasmcode.I32Const(0)})
+	add(function{typ: abiFns[1], body: wasmcode.I32Const(int64(kinds))})
+	add(function{typ: abiFns[2], body: or(s.buffer, wasmcode.I32Const(inputBuffer))})
+	add(function{typ: abiFns[3], body: or(s.init, wasmcode.Packed(okPayload, 1))})
+	add(function{typ: abiFns[4], body: or(s.decide, wasmcode.Packed(errPayload, 2))})
+	m.ExportSection = append(m.ExportSection, wasmcode.ABIExports(first)...)
 	if s.initialize != nil {
-		export("_initialize", add(function{typ: tVoid, body: s.initialize}))
+		idx := add(function{typ: tVoid, body: s.initialize})
+		m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeFunc, Name: "_initialize", Index: idx})
 	}
 	if s.start != nil {
 		idx := add(function{typ: tVoid, body: s.start})
@@ -130,78 +128,23 @@ func (s spec) module() *wasm.Module {
 		mem.Max, mem.IsMaxEncoded = s.memMax, true
 	}
 	m.MemorySection = mem
-	m.ExportSection = append(m.ExportSection, &wasm.Export{Type: wasm.ExternTypeMemory, Name: abi.ExportMemory, Index: 0})
 	bypass := append([]byte{byte(abi.StatusOK)}, abi.AppendCacheDecision(nil, &abi.CacheDecision{Action: abi.CacheBypass})...)
 	m.DataSection = append([]*wasm.DataSegment{
-		seg(errPayload, []byte{byte(abi.StatusError), 'x'}),
-		seg(okPayload, []byte{byte(abi.StatusOK)}),
-		seg(bypassPayload, bypass),
-		seg(textAt, []byte("hostile policy output, hostile policy output, hostile output....\n")),
-		seg(iovAt, le32(textAt, 64)),
+		wasmcode.DataAt(errPayload, []byte{byte(abi.StatusError), 'x'}),
+		wasmcode.DataAt(okPayload, []byte{byte(abi.StatusOK)}),
+		wasmcode.DataAt(bypassPayload, bypass),
+		wasmcode.DataAt(textAt, []byte("hostile policy output, hostile policy output, hostile output....\n")),
+		wasmcode.DataAt(iovAt, wasmcode.LE32(textAt, 64)),
 	}, s.data...)
 	return m
 }
 
 func (s spec) wasm() []byte { return binary.EncodeModule(s.module()) }
 
-func seg(at uint32, b []byte) *wasm.DataSegment {
-	return &wasm.DataSegment{
-		OffsetExpression: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: sleb(nil, int64(int32(at)))},
-		Init:             b,
-	}
-}
-
-func le32(vs ...uint32) []byte {
-	var b []byte
-	for _, v := range vs {
-		b = append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
-	}
-	return b
-}
-
 // Instructions.
 
-func sleb(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func uleb(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func code(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
-func i32c(v int64) []byte { return sleb([]byte{0x41}, int64(int32(v))) }
-func i64c(v int64) []byte { return sleb([]byte{0x42}, v) }
-
-// packed pushes the packed result (ptr, size).
-func packed(ptr, size uint32) []byte { return i64c(int64(ptr)<<32 | int64(size)) }
-
-func call(idx uint32) []byte    { return uleb([]byte{0x10}, idx) }
-func localGet(i uint32) []byte  { return uleb([]byte{0x20}, i) }
-func localSet(i uint32) []byte  { return uleb([]byte{0x21}, i) }
-func store32(off uint32) []byte { return uleb([]byte{0x36, 0x02}, off) }
-func store8(off uint32) []byte  { return uleb([]byte{0x3a, 0x00}, off) }
+func store32(off uint32) []byte { return wasmcode.AppendULEB([]byte{0x36, 0x02}, off) }
+func store8(off uint32) []byte  { return wasmcode.AppendULEB([]byte{0x3a, 0x00}, off) }
 func drop() []byte              { return []byte{0x1a} }
 func unreachable() []byte       { return []byte{0x00} }
 func memoryGrow() []byte        { return []byte{0x40, 0x00} }
@@ -209,10 +152,12 @@ func memorySize() []byte        { return []byte{0x3f, 0x00} }
 func memoryFill() []byte        { return []byte{0xfc, 0x0b, 0x00} }
 func memoryCopy() []byte        { return []byte{0xfc, 0x0a, 0x00, 0x00} }
 func forever(body ...[]byte) []byte {
-	return code([]byte{0x03, 0x40}, code(body...), []byte{0x0c, 0x00, 0x0b})
+	return wasmcode.Cat([]byte{0x03, 0x40}, wasmcode.Cat(body...), []byte{0x0c, 0x00, 0x0b})
 }
 
 // ifThen runs body when the i32 on the stack is non-zero.
-func ifThen(body ...[]byte) []byte { return code([]byte{0x04, 0x40}, code(body...), []byte{0x0b}) }
+func ifThen(body ...[]byte) []byte {
+	return wasmcode.Cat([]byte{0x04, 0x40}, wasmcode.Cat(body...), []byte{0x0b})
+}
 
 func encode(m *wasm.Module) []byte { return binary.EncodeModule(m) }

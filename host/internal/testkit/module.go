@@ -51,3 +51,15 @@ func uleb(v uint64) []byte {
 		}
 	}
 }
+
+// WriteFile writes text to name under dir, creating its directories.
+func WriteFile(tb testing.TB, dir, name, text string) {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}

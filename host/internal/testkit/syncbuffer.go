@@ -5,20 +5,21 @@ import (
 	"sync"
 )
 
-// SyncBuffer is a buffer one goroutine (a process's output copier, a
-// logger) writes while the test reads it.
+// SyncBuffer is a bytes.Buffer safe for concurrent writers: the sink of
+// a logger that goroutines write to while a test reads it.
 type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
+// Write appends p.
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-// String returns what was written so far.
+// String returns what has been written so far.
 func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -35,8 +35,8 @@ type Config struct {
 
 // Client calls the Messages API. Safe for concurrent use.
 type Client struct {
-	cfg  Config
-	conn llm.Conn
+	llm.Conn
+	cfg Config
 }
 
 var _ llm.Provider = (*Client)(nil)
@@ -46,11 +46,8 @@ func New(cfg Config) *Client {
 	if cfg.DefaultMaxTokens <= 0 {
 		cfg.DefaultMaxTokens = 1024
 	}
-	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
+	return &Client{cfg: cfg, Conn: llm.NewConn("anthropic", cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
-
-// Name returns "anthropic".
-func (c *Client) Name() string { return "anthropic" }
 
 // wire types of the Messages API
 
@@ -182,7 +179,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		h.Set("anthropic-version", APIVersion)
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.HC, c.Name(), c.BaseURL+"/v1/messages", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, _ int) (*llm.Response, error) {
 			out := &llm.Response{ID: r.ID, Model: r.Model, StopReason: r.StopReason}
 			var u llmUsage
@@ -200,7 +197,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.Now(), func(b []byte, e *llm.Error) bool {
 		var ae apiError
 		if json.Unmarshal(b, &ae) != nil || ae.Error.Type == "" {
 			return false
@@ -215,18 +212,11 @@ func (c *Client) httpError(res *http.Response) error {
 // reason, cumulative output usage), message_stop. An error event or a
 // stream that ends before message_stop fails the call.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	out := &llm.Response{}
 	var u llmUsage
-	var text strings.Builder
-	dec := sse.NewDecoder(body)
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			return nil, llm.StreamBroken(ctx, c.Name(), "message_stop", err)
-		}
+	return llm.ReadStream(ctx, c.Name(), "message_stop", body, onDelta, func(ev sse.Event, out *llm.Stream) (bool, error) {
 		var se streamEvent
 		if err := json.Unmarshal([]byte(ev.Data), &se); err != nil {
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: fmt.Sprintf("malformed %s event", ev.Event), Err: err}
+			return false, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: fmt.Sprintf("malformed %s event", ev.Event), Err: err}
 		}
 		typ := se.Type
 		if typ == "" {
@@ -241,9 +231,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 		case "content_block_start", "content_block_stop", "ping":
 		case "content_block_delta":
 			if se.Delta != nil && se.Delta.Type == "text_delta" && se.Delta.Text != "" {
-				text.WriteString(se.Delta.Text)
-				if err := onDelta(se.Delta.Text); err != nil {
-					return nil, llm.AsError(c.Name(), err)
+				if err := out.Delta(se.Delta.Text); err != nil {
+					return false, err
 				}
 			}
 		case "message_delta":
@@ -252,9 +241,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 			}
 			u.merge(se.Usage)
 		case "message_stop":
-			out.Text = text.String()
 			out.Usage = llm.Usage(u)
-			return out, nil
+			return true, nil
 		case "error":
 			e := &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "error event"}
 			if se.Error != nil {
@@ -268,7 +256,8 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 					e.Kind = llm.KindBadRequest
 				}
 			}
-			return nil, e
+			return false, e
 		}
-	}
+		return false, nil
+	})
 }

@@ -2,18 +2,16 @@ package anthropic
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/llm/llmtest"
 )
 
 // messageJSON is a Messages API response as documented by Anthropic.
@@ -49,33 +47,10 @@ const streamBody = "event: message_start\n" +
 	"event: message_stop\n" +
 	`data: {"type":"message_stop"}` + "\n\n"
 
-type captured struct {
-	method, path string
-	header       http.Header
-	body         map[string]any
-}
-
-func fakeServer(t *testing.T, handler func(w http.ResponseWriter, r *http.Request, n int)) (*httptest.Server, *[]captured) {
-	t.Helper()
-	var calls []captured
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var body map[string]any
-		if err := json.Unmarshal(b, &body); err != nil {
-			t.Errorf("request body is not JSON: %v", err)
-		}
-		calls = append(calls, captured{r.Method, r.URL.Path, r.Header.Clone(), body})
-		handler(w, r, int(n.Add(1)))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &calls
-}
-
 func temp(f float64) *float64 { return &f }
 
 func TestCompleteRequestShapeAndUsage(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		w.Header().Set("content-type", "application/json")
 		io.WriteString(w, messageJSON)
 	})
@@ -97,18 +72,6 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(*calls) != 1 {
-		t.Fatalf("calls = %d", len(*calls))
-	}
-	got := (*calls)[0]
-	if got.method != http.MethodPost || got.path != "/v1/messages" {
-		t.Errorf("request line = %s %s", got.method, got.path)
-	}
-	for k, want := range map[string]string{"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"} {
-		if v := got.header.Get(k); v != want {
-			t.Errorf("header %s = %q, want %q", k, v, want)
-		}
-	}
 	wantBody := map[string]any{
 		"model":       "claude-haiku-4-5",
 		"max_tokens":  float64(300),
@@ -121,9 +84,7 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 			map[string]any{"role": "user", "content": "great"},
 		},
 	}
-	if !reflect.DeepEqual(got.body, wantBody) {
-		t.Errorf("body = %#v\nwant %#v", got.body, wantBody)
-	}
+	llmtest.CheckRequest(t, *calls, "/v1/messages", map[string]string{"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}, wantBody)
 	want := &llm.Response{ID: "msg_01XFDUDYJgAACzvnptvVoYEL", Model: "claude-haiku-4-5-20251001", Text: "Hi! How can I help?",
 		StopReason: "end_turn", Usage: llm.Usage{InputTokens: 2095, OutputTokens: 503, CacheWriteTokens: 120, CacheReadTokens: 1800}}
 	if !reflect.DeepEqual(resp, want) {
@@ -132,7 +93,7 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 }
 
 func TestStreamReassembly(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		w.Header().Set("content-type", "text/event-stream")
 		// Send in small pieces so events straddle reads.
 		for i := 0; i < len(streamBody); i += 17 {
@@ -147,11 +108,11 @@ func TestStreamReassembly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (*calls)[0].body["stream"] != true {
-		t.Errorf("stream flag not sent: %v", (*calls)[0].body)
+	if (*calls)[0].Body["stream"] != true {
+		t.Errorf("stream flag not sent: %v", (*calls)[0].Body)
 	}
-	if (*calls)[0].body["max_tokens"] != float64(1024) {
-		t.Errorf("default max_tokens not sent: %v", (*calls)[0].body["max_tokens"])
+	if (*calls)[0].Body["max_tokens"] != float64(1024) {
+		t.Errorf("default max_tokens not sent: %v", (*calls)[0].Body["max_tokens"])
 	}
 	if want := []string{"Hello", ", world", "!"}; !reflect.DeepEqual(deltas, want) {
 		t.Errorf("deltas = %q, want %q", deltas, want)
@@ -169,72 +130,31 @@ func errorBody(typ, msg string) string {
 
 func TestErrorMapping(t *testing.T) {
 	cut := streamBody[:strings.Index(streamBody, "event: content_block_stop")]
-	tests := []struct {
-		name       string
-		status     int
-		header     map[string]string
-		body       string
-		stream     bool
-		wantKind   error
-		wantType   string
-		wantStatus int
-		wantAfter  time.Duration
-		wantDeltas int
-	}{
-		{name: "429 retry-after", status: 429, header: map[string]string{"retry-after": "7"},
-			body:     errorBody("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
-			wantKind: llm.ErrRateLimited, wantType: "rate_limit_error", wantStatus: 429, wantAfter: 7 * time.Second},
-		{name: "529 overloaded", status: 529, body: errorBody("overloaded_error", "Overloaded"),
-			wantKind: llm.ErrUnavailable, wantType: "overloaded_error", wantStatus: 529},
-		{name: "500 api error", status: 500, body: errorBody("api_error", "Internal server error"),
-			wantKind: llm.ErrUnavailable, wantType: "api_error", wantStatus: 500},
-		{name: "502 html", status: 502, body: "<html>bad gateway</html>", wantKind: llm.ErrUnavailable, wantStatus: 502},
-		{name: "400 invalid", status: 400, body: errorBody("invalid_request_error", "max_tokens: Field required"),
-			wantKind: llm.ErrBadRequest, wantType: "invalid_request_error", wantStatus: 400},
-		{name: "401 auth", status: 401, body: errorBody("authentication_error", "invalid x-api-key"),
-			wantKind: llm.ErrAuth, wantType: "authentication_error", wantStatus: 401},
-		{name: "stream breaks", status: 200, stream: true, body: cut, wantKind: llm.ErrStream, wantDeltas: 3},
-		{name: "stream cut mid-line", status: 200, stream: true, body: streamBody[:strings.Index(streamBody, `", world`)], wantKind: llm.ErrStream, wantDeltas: 1},
-		{name: "stream error event", status: 200, stream: true,
-			body:     streamBody[:strings.Index(streamBody, "event: ping")] + "event: error\ndata: " + errorBody("overloaded_error", "Overloaded") + "\n\n",
-			wantKind: llm.ErrUnavailable, wantType: "overloaded_error"},
-		{name: "stream malformed json", status: 200, stream: true, body: "event: message_start\ndata: {not json\n\n", wantKind: llm.ErrStream},
+	tests := []llmtest.ErrorCase{
+		{Name: "429 retry-after", Status: 429, Header: map[string]string{"retry-after": "7"},
+			Body:     errorBody("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+			WantKind: llm.ErrRateLimited, WantType: "rate_limit_error", WantStatus: 429, WantAfter: 7 * time.Second},
+		{Name: "529 overloaded", Status: 529, Body: errorBody("overloaded_error", "Overloaded"),
+			WantKind: llm.ErrUnavailable, WantType: "overloaded_error", WantStatus: 529},
+		{Name: "500 api error", Status: 500, Body: errorBody("api_error", "Internal server error"),
+			WantKind: llm.ErrUnavailable, WantType: "api_error", WantStatus: 500},
+		{Name: "502 html", Status: 502, Body: "<html>bad gateway</html>", WantKind: llm.ErrUnavailable, WantStatus: 502},
+		{Name: "400 invalid", Status: 400, Body: errorBody("invalid_request_error", "max_tokens: Field required"),
+			WantKind: llm.ErrBadRequest, WantType: "invalid_request_error", WantStatus: 400},
+		{Name: "401 auth", Status: 401, Body: errorBody("authentication_error", "invalid x-api-key"),
+			WantKind: llm.ErrAuth, WantType: "authentication_error", WantStatus: 401},
+		{Name: "stream breaks", Status: 200, Stream: true, Body: cut, WantKind: llm.ErrStream, WantDeltas: 3},
+		{Name: "stream cut mid-line", Status: 200, Stream: true, Body: streamBody[:strings.Index(streamBody, `", world`)], WantKind: llm.ErrStream, WantDeltas: 1},
+		{Name: "stream error event", Status: 200, Stream: true,
+			Body:     streamBody[:strings.Index(streamBody, "event: ping")] + "event: error\ndata: " + errorBody("overloaded_error", "Overloaded") + "\n\n",
+			WantKind: llm.ErrUnavailable, WantType: "overloaded_error"},
+		{Name: "stream malformed json", Status: 200, Stream: true, Body: "event: message_start\ndata: {not json\n\n", WantKind: llm.ErrStream},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request, _ int) {
-				for k, v := range tt.header {
-					w.Header().Set(k, v)
-				}
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			})
-			c := New(Config{APIKey: "k", BaseURL: srv.URL})
-			var onDelta llm.DeltaFunc
-			deltas := 0
-			if tt.stream {
-				onDelta = func(string) error { deltas++; return nil }
-			}
-			_, err := c.Complete(context.Background(), &llm.Request{Model: "m", Messages: []llm.Message{{Role: "user", Content: "x"}}}, onDelta)
-			if !errors.Is(err, tt.wantKind) {
-				t.Fatalf("err = %v, want %v", err, tt.wantKind)
-			}
-			var e *llm.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err %T is not *llm.Error", err)
-			}
-			if e.Type != tt.wantType || e.Status != tt.wantStatus || e.RetryAfter != tt.wantAfter {
-				t.Errorf("error = type %q status %d retry-after %v, want %q %d %v", e.Type, e.Status, e.RetryAfter, tt.wantType, tt.wantStatus, tt.wantAfter)
-			}
-			if deltas != tt.wantDeltas {
-				t.Errorf("deltas = %d, want %d", deltas, tt.wantDeltas)
-			}
-		})
-	}
+	llmtest.RunErrorCases(t, tests, func(url string) llm.Provider { return New(Config{APIKey: "k", BaseURL: url}) })
 }
 
 func TestRetryHonoursRetryAfterThenSucceeds(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		switch n {
 		case 1:
 			w.Header().Set("retry-after", "2")
@@ -297,7 +217,7 @@ func TestRetryGivesUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, calls := fakeServer(t, func(w http.ResponseWriter, r *http.Request, n int) { tt.handler(w, n) })
+			srv, calls := llmtest.Server(t, func(w http.ResponseWriter, r *http.Request, n int) { tt.handler(w, n) })
 			r := llm.NewRetrying(New(Config{BaseURL: srv.URL}), llm.RetryConfig{Attempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, MaxRetryAfter: time.Minute}, nil).
 				WithSleep(func(context.Context, time.Duration) error { return nil })
 			_, err := r.Complete(context.Background(), &llm.Request{Model: "m", Messages: []llm.Message{{Role: "user", Content: "x"}}},
@@ -314,7 +234,7 @@ func TestRetryGivesUp(t *testing.T) {
 
 func TestCanceledContext(t *testing.T) {
 	release := make(chan struct{})
-	srv, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+	srv, _ := llmtest.Server(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		io.WriteString(w, streamBody[:strings.Index(streamBody, "event: ping")])
 		w.(http.Flusher).Flush()
 		select {
@@ -339,18 +259,5 @@ func FuzzReadStream(f *testing.F) {
 	f.Add("data: {\"type\":\"message_stop\"}\n\n")
 	f.Add("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}\r\rdata: {\"type\":\"message_stop\"}\r\r")
 	c := New(Config{})
-	f.Fuzz(func(t *testing.T, body string) {
-		var text strings.Builder
-		resp, err := c.readStream(context.Background(), strings.NewReader(body), func(s string) error { text.WriteString(s); return nil })
-		if err != nil {
-			var e *llm.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not *llm.Error", err)
-			}
-			return
-		}
-		if resp.Text != text.String() {
-			t.Fatalf("text %q differs from deltas %q", resp.Text, text.String())
-		}
-	})
+	f.Fuzz(func(t *testing.T, body string) { llmtest.CheckStream(t, body, c.readStream) })
 }

@@ -36,19 +36,16 @@ type Config struct {
 
 // Client calls chat completions. Safe for concurrent use.
 type Client struct {
-	cfg  Config
-	conn llm.Conn
+	llm.Conn
+	cfg Config
 }
 
 var _ llm.Provider = (*Client)(nil)
 
 // New returns a client.
 func New(cfg Config) *Client {
-	return &Client{cfg: cfg, conn: llm.NewConn(cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
+	return &Client{cfg: cfg, Conn: llm.NewConn("openai", cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
-
-// Name returns "openai".
-func (c *Client) Name() string { return "openai" }
 
 type message = llm.WireMessage
 
@@ -150,7 +147,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 		}
 	}
 	readStream := func(body io.Reader) (*llm.Response, error) { return c.readStream(ctx, body, onDelta) }
-	return llm.Exchange(ctx, c.conn.HC, c.Name(), c.conn.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
+	return llm.Exchange(ctx, c.HC, c.Name(), c.BaseURL+"/chat/completions", c.buildRequest(req, onDelta != nil), header, onDelta,
 		c.httpError, readStream, func(r *response, status int) (*llm.Response, error) {
 			if r.Error != nil {
 				return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindUnavailable, Status: status, Type: r.Error.Type, Message: r.Error.Message}
@@ -171,7 +168,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 }
 
 func (c *Client) httpError(res *http.Response) error {
-	return llm.HTTPError(c.Name(), res, c.conn.Now(), func(b []byte, e *llm.Error) bool {
+	return llm.HTTPError(c.Name(), res, c.Now(), func(b []byte, e *llm.Error) bool {
 		var body struct {
 			Error *apiError `json:"error"`
 		}
@@ -197,29 +194,21 @@ func (c *Client) httpError(res *http.Response) error {
 // (choices empty), until data: [DONE]. A stream that ends before [DONE]
 // or carries an error object fails the call.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
-	out := &llm.Response{}
-	var text strings.Builder
-	dec := sse.NewDecoder(body)
-	for {
-		ev, err := dec.Next()
-		if err != nil {
-			return nil, llm.StreamBroken(ctx, c.Name(), "[DONE]", err)
-		}
+	return llm.ReadStream(ctx, c.Name(), "[DONE]", body, onDelta, func(ev sse.Event, out *llm.Stream) (bool, error) {
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
-			out.Text = text.String()
-			return out, nil
+			return true, nil
 		}
 		var r response
 		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return nil, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "malformed chunk", Err: err}
+			return false, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "malformed chunk", Err: err}
 		}
 		if r.Error != nil {
 			kind := llm.KindStream
 			if r.Error.Type == "server_error" || r.Error.Type == "overloaded_error" {
 				kind = llm.KindUnavailable
 			}
-			return nil, &llm.Error{Provider: c.Name(), Kind: kind, Type: r.Error.Type, Message: r.Error.Message}
+			return false, &llm.Error{Provider: c.Name(), Kind: kind, Type: r.Error.Type, Message: r.Error.Message}
 		}
 		if r.ID != "" {
 			out.ID = r.ID
@@ -238,14 +227,14 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 				out.StopReason = *ch.FinishReason
 			}
 			if ch.Delta != nil && ch.Delta.Content != nil && *ch.Delta.Content != "" {
-				text.WriteString(*ch.Delta.Content)
-				if err := onDelta(*ch.Delta.Content); err != nil {
-					return nil, llm.AsError(c.Name(), err)
+				if err := out.Delta(*ch.Delta.Content); err != nil {
+					return false, err
 				}
 			}
 		}
-	}
+		return false, nil
+	})
 }
 
 // String describes the client for logs.
-func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.conn.BaseURL) }
+func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.BaseURL) }

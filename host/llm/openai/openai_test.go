@@ -2,18 +2,15 @@ package openai
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
+	"github.com/wingman-app/wingate/host/llm/llmtest"
 )
 
 // completionJSON is a chat.completion object as OpenAI returns it.
@@ -45,33 +42,10 @@ data: [DONE]
 
 `
 
-type captured struct {
-	method, path string
-	header       http.Header
-	body         map[string]any
-}
-
-func fakeServer(t *testing.T, handler func(w http.ResponseWriter, n int)) (*httptest.Server, *[]captured) {
-	t.Helper()
-	var calls []captured
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var body map[string]any
-		if err := json.Unmarshal(b, &body); err != nil {
-			t.Errorf("request body is not JSON: %v", err)
-		}
-		calls = append(calls, captured{r.Method, r.URL.Path, r.Header.Clone(), body})
-		handler(w, int(n.Add(1)))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &calls
-}
-
 func temp(f float64) *float64 { return &f }
 
 func TestCompleteRequestShapeAndUsage(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, completionJSON)
 	})
@@ -87,15 +61,6 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := (*calls)[0]
-	if got.method != http.MethodPost || got.path != "/v1/chat/completions" {
-		t.Errorf("request line = %s %s", got.method, got.path)
-	}
-	for k, want := range map[string]string{"Authorization": "Bearer sk-test", "Content-Type": "application/json", "OpenAI-Organization": "org-1"} {
-		if v := got.header.Get(k); v != want {
-			t.Errorf("header %s = %q, want %q", k, v, want)
-		}
-	}
 	wantBody := map[string]any{
 		"model": "gpt-4.1", "max_tokens": float64(200), "temperature": 0.2, "user": "42",
 		"messages": []any{
@@ -105,9 +70,7 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 			map[string]any{"role": "user", "content": "help"},
 		},
 	}
-	if !reflect.DeepEqual(got.body, wantBody) {
-		t.Errorf("body = %#v\nwant %#v", got.body, wantBody)
-	}
+	llmtest.CheckRequest(t, *calls, "/v1/chat/completions", map[string]string{"Authorization": "Bearer sk-test", "Content-Type": "application/json", "OpenAI-Organization": "org-1"}, wantBody)
 	want := &llm.Response{ID: "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", Model: "gpt-4.1-2025-04-14", Text: "Hello! How can I assist you today?",
 		StopReason: "stop", Usage: llm.Usage{InputTokens: 195, CacheReadTokens: 1024, OutputTokens: 10}}
 	if !reflect.DeepEqual(resp, want) {
@@ -116,22 +79,22 @@ func TestCompleteRequestShapeAndUsage(t *testing.T) {
 }
 
 func TestMaxCompletionTokens(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) { io.WriteString(w, completionJSON) })
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, _ *http.Request, _ int) { io.WriteString(w, completionJSON) })
 	c := New(Config{BaseURL: srv.URL, MaxCompletionTokens: true})
 	if _, err := c.Complete(context.Background(), &llm.Request{Model: "o3", Messages: []llm.Message{{Role: "user", Content: "x"}}, MaxTokens: 50}, nil); err != nil {
 		t.Fatal(err)
 	}
-	b := (*calls)[0].body
+	b := (*calls)[0].Body
 	if b["max_completion_tokens"] != float64(50) || b["max_tokens"] != nil {
 		t.Errorf("body = %v", b)
 	}
-	if _, ok := (*calls)[0].header["Authorization"]; ok {
+	if _, ok := (*calls)[0].Header["Authorization"]; ok {
 		t.Error("Authorization sent without a key")
 	}
 }
 
 func TestStreamReassembly(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, _ int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; i < len(streamBody); i += 13 {
 			io.WriteString(w, streamBody[i:min(i+13, len(streamBody))])
@@ -145,7 +108,7 @@ func TestStreamReassembly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := (*calls)[0].body
+	b := (*calls)[0].Body
 	if b["stream"] != true || !reflect.DeepEqual(b["stream_options"], map[string]any{"include_usage": true}) {
 		t.Errorf("stream options not sent: %v", b)
 	}
@@ -163,68 +126,30 @@ func errBody(typ, code, msg string) string {
 }
 
 func TestErrorMapping(t *testing.T) {
-	tests := []struct {
-		name       string
-		status     int
-		header     map[string]string
-		body       string
-		stream     bool
-		wantKind   error
-		wantType   string
-		wantAfter  time.Duration
-		wantDeltas int
-	}{
-		{name: "429 retry-after seconds", status: 429, header: map[string]string{"retry-after": "3"},
-			body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), wantKind: llm.ErrRateLimited, wantType: "requests", wantAfter: 3 * time.Second},
-		{name: "429 retry-after-ms", status: 429, header: map[string]string{"retry-after-ms": "1500", "retry-after": "2"},
-			body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), wantKind: llm.ErrRateLimited, wantType: "requests", wantAfter: 1500 * time.Millisecond},
-		{name: "429 quota is not retryable", status: 429, body: errBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota"),
-			wantKind: llm.ErrAuth, wantType: "insufficient_quota"},
-		{name: "500", status: 500, body: errBody("server_error", "", "The server had an error"), wantKind: llm.ErrUnavailable, wantType: "server_error"},
-		{name: "503 plain text", status: 503, body: "upstream connect error", wantKind: llm.ErrUnavailable},
-		{name: "400", status: 400, body: errBody("invalid_request_error", "", "messages: too short"), wantKind: llm.ErrBadRequest, wantType: "invalid_request_error"},
-		{name: "404 model", status: 404, body: errBody("invalid_request_error", "model_not_found", "The model does not exist"), wantKind: llm.ErrBadRequest, wantType: "invalid_request_error"},
-		{name: "401", status: 401, body: errBody("invalid_request_error", "invalid_api_key", "Incorrect API key"), wantKind: llm.ErrAuth, wantType: "invalid_request_error"},
-		{name: "stream breaks before DONE", status: 200, stream: true, body: streamBody[:strings.Index(streamBody, "data: [DONE]")], wantKind: llm.ErrStream, wantDeltas: 2},
-		{name: "stream cut mid-chunk", status: 200, stream: true, body: streamBody[:strings.Index(streamBody, `" there`)], wantKind: llm.ErrStream, wantDeltas: 1},
-		{name: "stream error object", status: 200, stream: true,
-			body: "data: " + errBody("server_error", "", "overloaded") + "\n\n", wantKind: llm.ErrUnavailable, wantType: "server_error"},
-		{name: "stream malformed", status: 200, stream: true, body: "data: {\"choices\": [\n\n", wantKind: llm.ErrStream},
-		{name: "no choices", status: 200, body: `{"id":"x","choices":[]}`, wantKind: llm.ErrUnavailable},
+	tests := []llmtest.ErrorCase{
+		{Name: "429 retry-after seconds", Status: 429, Header: map[string]string{"retry-after": "3"},
+			Body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), WantStatus: 429, WantKind: llm.ErrRateLimited, WantType: "requests", WantAfter: 3 * time.Second},
+		{Name: "429 retry-after-ms", Status: 429, Header: map[string]string{"retry-after-ms": "1500", "retry-after": "2"},
+			Body: errBody("requests", "rate_limit_exceeded", "Rate limit reached"), WantStatus: 429, WantKind: llm.ErrRateLimited, WantType: "requests", WantAfter: 1500 * time.Millisecond},
+		{Name: "429 quota is not retryable", Status: 429, Body: errBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota"),
+			WantStatus: 429, WantKind: llm.ErrAuth, WantType: "insufficient_quota"},
+		{Name: "500", Status: 500, Body: errBody("server_error", "", "The server had an error"), WantStatus: 500, WantKind: llm.ErrUnavailable, WantType: "server_error"},
+		{Name: "503 plain text", Status: 503, Body: "upstream connect error", WantStatus: 503, WantKind: llm.ErrUnavailable},
+		{Name: "400", Status: 400, Body: errBody("invalid_request_error", "", "messages: too short"), WantStatus: 400, WantKind: llm.ErrBadRequest, WantType: "invalid_request_error"},
+		{Name: "404 model", Status: 404, Body: errBody("invalid_request_error", "model_not_found", "The model does not exist"), WantStatus: 404, WantKind: llm.ErrBadRequest, WantType: "invalid_request_error"},
+		{Name: "401", Status: 401, Body: errBody("invalid_request_error", "invalid_api_key", "Incorrect API key"), WantStatus: 401, WantKind: llm.ErrAuth, WantType: "invalid_request_error"},
+		{Name: "stream breaks before DONE", Status: 200, Stream: true, Body: streamBody[:strings.Index(streamBody, "data: [DONE]")], WantKind: llm.ErrStream, WantDeltas: 2},
+		{Name: "stream cut mid-chunk", Status: 200, Stream: true, Body: streamBody[:strings.Index(streamBody, `" there`)], WantKind: llm.ErrStream, WantDeltas: 1},
+		{Name: "stream error object", Status: 200, Stream: true,
+			Body: "data: " + errBody("server_error", "", "overloaded") + "\n\n", WantKind: llm.ErrUnavailable, WantType: "server_error"},
+		{Name: "stream malformed", Status: 200, Stream: true, Body: "data: {\"choices\": [\n\n", WantKind: llm.ErrStream},
+		{Name: "no choices", Status: 200, Body: `{"id":"x","choices":[]}`, WantStatus: 200, WantKind: llm.ErrUnavailable},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := fakeServer(t, func(w http.ResponseWriter, _ int) {
-				for k, v := range tt.header {
-					w.Header().Set(k, v)
-				}
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			})
-			c := New(Config{BaseURL: srv.URL})
-			var onDelta llm.DeltaFunc
-			deltas := 0
-			if tt.stream {
-				onDelta = func(string) error { deltas++; return nil }
-			}
-			_, err := c.Complete(context.Background(), &llm.Request{Model: "m", Messages: []llm.Message{{Role: "user", Content: "x"}}}, onDelta)
-			if !errors.Is(err, tt.wantKind) {
-				t.Fatalf("err = %v, want %v", err, tt.wantKind)
-			}
-			var e *llm.Error
-			errors.As(err, &e)
-			if e.Type != tt.wantType || e.RetryAfter != tt.wantAfter {
-				t.Errorf("error type %q retry-after %v, want %q %v", e.Type, e.RetryAfter, tt.wantType, tt.wantAfter)
-			}
-			if deltas != tt.wantDeltas {
-				t.Errorf("deltas = %d, want %d", deltas, tt.wantDeltas)
-			}
-		})
-	}
+	llmtest.RunErrorCases(t, tests, func(url string) llm.Provider { return New(Config{BaseURL: url}) })
 }
 
 func TestRetryThenSucceed(t *testing.T) {
-	srv, calls := fakeServer(t, func(w http.ResponseWriter, n int) {
+	srv, calls := llmtest.Server(t, func(w http.ResponseWriter, _ *http.Request, n int) {
 		switch n {
 		case 1:
 			w.Header().Set("retry-after-ms", "250")
@@ -258,18 +183,5 @@ func FuzzReadStream(f *testing.F) {
 	f.Add("data: " + errBody("server_error", "", "x") + "\n\n")
 	f.Add("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n")
 	c := New(Config{})
-	f.Fuzz(func(t *testing.T, body string) {
-		var text strings.Builder
-		resp, err := c.readStream(context.Background(), strings.NewReader(body), func(s string) error { text.WriteString(s); return nil })
-		if err != nil {
-			var e *llm.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not *llm.Error", err)
-			}
-			return
-		}
-		if resp.Text != text.String() {
-			t.Fatalf("text %q differs from deltas %q", resp.Text, text.String())
-		}
-	})
+	f.Fuzz(func(t *testing.T, body string) { llmtest.CheckStream(t, body, c.readStream) })
 }

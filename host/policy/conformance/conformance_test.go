@@ -9,30 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/policy/conformance/testguest"
 	"github.com/wingman-app/wingate/host/policy/policybuild"
 	"github.com/wingman-app/wingate/host/policy/policybuild/buildtest"
+	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
 const repo = "../../.."
-
-// shippedConfig returns the config of the policies file's entry of kind.
-func shippedConfig(t *testing.T, kind string) []byte {
-	t.Helper()
-	f, err := policy.ReadPoliciesFile(filepath.Join(repo, "policies"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range f.Policies {
-		if e.Kind == kind {
-			return []byte(e.Config)
-		}
-	}
-	t.Fatalf("no %s entry in policies.json", kind)
-	return nil
-}
 
 func mustPass(t *testing.T, wasm []byte, opts Options) *Report {
 	t.Helper()
@@ -73,7 +57,7 @@ func TestShippedPoliciesConform(t *testing.T) {
 			}
 			var cfg []byte
 			if c.shipped {
-				cfg = shippedConfig(t, c.kind)
+				cfg = policytest.ShippedConfig(t, c.kind)
 			}
 			rep := mustPass(t, wasm, Options{Name: c.dir, Config: cfg})
 			if len(rep.Kinds) != 1 || rep.Kinds[0] != c.kind {

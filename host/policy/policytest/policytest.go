@@ -37,6 +37,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"github.com/wingman-app/wingate/host/policy/evaljson"
 	"github.com/wingman-app/wingate/sdk/abi"
 )
@@ -489,4 +490,33 @@ func runCompress(ctx context.Context, d Decider, c Case) (json.RawMessage, []str
 		diffs = append(diffs, fmt.Sprintf("tokens: got %d, want at most %d", g.Tokens, *w.MaxTokens))
 	}
 	return got, diffs, nil
+}
+
+// ShippedConfig returns the configuration of the first entry of kind in
+// the repository's policies/policies.json (found above the working
+// directory), the configuration a policy's tests check it with. A file
+// or entry that is missing fails the test: the file is part of the
+// repository.
+func ShippedConfig(tb testing.TB, kind string) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join(testkit.RepoRoot(tb), "policies", "policies.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var f struct {
+		Policies []struct {
+			Kind   string          `json:"kind"`
+			Config json.RawMessage `json:"config"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		tb.Fatalf("policies/policies.json: %v", err)
+	}
+	for _, p := range f.Policies {
+		if p.Kind == kind {
+			return p.Config
+		}
+	}
+	tb.Fatalf("policies/policies.json has no %s entry", kind)
+	return nil
 }

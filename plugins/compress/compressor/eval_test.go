@@ -1,14 +1,11 @@
 package compressor_test
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/compress/compressor"
 	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -39,7 +36,7 @@ func heldOut(convs []*evaldata.Conv) []string {
 // that most summary lines keep a name, a date or a number.
 func TestLocomoRecall(t *testing.T) {
 	convs := loadLocomo(t)
-	cfg, err := compressor.ParseConfig(shippedConfig(t))
+	cfg, err := compressor.ParseConfig(policytest.ShippedConfig(t, "compress"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,43 +98,4 @@ func countQuestions(convs []*evaldata.Conv) int {
 		n += len(c.Questions)
 	}
 	return n
-}
-
-// shippedConfig returns the raw config of the compress entry of
-// policies/policies.json, or nil (the defaults) when there is none yet.
-func shippedConfig(t testing.TB) []byte {
-	t.Helper()
-	root, err := evaldata.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(root, "policies", "policies.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		t.Log("policies/policies.json absent: evaluating the built-in defaults")
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	type entry struct {
-		Kind   string          `json:"kind"`
-		Config json.RawMessage `json:"config"`
-	}
-	var list []entry
-	if err := json.Unmarshal(raw, &list); err != nil {
-		var wrapped struct {
-			Policies []entry `json:"policies"`
-		}
-		if err := json.Unmarshal(raw, &wrapped); err != nil {
-			t.Fatalf("policies.json: %v", err)
-		}
-		list = wrapped.Policies
-	}
-	for _, e := range list {
-		if e.Kind == "compress" {
-			return e.Config
-		}
-	}
-	t.Log("policies/policies.json has no compress entry: evaluating the built-in defaults")
-	return nil
 }

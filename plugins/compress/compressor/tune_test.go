@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/policy/policytest"
 	"github.com/wingman-app/wingate/plugins/compress/compressor"
 	"github.com/wingman-app/wingate/plugins/compress/internal/evaldata"
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -37,7 +38,7 @@ func TestTune(t *testing.T) {
 			tune = append(tune, c)
 		}
 	}
-	cfg, err := compressor.ParseConfig(shippedConfig(t))
+	cfg, err := compressor.ParseConfig(policytest.ShippedConfig(t, "compress"))
 	if err != nil {
 		t.Fatal(err)
 	}

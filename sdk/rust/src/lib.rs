@@ -376,63 +376,42 @@ impl<S> Policy<S> {
             None => return self.fail(&format_args!("unknown kind {}", kind)),
         };
         match kind {
-            Kind::Cache => {
-                if let Some(f) = self.cache_bytes {
-                    return self.decide_cache_bytes(f, input);
-                }
-                let f = match self.cache {
-                    Some(f) => f,
-                    None => return self.fail(&"no handler registered for this kind"),
-                };
-                let req = match codec::decode_cache_request(input) {
-                    Ok(r) => r,
-                    Err(e) => return self.fail(&e),
-                };
-                match f(&mut self.state, &req) {
-                    Ok(d) => {
-                        self.out.clear();
-                        self.out.push(STATUS_OK);
-                        codec::encode_cache_decision(&mut self.out, &d);
-                    }
-                    Err(e) => return self.fail(&e),
-                }
-            }
-            Kind::Route => {
-                let f = match self.route {
-                    Some(f) => f,
-                    None => return self.fail(&"no handler registered for this kind"),
-                };
-                let req = match codec::decode_route_request(input) {
-                    Ok(r) => r,
-                    Err(e) => return self.fail(&e),
-                };
-                match f(&mut self.state, &req) {
-                    Ok(d) => {
-                        self.out.clear();
-                        self.out.push(STATUS_OK);
-                        codec::encode_route_decision(&mut self.out, &d);
-                    }
-                    Err(e) => return self.fail(&e),
-                }
-            }
+            Kind::Cache => match self.cache_bytes {
+                Some(f) => self.decide_cache_bytes(f, input),
+                None => self.decide_with(self.cache, input, codec::decode_cache_request, codec::encode_cache_decision),
+            },
+            Kind::Route => self.decide_with(self.route, input, codec::decode_route_request, codec::encode_route_decision),
             Kind::Compress => {
-                let f = match self.compress {
-                    Some(f) => f,
-                    None => return self.fail(&"no handler registered for this kind"),
-                };
-                let req = match codec::decode_compress_request(input) {
-                    Ok(r) => r,
-                    Err(e) => return self.fail(&e),
-                };
-                match f(&mut self.state, &req) {
-                    Ok(d) => {
-                        self.out.clear();
-                        self.out.push(STATUS_OK);
-                        codec::encode_compress_decision(&mut self.out, &d);
-                    }
-                    Err(e) => return self.fail(&e),
-                }
+                self.decide_with(self.compress, input, codec::decode_compress_request, codec::encode_compress_decision)
             }
+        }
+    }
+
+    /// One kind's path: decode the request, run the kind's handler, encode
+    /// its decision after the OK status.
+    #[inline(always)]
+    fn decide_with<'a, Req, Dec>(
+        &mut self,
+        f: Option<fn(&mut S, &Req) -> Result<Dec, Error>>,
+        input: &'a [u8],
+        decode: fn(&'a [u8]) -> Result<Req, DecodeError>,
+        encode: fn(&mut Vec<u8>, &Dec),
+    ) -> &[u8] {
+        let f = match f {
+            Some(f) => f,
+            None => return self.fail(&"no handler registered for this kind"),
+        };
+        let req = match decode(input) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e),
+        };
+        match f(&mut self.state, &req) {
+            Ok(d) => {
+                self.out.clear();
+                self.out.push(STATUS_OK);
+                encode(&mut self.out, &d);
+            }
+            Err(e) => return self.fail(&e),
         }
         &self.out
     }
@@ -470,29 +449,33 @@ impl<S> Policy<S> {
     /// Runs the cache handler on req through the binary encoding in both
     /// directions, the way the host calls it. Meant for unit tests.
     pub fn call_cache(&mut self, req: &CacheRequest<'_>) -> Result<CacheDecision, CallError> {
-        let mut input = Vec::new();
-        codec::encode_cache_request(&mut input, req);
-        let out = self.decide(Kind::Cache as i32, &input).to_vec();
-        poison(&mut input);
-        codec::decode_cache_decision(result(&out)?).map_err(CallError::Decode)
+        self.call(Kind::Cache, req, codec::encode_cache_request, codec::decode_cache_decision)
     }
 
     /// call_cache for the route kind.
     pub fn call_route(&mut self, req: &RouteRequest<'_>) -> Result<RouteDecision, CallError> {
-        let mut input = Vec::new();
-        codec::encode_route_request(&mut input, req);
-        let out = self.decide(Kind::Route as i32, &input).to_vec();
-        poison(&mut input);
-        codec::decode_route_decision(result(&out)?).map_err(CallError::Decode)
+        self.call(Kind::Route, req, codec::encode_route_request, codec::decode_route_decision)
     }
 
     /// call_cache for the compress kind.
     pub fn call_compress(&mut self, req: &CompressRequest<'_>) -> Result<CompressDecision, CallError> {
+        self.call(Kind::Compress, req, codec::encode_compress_request, codec::decode_compress_decision)
+    }
+
+    /// Encodes req as the host does, decides it, overwrites the input (as
+    /// the host's next request would) and decodes the decision.
+    fn call<Req, Dec>(
+        &mut self,
+        kind: Kind,
+        req: &Req,
+        encode: fn(&mut Vec<u8>, &Req),
+        decode: fn(&[u8]) -> Result<Dec, DecodeError>,
+    ) -> Result<Dec, CallError> {
         let mut input = Vec::new();
-        codec::encode_compress_request(&mut input, req);
-        let out = self.decide(Kind::Compress as i32, &input).to_vec();
+        encode(&mut input, req);
+        let out = self.decide(kind as i32, &input).to_vec();
         poison(&mut input);
-        codec::decode_compress_decision(result(&out)?).map_err(CallError::Decode)
+        decode(result(&out)?).map_err(CallError::Decode)
     }
 }
 

@@ -9,17 +9,8 @@ import (
 	"github.com/tetratelabs/wabin/binary"
 	"github.com/tetratelabs/wabin/wasm"
 
+	"github.com/wingman-app/wingate/host/internal/wasmcode"
 	"github.com/wingman-app/wingate/sdk/abi"
-)
-
-var (
-	i32 = wasm.ValueTypeI32
-	i64 = wasm.ValueTypeI64
-
-	tI32     = &wasm.FunctionType{Results: []wasm.ValueType{i32}}
-	tI32I32  = &wasm.FunctionType{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i32}}
-	tI32I64  = &wasm.FunctionType{Params: []wasm.ValueType{i32}, Results: []wasm.ValueType{i64}}
-	tI32x2I6 = &wasm.FunctionType{Params: []wasm.ValueType{i32, i32}, Results: []wasm.ValueType{i64}}
 )
 
 // Memory layout of every guest here: the OK init payload at okAt, the
@@ -32,37 +23,20 @@ const (
 	bufferAt   = 4096
 )
 
-func sleb(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+var (
+	i32c = wasmcode.I32Const
+	body = wasmcode.Body
+)
 
-func i32c(v int64) []byte { return sleb([]byte{0x41}, v) }
-func i64c(v int64) []byte { return sleb([]byte{0x42}, v) }
-
-func body(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return append(b, 0x0b)
-}
-
-func packed(ptr, n int) []byte { return i64c(int64(ptr)<<32 | int64(n)) }
+func packed(ptr, n int) []byte { return wasmcode.Packed(uint32(ptr), uint32(n)) }
 
 // module assembles a guest declaring kinds whose wingate_buffer body,
 // wingate_decide body and decision payload (status byte included) are
 // given.
 func module(kinds int64, bufferBody, decideBody, payload []byte) []byte {
 	m := &wasm.Module{
-		TypeSection:     []*wasm.FunctionType{tI32, tI32I32, tI32I64, tI32x2I6},
-		FunctionSection: []wasm.Index{0, 0, 1, 2, 3},
+		TypeSection:     wasmcode.ABITypes(),
+		FunctionSection: wasmcode.ABIFunctions(),
 		MemorySection:   &wasm.Memory{Min: 2, Max: 2, IsMaxEncoded: true},
 		CodeSection: []*wasm.Code{
 			{Body: body(i32c(abi.MinorVersion))},
@@ -71,17 +45,10 @@ func module(kinds int64, bufferBody, decideBody, payload []byte) []byte {
 			{Body: body(packed(okAt, 1))},
 			{Body: decideBody},
 		},
-		ExportSection: []*wasm.Export{
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportMarker, Index: 0},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportKinds, Index: 1},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportBuffer, Index: 2},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportInit, Index: 3},
-			{Type: wasm.ExternTypeFunc, Name: abi.ExportDecide, Index: 4},
-			{Type: wasm.ExternTypeMemory, Name: abi.ExportMemory, Index: 0},
-		},
+		ExportSection: wasmcode.ABIExports(0),
 		DataSection: []*wasm.DataSegment{
-			{OffsetExpression: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: sleb(nil, okAt)}, Init: []byte{byte(abi.StatusOK)}},
-			{OffsetExpression: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: sleb(nil, decisionAt)}, Init: payload},
+			wasmcode.DataAt(okAt, []byte{byte(abi.StatusOK)}),
+			wasmcode.DataAt(decisionAt, payload),
 		},
 	}
 	return binary.EncodeModule(m)
