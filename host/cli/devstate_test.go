@@ -39,7 +39,6 @@ func TestConfiguredAddr(t *testing.T) {
 	}
 }
 
-
 // TestDevKey: loopback spellings of one port share a key; other hosts and
 // ports do not; hostile addresses cannot leave the development directory.
 func TestDevKey(t *testing.T) {

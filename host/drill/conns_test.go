@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wingman-app/wingate/host/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -152,7 +153,7 @@ func startFlood(t *testing.T, addr string, n, clients int, hold time.Duration) f
 	t.Helper()
 	type child struct {
 		cmd *exec.Cmd
-		out *lockedBuffer
+		out *testkit.SyncBuffer
 	}
 	var kids []child
 	for i := range clients {
@@ -162,7 +163,7 @@ func startFlood(t *testing.T, addr string, n, clients int, hold time.Duration) f
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestFloodClient$", "-test.count=1")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,127.0.0.%d,%d,%s", floodEnv, addr, 2+i, share, hold))
-		out := &lockedBuffer{}
+		out := &testkit.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -17,23 +16,6 @@ import (
 	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCacheRedisOutageHTTP: two instances share a Redis that is killed
 // during an HTTP load run and restarted. No request gets a 5xx, no request
 // waits on Redis for 100 ms, each instance logs one warning and one info
@@ -45,7 +27,7 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 	type inst struct {
 		w    *wingmanApp
 		addr string
-		log  *lockedBuffer
+		log  *testkit.SyncBuffer
 	}
 	var insts []inst
 	for range 2 {
@@ -55,7 +37,7 @@ func TestCacheRedisOutageHTTP(t *testing.T) {
 		}
 		cl := redis.NewClient(opt)
 		t.Cleanup(func() { cl.Close() })
-		lb := &lockedBuffer{}
+		lb := &testkit.SyncBuffer{}
 		w := newWingmanApp(t, cache.Config{Prefix: prefix, Redis: cl, MaxLocalBytes: 512 << 10,
 			Logger: slog.New(slog.NewTextHandler(lb, nil))}, nativeCachePolicy(t))
 		insts = append(insts, inst{w: w, addr: w.serve(t), log: lb})
