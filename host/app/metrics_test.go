@@ -71,7 +71,8 @@ func runPromtool(tb testing.TB, stdin []byte, args ...string) string {
 // liveServer is a served assembly on a loopback port.
 type liveServer struct {
 	app  *App
-	base string
+	base string // the public listener
+	ops  string // the operators' listener: /metrics, /dashboard
 }
 
 // startLive builds and starts the server as `wingate serve` does, with
@@ -103,7 +104,7 @@ func startLive(tb testing.TB, stores bool) *liveServer {
 		cfg.DatabaseURL, cfg.RedisURL = dbURL, testkit.StartRedis(tb).URL()
 	}
 	a := buildReady(tb, cfg, true)
-	return &liveServer{app: a, base: "http://" + a.Addr()}
+	return &liveServer{app: a, base: "http://" + a.Addr(), ops: "http://" + a.OpsAddr()}
 }
 
 // load runs the load generator against the server with mix (nil: the
@@ -137,7 +138,7 @@ func (s *liveServer) loadWarm(tb testing.TB, mix loadgen.Mix, warmup, d time.Dur
 // its Content-Type.
 func (s *liveServer) scrape(tb testing.TB, accept string) ([]byte, string) {
 	tb.Helper()
-	req, err := http.NewRequest("GET", s.base+"/metrics", nil)
+	req, err := http.NewRequest("GET", s.ops+"/metrics", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -473,7 +474,7 @@ func TestCachedP99MatchesDashboard(t *testing.T) {
 	bs := routeBuckets(fams, "http_server_request_duration_seconds", route)
 	fromHist := histogramQuantile(0.99, bs)
 
-	res, err := http.Get(s.base + "/dashboard/state")
+	res, err := http.Get(s.ops + "/dashboard/state")
 	if err != nil {
 		t.Fatal(err)
 	}

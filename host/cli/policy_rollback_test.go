@@ -15,9 +15,9 @@ import (
 // token come from the flags as an operator gives them.
 func TestPolicyRollbackCLI(t *testing.T) {
 	const token = "admin-token-for-the-rollback-test"
-	_, base := startHost(t, func(c *app.Config) { c.AdminToken = token })
+	h, base := startHost(t, func(c *app.Config) { c.AdminToken = token })
 	wasm := filepath.Join(repoRoot, "policies", "cache.wasm")
-	admin := []string{"--addr", base, "--token", token}
+	admin := []string{"--addr", base, "--ops-addr", h.OpsAddr(), "--token", token}
 	cli := func(args ...string) (int, string, string) {
 		t.Helper()
 		all := append([]string{args[0], args[1]}, admin...) // flags before the file
