@@ -58,6 +58,7 @@ type App struct {
 	// acceptFailures counts accepts that failed for lack of descriptors
 	// (listen.go).
 	acceptFailures atomic.Int64
+	acceptEpisode  atomic.Bool
 }
 
 // NewLogger returns text logs to w at level (debug, info, warn, error).
@@ -192,12 +193,6 @@ func (a *App) Start(ln net.Listener) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
-	// Both listeners back off when descriptors run out (listen.go)
-	// instead of failing, which would end the server.
-	ln = &backoffListener{Listener: ln, log: a.log, errs: &a.acceptFailures, sleep: time.Sleep}
-	if ops != nil {
-		ops = &backoffListener{Listener: ops, log: a.log, errs: &a.acceptFailures, sleep: time.Sleep}
-	}
 	a.serve(ln, ops)
 	return nil
 }
@@ -205,6 +200,12 @@ func (a *App) Start(ln net.Listener) error {
 // serve serves the public listener ln and the operators' listener ops
 // (nil: none) in the background.
 func (a *App) serve(ln, ops net.Listener) {
+	// Both listeners back off when descriptors run out (listen.go)
+	// instead of failing, which would end the server.
+	ln = &backoffListener{Listener: ln, log: a.log, errs: &a.acceptFailures, episode: &a.acceptEpisode, sleep: time.Sleep}
+	if ops != nil {
+		ops = &backoffListener{Listener: ops, log: a.log, errs: &a.acceptFailures, episode: &a.acceptEpisode, sleep: time.Sleep}
+	}
 	a.addr = ln.Addr().String()
 	a.serving = make(chan error, 2)
 	go func() { a.serving <- a.srv.Serve(ln) }()

@@ -71,21 +71,21 @@ const (
 // ends.
 type backoffListener struct {
 	net.Listener
-	log   *slog.Logger
-	errs  *atomic.Int64
-	sleep func(time.Duration) // time.Sleep; tests observe it
+	log  *slog.Logger
+	errs *atomic.Int64
+	// episode is set from the first failed accept until one succeeds,
+	// shared by the process's listeners: logged once at each end.
+	episode *atomic.Bool
+	sleep   func(time.Duration) // time.Sleep; tests observe it
 }
 
 func (l *backoffListener) Accept() (net.Conn, error) {
-	var (
-		pause  time.Duration
-		failed int64
-	)
+	var pause time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			if failed > 0 {
-				l.log.Warn("accepting connections again", "failed_accepts", failed)
+			if l.episode.CompareAndSwap(true, false) {
+				l.log.Warn("accepting connections again", "failed_accepts", l.errs.Load())
 			}
 			return c, nil
 		}
@@ -93,13 +93,15 @@ func (l *backoffListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l.errs.Add(1)
-		if failed == 0 {
-			l.log.Error("out of descriptors: accepting fewer connections, backing off", "err", err)
+		if pause == 0 {
 			pause = acceptBackoffMin
 		} else {
 			pause = min(2*pause, acceptBackoffMax)
 		}
-		failed++
+		// One episode for the process, whichever listener meets it.
+		if l.episode.CompareAndSwap(false, true) {
+			l.log.Error("out of descriptors: accepting fewer connections, backing off", "err", err)
+		}
 		l.sleep(pause)
 	}
 }

@@ -48,7 +48,7 @@ func TestBackoffListener(t *testing.T) {
 		sleeps []time.Duration
 	)
 	bl := &backoffListener{Listener: &failingListener{ln, fails}, log: slog.New(slog.NewTextHandler(&logs, nil)),
-		errs: &count, sleep: func(d time.Duration) { sleeps = append(sleeps, d) }}
+		errs: &count, episode: new(atomic.Bool), sleep: func(d time.Duration) { sleeps = append(sleeps, d) }}
 	go func() {
 		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 			defer c.Close()

@@ -86,7 +86,9 @@ func (m *Manager) importEntry(ctx context.Context, dir string, e policy.PolicyEn
 	}
 	rec, err := m.Push(ctx, u)
 	if err != nil {
-		return err
+		// A refusal before the version is stored (a limit) names the
+		// file, as a refusal to read it does.
+		return fmt.Errorf("policy directory: %s: %w", e.File, err)
 	}
 	_, err = m.Activate(ctx, rec.ID)
 	return err

@@ -28,7 +28,7 @@ func adminServer(t *testing.T, mgr *rollout.Manager, deps server.Deps) string {
 	deps.Rollout, deps.AdminToken, deps.Policies = mgr, adminToken, mgr.Decider()
 	srv := server.New(server.DefaultConfig(), deps)
 	ln := listen(t)
-	go srv.Serve(ln)
+	go srv.ServeOps(ln) // the operators' listener: the API and /admin
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -72,7 +72,7 @@ func TestActivationRejections(t *testing.T) {
 	cfgPath := writeFile(t, dir, "config.json", cacheConfig(1800))
 	casesOK := writeFile(t, dir, "cases-ok/catalogue.json", catalogueCase(1800))
 	casesBad := writeFile(t, dir, "cases-bad/catalogue.json", catalogueCase(60))
-	admin := []string{"--addr", addr, "--token", adminToken}
+	admin := []string{"--addr", addr, "--ops-addr", addr, "--token", adminToken}
 
 	goodPath := writeFile(t, dir, "good.wasm", good)
 	writeFile(t, dir, "good.wasm.sig", []byte(rollout.Sign(priv, good)+"\n"))

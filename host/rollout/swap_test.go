@@ -70,7 +70,7 @@ func newAPIStack(tb testing.TB, mgr *rollout.Manager, cc *cache.Cache) *apiStack
 	srv := server.New(server.DefaultConfig(), server.Deps{Store: memstore.Demo(20), Cache: cc,
 		Policies: mgr.Decider(), Rollout: mgr, AdminToken: adminToken})
 	ln := listen(tb)
-	go srv.Serve(ln)
+	go srv.ServeOps(ln) // the operators' listener: the API and /admin
 	s := &apiStack{mgr: mgr, srv: srv, addr: ln.Addr().String()}
 	tb.Cleanup(func() { s.shutdown() })
 	return s
