@@ -174,7 +174,11 @@
 // request's bytes (a health check's) waited 10-30 ms to be read. A call
 // waiting for a long place gives its decision place back meanwhile;
 // its deadline runs on. The default policies' decisions are far shorter
-// than a slice and never take one.
+// than a slice and never take one. A guest that loops on host calls
+// (wingate.log, fd_write) spends its time in them rather than in budget
+// units, so a host call does the same once per 100 µs of the call's time
+// (instance.hostCall): before it did, such a loop held a processor to
+// its deadline without one refill, and health checks waited 16-60 ms.
 // With both, 16 concurrent hostile callers on a 2-core machine at load
 // 3 see calls of 4-12 ms and probe gaps of 5-9 ms (TestHostileConcurrent;
 // at load 5, 18-39 ms and 12-30 ms: the operating system's time slices),

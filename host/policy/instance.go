@@ -68,6 +68,9 @@ type instance struct {
 	// start-up steps take none), long while it also holds a long place
 	// (Runtime.enterLong).
 	placed, long bool
+	// yielded is when the call in flight last gave way in a host call
+	// (hostCall), or began.
+	yielded int64
 }
 
 // armBudget arms the guard's budget for a call with deadline d: the
@@ -152,7 +155,7 @@ func hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	if in == nil {
 		return
 	}
-	in.checkDeadline()
+	in.hostCall()
 	level, ptr, size := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
 	n := min(size, maxLogLine, uint32(max(in.logLeft-logLineCost, 0)))
 	in.drop(int(size - n))
@@ -177,6 +180,33 @@ func (in *instance) checkDeadline() {
 	if d := in.deadline.Load(); d == deadlineStopped || (d > 0 && nanotime() > d) {
 		panic(errHostDeadline)
 	}
+}
+
+// hostSlice is how long a call may spend before a host call gives way
+// as a budget refill does (hostCall): about a refill slice's time.
+const hostSlice = int64(100 * time.Microsecond)
+
+// hostCall begins a host call from the guest (wingate.log, fd_write): it
+// ends a call past its deadline and, once per hostSlice of the call's
+// time, does what a budget refill does: takes a long place (a decision
+// call) and yields. A guest that loops on host calls spends its time in
+// them, not in budget units: a loop of log calls reached its deadline
+// without one refill, held a processor for all of it, and a health
+// check's bytes waited 16-60 ms to be read.
+func (in *instance) hostCall() {
+	now := nanotime()
+	if d := in.deadline.Load(); d == deadlineStopped || (d > 0 && now > d) {
+		panic(errHostDeadline)
+	}
+	if now-in.yielded < hostSlice {
+		return
+	}
+	in.yielded = now
+	if in.placed && !in.long {
+		in.v.rt.enterLong(in)
+		in.checkDeadline() // a wait for a long place counts
+	}
+	runtime.Gosched()
 }
 
 // maxLogLine bounds one guest log message or output line.
@@ -268,7 +298,7 @@ func hostFdWrite(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = errnoBadf
 		return
 	}
-	in.checkDeadline()
+	in.hostCall()
 	if n > maxIovs {
 		stack[0] = errnoInval
 		return

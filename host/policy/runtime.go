@@ -469,6 +469,7 @@ func (rt *Runtime) scan(batch []*instance) ([]*instance, bool) {
 // awake to enforce it. It returns now.
 func (rt *Runtime) arm(in *instance, d time.Duration) int64 {
 	now := nanotime()
+	in.yielded = now
 	in.deadline.Store(now + int64(d))
 	if rt.parked.Load() {
 		select {
