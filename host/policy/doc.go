@@ -94,11 +94,14 @@
 //	if $halt | ($budget < 8) | ($depth < d): call $refill(d)
 //	$budget -= 8; $depth -= d; call f; $depth += d
 //
-// where $depth is the call depth left (Options.MaxCallDepth, 16,384) and
-// d is 1 + f's locals / 16 (of the heaviest function for call_indirect),
-// so that the limit bounds the stack a recursion holds and not only its
-// frames: a recursive function with 2,000 live locals grew wazero's
-// stack by 16 KB a frame.
+// where $depth is the call depth the call may still take before it asks
+// $refill for more (1,024 units at a time, depthStep, up to
+// Options.MaxCallDepth, 16,384, where $refill traps), so that a
+// recursion comes back to Go at least every 1,024 units as a loop does
+// every slice, and d is 1 + f's locals / 4 (of the heaviest function for
+// call_indirect), so that the limit bounds the stack a recursion holds
+// and not only its frames: a recursive function with 2,000 live locals
+// grew wazero's stack by 16 KB a frame.
 // Calls of imports (the host bounds its own functions) and of leaf
 // functions (no calls: they end by themselves or at a guarded loop, and
 // add one frame) are left alone. An exponential call tree without a loop ran 7.1 s

@@ -337,8 +337,11 @@ func callCheck(g *guardConfig, depth uint32) (before, after []byte) {
 // the depth limit bounds the stack a recursion can hold, not only its
 // frame count (a function with 2,000 live i64 locals grew wazero's stack
 // by 16 KB a frame, and at 64 locals a unit such a recursion still ran
-// 37 ms past a 2 ms deadline; at 16, under 5 ms).
-const frameLocals = 16
+// 37 ms past a 2 ms deadline; at 16, under 5 ms sequentially, but with
+// 16 callers 24-51 ms against a 10 ms deadline; at 4, 7.7 ms alone and
+// 22 ms with 16 callers). A function of 100 locals may still nest 630
+// deep.
+const frameLocals = 4
 
 // guardBody returns body with the loop check after every loop
 // instruction's block type and, when g.calls, the call check around

@@ -214,6 +214,95 @@ func TestDeepRecursionIsBounded(t *testing.T) {
 	t.Logf("trapped: %v; %d calls, slowest %v; heap in use %d MiB", err, v.Stats().Calls, v.Stats().CallTime.Max, ms.HeapInuse>>20)
 }
 
+// TestRecursionComesBackEveryStep: the call depth is handed out
+// depthStep units at a time, so a recursion reaches the refill function
+// (and Go, where the clock is read and a collection can scan the
+// goroutine) every step: a recursion 3,000 deep succeeds twice on one
+// instance, each call asking for depth twice, and unbounded recursion
+// still traps at the limit after asking once a step.
+func TestRecursionComesBackEveryStep(t *testing.T) {
+	rt := newRuntime(t, Options{Logger: discardLogger()})
+	ctx := context.Background()
+	m := echoRouteModule()
+	// rec(n): if n { rec(n-1) }, called from decide with 3,000.
+	m.TypeSection = append(m.TypeSection, &wasm.FunctionType{Params: []wasm.ValueType{wasm.ValueTypeI32}})
+	rec := uint32(len(m.FunctionSection))
+	m.FunctionSection = append(m.FunctionSection, uint32(len(m.TypeSection)-1))
+	m.CodeSection = append(m.CodeSection, &wasm.Code{Body: wasmcode.Body(
+		wasmcode.LocalGet(0), []byte{0x04, 0x40}, // if
+		wasmcode.LocalGet(0), wasmcode.I32Const(1), []byte{0x6b}, wasmcode.Call(rec), // rec(n-1)
+		[]byte{0x0b})}) // end
+	m.CodeSection[4].Body = append(wasmcode.Cat(wasmcode.I32Const(3000), wasmcode.Call(rec)), m.CodeSection[4].Body...)
+	v, err := rt.Load(ctx, Spec{Name: "rec3000", Config: []byte("ok"), MinInstances: 1, MaxInstances: 1, Deadline: time.Second, AcquireTimeout: 10 * time.Second}, encode(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for i := range 2 {
+		before := rt.refills.Load()
+		d, err := v.Route(ctx, &abi.RouteRequest{Message: "x"})
+		if err != nil || d.Reason != "ok" {
+			t.Fatalf("call %d: %+v, %v", i, d, err)
+		}
+		if n := rt.refills.Load() - before; n != 2 {
+			t.Errorf("call %d asked for depth %d times, want 2 (3,000 deep, %d a step)", i, n, depthStep)
+		}
+	}
+	if s := v.Stats(); s.Created != 1 {
+		t.Errorf("%d instances created: the recursion's calls must keep theirs", s.Created)
+	}
+
+	deep, err := rt.Load(ctx, Spec{Name: "rec", MinInstances: 1, Deadline: time.Second, AcquireTimeout: 10 * time.Second}, hostileWasm(t, "deep-recursion"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deep.Close()
+	before := rt.refills.Load()
+	if _, err := deep.Cache(ctx, &cacheReq); !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), "call depth over 16384") {
+		t.Fatalf("err = %v, want the call-depth trap", err)
+	}
+	if n, want := rt.refills.Load()-before, int64(DefaultMaxCallDepth/depthStep-1); n < want {
+		t.Errorf("unbounded recursion asked for depth %d times before its trap, want at least %d", n, want)
+	}
+}
+
+// TestLongPlaceWaitEndsAtDeadline: a call that must wait for a long
+// place (one spins in it with a deadline of 1 s) ends at its own
+// deadline while it waits, as a timeout, instead of waiting for the
+// place: with 16 callers a wait behind newer callers' first slices ran
+// 10 ms calls to 72-147 ms. Needs two processors (one long place).
+func TestLongPlaceWaitEndsAtDeadline(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	rt := newRuntime(t, Options{Logger: discardLogger(), MaxDeadline: 5 * time.Second})
+	if cap(rt.long) != 1 {
+		t.Fatalf("%d long places, want 1 with two processors", cap(rt.long))
+	}
+	holder := loadGuest(t, rt, "loop", "", Spec{Name: "holder", MinInstances: 1, MaxInstances: 1, Deadline: time.Second, AcquireTimeout: 10 * time.Second})
+	waiter := loadGuest(t, rt, "loop", "", Spec{Name: "waiter", MinInstances: 1, MaxInstances: 1, Deadline: 20 * time.Millisecond, AcquireTimeout: 10 * time.Second})
+	held := make(chan error, 1)
+	go func() {
+		_, err := holder.Route(context.Background(), &abi.RouteRequest{Message: "x"})
+		held <- err
+	}()
+	waitFor(t, "the holder to take the long place", func() bool { return len(rt.long) == 1 })
+	start := time.Now()
+	_, err := waiter.Route(context.Background(), &abi.RouteRequest{Message: "x"})
+	took := time.Since(start)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("waiter: %v, want a timeout", err)
+	}
+	if max := waiter.Stats().CallTime.Max; max > 500*time.Millisecond || took > 500*time.Millisecond {
+		t.Errorf("the waiting call took %v (its own time %v) against a 20 ms deadline: it waited for the holder", took, max)
+	}
+	if len(rt.long) != 1 {
+		t.Errorf("the waiter's timeout left %d long places taken, want the holder's 1", len(rt.long))
+	}
+	if err := <-held; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("holder: %v, want a timeout", err)
+	}
+	t.Logf("the waiting call ended after %v (deadline 20 ms) while another held the long place", took)
+}
+
 // TestRoutineRecycleIsNoFailure: recycling after RecycleCalls calls is
 // routine: counted apart from forced recycles, and no call fails.
 func TestRoutineRecycleIsNoFailure(t *testing.T) {

@@ -310,7 +310,7 @@ type guardOptions struct {
 
 // addLoopGuard adds the guard globals to m (the loop budget, exported as
 // stopGlobalName; the halt flag, haltGlobalName; the call depth left,
-// depthGlobalName, starting at o.maxDepth), inserts the loop check at
+// depthGlobalName, starting at depthStep or o.maxDepth if lower), inserts the loop check at
 // every loop header and the call check around every call that may run
 // unbounded (see guardBody), and replaces memory.fill and memory.copy with
 // calls to appended functions that work in guarded chunks (bulkFill,
@@ -332,7 +332,7 @@ func addLoopGuard(m *wasm.Module, nImportedFuncs, nImportedGlobals uint32, o gua
 	depth := stop + 2
 	m.GlobalSection = append(m.GlobalSection, &wasm.Global{
 		Type: &wasm.GlobalType{ValType: wasm.ValueTypeI32, Mutable: true},
-		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: wasmcode.AppendSLEB(nil, int64(o.maxDepth))},
+		Init: &wasm.ConstantExpression{Opcode: wasm.OpcodeI32Const, Data: wasmcode.AppendSLEB(nil, int64(min(o.maxDepth, depthStep)))},
 	})
 	m.ExportSection = append(m.ExportSection,
 		&wasm.Export{Type: wasm.ExternTypeGlobal, Name: stopGlobalName, Index: stop},
