@@ -86,8 +86,17 @@ var zeros = make([]byte, 64<<10)
 // sendBig sends the attack to addr, writing the body while it reads the
 // answers, until the server closes the connection or the body is sent.
 func sendBig(addr string, a bodyAttack, method, path string) bodyResult {
+	return sendBigFrom("", addr, a, method, path)
+}
+
+// sendBigFrom is sendBig from the source address from ("" for any).
+func sendBigFrom(from, addr string, a bodyAttack, method, path string) bodyResult {
 	t0 := time.Now()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return bodyResult{err: err}
 	}
