@@ -148,7 +148,9 @@ func hostRefill(ctx context.Context, _ api.Module, stack []uint64) {
 			in.depth.Set(uint64(step))
 			in.depthGranted = inUse + step
 			// A refill for depth alone leaves the budget as it is.
-			grant = in.halt.Get() != 0 || in.stop.Get() < maxCharge
+			// (Halt is not read here: the watchdog writes it, and a
+			// halt set since checkDeadline brings the guest back.)
+			grant = in.stop.Get() < maxCharge
 		}
 	}
 	if grant {
