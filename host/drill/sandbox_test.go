@@ -590,24 +590,32 @@ func runSandbox(t *testing.T, p *proc, dir string, client *http.Client, m guests
 	return r
 }
 
+// scrape returns the process's /metrics from its operators' listener.
+func (p *proc) scrape() (string, error) {
+	resp, err := http.Get(p.ops + "/metrics")
+	if err != nil {
+		return "", fmt.Errorf("/metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(body), nil
+}
+
 // checkFailureMetrics scrapes /metrics for the failing version's calls:
 // its failed calls are counted under an outcome other than ok, and a
 // module that grew its memory shows it in the memory gauge.
 func checkFailureMetrics(t *testing.T, p *proc, m guests.Module, name string) {
 	t.Helper()
-	resp, err := http.Get(p.ops + "/metrics")
+	body, err := p.scrape()
 	if err != nil {
-		t.Errorf("/metrics: %v", err)
-		return
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("/metrics: %d %v", resp.StatusCode, err)
+		t.Error(err)
 		return
 	}
 	failed, memory := 0.0, 0.0
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.Contains(line, `policy_name="`+name+`"`) {
 			continue
 		}

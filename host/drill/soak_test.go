@@ -1,7 +1,6 @@
 package drill
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -231,16 +230,13 @@ func TestDrillSoak(t *testing.T) {
 // its operators' listener.
 func soakGauges(t *testing.T, p *proc) (goroutines, fds int) {
 	t.Helper()
-	resp, err := http.Get(p.ops + "/metrics")
+	body, err := p.scrape()
 	if err != nil {
-		t.Fatalf("scrape: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	goroutines, fds = -1, -1
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
+	for _, line := range strings.Split(body, "\n") {
+		name, value, ok := strings.Cut(line, " ")
 		if !ok {
 			continue
 		}

@@ -227,9 +227,8 @@ func (in *instance) checkDeadline() {
 func (in *instance) deadlineTimer() <-chan time.Time {
 	left := time.Duration(1)
 	if d := in.deadline.Load(); d != deadlineStopped && d > 0 {
-		left = time.Duration(d-nanotime()) + time.Microsecond
+		left = max(time.Duration(d-nanotime())+time.Microsecond, 1)
 	}
-	left = max(left, 1)
 	if in.waitTimer == nil {
 		in.waitTimer = time.NewTimer(left)
 	} else {

@@ -309,8 +309,9 @@ type guardOptions struct {
 }
 
 // addLoopGuard adds the guard globals to m (the loop budget, exported as
-// stopGlobalName; the halt flag, haltGlobalName; the call depth left,
-// depthGlobalName, starting at depthStep or o.maxDepth if lower), inserts the loop check at
+// stopGlobalName; the halt flag, haltGlobalName; the call depth the call
+// may take before it asks for more, depthGlobalName, starting at
+// depthStep or o.maxDepth if lower), inserts the loop check at
 // every loop header and the call check around every call that may run
 // unbounded (see guardBody), and replaces memory.fill and memory.copy with
 // calls to appended functions that work in guarded chunks (bulkFill,
