@@ -44,6 +44,7 @@ const (
 	StoreUnavailable Code = "store_unavailable"   // the policy version store cannot serve now
 	ShuttingDown     Code = "shutting_down"       // the server is shutting down
 	RateLimited      Code = "rate_limited"        // too many requests; retry later
+	OverCapacity     Code = "over_capacity"       // the server holds as many connections as it may; retry later
 	Unavailable      Code = "unavailable"         // a dependency (the database) cannot serve now
 	LLMUnavailable   Code = "llm_unavailable"     // every model tier is down
 	LLMError         Code = "llm_error"           // the model provider failed or refused
@@ -84,6 +85,7 @@ var Table = []Entry{
 	{StoreUnavailable, http.StatusServiceUnavailable, "the policy version store is unavailable; the active versions keep serving"},
 	{ShuttingDown, http.StatusServiceUnavailable, "the server is shutting down"},
 	{RateLimited, http.StatusTooManyRequests, "too many requests, retry later"},
+	{OverCapacity, http.StatusServiceUnavailable, "the server is at its connection limit, retry later"},
 	{Unavailable, http.StatusServiceUnavailable, "the service is unavailable, retry later"},
 	{LLMUnavailable, http.StatusServiceUnavailable, "every model tier is unavailable, retry later; your message was saved"},
 	{LLMError, http.StatusBadGateway, "the model failed while answering"},

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -120,6 +122,9 @@ func TestEveryErrorPath(t *testing.T) {
 		headers                          map[string]string
 		code                             apierr.Code
 		status                           int
+		// early: the server answers before reading the request or its
+		// body; sent with sendRaw.
+		early bool
 	}
 	withType := func(h map[string]string, ct string) map[string]string {
 		m := map[string]string{"Content-Type": ct}
@@ -129,44 +134,47 @@ func TestEveryErrorPath(t *testing.T) {
 		return m
 	}
 	calls := []call{
-		{"bad JSON body", "api", "PUT", pub + "/api/users/1/location", `{"lat": 1,,}`, bearer(user1), apierr.InvalidBody, 400},
-		{"NUL byte in a title (PostgreSQL refuses it)", "api", "POST", pub + "/api/chat/sessions", `{"title": "a\u0000b"}`, bearer(user1), apierr.Invalid, 400},
-		{"id with a sign", "api", "GET", pub + "/api/challenges/+1", "", nil, "invalid_id", 400},
-		{"no token", "api", "GET", pub + "/api/users/1/location", "", nil, apierr.Unauthorized, 401},
-		{"forged token (a signature this server's key did not make)", "api", "GET", pub + "/api/users/1/location", "", bearer(user1[:len(user1)-3] + "AAA"), apierr.TokenWrongKey, 401},
-		{"malformed token", "api", "GET", pub + "/api/users/1/location", "", bearer("not.a.token"), apierr.Unauthorized, 401},
-		{"expired token", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", ExpiresAt: at(-time.Minute)})), apierr.TokenExpired, 401},
-		{"token without exp", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1"})), apierr.TokenNoExpiry, 401},
-		{"token of a year", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(0), ExpiresAt: at(365 * 24 * time.Hour)})), apierr.TokenLifetime, 401},
-		{"token from the future", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(time.Hour), ExpiresAt: at(2 * time.Hour)})), apierr.TokenNotYetValid, 401},
-		{"token sub +1", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "+1", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401},
-		{"someone else's location", "api", "GET", pub + "/api/users/2/location", "", bearer(user1), apierr.Forbidden, 403},
-		{"no such challenge", "api", "GET", pub + "/api/challenges/999999", "", nil, apierr.NotFound, 404},
-		{"no such route", "api", "GET", pub + "/api/nothing-here", "", nil, apierr.NotFound, 404},
-		{"admin on the public listener", "api", "GET", pub + "/admin/status", "", admin, apierr.NotFound, 404},
-		{"wrong method", "api", "DELETE", pub + "/api/challenges", "", nil, apierr.MethodNotAllowed, 405},
-		{"body over the API's limit", "api", "POST", pub + "/api/chat/sessions", `{"title": "` + strings.Repeat("a", 2<<20) + `"}`, bearer(user1), apierr.BodyTooLarge, 413},
-		{"broken multipart", "admin", "POST", ops + "/admin/policies", "--zz\r\nleak-bait", withType(admin, "multipart/form-data; boundary=zz"), apierr.InvalidForm, 400},
-		{"junk module", "admin", "POST", ops + "/admin/policies", junkWasm, withType(admin, junkType), apierr.Rejected, 422},
-		{"config over its ceiling", "admin", "POST", ops + "/admin/policies", bigCfg, withType(admin, bigCfgType), apierr.OverLimit, 400},
-		{"no rollback target", "admin", "POST", ops + "/admin/rollback/cache", "", admin, apierr.NoRollbackTarget, 409},
-		{"no such version", "admin", "GET", ops + "/admin/policies/99999", "", admin, apierr.NotFound, 404},
-		{"admin without a token", "admin", "GET", ops + "/admin/status", "", nil, apierr.Unauthorized, 401},
-		{"openai: no token", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, nil, apierr.Unauthorized, 401},
-		{"openai: token sub 01", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, bearer(sign(jwt.RegisteredClaims{Subject: "01", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401},
-		{"openai: bad JSON", "openai", "POST", pub + "/v1/chat/completions", `{"model": `, bearer(user1), apierr.InvalidBody, 400},
-		{"openai: every tier down", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503},
+		{"bad JSON body", "api", "PUT", pub + "/api/users/1/location", `{"lat": 1,,}`, bearer(user1), apierr.InvalidBody, 400, false},
+		{"NUL byte in a title (PostgreSQL refuses it)", "api", "POST", pub + "/api/chat/sessions", `{"title": "a\u0000b"}`, bearer(user1), apierr.Invalid, 400, false},
+		{"id with a sign", "api", "GET", pub + "/api/challenges/+1", "", nil, "invalid_id", 400, false},
+		{"no token", "api", "GET", pub + "/api/users/1/location", "", nil, apierr.Unauthorized, 401, false},
+		{"forged token (a signature this server's key did not make)", "api", "GET", pub + "/api/users/1/location", "", bearer(user1[:len(user1)-3] + "AAA"), apierr.TokenWrongKey, 401, false},
+		{"malformed token", "api", "GET", pub + "/api/users/1/location", "", bearer("not.a.token"), apierr.Unauthorized, 401, false},
+		{"expired token", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", ExpiresAt: at(-time.Minute)})), apierr.TokenExpired, 401, false},
+		{"token without exp", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1"})), apierr.TokenNoExpiry, 401, false},
+		{"token of a year", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(0), ExpiresAt: at(365 * 24 * time.Hour)})), apierr.TokenLifetime, 401, false},
+		{"token from the future", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(time.Hour), ExpiresAt: at(2 * time.Hour)})), apierr.TokenNotYetValid, 401, false},
+		{"token sub +1", "api", "GET", pub + "/api/users/1/location", "", bearer(sign(jwt.RegisteredClaims{Subject: "+1", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401, false},
+		{"someone else's location", "api", "GET", pub + "/api/users/2/location", "", bearer(user1), apierr.Forbidden, 403, false},
+		{"no such challenge", "api", "GET", pub + "/api/challenges/999999", "", nil, apierr.NotFound, 404, false},
+		{"no such route", "api", "GET", pub + "/api/nothing-here", "", nil, apierr.NotFound, 404, false},
+		{"admin on the public listener", "api", "GET", pub + "/admin/status", "", admin, apierr.NotFound, 404, false},
+		{"wrong method", "api", "DELETE", pub + "/api/challenges", "", nil, apierr.MethodNotAllowed, 405, false},
+		{"body over the API's limit", "api", "POST", pub + "/api/chat/sessions", `{"title": "` + strings.Repeat("a", 2<<20) + `"}`, bearer(user1), apierr.BodyTooLarge, 413, true},
+		{"broken multipart", "admin", "POST", ops + "/admin/policies", "--zz\r\nleak-bait", withType(admin, "multipart/form-data; boundary=zz"), apierr.InvalidForm, 400, false},
+		{"junk module", "admin", "POST", ops + "/admin/policies", junkWasm, withType(admin, junkType), apierr.Rejected, 422, false},
+		{"config over its ceiling", "admin", "POST", ops + "/admin/policies", bigCfg, withType(admin, bigCfgType), apierr.OverLimit, 400, false},
+		{"no rollback target", "admin", "POST", ops + "/admin/rollback/cache", "", admin, apierr.NoRollbackTarget, 409, false},
+		{"no such version", "admin", "GET", ops + "/admin/policies/99999", "", admin, apierr.NotFound, 404, false},
+		{"admin without a token", "admin", "GET", ops + "/admin/status", "", nil, apierr.Unauthorized, 401, false},
+		{"openai: no token", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, nil, apierr.Unauthorized, 401, false},
+		{"openai: token sub 01", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, bearer(sign(jwt.RegisteredClaims{Subject: "01", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401, false},
+		{"openai: bad JSON", "openai", "POST", pub + "/v1/chat/completions", `{"model": `, bearer(user1), apierr.InvalidBody, 400, false},
+		{"openai: every tier down", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503, false},
 	}
 	// The failed admin attempts of the calls above and these use up the
 	// client's bucket: the next is rate limited.
 	for range server.AdminFailBurst - 1 { // "admin without a token" was one
 
-		calls = append(calls, call{"admin: a wrong token", "admin", "GET", ops + "/admin/status", "", bearer("wrong-" + testAdminToken), apierr.Unauthorized, 401})
+		calls = append(calls, call{"admin: a wrong token", "admin", "GET", ops + "/admin/status", "", bearer("wrong-" + testAdminToken), apierr.Unauthorized, 401, false})
 	}
-	calls = append(calls, call{"admin: too many failures", "admin", "GET", ops + "/admin/status", "", admin, apierr.RateLimited, 429})
+	calls = append(calls, call{"admin: too many failures", "admin", "GET", ops + "/admin/status", "", admin, apierr.RateLimited, 429, false})
 
 	reached := map[apierr.Code]bool{}
 	hc := &http.Client{Timeout: 30 * time.Second}
+	// send makes the call with the HTTP client; the calls the server
+	// answers before the request is written (over a limit) take sendRaw.
+	send := func(req *http.Request) (*http.Response, error) { return hc.Do(req) }
 	check := func(c call) {
 		t.Helper()
 		req, _ := http.NewRequest(c.method, c.url, strings.NewReader(c.body))
@@ -176,7 +184,11 @@ func TestEveryErrorPath(t *testing.T) {
 		for k, v := range c.headers {
 			req.Header.Set(k, v)
 		}
-		res, err := hc.Do(req)
+		do := send
+		if c.early {
+			do = sendRaw
+		}
+		res, err := do(req)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			return
@@ -233,21 +245,62 @@ func TestEveryErrorPath(t *testing.T) {
 
 	// The database away: store routes answer 503 unavailable.
 	proxy.SetMode(testkit.ProxyRefuse)
-	check(call{"database away", "api", "GET", pub + "/api/users/1/location", "", bearer(user1), apierr.Unavailable, 503})
+	check(call{"database away", "api", "GET", pub + "/api/users/1/location", "", bearer(user1), apierr.Unavailable, 503, false})
 	proxy.SetMode(testkit.ProxyForward)
 
 	// The admin API disabled: a second assembly without an admin token.
 	cfg2 := cfg
 	cfg2.AdminToken, cfg2.DatabaseURL, cfg2.LLMProvider = "", "", "simulated"
+	// With a connection cap of 2: two idle connections fill the public
+	// listener and a third is answered 503 over_capacity.
+	cfg2.MaxConns = 2
 	b := startReady(t, cfg2, slog.New(slog.DiscardHandler))
-	check(call{"admin disabled", "admin", "GET", "http://" + b.OpsAddr() + "/admin/status", "", admin, apierr.AdminDisabled, 403})
+	check(call{"admin disabled", "admin", "GET", "http://" + b.OpsAddr() + "/admin/status", "", admin, apierr.AdminDisabled, 403, false})
+	for range 2 {
+		c, err := net.Dial("tcp", b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	check(call{"over the connection cap", "api", "GET", "http://" + b.Addr() + "/healthz", "", nil, apierr.OverCapacity, 503, true})
 
 	for _, e := range apierr.Table {
 		if _, excused := notReached[e.Code]; !reached[e.Code] && !excused {
 			t.Errorf("code %s is not reached through the assembly", e.Code)
 		}
 	}
-	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+2, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(keys(notReached)))
+	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+3, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(keys(notReached)))
+}
+
+// sendRaw writes req's head on a connection of its own (with its
+// Content-Length, without its body) and reads the answer: for the calls
+// the server answers before reading the request or its body (over the
+// connection cap, a Content-Length over the limit), which HTTP clients
+// may report as a failed write or an unsolicited response.
+func sendRaw(req *http.Request) (*http.Response, error) {
+	c, err := net.Dial("tcp", req.URL.Host)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, req.URL.RequestURI(), req.URL.Host)
+	if req.ContentLength > 0 {
+		fmt.Fprintf(&head, "Content-Length: %d\r\n", req.ContentLength)
+	}
+	_ = req.Header.Write(&head)
+	head.WriteString("\r\n")
+	_, _ = c.Write(head.Bytes()) // an early answer may come before it is all written
+	res, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	body, err := io.ReadAll(res.Body)
+	c.Close()
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	return res, err
 }
 
 func keys(m map[apierr.Code]string) []apierr.Code {

@@ -136,7 +136,8 @@ func (a *App) serverConfig() server.Config {
 	return sc
 }
 
-// watchConns publishes the open connections and the failed accepts.
+// watchConns publishes the open connections, the failed accepts and the
+// connections refused over the cap.
 func (a *App) watchConns(m *observe.Metrics) error {
 	mt := m.MeterProvider().Meter("wingate/app")
 	_, err1 := mt.Int64ObservableGauge("wingate.http.connections",
@@ -151,7 +152,13 @@ func (a *App) watchConns(m *observe.Metrics) error {
 			o.Observe(a.acceptFailures.Load())
 			return nil
 		}))
-	if err := errors.Join(err1, err2); err != nil {
+	_, err3 := mt.Int64ObservableCounter("wingate.http.connections.refused",
+		metric.WithUnit("{connection}"), metric.WithDescription("Connections refused over the connection cap (answered 503 over_capacity and closed)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(a.srv.RefusedConns())
+			return nil
+		}))
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("app: connection metrics: %w", err)
 	}
 	return nil

@@ -97,7 +97,7 @@ func (s *Server) listenerGate(c *fiber.Ctx) error {
 // ServeOps accepts connections for the operators on ln until Shutdown.
 // It serves alongside Serve, on the same server.
 func (s *Server) ServeOps(ln net.Listener) error {
-	return s.app.Server().Serve(roleListener{Listener: ln, role: roleOps})
+	return s.app.Server().Serve(roleListener{Listener: s.capped(ln), role: roleOps})
 }
 
 // readyCheckResult is one check of /readyz on the operators' listener.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -118,6 +119,8 @@ type Server struct {
 	routeRecorders sync.Map
 	// admin limits failed admin attempts per client (admin_guard.go).
 	admin adminGuard
+	// refusedConns counts connections refused over MaxConns (connlimit.go).
+	refusedConns atomic.Int64
 }
 
 // New builds the server and registers its routes.
@@ -138,7 +141,7 @@ func New(cfg Config, deps Deps) *Server {
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
-		Concurrency:           cfg.MaxConns,
+		Concurrency:           fasthttpConcurrency(cfg.MaxConns),
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
 		// Multipart bodies (admin uploads) are parsed by their handler,
@@ -167,7 +170,24 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.outer }
 // Serve accepts the public's connections on ln until Shutdown: the
 // operators' paths are not found there (listeners.go).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(roleListener{Listener: ln, role: rolePublic})
+	return s.app.Listener(roleListener{Listener: s.capped(ln), role: rolePublic})
+}
+
+// capped puts ln behind the connection cap (connlimit.go).
+func (s *Server) capped(ln net.Listener) net.Listener {
+	return newCapListener(ln, s.cfg.MaxConns, acceptLoops(), &s.refusedConns)
+}
+
+// RefusedConns returns how many connections were refused over MaxConns.
+func (s *Server) RefusedConns() int64 { return s.refusedConns.Load() }
+
+// fasthttpConcurrency is fasthttp's own cap for a MaxConns: above it, so
+// that capListener refuses first (zero: fasthttp's default).
+func fasthttpConcurrency(maxConns int) int {
+	if maxConns <= 0 {
+		return 0
+	}
+	return maxConns + concurrencySlack
 }
 
 // Shutdown stops accepting connections and waits for requests in flight,
