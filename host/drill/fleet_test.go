@@ -1,0 +1,284 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wingman-app/wingate/host/internal/testkit"
+)
+
+// fleetShape is the size of one fleet drill.
+type fleetShape struct {
+	Rate    int           // cached GET requests a second, spread over the instances
+	Load    time.Duration // how long the load runs
+	Purges  int           // location writes on one instance, each timed on the others
+	Pushes  int           // policy activations on one instance, each timed on the others
+	Catalog int           // distinct catalogue pages the load asks for
+}
+
+func fleetSize() fleetShape {
+	if *full {
+		return fleetShape{Rate: 500, Load: 20 * time.Second, Purges: 1000, Pushes: 20, Catalog: 50}
+	}
+	return fleetShape{Rate: 150, Load: 4 * time.Second, Purges: 60, Pushes: 4, Catalog: 50}
+}
+
+// fleet is three `wingate serve` processes on one PostgreSQL and one
+// Redis (its URL: one server, a Sentinel primary or a cluster).
+type fleet struct {
+	members []*member
+}
+
+func startFleet(t *testing.T, redisURL string) *fleet {
+	t.Helper()
+	bin := wingateBinary(t)
+	dbURL := database(t)
+	pdir := policyDir(t)
+	logDir := t.TempDir()
+	f := &fleet{}
+	for i := range 3 {
+		m := &member{name: fmt.Sprintf("wingate%d", i+1), addr: freeAddr(t), ops: freeAddr(t),
+			args:    []string{"--jwt-secret", jwtSecret, "--admin-token", adminToken, "--policy-dir", pdir, "--log-level", "info"},
+			env:     []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL},
+			logPath: filepath.Join(logDir, fmt.Sprintf("wingate%d.log", i+1))}
+		m.start(t, bin)
+		f.members = append(f.members, m)
+		t.Cleanup(func() {
+			if m.cmd != nil {
+				m.stop(t)
+			}
+		})
+	}
+	return f
+}
+
+// fleetLoad sends cached catalogue GETs at rate a second, round robin
+// over the instances, and counts X-Cache outcomes.
+type fleetLoad struct {
+	clientTally
+	hits, misses, other atomic.Int64
+	firstOther          atomic.Value
+}
+
+func runFleetLoad(ctx context.Context, f *fleet, rate, pages int) *fleetLoad {
+	l := &fleetLoad{}
+	clients := make([]*fasthttp.HostClient, len(f.members))
+	for i, m := range f.members {
+		clients[i] = &fasthttp.HostClient{Addr: m.addr, MaxConns: 128, MaxIdemponentCallAttempts: 1, ReadTimeout: 10 * time.Second}
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			l.wg.Add(1)
+			go func(n int) {
+				defer l.wg.Done()
+				m, hc := f.members[n%len(f.members)], clients[n%len(f.members)]
+				req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(res)
+				req.SetRequestURI(fmt.Sprintf("http://%s/api/challenges?limit=%d", m.addr, 1+(n/len(f.members))%pages))
+				t0 := time.Now()
+				err := hc.Do(req, res)
+				if err == nil && res.StatusCode() != http.StatusOK {
+					err = fmt.Errorf("status %d", res.StatusCode())
+				}
+				switch strings.ToLower(string(res.Header.Peek("X-Cache"))) {
+				case "hit", "stale":
+					l.hits.Add(1)
+				case "miss":
+					l.misses.Add(1)
+				default:
+					if l.other.Add(1) == 1 {
+						l.firstOther.Store(fmt.Sprintf("X-Cache %q, status %d", res.Header.Peek("X-Cache"), res.StatusCode()))
+					}
+				}
+				l.note(t0, err)
+			}(n)
+		}
+	}()
+	return l
+}
+
+// hitRate is the share of lookups answered from the cache.
+func (l *fleetLoad) hitRate() float64 {
+	h, m := l.hits.Load(), l.misses.Load()
+	if h+m == 0 {
+		return 0
+	}
+	return float64(h) / float64(h+m)
+}
+
+// purgeLag writes a user's location on instance 0 and times how long
+// after the write's answer each other instance serves the new location
+// (whose previous one both had cached): one figure per instance.
+func purgeLag(t *testing.T, f *fleet, user int64, round int) ([]time.Duration, error) {
+	t.Helper()
+	tok := token(user)
+	path := fmt.Sprintf("/api/users/%d/location", user)
+	// Both others hold the current location in their caches.
+	for _, m := range f.members[1:] {
+		for range 2 {
+			if st, _, _, err := do(http.MethodGet, "http://"+m.addr+path, tok, "", nil); err != nil || st != http.StatusOK {
+				return nil, fmt.Errorf("GET %s on %s: %d %v", path, m.name, st, err)
+			}
+		}
+	}
+	lat := 10 + float64(round%7000)/1000
+	body := fmt.Sprintf(`{"lat": %.3f, "lon": 20.5}`, lat)
+	st, _, _, err := do(http.MethodPut, "http://"+f.members[0].addr+path, tok, body, map[string]string{"Content-Type": "application/json"})
+	if err != nil || st/100 != 2 {
+		return nil, fmt.Errorf("PUT %s on %s: %d %v", path, f.members[0].name, st, err)
+	}
+	wrote := time.Now()
+	var lags []time.Duration
+	for _, m := range f.members[1:] {
+		for {
+			a, err := doJSON(http.MethodGet, "http://"+m.addr+path, tok, "", nil)
+			if got, _ := a.Body["lat"].(float64); err == nil && a.Status == http.StatusOK && fmt.Sprintf("%.3f", got) == fmt.Sprintf("%.3f", lat) {
+				lags = append(lags, time.Since(wrote))
+				break
+			}
+			if time.Since(wrote) > 10*time.Second {
+				return nil, fmt.Errorf("%s still serves the old location 10 s after the write: %d %v (%v)", m.name, a.Status, a.Body, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return lags, nil
+}
+
+// runFleetDrill is the drill on one Redis deployment: cached load over
+// the three instances with its hit rate, purges written on one instance
+// and timed on the others, and policy activations on one instance timed
+// until all three serve the version.
+func runFleetDrill(t *testing.T, redisURL string) {
+	s := fleetSize()
+	f := startFleet(t, redisURL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	load := runFleetLoad(ctx, f, s.Rate, s.Catalog)
+
+	// Purges during the load, over users that have a location.
+	const purgeUsers = 20
+	for u := int64(1); u <= purgeUsers; u++ {
+		body := `{"lat": 1.5, "lon": 2.5}`
+		if st, _, _, err := do(http.MethodPut, fmt.Sprintf("http://%s/api/users/%d/location", f.members[0].addr, u), token(u), body,
+			map[string]string{"Content-Type": "application/json"}); err != nil || st/100 != 2 {
+			t.Fatalf("location of user %d: %d %v", u, st, err)
+		}
+	}
+	var lags durations
+	for i := range s.Purges {
+		l, err := purgeLag(t, f, int64(1+i%purgeUsers), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lags = append(lags, l...)
+	}
+	// Policy activations during the load: two versions of the shipped
+	// cache policy, pushed once to the fleet's store through instance 0,
+	// then activated there in turn.
+	h0 := &host{base: "http://" + f.members[0].addr, ops: "http://" + f.members[0].ops}
+	sp := shipped(t, "cache")
+	var ids [2]int64
+	for i, tag := range []string{"fleet-a", "fleet-b"} {
+		a, err := push(h0, testkit.WasmVariant(sp.wasm, tag), map[string]string{"kind": "cache", "name": sp.Name + "-" + tag,
+			"config": string(sp.Config), "deadline_ms": strconv.FormatFloat(sp.DeadlineMS, 'f', -1, 64)})
+		if err != nil || a.Status != http.StatusCreated {
+			t.Fatalf("push %s = %d %v (%v)", tag, a.Status, a.Body, err)
+		}
+		ids[i] = versionID(a)
+	}
+	var spread durations
+	for i := range s.Pushes {
+		want := ids[i%2]
+		a, err := admin(http.MethodPost, fmt.Sprintf("%s/admin/policies/%d/activate", h0.ops, want))
+		if err != nil || a.Status != http.StatusOK {
+			t.Fatalf("activate %d on %s: %d %v (%v)", want, f.members[0].name, a.Status, a.Body, err)
+		}
+		done := time.Now()
+		var last time.Duration
+		for _, m := range f.members {
+			for {
+				if e, ok := activeEntry("http://"+m.ops, "cache"); ok && activeID(e) == want {
+					last = max(last, time.Since(done))
+					break
+				}
+				if time.Since(done) > 30*time.Second {
+					t.Fatalf("%s does not serve cache version %d 30 s after its activation", m.name, want)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		spread = append(spread, last)
+	}
+	rest := s.Load - time.Since(load.spans0())
+	if rest > 0 {
+		time.Sleep(rest)
+	}
+	cancel()
+	load.wait()
+
+	t.Logf("load: %d cached GETs over 3 instances, %d failed %v; hit rate %.1f%% (%d hits, %d misses, %d other); p99 %v",
+		load.sent, load.failed, load.errs, 100*load.hitRate(), load.hits.Load(), load.misses.Load(), load.other.Load(), load.quantile(0.99))
+	t.Logf("purges: %d writes on %s, seen by the other two after p50 %v, p99 %v, max %v",
+		s.Purges, f.members[0].name, lags.quantile(0.5), lags.quantile(0.99), lags.quantile(1))
+	t.Logf("policy activations: %d on %s, served by all three after p50 %v, p99 %v, max %v",
+		s.Pushes, f.members[0].name, spread.quantile(0.5), spread.quantile(0.99), spread.quantile(1))
+	if load.failed > 0 {
+		t.Errorf("%d of %d cached GETs failed: %v", load.failed, load.sent, load.errs)
+	}
+	if v := load.firstOther.Load(); v != nil {
+		t.Logf("first answer neither hit nor miss: %v", v)
+	}
+	if load.hitRate() < 0.5 {
+		t.Errorf("hit rate %.1f%% over %d pages: the cache is not shared or not used", 100*load.hitRate(), s.Catalog)
+	}
+	if p99 := lags.quantile(0.99); p99 > 100*time.Millisecond {
+		t.Errorf("a purge on one instance reached the others after %v (p99); want ≤ 100 ms", p99)
+	}
+	if p99 := spread.quantile(0.99); p99 > time.Second {
+		t.Errorf("an activation on one instance reached all three after %v (p99); want ≤ 1 s", p99)
+	}
+}
+
+// spans0 is when the first call of the load started (now if none).
+func (l *fleetLoad) spans0() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.spans) == 0 {
+		return time.Now()
+	}
+	return slices.MinFunc(l.spans, func(a, b span) int { return a.start.Compare(b.start) }).start
+}
+
+// activeID is the version id in an /admin/status active entry.
+func activeID(e map[string]any) int64 {
+	v, _ := e["id"].(float64)
+	return int64(v)
+}
+
+// TestDrillFleetSingleRedis: the fleet drill on one Redis server of its
+// own.
+func TestDrillFleetSingleRedis(t *testing.T) {
+	r := testkit.StartRedis(t)
+	runFleetDrill(t, r.URL())
+}
