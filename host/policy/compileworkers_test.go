@@ -3,9 +3,11 @@ package policy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/tetratelabs/wabin/wasm"
@@ -68,5 +70,28 @@ func TestCompileWorkersSameMachineCode(t *testing.T) {
 		if err != nil || d.Tier != abi.TierEconomy || d.Reason != "cfg-7" {
 			t.Errorf("decision %+v, %v; want economy with the reason cfg-7", d, err)
 		}
+	}
+}
+
+// BenchmarkCompileWorkers compiles the repository's route policy with no
+// compilation cache on one goroutine (the baseline) and on GOMAXPROCS
+// (a server starting up): the ratio of the two is what start-up gains
+// per module. An op is a whole compilation (seconds).
+func BenchmarkCompileWorkers(b *testing.B) {
+	wasm, _ := repositoryPolicy(b, abi.KindRoute)
+	for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			ctx := WithCompileWorkers(context.Background(), workers)
+			for b.Loop() {
+				rt, err := NewRuntime(context.Background(), Options{CacheDir: "off", Logger: discardLogger()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rt.compile(ctx, "route", "", wasm); err != nil {
+					b.Fatal(err)
+				}
+				rt.Close(context.Background())
+			}
+		})
 	}
 }
