@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -316,6 +317,11 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		}
 		return err
 	}
+	// Loading the policies allocated several times the heap it keeps
+	// (decoding and compiling the modules): the garbage is collected but
+	// stays resident until the scavenger returns it, bit by bit. Return
+	// it now, once, before serving.
+	debug.FreeOSMemory()
 	a.serve(ln, ops)
 	select {
 	case err := <-a.serving:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -86,6 +87,10 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 	if pub != nil {
 		log.Info("policy signatures required", "pubkey", rollout.EncodePublicKey(pub))
 	}
+	// Nothing is served until the policies are loaded: compile each
+	// module on every processor (policy.WithCompileWorkers). Later
+	// candidates (pushes, directory edits) compile on one.
+	ctx = policy.WithCompileWorkers(ctx, runtime.GOMAXPROCS(0))
 	if fleet {
 		if err := h.mgr.Sync(ctx); err != nil {
 			log.Warn("some active policy versions of the store failed here: their kinds keep the fallback", "err", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wingman-app/wingate/sdk/abi"
@@ -692,6 +693,17 @@ type compiledModule struct {
 	compiled wazero.CompiledModule
 	prepared prepared
 	refs     int
+}
+
+// WithCompileWorkers returns ctx under which a Load that compiles its
+// module (no compiled copy in memory or in the compilation cache)
+// compiles the module's functions on n goroutines instead of one. The
+// machine code is the same either way; only the time differs. A server
+// starting up uses it, since it serves nothing until its policies are
+// loaded; a candidate checked while serving compiles on one, leaving the
+// other processors to requests.
+func WithCompileWorkers(ctx context.Context, n int) context.Context {
+	return experimental.WithCompilationWorkers(ctx, n)
 }
 
 // compile returns the shared compiled module for wasm, preparing and
