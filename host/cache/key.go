@@ -13,8 +13,9 @@ import (
 // format. It is part of every key, so a host with a new format never reads
 // entries written by an old one. v2: keys carry the host's canonical
 // request (RequestKey) and are bounded in length. v3: entries carry their
-// entity tag (Entry.ETag) and a key tag (KeyTag).
-const FormatVersion = "v3"
+// entity tag (Entry.ETag) and a key tag (KeyTag). v4: Redis keys carry the
+// hash tag of their shard, so a Redis Cluster can hold them (shard.go).
+const FormatVersion = "v4"
 
 // MaxKeyBodyBytes bounds the part of a key after its prefix and scope: a
 // longer body (a long canonical request or policy key) is replaced by its
@@ -134,9 +135,6 @@ func KeyTag(canonicalRequest string) string {
 	sum := sha256.Sum256([]byte(canonicalRequest))
 	return "key:" + hex.EncodeToString(sum[:])
 }
-
-// tagKey is the Redis set listing the keys stored under a tag.
-func (c *Cache) tagKey(tag string) string { return c.tagPrefix + tag }
 
 // ValidTag reports whether t can be a purge tag: not empty, at most 512
 // bytes, no line breaks. Entries with an invalid tag are not cacheable,
