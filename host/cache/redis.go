@@ -80,7 +80,7 @@ const (
 func (c *Cache) startRedis() {
 	c.writes = make(chan writeJob, writeQueue)
 	ctx, cancel := context.WithTimeout(c.ctx, 4*c.cfg.RedisTimeout)
-	err := c.rdb.Ping(ctx).Err()
+	err := c.healthy(ctx)
 	cancel()
 	if err != nil {
 		c.trip(err)
@@ -93,6 +93,18 @@ func (c *Cache) startRedis() {
 	}
 	c.wg.Add(1)
 	go c.subscribe()
+}
+
+// healthy checks Redis for the breaker: a ping; on a cluster, a reload of
+// the slot map (in the background, for the next probe: after a failover
+// go-redis would otherwise keep the lost primary's slots on it for up to
+// 10 s) and a ping of every primary the map names now.
+func (c *Cache) healthy(ctx context.Context) error {
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+	}
+	return c.rdb.Ping(ctx).Err()
 }
 
 func (c *Cache) redisUp() bool { return c.rdb != nil && !c.redisOut.Load() }
@@ -133,7 +145,7 @@ func (c *Cache) probe() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 4*c.cfg.RedisTimeout)
-		err := c.rdb.Ping(ctx).Err()
+		err := c.healthy(ctx)
 		if err == nil {
 			err = c.replayPending(ctx)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,7 +129,7 @@ func StartRedisCluster() (_ *RedisCluster, err error) {
 		p, bus := ports[i], ports[6+i]
 		n, err := startNode(dir, p, "--port", strconv.Itoa(p), "--cluster-port", strconv.Itoa(bus),
 			"--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(p)+".conf",
-			"--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no", "--daemonize", "no",
+			"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--daemonize", "no",
 			"--loglevel", "warning", "--dir", dir)
 		if err != nil {
 			return nil, err
@@ -150,8 +151,52 @@ func StartRedisCluster() (_ *RedisCluster, err error) {
 	if err := c.WaitOK(ctx); err != nil {
 		return nil, err
 	}
+	// A replica can take over only once it has synced with its primary.
+	for _, n := range c.Nodes {
+		if err := waitReplicaLinked(ctx, n); err != nil {
+			return nil, err
+		}
+	}
 	c.StartTime = time.Since(start)
 	return c, nil
+}
+
+// waitReplicaLinked waits, if n is a replica, until its link with its
+// primary is up.
+func waitReplicaLinked(ctx context.Context, n *RedisNode) error {
+	cl := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1})
+	defer cl.Close()
+	for {
+		info, err := cl.Info(ctx, "replication").Result()
+		if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %s not linked: %v %s", n.Addr(), err, info)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// WaitPromoted waits until a replica has replaced the lost primary: the
+// cluster is ok and none of its primaries is lost.
+func (c *RedisCluster) WaitPromoted(ctx context.Context, lost *RedisNode) error {
+	for {
+		err := c.WaitOK(ctx)
+		if err != nil {
+			return err
+		}
+		p, err := c.Primaries(ctx)
+		if err == nil && len(p) == 3 && !slices.Contains(p, lost) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no replica promoted: primaries %d, %v", len(p), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Addrs returns every node's host:port.
