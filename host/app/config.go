@@ -15,6 +15,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/server"
 )
 
@@ -319,6 +320,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := OpsAddrOf(c); err != nil {
 		return err
+	}
+	if c.RedisURL != "" {
+		if _, _, err := cache.ParseRedisURL(c.RedisURL); err != nil {
+			return fmt.Errorf("%w: REDIS_URL: %v", ErrUsage, err)
+		}
 	}
 	return nil
 }
