@@ -77,8 +77,8 @@ type Config struct {
 	Redis redis.UniversalClient
 	// RedisShards is the number of hash-tag shards entries are spread
 	// over (shard.go); every instance sharing a Redis must use the same.
-	// Zero: DefaultClusterShards on a cluster, 1 otherwise. At most
-	// MaxRedisShards.
+	// Zero: DefaultClusterShards on a cluster, 1 otherwise; else a power
+	// of two up to MaxRedisShards.
 	RedisShards int
 	// ClassicPubSub sends purge notices with PUBLISH/SUBSCRIBE even on a
 	// cluster whose servers have sharded pub/sub (SPUBLISH/SSUBSCRIBE,
@@ -249,8 +249,8 @@ func New(cfg Config) (*Cache, error) {
 	if strings.ContainsAny(cfg.Prefix, "{}") {
 		return nil, errors.New("cache: the prefix must not contain { or }, which would change the keys' hash slots")
 	}
-	if cfg.RedisShards < 0 || cfg.RedisShards > MaxRedisShards {
-		return nil, fmt.Errorf("cache: RedisShards must be between 0 and %d", MaxRedisShards)
+	if cfg.RedisShards < 0 || cfg.RedisShards > MaxRedisShards || cfg.RedisShards&(cfg.RedisShards-1) != 0 {
+		return nil, fmt.Errorf("cache: RedisShards must be a power of two up to %d", MaxRedisShards)
 	}
 	if cfg.RedisShards == 0 {
 		cfg.RedisShards = 1

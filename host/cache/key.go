@@ -23,10 +23,11 @@ const FormatVersion = "v4"
 // MaxKeyBytes past the configured prefix.
 const MaxKeyBodyBytes = 512
 
-// MaxKeyBytes is the longest key AppendRequestKey writes, not counting
-// Config.Prefix: the scope ("u:" and a length-prefixed user of at most
-// MaxKeyUserBytes) and a body of at most MaxKeyBodyBytes.
-const MaxKeyBytes = len(":"+FormatVersion+":k:") + len("u:") + 3 + 1 + MaxKeyUserBytes + 1 + MaxKeyBodyBytes
+// MaxKeyBytes is the longest key the cache writes to either tier, not
+// counting Config.Prefix: the scope ("u:" and a length-prefixed user of at
+// most MaxKeyUserBytes), a body of at most MaxKeyBodyBytes and, in Redis,
+// the shard's hash tag (at most MaxShardTagBytes in braces).
+const MaxKeyBytes = len(":"+FormatVersion+":k:") + len("{}") + MaxShardTagBytes + len("u:") + 3 + 1 + MaxKeyUserBytes + 1 + MaxKeyBodyBytes
 
 // MaxKeyUserBytes bounds the user part of a key; a longer user id is
 // hashed like an oversized body.

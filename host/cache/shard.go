@@ -24,9 +24,13 @@ const clusterSlots = 16384
 // Config.RedisShards is zero; a single server or Sentinel primary uses one.
 const DefaultClusterShards = 64
 
-// MaxRedisShards bounds Config.RedisShards: a purge runs one script per
-// shard.
+// MaxRedisShards bounds Config.RedisShards, which must be a power of two:
+// a purge runs one script per shard.
 const MaxRedisShards = 1024
+
+// MaxShardTagBytes bounds the length of a shard's hash tag (TestShardTags
+// checks every allowed number of shards).
+const MaxShardTagBytes = 5
 
 // shardTags returns n hash tags whose slots fall in n equal ranges of the
 // slot space, in order: tag i hashes into [i*16384/n, (i+1)*16384/n).

@@ -1,6 +1,9 @@
 package cache
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestKeySlot checks keySlot against values Redis documents (CLUSTER
 // KEYSLOT) and the hash-tag rules; TestDeploymentCluster checks it against
@@ -30,15 +33,15 @@ func TestKeySlot(t *testing.T) {
 	}
 }
 
-// TestShardTags: n shard tags hash into n equal, ordered slot ranges, so a
+// TestShardTags: for every allowed number of shards, n shard tags hash into n equal, ordered slot ranges, so a
 // cluster's primaries (each serving a contiguous range) get equal shares.
 func TestShardTags(t *testing.T) {
-	for _, n := range []int{1, 3, DefaultClusterShards, MaxRedisShards} {
+	for n := 1; n <= MaxRedisShards; n *= 2 {
 		tags := shardTags(n)
 		seen := map[string]bool{}
 		for i, tg := range tags {
 			s := int(keySlot(tg))
-			if s < i*clusterSlots/n || s >= (i+1)*clusterSlots/n || seen[tg] {
+			if s < i*clusterSlots/n || s >= (i+1)*clusterSlots/n || seen[tg] || len(tg) > MaxShardTagBytes || strings.ContainsAny(tg, "{}") {
 				t.Fatalf("n=%d: tag %d %q on slot %d", n, i, tg, s)
 			}
 			seen[tg] = true
@@ -48,7 +51,7 @@ func TestShardTags(t *testing.T) {
 
 // TestRedisShardsLimits: the shard count and the prefix are checked.
 func TestRedisShardsLimits(t *testing.T) {
-	for _, cfg := range []Config{{RedisShards: -1}, {RedisShards: MaxRedisShards + 1}, {Prefix: "a{b}"}, {Prefix: "a}"}} {
+	for _, cfg := range []Config{{RedisShards: -1}, {RedisShards: 3}, {RedisShards: MaxRedisShards * 2}, {RedisShards: MaxRedisShards + 1}, {Prefix: "a{b}"}, {Prefix: "a}"}} {
 		if c, err := New(cfg); err == nil {
 			c.Close()
 			t.Fatalf("%+v accepted", cfg)
@@ -67,6 +70,17 @@ func TestRedisShardsLimits(t *testing.T) {
 			t.Fatal("instances disagree on a key's shard")
 		}
 		seen[c.shardOf(k)] = true
+	}
+	// The longest Redis key stays within the documented bound.
+	for _, u := range []string{"", strings.Repeat("9", MaxKeyUserBytes), strings.Repeat("9", MaxKeyUserBytes+1)} {
+		for _, body := range []int{0, MaxKeyBodyBytes - 20, MaxKeyBodyBytes, 4 * MaxKeyBodyBytes} {
+			k := string(c.AppendRequestKey(nil, RequestKey{User: u, Route: "/r", Path: strings.Repeat("p", body)}))
+			for _, cc := range []*Cache{c, newTestCache(t, Config{Prefix: c.cfg.Prefix})} {
+				if rk := cc.redisKey(k); len(rk) > len(c.cfg.Prefix)+MaxKeyBytes {
+					t.Fatalf("a Redis key of %d bytes past the prefix, bound %d", len(rk)-len(c.cfg.Prefix), MaxKeyBytes)
+				}
+			}
+		}
 	}
 	if len(seen) < MaxRedisShards*9/10 {
 		t.Fatalf("5000 keys on %d of %d shards", len(seen), MaxRedisShards)
