@@ -155,3 +155,74 @@ func throughRedis(ctx context.Context, a, b *Cache, key string) bool {
 	res, err := b.Get(ctx, req(b, "", key, o, time.Minute, 0, "probe"))
 	return err == nil && res.Tier == TierRedis
 }
+
+// TestSentinelFailover kills the primary under load: the sentinel promotes
+// the replica, no request fails, and entries go through Redis again within
+// 5 s of the kill (the sentinel alone needs its 1 s down-after time and an
+// election).
+func TestSentinelFailover(t *testing.T) {
+	s := testkit.StartRedisSentinel(t)
+	ctx := context.Background()
+	prefix := testPrefix(t)
+	a := newTestCache(t, Config{Prefix: prefix, Redis: openClient(t, s.URL())})
+	b := newTestCache(t, Config{Prefix: prefix, Redis: openClient(t, s.URL())})
+	waitFor(t, func() bool { return subscribed(a) && subscribed(b) })
+	if !throughRedis(ctx, a, b, "before") {
+		t.Fatal("an entry did not go through Redis before the kill")
+	}
+	probe := testkit.StartSchedProbe()
+	load, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var errs, reqs atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 3))
+			o := &origin{}
+			for load.Err() == nil {
+				c := a
+				if rng.IntN(2) == 0 {
+					c = b
+				}
+				if _, err := c.Get(ctx, req(c, "", fmt.Sprintf("k%d", rng.IntN(2000)), o, time.Second, 0, "load")); err != nil {
+					errs.Add(1)
+				}
+				reqs.Add(1)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	kill := time.Now()
+	s.Primary.Kill()
+	var resumed time.Duration
+	for i := 0; ; i++ {
+		if time.Since(kill) > 15*time.Second {
+			t.Fatalf("not through Redis %v after the kill\na: %+v\nb: %+v", time.Since(kill), a.Stats(), b.Stats())
+		}
+		if throughRedis(ctx, a, b, fmt.Sprintf("after-%d", i)) {
+			resumed = time.Since(kill)
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	wg.Wait()
+	starved := probe.Stop()
+	t.Logf("through the promoted replica %v after the kill; %d requests, %d errors; worst scheduling delay %v",
+		resumed, reqs.Load(), errs.Load(), starved)
+	if errs.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during the failover", errs.Load(), reqs.Load())
+	}
+	if resumed > 5*time.Second+starved {
+		t.Fatalf("cache went through Redis again %v after the kill, want within 5 s", resumed)
+	}
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr()})
+	defer sc.Close()
+	if addr, err := sc.GetMasterAddrByName(ctx, "primary").Result(); err != nil || len(addr) != 2 || addr[0]+":"+addr[1] != s.Replica.Addr() {
+		t.Fatalf("sentinel names %v (%v) as the primary, want the replica %s", addr, err, s.Replica.Addr())
+	}
+	d := checkPurgeNotice(t, a, b, true)
+	t.Logf("purge notice after the failover reached the other instance in %v", d)
+}
