@@ -73,7 +73,9 @@ func setTimeouts(opt *redis.UniversalOptions, timeout time.Duration) {
 // primary and its replicas, not the sentinels). Cluster and sentinel URLs
 // take no query options and at most MaxRedisURLHosts addresses; a cluster
 // URL names no database but 0. A one-server URL is go-redis's own format,
-// with its query options. No error message contains the password.
+// with its query options (the options returned here carry its address,
+// database, credentials and TLS; OpenRedis keeps every option). No error
+// message contains the password.
 func ParseRedisURL(rawURL string) (*redis.UniversalOptions, RedisMode, error) {
 	mode, tlsOn, rest := splitScheme(rawURL)
 	if mode == "" {
@@ -93,16 +95,13 @@ func ParseRedisURL(rawURL string) (*redis.UniversalOptions, RedisMode, error) {
 	authority, path, _ := strings.Cut(rest, "/")
 	opt := &redis.UniversalOptions{}
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
-		user, pass, hasPass := strings.Cut(authority[:at], ":")
+		// As in go-redis's own URLs: user:password, :password or user.
+		user, pass, _ := strings.Cut(authority[:at], ":")
 		var err1, err2 error
 		opt.Username, err1 = url.PathUnescape(user)
 		opt.Password, err2 = url.PathUnescape(pass)
 		if err1 != nil || err2 != nil {
 			return nil, "", fmt.Errorf("%w: bad escape in the user or password", errRedisURL)
-		}
-		if !hasPass && opt.Username != "" {
-			// redis://secret@host means a password alone, as in go-redis.
-			opt.Username, opt.Password = "", opt.Username
 		}
 		authority = authority[at+1:]
 	}

@@ -22,7 +22,8 @@ func TestParseRedisURL(t *testing.T) {
 		{"redis+cluster://h1:7000,h2:7001,h3:7002", RedisCluster, []string{"h1:7000", "h2:7001", "h3:7002"}, "", "", "", 0, false},
 		{"redis+cluster://h1:7000/", RedisCluster, []string{"h1:7000"}, "", "", "", 0, false},
 		{"REDISS+CLUSTER://app:s%40cret@h1:7000,[::1]:7001/0", RedisCluster, []string{"h1:7000", "[::1]:7001"}, "app", "s@cret", "", 0, true},
-		{"redis+cluster://onlypass@h1:7000", RedisCluster, []string{"h1:7000"}, "", "onlypass", "", 0, false},
+		{"redis+cluster://onlyuser@h1:7000", RedisCluster, []string{"h1:7000"}, "onlyuser", "", "", 0, false},
+		{"redis+cluster://:onlypass@h1:7000", RedisCluster, []string{"h1:7000"}, "", "onlypass", "", 0, false},
 		{"redis+sentinel://s1:26379,s2:26379/mymaster", RedisSentinel, []string{"s1:26379", "s2:26379"}, "", "", "mymaster", 0, false},
 		{"rediss+sentinel://:pw@s1:26379/my%20master/2", RedisSentinel, []string{"s1:26379"}, "", "pw", "my master", 2, true},
 	}
