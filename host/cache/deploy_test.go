@@ -70,6 +70,22 @@ func runDeploymentSuite(t *testing.T, url string, mode RedisMode) {
 		prefix := testPrefix(t)
 		a := newTestCache(t, Config{Prefix: prefix, Redis: openClient(t, url)})
 		b := newTestCache(t, Config{Prefix: prefix, Redis: openClient(t, url)})
+		// Started caches have loaded their scripts on every primary.
+		exists := func(ctx context.Context, c redis.Cmdable) error {
+			v, err := c.ScriptExists(ctx, storeScript.Hash(), purgeScript.Hash()).Result()
+			if err == nil && (len(v) != 2 || !v[0] || !v[1]) {
+				t.Errorf("scripts loaded: %v", v)
+			}
+			return err
+		}
+		if cc, ok := raw.(*redis.ClusterClient); ok {
+			err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return exists(ctx, n) })
+		} else {
+			err = exists(ctx, raw)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		const n = 400
 		o := &origin{}
 		for i := range n {

@@ -42,19 +42,23 @@ func SilenceRedisLogs() { redis.SetLogger(quietLogger{}) }
 // storeScript stores an entry and adds its key to each tag's set, keeping
 // every set alive at least as long as its longest-lived member.
 // KEYS[1] entry key, KEYS[2..] tag sets; ARGV[1] value, ARGV[2] ttl ms.
-var storeScript = redis.NewScript(`
+var storeScript = redis.NewScript(storeSrc)
+
+const storeSrc = `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local ttl = tonumber(ARGV[2])
 for i = 2, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[1])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return 1`)
+return 1`
 
 // purgeScript deletes the members of each tag set and the sets. KEYS: the
 // tag sets of one shard (so one slot, as are their members). It returns
 // the number of entries deleted.
-var purgeScript = redis.NewScript(`
+var purgeScript = redis.NewScript(purgeSrc)
+
+const purgeSrc = `
 local n = 0
 for i = 1, #KEYS do
   local m = redis.call('SMEMBERS', KEYS[i])
@@ -63,7 +67,7 @@ for i = 1, #KEYS do
   end
   redis.call('DEL', KEYS[i])
 end
-return n`)
+return n`
 
 type writeJob struct {
 	key string
@@ -99,12 +103,32 @@ func (c *Cache) startRedis() {
 // the slot map (in the background, for the next probe: after a failover
 // go-redis would otherwise keep the lost primary's slots on it for up to
 // 10 s) and a ping of every primary the map names now.
+//
+// It also loads the cache's scripts on each primary, so that the first
+// store or purge after a start or a failover does not pay for a NOSCRIPT
+// reply and a second round trip (64 of them for a purge on a cluster).
 func (c *Cache) healthy(ctx context.Context) error {
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
-		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return pingLoad(ctx, n) })
 	}
-	return c.rdb.Ping(ctx).Err()
+	return pingLoad(ctx, c.rdb)
+}
+
+// pingLoad pings rdb and loads storeScript and purgeScript in the same
+// round trip; only the ping decides health (a failed load costs a NOSCRIPT
+// reply later, nothing more).
+func pingLoad(ctx context.Context, rdb redis.Cmdable) error {
+	var ping *redis.StatusCmd
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ping = p.Ping(ctx)
+		// Not Script.Load: in a pipeline it would set the script's hash
+		// from a reply not read yet.
+		p.ScriptLoad(ctx, storeSrc)
+		p.ScriptLoad(ctx, purgeSrc)
+		return nil
+	})
+	return ping.Err()
 }
 
 func (c *Cache) redisUp() bool { return c.rdb != nil && !c.redisOut.Load() }
