@@ -55,7 +55,7 @@ return 1`
 
 // purgeScript deletes the members of each tag set and the sets. KEYS: the
 // tag sets of one shard (so one slot, as are their members). It returns
-// the number of entries deleted.
+// the number of entries deleted (a set may list entries already gone).
 var purgeScript = redis.NewScript(purgeSrc)
 
 const purgeSrc = `
