@@ -71,6 +71,14 @@ func TestRedisShardsLimits(t *testing.T) {
 		}
 		seen[c.shardOf(k)] = true
 	}
+	// Braces in a caller's id or a request cannot move an entry off its
+	// shard's slot: the shard's hash tag comes first.
+	for _, k := range []string{c.Key("{evil}", "{x}"), c.Key("", "}{y}"), c.Key("{", "}")} {
+		rk := c.redisKey(k)
+		if keySlot(rk) != keySlot(c.shards[c.shardOf(k)]) || keySlot(c.tagKey(c.shardOf(k), "{t}")) != keySlot(rk) {
+			t.Fatalf("%q is not on its shard's slot", rk)
+		}
+	}
 	// The longest Redis key stays within the documented bound.
 	for _, u := range []string{"", strings.Repeat("9", MaxKeyUserBytes), strings.Repeat("9", MaxKeyUserBytes+1)} {
 		for _, body := range []int{0, MaxKeyBodyBytes - 20, MaxKeyBodyBytes, 4 * MaxKeyBodyBytes} {
