@@ -15,6 +15,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/wingman-app/wingate/host/auth"
+	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/server"
 )
 
@@ -147,7 +148,7 @@ var settings = []Setting{
 	{"addr", "addr", "WINGATE_ADDR", "public listen address: API, /healthz, /readyz"},
 	{"ops_addr", "ops-addr", "WINGATE_OPS_ADDR", "operators' listen address: /metrics, /dashboard, /admin, /readyz details; empty: 127.0.0.1 and the public port + 1; off: none"},
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
-	{"redis_url", "redis-url", "REDIS_URL", "Redis URL; empty: in-process cache only"},
+	{"redis_url", "redis-url", "REDIS_URL", "Redis URL: redis://host:port/db (one server), redis+cluster://host:port,... (Redis Cluster) or redis+sentinel://host:port,.../primary-name[/db] (Sentinel); empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
 	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin, at least 32 bytes (openssl rand -hex 32); empty disables it"},
 	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
@@ -319,6 +320,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := OpsAddrOf(c); err != nil {
 		return err
+	}
+	if c.RedisURL != "" {
+		if _, _, err := cache.ParseRedisURL(c.RedisURL); err != nil {
+			return fmt.Errorf("%w: REDIS_URL: %v", ErrUsage, err)
+		}
 	}
 	return nil
 }

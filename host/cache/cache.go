@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +71,20 @@ type Config struct {
 	// MaxEntryBytes: larger responses are never stored; default 256 KiB.
 	MaxEntryBytes int
 	// Redis is the shared tier; nil keeps the cache in-process only. Build
-	// it with RedisOptions to get the short timeouts the breaker relies on.
+	// it with OpenRedis to get the short timeouts the breaker relies on. A
+	// *redis.ClusterClient is a Redis Cluster; anything else one server
+	// (or a Sentinel primary).
 	Redis redis.UniversalClient
+	// RedisShards is the number of hash-tag shards entries are spread
+	// over (shard.go); every instance sharing a Redis must use the same.
+	// Zero: DefaultClusterShards on a cluster, 1 otherwise; else a power
+	// of two up to MaxRedisShards.
+	RedisShards int
+	// ClassicPubSub sends purge notices with PUBLISH/SUBSCRIBE even on a
+	// cluster whose servers have sharded pub/sub (SPUBLISH/SSUBSCRIBE,
+	// Redis 7 and later), which the cache uses there by default. Every
+	// instance sharing a cluster must choose the same.
+	ClassicPubSub bool
 	// RedisTimeout bounds every Redis call made on a request's path;
 	// default 50 ms.
 	RedisTimeout time.Duration
@@ -197,6 +210,8 @@ type Cache struct {
 	tagPrefix string
 	channel   string
 	instance  string
+	shards    []string // hash tags of the Redis shards
+	psMode    atomic.Int32
 
 	local     *otter.Cache[string, *localEntry]
 	loads     flight
@@ -231,6 +246,18 @@ type Cache struct {
 // background writers.
 func New(cfg Config) (*Cache, error) {
 	cfg.defaults()
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, errors.New("cache: the prefix must not contain { or }, which would change the keys' hash slots")
+	}
+	if cfg.RedisShards < 0 || cfg.RedisShards > MaxRedisShards || cfg.RedisShards&(cfg.RedisShards-1) != 0 {
+		return nil, fmt.Errorf("cache: RedisShards must be a power of two up to %d", MaxRedisShards)
+	}
+	if cfg.RedisShards == 0 {
+		cfg.RedisShards = 1
+		if _, ok := cfg.Redis.(*redis.ClusterClient); ok {
+			cfg.RedisShards = DefaultClusterShards
+		}
+	}
 	c := &Cache{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -242,6 +269,7 @@ func New(cfg Config) (*Cache, error) {
 		marks:     make(map[string]mark),
 		pending:   make(map[string]struct{}),
 		rdb:       cfg.Redis,
+		shards:    shardTags(cfg.RedisShards),
 	}
 	local, err := otter.New(&otter.Options[string, *localEntry]{
 		MaximumWeight: cfg.MaxLocalBytes,

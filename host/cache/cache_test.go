@@ -659,14 +659,14 @@ func TestPurgeReplayedAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := redisClient(t, rs)
-	waitFor(t, func() bool { return raw.Exists(context.Background(), rb.Key).Val() == 1 })
+	waitFor(t, func() bool { return raw.Exists(context.Background(), b.redisKey(rb.Key)).Val() == 1 })
 	a.trip(errors.New("test outage"))
 	a.Purge(context.Background(), "user:9")
-	if raw.Exists(context.Background(), rb.Key).Val() != 1 {
+	if raw.Exists(context.Background(), b.redisKey(rb.Key)).Val() != 1 {
 		t.Fatal("purge reached Redis through an open breaker")
 	}
 	waitFor(t, func() bool { return a.Stats().RedisUp })
-	waitFor(t, func() bool { return raw.Exists(context.Background(), rb.Key).Val() == 0 })
+	waitFor(t, func() bool { return raw.Exists(context.Background(), b.redisKey(rb.Key)).Val() == 0 })
 	waitFor(t, func() bool { return b.Stats().PurgesReceived > 0 })
 	if res, _ := b.Get(context.Background(), rb); res.Event != EventMiss {
 		t.Fatalf("B still serves the purged entry: %v from %v", res.Event, res.Tier)

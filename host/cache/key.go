@@ -13,8 +13,9 @@ import (
 // format. It is part of every key, so a host with a new format never reads
 // entries written by an old one. v2: keys carry the host's canonical
 // request (RequestKey) and are bounded in length. v3: entries carry their
-// entity tag (Entry.ETag) and a key tag (KeyTag).
-const FormatVersion = "v3"
+// entity tag (Entry.ETag) and a key tag (KeyTag). v4: Redis keys carry the
+// hash tag of their shard, so a Redis Cluster can hold them (shard.go).
+const FormatVersion = "v4"
 
 // MaxKeyBodyBytes bounds the part of a key after its prefix and scope: a
 // longer body (a long canonical request or policy key) is replaced by its
@@ -22,10 +23,11 @@ const FormatVersion = "v3"
 // MaxKeyBytes past the configured prefix.
 const MaxKeyBodyBytes = 512
 
-// MaxKeyBytes is the longest key AppendRequestKey writes, not counting
-// Config.Prefix: the scope ("u:" and a length-prefixed user of at most
-// MaxKeyUserBytes) and a body of at most MaxKeyBodyBytes.
-const MaxKeyBytes = len(":"+FormatVersion+":k:") + len("u:") + 3 + 1 + MaxKeyUserBytes + 1 + MaxKeyBodyBytes
+// MaxKeyBytes is the longest key the cache writes to either tier, not
+// counting Config.Prefix: the scope ("u:" and a length-prefixed user of at
+// most MaxKeyUserBytes), a body of at most MaxKeyBodyBytes and, in Redis,
+// the shard's hash tag (at most MaxShardTagBytes in braces).
+const MaxKeyBytes = len(":"+FormatVersion+":k:") + len("{}") + MaxShardTagBytes + len("u:") + 3 + 1 + MaxKeyUserBytes + 1 + MaxKeyBodyBytes
 
 // MaxKeyUserBytes bounds the user part of a key; a longer user id is
 // hashed like an oversized body.
@@ -134,9 +136,6 @@ func KeyTag(canonicalRequest string) string {
 	sum := sha256.Sum256([]byte(canonicalRequest))
 	return "key:" + hex.EncodeToString(sum[:])
 }
-
-// tagKey is the Redis set listing the keys stored under a tag.
-func (c *Cache) tagKey(tag string) string { return c.tagPrefix + tag }
 
 // ValidTag reports whether t can be a purge tag: not empty, at most 512
 // bytes, no line breaks. Entries with an invalid tag are not cacheable,

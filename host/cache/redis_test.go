@@ -14,11 +14,16 @@ import (
 // timeouts, closed when the test ends.
 func redisClient(t testing.TB, rs *testkit.Redis) redis.UniversalClient {
 	t.Helper()
-	opt, err := RedisOptions(rs.URL(), 0)
+	return openClient(t, rs.URL())
+}
+
+// openClient opens url with OpenRedis, closed when the test ends.
+func openClient(t testing.TB, url string) redis.UniversalClient {
+	t.Helper()
+	cl, _, err := OpenRedis(url, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := redis.NewClient(opt)
 	t.Cleanup(func() { cl.Close() })
 	return cl
 }

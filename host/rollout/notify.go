@@ -7,9 +7,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisNotifier is a Notifier over Redis pub/sub on one channel.
+// RedisNotifier is a Notifier over Redis pub/sub on one channel, with
+// PUBLISH/SUBSCRIBE: on a Redis Cluster the cluster bus carries each
+// notice to every node (policy changes are rare).
 type RedisNotifier struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	channel string
 }
 
@@ -17,7 +19,7 @@ var _ Notifier = (*RedisNotifier)(nil)
 
 // NewRedisNotifier returns a notifier publishing on channel (e.g.
 // "wingate:policy"; a fleet shares it, a test uses its own).
-func NewRedisNotifier(rdb *redis.Client, channel string) *RedisNotifier {
+func NewRedisNotifier(rdb redis.UniversalClient, channel string) *RedisNotifier {
 	return &RedisNotifier{rdb: rdb, channel: channel}
 }
 
