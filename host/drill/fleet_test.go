@@ -169,7 +169,7 @@ func purgeLag(t *testing.T, f *fleet, user int64, round int) ([]time.Duration, e
 // the three instances with its hit rate, purges written on one instance
 // and timed on the others, and policy activations on one instance timed
 // until all three serve the version.
-func runFleetDrill(t *testing.T, redisURL string) {
+func runFleetDrill(t *testing.T, redisURL string) (hitRate float64) {
 	s := fleetSize()
 	f := startFleet(t, redisURL)
 
@@ -258,6 +258,7 @@ func runFleetDrill(t *testing.T, redisURL string) {
 	if p99 := spread.quantile(0.99); p99 > time.Second {
 		t.Errorf("an activation on one instance reached all three after %v (p99); want ≤ 1 s", p99)
 	}
+	return load.hitRate()
 }
 
 // spans0 is when the first call of the load started (now if none).
@@ -276,9 +277,95 @@ func activeID(e map[string]any) int64 {
 	return int64(v)
 }
 
-// TestDrillFleetSingleRedis: the fleet drill on one Redis server of its
-// own.
-func TestDrillFleetSingleRedis(t *testing.T) {
-	r := testkit.StartRedis(t)
-	runFleetDrill(t, r.URL())
+// TestDrillFleetRedis: the fleet drill on one Redis server of its own,
+// then on a six-node Redis Cluster (three primaries with one replica
+// each, redis-server processes of its own): every figure holds on both,
+// and the cluster's hit rate is within 2 points of the single server's.
+func TestDrillFleetRedis(t *testing.T) {
+	var single, cluster float64
+	t.Run("single", func(t *testing.T) {
+		single = runFleetDrill(t, testkit.StartRedis(t).URL())
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := startCluster(t)
+		cluster = runFleetDrill(t, c.URL())
+	})
+	t.Logf("hit rate: single server %.1f%%, cluster %.1f%%", 100*single, 100*cluster)
+	if single > 0 && cluster > 0 && (cluster < single-0.02 || cluster > single+0.02) {
+		t.Errorf("the cluster's hit rate %.1f%% is not within 2 points of the single server's %.1f%%", 100*cluster, 100*single)
+	}
+}
+
+func startCluster(t *testing.T) *testkit.RedisCluster {
+	t.Helper()
+	c, err := testkit.StartRedisCluster()
+	if err != nil {
+		t.Fatalf("redis cluster: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("redis cluster of six nodes ok after %v", c.StartTime.Round(time.Millisecond))
+	return c
+}
+
+// TestDrillFleetClusterFailover kills one of the cluster's primaries
+// under the fleet's load: the replica is promoted; no request fails and
+// none is slowed past 200 ms by Redis; and within 5 s of the promotion an
+// entry one instance fills is a hit on another again (the fleet shares
+// its cache through the cluster).
+func TestDrillFleetClusterFailover(t *testing.T) {
+	s := fleetSize()
+	c := startCluster(t)
+	f := startFleet(t, c.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	load := runFleetLoad(ctx, f, s.Rate, s.Catalog)
+	time.Sleep(2 * time.Second)
+
+	prim, err := c.Primaries(ctx)
+	if err != nil || len(prim) != 3 {
+		t.Fatalf("primaries: %v %v", prim, err)
+	}
+	killed := time.Now()
+	prim[0].Kill()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := c.WaitPromoted(wctx, prim[0]); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Now()
+	// Shared again: a challenge page filled through one instance is a hit
+	// on another (its in-process tier never held it).
+	var resumed time.Duration
+	for id := 1; ; id++ {
+		a, b := f.members[id%3], f.members[(id+1)%3]
+		url := fmt.Sprintf("/api/challenges/%d", 1+id%200)
+		if st, _, _, err := do(http.MethodGet, "http://"+a.addr+url+"?fill", "", "", nil); err != nil || st/100 == 5 {
+			t.Errorf("GET %s on %s: %d %v", url, a.name, st, err)
+		}
+		_, _, hdr, err := do(http.MethodGet, "http://"+b.addr+url, "", "", nil)
+		if err == nil && strings.EqualFold(hdr.Get("X-Cache"), "hit") {
+			resumed = time.Since(promoted)
+			break
+		}
+		if time.Since(promoted) > 20*time.Second {
+			t.Fatal("no entry shared through the cluster 20 s after the promotion")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	cancel()
+	load.wait()
+	t.Logf("primary %s killed; replica promoted after %v; entries shared again %v after the promotion",
+		prim[0].Addr(), promoted.Sub(killed).Round(time.Millisecond), resumed.Round(time.Millisecond))
+	t.Logf("load: %d GETs, %d failed %v; p99 %v, max %v; hit rate %.1f%%", load.sent, load.failed, load.errs,
+		load.quantile(0.99), load.quantile(1), 100*load.hitRate())
+	if load.failed > 0 {
+		t.Errorf("%d of %d requests failed across the failover: %v", load.failed, load.sent, load.errs)
+	}
+	if mx := load.quantile(1); mx > 200*time.Millisecond {
+		t.Errorf("a request took %v across the failover; want ≤ 200 ms", mx)
+	}
+	if resumed > 5*time.Second {
+		t.Errorf("entries shared again %v after the promotion; want ≤ 5 s", resumed)
+	}
 }
