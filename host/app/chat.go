@@ -40,7 +40,7 @@ func startChat(cfg Config, st chat.Store, dec policy.Decider, obs chat.Observer,
 		providers[name] = p
 	}
 	svc, err := chat.New(chat.Config{Store: st, Decider: dec, Tiers: tiers, Providers: providers,
-		DefaultProvider: provider, Observer: obs, Log: log.With("component", "chat")})
+		DefaultProvider: provider, PassThroughModels: cfg.LLMPassThrough == "on", Observer: obs, Log: log.With("component", "chat")})
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,10 @@ type Config struct {
 	LLMProvider string `koanf:"llm_provider"`
 	// LLMTiers is a tiers file; empty: the built-in tiers.
 	LLMTiers string `koanf:"llm_tiers"`
+	// LLMPassThrough is "on" to pass a gateway request for a model no
+	// tier names to the default provider verbatim; "off" (default)
+	// answers it 404 model_not_found.
+	LLMPassThrough string `koanf:"llm_pass_through"`
 	// SimLatency and SimTokenLatency are the simulated provider's delay
 	// before the first token and per token (default 0).
 	SimLatency      time.Duration `koanf:"llm_sim_latency"`
@@ -119,6 +123,7 @@ func Defaults() Config {
 		Addr:               "127.0.0.1:8080",
 		PolicyDir:          "./policies",
 		LLMProvider:        "simulated",
+		LLMPassThrough:     "off",
 		LogLevel:           "info",
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
@@ -160,6 +165,7 @@ var settings = []Setting{
 	{"cache_local_bytes", "cache-local-bytes", "WINGATE_CACHE_LOCAL_BYTES", "size of the in-process cache tier in bytes"},
 	{"cache_max_entry_bytes", "cache-max-entry-bytes", "WINGATE_CACHE_MAX_ENTRY_BYTES", "largest response body the cache stores, in bytes"},
 	{"llm_tiers", "", "WINGATE_LLM_TIERS", "LLM tiers file; empty: the built-in tiers"},
+	{"llm_pass_through", "", "WINGATE_LLM_PASS_THROUGH", "on: pass /v1 requests for models no tier names to the default provider; off: 404 model_not_found"},
 	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
 	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
 	{"anthropic_api_key", "", "ANTHROPIC_API_KEY", "Anthropic API key"},
@@ -300,6 +306,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.CacheLocalBytes < 0 || c.CacheMaxEntryBytes < 0:
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
+	case c.LLMPassThrough != "on" && c.LLMPassThrough != "off":
+		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
 	case c.SimLatency < 0 || c.SimTokenLatency < 0:
 		return fmt.Errorf("%w: simulated latencies must not be negative", ErrUsage)
 	case c.DBAcquireTimeout < 0 || c.DBOpTimeout < 0:

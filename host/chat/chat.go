@@ -89,6 +89,10 @@ type Config struct {
 	// DefaultProvider serves gateway requests for models that no tier
 	// names; empty: the economy tier's provider.
 	DefaultProvider string
+	// PassThroughModels sends a gateway request for a model no tier
+	// names to DefaultProvider verbatim; off (the default), such a
+	// request is ErrModelNotFound.
+	PassThroughModels bool
 	// DefaultTier answers when the route policy names no valid tier.
 	DefaultTier string
 	// SystemPrompt defaults to DefaultSystemPrompt.

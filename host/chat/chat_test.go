@@ -480,9 +480,17 @@ func TestGateway(t *testing.T) {
 		{"tier model passed through", "claude-sonnet-4-5", long, "standard", "claude-sonnet-4-5", false},
 		{"unknown model passed through", "my-local-model", []llm.Message{{Role: "user", Content: "hello!"}}, "", "my-local-model", false},
 	}
+	pass := newEnv(t, newMemStore(t), func(c *Config) { c.PassThroughModels = true })
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "my-local-model", Messages: []llm.Message{{Role: "user", Content: "hi"}}}, nil); !errors.Is(err, ErrModelNotFound) {
+		t.Errorf("unknown model without pass-through: err = %v", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := e.svc.Complete(ctx, CompletionRequest{Model: tt.model, Messages: tt.msgs}, nil)
+			svc := e.svc
+			if tt.wantTier == "" {
+				svc = pass.svc
+			}
+			c, err := svc.Complete(ctx, CompletionRequest{Model: tt.model, Messages: tt.msgs}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -500,6 +508,65 @@ func TestGateway(t *testing.T) {
 	var ie *InputError
 	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: []llm.Message{{Role: "assistant", Content: "x"}}}, nil); !errors.As(err, &ie) {
 		t.Errorf("last message assistant: err = %v", err)
+	}
+}
+
+// TestGatewayParams: parameters reach the provider or are refused by
+// name; a conversation with tools goes verbatim and its calls come back.
+func TestGatewayParams(t *testing.T) {
+	e := newEnv(t, newMemStore(t), nil)
+	ctx := context.Background()
+	ask := []llm.Message{{Role: "user", Content: "What is the weather in Oslo?"}}
+	var ue *UnsupportedError
+	for _, p := range []struct {
+		name   string
+		params llm.Params
+	}{{"response_format", llm.Params{ResponseFormat: []byte(`{"type":"json_object"}`)}},
+		{"frequency_penalty", llm.Params{FrequencyPenalty: new(0.5)}}} {
+		for _, model := range []string{"auto", "economy", "claude-haiku-4-5"} {
+			_, err := e.svc.Complete(ctx, CompletionRequest{Model: model, Messages: ask, Params: p.params}, nil)
+			if !errors.As(err, &ue) || ue.Param != p.name || ue.Provider != "simulated" {
+				t.Errorf("%s to %s: err = %v", p.name, model, err)
+			}
+		}
+	}
+	tools := []llm.Tool{{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}}}`)}}
+	c, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: ask, Params: llm.Params{Tools: tools, Stop: []string{"x"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Response
+	if len(r.ToolCalls) != 1 || r.ToolCalls[0].Name != "get_weather" || r.ToolCalls[0].ID == "" ||
+		r.ToolCalls[0].Arguments != `{"city":"What is the weather in Oslo?","days":1}` || llm.FinishReason(r.StopReason) != llm.FinishToolCalls {
+		t.Fatalf("tool call %+v, stop %q", r.ToolCalls, r.StopReason)
+	}
+	// The result goes back verbatim; the model answers in text.
+	round := append(ask, llm.Message{Role: "assistant", ToolCalls: r.ToolCalls},
+		llm.Message{Role: "tool", ToolCallID: r.ToolCalls[0].ID, Content: "4 degrees and rain"})
+	c, err = e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: round, Params: llm.Params{Tools: tools}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Response.Text == "" || len(c.Response.ToolCalls) != 0 || llm.FinishReason(c.Response.StopReason) != llm.FinishStop {
+		t.Errorf("answer after the tool: %+v", c.Response)
+	}
+	if c.Response.Usage.InputTokens != llm.CountMessages("", round) || c.ContextTokens != c.BaselineContextTokens {
+		t.Errorf("not verbatim: provider input %d, conversation %d, context %d/%d", c.Response.Usage.InputTokens,
+			llm.CountMessages("", round), c.ContextTokens, c.BaselineContextTokens)
+	}
+	// max_tokens truncation and stop sequences are reported as such.
+	c, err = e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, MaxTokens: 5}, nil)
+	if err != nil || llm.FinishReason(c.Response.StopReason) != llm.FinishLength || c.Response.Usage.OutputTokens > 5 {
+		t.Errorf("max_tokens 5: %+v, %v", c, err)
+	}
+	full, _ := e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask}, nil)
+	if llm.FinishReason(full.Response.StopReason) != llm.FinishStop {
+		t.Errorf("whole answer: stop %q", full.Response.StopReason)
+	}
+	words := strings.Fields(full.Response.Text)
+	c, _ = e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Params: llm.Params{Stop: []string{words[3]}}}, nil)
+	if c.Response.StopReason != "stop_sequence" || strings.Contains(c.Response.Text, words[3]) || llm.FinishReason(c.Response.StopReason) != llm.FinishStop {
+		t.Errorf("stop %q: %q, %q", words[3], c.Response.Text, c.Response.StopReason)
 	}
 }
 
