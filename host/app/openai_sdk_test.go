@@ -321,7 +321,7 @@ func TestOpenAISDKThroughProvider(t *testing.T) {
 
 	for _, stream := range []bool{false, true} {
 		params := openaisdk.ChatCompletionNewParams{Model: "auto", Messages: ask, Tools: []openaisdk.ChatCompletionToolUnionParam{weatherTool},
-			ToolChoice: openaisdk.ToolChoiceOptionFunctionToolChoice(openaisdk.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"}),
+			ToolChoice:        openaisdk.ToolChoiceOptionFunctionToolChoice(openaisdk.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"}),
 			ParallelToolCalls: openaisdk.Bool(false)}
 		var ch openaisdk.ChatCompletionChoice
 		if stream {
