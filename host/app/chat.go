@@ -54,6 +54,8 @@ func startChat(cfg Config, st chat.Store, dec policy.Decider, obs chat.Observer,
 
 func newProvider(name string, cfg Config, log *slog.Logger) (llm.Provider, error) {
 	retry := func(p llm.Provider) llm.Provider { return llm.NewRetrying(p, llm.DefaultRetryConfig(), log) }
+	// Each provider has a connection pool of its own.
+	pool := func() *llm.Pool { return llm.NewPool(llm.PoolConfig{MaxIdleConnsPerHost: int(cfg.LLMMaxIdleConns)}) }
 	switch name {
 	case "simulated":
 		first, per := cfg.SimLatency, cfg.SimTokenLatency
@@ -65,9 +67,9 @@ func newProvider(name string, cfg Config, log *slog.Logger) (llm.Provider, error
 		if key == "" {
 			return nil, fmt.Errorf("%w: WINGATE_LLM_PROVIDER or a tier names anthropic but ANTHROPIC_API_KEY is unset", ErrUsage)
 		}
-		return retry(anthropic.New(anthropic.Config{APIKey: key, BaseURL: cfg.AnthropicBaseURL})), nil
+		return retry(anthropic.New(anthropic.Config{APIKey: key, BaseURL: cfg.AnthropicBaseURL, HTTPClient: pool().Client})), nil
 	case "openai":
-		return retry(openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL})), nil
+		return retry(openai.New(openai.Config{APIKey: cfg.OpenAIAPIKey, BaseURL: cfg.OpenAIBaseURL, HTTPClient: pool().Client})), nil
 	}
 	return nil, fmt.Errorf("%w: LLM provider %q: want simulated, anthropic or openai", ErrUsage, name)
 }

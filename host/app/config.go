@@ -63,6 +63,10 @@ type Config struct {
 	// tier names to the default provider verbatim; "off" (default)
 	// answers it 404 model_not_found.
 	LLMPassThrough string `koanf:"llm_pass_through"`
+	// LLMMaxIdleConns is how many idle connections to each model
+	// provider are kept for reuse (default 64); set it to at least the
+	// provider calls in flight at once.
+	LLMMaxIdleConns int64 `koanf:"llm_max_idle_conns"`
 	// SimLatency and SimTokenLatency are the simulated provider's delay
 	// before the first token and per token (default 0).
 	SimLatency      time.Duration `koanf:"llm_sim_latency"`
@@ -124,6 +128,7 @@ func Defaults() Config {
 		PolicyDir:          "./policies",
 		LLMProvider:        "simulated",
 		LLMPassThrough:     "off",
+		LLMMaxIdleConns:    64,
 		LogLevel:           "info",
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
@@ -166,6 +171,7 @@ var settings = []Setting{
 	{"cache_max_entry_bytes", "cache-max-entry-bytes", "WINGATE_CACHE_MAX_ENTRY_BYTES", "largest response body the cache stores, in bytes"},
 	{"llm_tiers", "", "WINGATE_LLM_TIERS", "LLM tiers file; empty: the built-in tiers"},
 	{"llm_pass_through", "", "WINGATE_LLM_PASS_THROUGH", "on: pass /v1 requests for models no tier names to the default provider; off: 404 model_not_found"},
+	{"llm_max_idle_conns", "", "WINGATE_LLM_MAX_IDLE_CONNS", "idle connections kept per model provider for reuse"},
 	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
 	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
 	{"anthropic_api_key", "", "ANTHROPIC_API_KEY", "Anthropic API key"},
@@ -308,6 +314,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
 	case c.LLMPassThrough != "on" && c.LLMPassThrough != "off":
 		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
+	case c.LLMMaxIdleConns < 1 || c.LLMMaxIdleConns > 1<<16:
+		return fmt.Errorf("%w: llm_max_idle_conns (WINGATE_LLM_MAX_IDLE_CONNS) %d: want 1 to 65536", ErrUsage, c.LLMMaxIdleConns)
 	case c.SimLatency < 0 || c.SimTokenLatency < 0:
 		return fmt.Errorf("%w: simulated latencies must not be negative", ErrUsage)
 	case c.DBAcquireTimeout < 0 || c.DBOpTimeout < 0:

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	openaisdk "github.com/openai/openai-go/v3"
@@ -213,11 +215,12 @@ type upstream struct {
 	*httptest.Server
 	mu     sync.Mutex
 	bodies []map[string]any
+	conns  atomic.Int64 // connections accepted
 }
 
 func startUpstream(t *testing.T) *upstream {
 	u := &upstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var req struct {
 			Model    string `json:"model"`
@@ -275,6 +278,12 @@ func startUpstream(t *testing.T) *upstream {
 		}
 		io.WriteString(w, "data: [DONE]\n\n")
 	}))
+	u.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	u.Start()
 	t.Cleanup(u.Close)
 	return u
 }
@@ -380,4 +389,53 @@ func TestOpenAISDKThroughProvider(t *testing.T) {
 	if err != nil || resp.Model != "my-local-model" || up.last(t)["model"] != "my-local-model" {
 		t.Errorf("pass-through: %+v, %v", resp, err)
 	}
+}
+
+// TestProviderConnectionsReused: through the assembly serve builds, 20
+// rounds of 16 concurrent completions (plain and streamed) reach the
+// provider over at most one connection per caller and a little slack;
+// with WINGATE_LLM_MAX_IDLE_CONNS=2 the same load opens connections
+// round after round, so the setting is what keeps them.
+func TestProviderConnectionsReused(t *testing.T) {
+	const conc, rounds, slack = 16, 20, 4
+	run := func(idle int64) int64 {
+		up := startUpstream(t)
+		_, base := listening(t, nil, func(c *Config) {
+			c.LLMProvider, c.OpenAIBaseURL, c.LLMMaxIdleConns = "openai", up.URL+"/v1", idle
+		})
+		client := sdkClient(t, base)
+		for r := range rounds {
+			var wg sync.WaitGroup
+			for w := range conc {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p := openaisdk.ChatCompletionNewParams{Model: "economy",
+						Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage(fmt.Sprint("hello ", w))}}
+					if (w+r)%2 == 0 {
+						if _, err := client.Chat.Completions.New(context.Background(), p); err != nil {
+							t.Error(err)
+						}
+						return
+					}
+					s := client.Chat.Completions.NewStreaming(context.Background(), p)
+					for s.Next() {
+					}
+					if err := s.Err(); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		return up.conns.Load()
+	}
+	pooled, two := run(64), run(2)
+	if pooled > conc+slack {
+		t.Errorf("%d provider connections for %d concurrent callers", pooled, conc)
+	}
+	if two <= conc+slack {
+		t.Errorf("with 2 idle connections kept, only %d provider connections: the setting does not reach the pool", two)
+	}
+	t.Logf("%d rounds of %d concurrent completions: %d provider connections (64 idle kept), %d (2 idle kept)", rounds, conc, pooled, two)
 }
