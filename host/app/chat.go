@@ -1,6 +1,9 @@
 package app
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -40,7 +43,7 @@ func startChat(cfg Config, st chat.Store, dec policy.Decider, obs chat.Observer,
 		providers[name] = p
 	}
 	svc, err := chat.New(chat.Config{Store: st, Decider: dec, Tiers: tiers, Providers: providers,
-		DefaultProvider: provider, PassThroughModels: cfg.LLMPassThrough == "on", Observer: obs, Log: log.With("component", "chat")})
+		DefaultProvider: provider, PassThroughModels: cfg.LLMPassThrough == "on", UpstreamUser: upstreamUser(cfg, log), Observer: obs, Log: log.With("component", "chat")})
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +53,28 @@ func startChat(cfg Config, st chat.Store, dec policy.Decider, obs chat.Observer,
 			"context_budget_tokens", t.ContextBudgetTokens)
 	}
 	return svc, nil
+}
+
+// upstreamUser returns what providers are told of the end user: a keyed
+// hash (cfg.LLMUser "hash"), its key cfg.LLMUserKey or one derived from
+// the JWT secret, so that it is stable across restarts and instances
+// sharing the secret; nil ("off"): nothing.
+func upstreamUser(cfg Config, log *slog.Logger) func(string) string {
+	if cfg.LLMUser == "off" {
+		return nil
+	}
+	key := []byte(cfg.LLMUserKey)
+	if len(key) == 0 && cfg.JWTSecret != "" {
+		m := hmac.New(sha256.New, []byte(cfg.JWTSecret))
+		m.Write([]byte("wingate: model provider user hash key"))
+		key = m.Sum(nil)
+	}
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		log.Warn("chat: no JWT secret or WINGATE_LLM_USER_KEY: the user hash sent to model providers changes with every start")
+	}
+	return chat.HashUser(key)
 }
 
 func newProvider(name string, cfg Config, log *slog.Logger) (llm.Provider, error) {

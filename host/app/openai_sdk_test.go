@@ -439,3 +439,58 @@ func TestProviderConnectionsReused(t *testing.T) {
 	}
 	t.Logf("%d rounds of %d concurrent completions: %d provider connections (64 idle kept), %d (2 idle kept)", rounds, conc, pooled, two)
 }
+
+// TestProviderNeverSeesUserID: through the assembly serve builds, the
+// provider's user field carries a keyed hash of the caller (token user 1,
+// the SDK's user after it), never the id or the SDK's user; the hash
+// stays the same across instances sharing the JWT secret, changes with
+// WINGATE_LLM_USER_KEY, and WINGATE_LLM_USER=off sends no user at all.
+func TestProviderNeverSeesUserID(t *testing.T) {
+	up := startUpstream(t)
+	ctx := context.Background()
+	userOf := func(mutate func(*Config), sdkUser string) (string, bool) {
+		t.Helper()
+		_, base := listening(t, nil, func(c *Config) {
+			c.LLMProvider, c.OpenAIBaseURL = "openai", up.URL+"/v1"
+			if mutate != nil {
+				mutate(c)
+			}
+		})
+		client := sdkClient(t, base)
+		p := openaisdk.ChatCompletionNewParams{Model: "auto",
+			Messages: []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("hello")}}
+		if sdkUser != "" {
+			p.User = openaisdk.String(sdkUser)
+		}
+		if _, err := client.Chat.Completions.New(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		u, ok := up.last(t)["user"].(string)
+		return u, ok
+	}
+	plain, ok := userOf(nil, "")
+	if !ok || len(plain) != 34 || !strings.HasPrefix(plain, "u-") || plain == "1" {
+		t.Fatalf("the provider was told user %q", plain)
+	}
+	withSDK, _ := userOf(nil, "alice@example.com")
+	if strings.Contains(withSDK, "alice") || strings.Contains(withSDK, "1:") || withSDK == plain || len(withSDK) != 34 {
+		t.Errorf("with the SDK's user the provider was told %q", withSDK)
+	}
+	if again, _ := userOf(nil, ""); again != plain {
+		t.Errorf("another instance with the same secret hashes user 1 as %q, not %q", again, plain)
+	}
+	if keyed, _ := userOf(func(c *Config) { c.LLMUserKey = "another-key-0123456789" }, ""); keyed == plain || len(keyed) != 34 {
+		t.Errorf("with WINGATE_LLM_USER_KEY the hash is %q (without: %q)", keyed, plain)
+	}
+	if u, ok := userOf(func(c *Config) { c.LLMUser = "off" }, "alice@example.com"); ok {
+		t.Errorf("with WINGATE_LLM_USER=off the provider was told user %q", u)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for i, b := range up.bodies {
+		raw, _ := json.Marshal(b)
+		if strings.Contains(string(raw), "alice") || strings.Contains(string(raw), `"user":"1`) {
+			t.Errorf("call %d told the provider who the user is: %s", i, raw)
+		}
+	}
+}

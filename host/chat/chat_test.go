@@ -648,3 +648,67 @@ func openPG(t *testing.T) *pgstore.Store {
 	}
 	return st
 }
+
+// userRecorder is a provider that notes the user field of every call.
+type userRecorder struct {
+	llm.Provider
+	mu    sync.Mutex
+	users []string
+}
+
+func (r *userRecorder) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	r.mu.Lock()
+	r.users = append(r.users, req.User)
+	r.mu.Unlock()
+	return r.Provider.Complete(ctx, req, onDelta)
+}
+
+// TestUpstreamUser: a provider is told a keyed hash of the user, never
+// the id, on the coach's messages and on gateway requests (routed and
+// passed through); the hash is stable per key and differs per user and
+// per key; without UpstreamUser it is told nothing.
+func TestUpstreamUser(t *testing.T) {
+	ctx := context.Background()
+	calls := func(up func(string) string) []string {
+		rec := &userRecorder{Provider: simulated.New(simulated.Options{})}
+		e := newEnv(t, newMemStore(t), func(c *Config) {
+			c.Providers = map[string]llm.Provider{"simulated": rec}
+			c.UpstreamUser = up
+			c.PassThroughModels = true
+		})
+		sid := e.session(t, 1)
+		if _, err := e.svc.Send(ctx, 1, sid, Input{Text: "hello"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, model := range []string{"auto", "my-local-model"} {
+			for _, user := range []string{"1", "1:alice@example.com", "2"} {
+				if _, err := e.svc.Complete(ctx, CompletionRequest{Model: model, User: user, Messages: []llm.Message{{Role: "user", Content: "hi"}}}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return rec.users
+	}
+	hashed := calls(HashUser([]byte("key one")))
+	if len(hashed) != 7 {
+		t.Fatalf("%d calls", len(hashed))
+	}
+	for i, u := range hashed {
+		if len(u) != 34 || !strings.HasPrefix(u, "u-") || strings.Contains(u, "alice") || u == "1" || u == "2" {
+			t.Errorf("call %d: the provider was told %q", i, u)
+		}
+	}
+	// Send's user 1 and the gateway's "1" are the same user.
+	if hashed[0] != hashed[1] || hashed[1] != hashed[4] || hashed[1] == hashed[2] || hashed[1] == hashed[3] || hashed[2] != hashed[5] {
+		t.Errorf("hashes not stable per user or not distinct: %q", hashed)
+	}
+	other := calls(HashUser([]byte("key two")))
+	if other[0] == hashed[0] {
+		t.Errorf("the hash does not depend on the key")
+	}
+	for i, u := range calls(nil) {
+		if u != "" {
+			t.Errorf("call %d: without UpstreamUser the provider was told %q", i, u)
+		}
+	}
+}

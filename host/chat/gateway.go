@@ -103,7 +103,9 @@ type CompletionRequest struct {
 	Messages    []llm.Message
 	MaxTokens   int
 	Temperature *float64
-	User        string
+	// User identifies the end user; providers are told only what
+	// Config.UpstreamUser makes of it.
+	User string
 	// Params are passed through to the provider; one a provider the
 	// request may reach does not take is refused (*UnsupportedError).
 	Params llm.Params
@@ -174,7 +176,7 @@ func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta l
 	}
 	query := req.Messages[lastUser].Content
 	t := &turn{endpoint: "gateway", query: query, queryTokens: llm.CountTokens(query) + llm.MessageOverheadTokens,
-		user: req.User, maxTokens: req.MaxTokens, temperature: req.Temperature, params: req.Params, onDelta: onDelta, onAttempt: req.OnAttempt}
+		user: s.upstreamUser(req.User), maxTokens: req.MaxTokens, temperature: req.Temperature, params: req.Params, onDelta: onDelta, onAttempt: req.OnAttempt}
 	if byTierName {
 		t.forcedTier = tier.Name
 	}
@@ -204,7 +206,7 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 		provider = tier.Provider
 	}
 	p := s.providers[provider]
-	lr := &llm.Request{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: req.User, Params: req.Params}
+	lr := &llm.Request{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: s.upstreamUser(req.User), Params: req.Params}
 	if lr.MaxTokens == 0 && tier != nil {
 		lr.MaxTokens = tier.MaxOutputTokens
 	}

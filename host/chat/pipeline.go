@@ -171,7 +171,7 @@ func (s *Service) Send(ctx context.Context, userID int64, sessionID string, in I
 		return nil, fmt.Errorf("chat: store message: %w", err)
 	}
 	t := &turn{endpoint: "chat", system: s.cfg.SystemPrompt, query: text, queryTokens: um.Tokens + llm.MessageOverheadTokens,
-		purpose: purpose, user: itoa(userID), sessionID: sessionID, onDelta: onDelta}
+		purpose: purpose, user: s.upstreamUser(itoa(userID)), sessionID: sessionID, onDelta: onDelta}
 	t.history = make([]histMsg, 0, len(hist))
 	for _, m := range hist {
 		t.history = append(t.history, histMsg{storeID: m.ID, role: m.Role, text: m.Text, tokens: m.Tokens + llm.MessageOverheadTokens})
