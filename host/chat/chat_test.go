@@ -530,6 +530,21 @@ func TestGatewayParams(t *testing.T) {
 			}
 		}
 	}
+	// A participant name is a parameter too: the simulated provider takes
+	// it, a provider that says nothing of its features takes nothing.
+	named := []llm.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi", Name: "sam"}}
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: named}, nil); err != nil {
+		t.Errorf("a name to the simulated provider: %v", err)
+	}
+	bare := newEnv(t, newMemStore(t), func(c *Config) {
+		c.Providers = map[string]llm.Provider{"simulated": &userRecorder{Provider: simulated.New(simulated.Options{})}}
+	})
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: named}, nil); !errors.As(err, &ue) || ue.Param != "messages[1].name" {
+		t.Errorf("a name to a provider without names: err = %v", err)
+	}
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Params: llm.Params{Seed: new(int64(3))}}, nil); !errors.As(err, &ue) || ue.Param != "seed" {
+		t.Errorf("a seed to a provider without features: err = %v", err)
+	}
 	tools := []llm.Tool{{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}}}`)}}
 	c, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: ask, Params: llm.Params{Tools: tools, Stop: []string{"x"}}}, nil)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
@@ -66,9 +67,17 @@ func (s *Service) Model(id string) (Model, bool) {
 // default provider verbatim (Config.PassThroughModels).
 func (s *Service) PassesThrough() bool { return s.cfg.PassThroughModels }
 
-// checkParams refuses parameters one of the providers does not take.
-func (s *Service) checkParams(p *llm.Params, providers []string) error {
-	for _, u := range p.Used() {
+// checkParams refuses parameters of req one of the providers does not
+// take.
+func (s *Service) checkParams(req *CompletionRequest, providers []string) error {
+	used := req.Params.Used()
+	for i, m := range req.Messages {
+		if m.Name != "" {
+			used = append(used, llm.FeatureUse{Feature: llm.FeatureNames, Param: "messages[" + strconv.Itoa(i) + "].name"})
+			break
+		}
+	}
+	for _, u := range used {
 		for _, name := range providers {
 			if llm.FeaturesOf(s.providers[name])&u.Feature == 0 {
 				return &UnsupportedError{Param: u.Param, Provider: name}
@@ -153,13 +162,13 @@ func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta l
 		if tier != nil {
 			provider = tier.Provider
 		}
-		if err := s.checkParams(&req.Params, []string{provider}); err != nil {
+		if err := s.checkParams(&req, []string{provider}); err != nil {
 			return nil, err
 		}
 		return s.passThrough(ctx, req, tier, onDelta)
 	}
 	// A routed request may fall back to any tier.
-	if err := s.checkParams(&req.Params, s.tiers.Providers()); err != nil {
+	if err := s.checkParams(&req, s.tiers.Providers()); err != nil {
 		return nil, err
 	}
 	tools := usesTools(&req)

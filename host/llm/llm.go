@@ -31,6 +31,9 @@ type Message struct {
 	ToolCalls []ToolCall
 	// ToolCallID names the call a RoleTool message answers.
 	ToolCallID string
+	// Name is the participant's name OpenAI's messages may carry
+	// (FeatureNames).
+	Name string
 }
 
 // Tool is a function the model may call.
@@ -94,6 +97,7 @@ const (
 	FeaturePenalties
 	FeatureResponseFormat
 	FeatureTools
+	FeatureNames // a participant name on messages
 )
 
 // Used returns the features p uses, each with the request parameter that

@@ -372,7 +372,7 @@ func parseMessage(i int, m *rawMessage) (llm.Message, *openAIError) {
 	if len(m.ToolCalls) > maxToolCallsPerMsg {
 		return llm.Message{}, invalidParam(param+".tool_calls", fmt.Sprintf("at most %d tool calls per message", maxToolCallsPerMsg))
 	}
-	out := llm.Message{Role: role}
+	out := llm.Message{Role: role, Name: m.Name}
 	for j, tc := range m.ToolCalls {
 		p := param + ".tool_calls[" + strconv.Itoa(j) + "]"
 		switch {

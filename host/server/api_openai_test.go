@@ -40,7 +40,7 @@ var sdkBodies = []struct {
 	{name: "node stream multi-turn with assistant null content",
 		body:   `{"model":"economy","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"assistant","content":"Hello! How can I help?","name":"coach"},{"role":"user","content":"tell me a joke"}],"stream":true,"temperature":1}`,
 		stream: true, wantModel: "economy",
-		wantMsgs: []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: ""}, {Role: "assistant", Content: "Hello! How can I help?"}, {Role: "user", Content: "tell me a joke"}}},
+		wantMsgs: []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: ""}, {Role: "assistant", Content: "Hello! How can I help?", Name: "coach"}, {Role: "user", Content: "tell me a joke"}}},
 	{name: "named model, empty tools, stream_options false",
 		body:      `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hello"}],"tools":[],"stream":false,"stream_options":null,"metadata":{},"store":false,"logprobs":false,"top_p":1,"frequency_penalty":0,"response_format":{"type":"text"},"functions":null}`,
 		wantModel: "claude-sonnet-4-5", wantMsgs: []llm.Message{{Role: "user", Content: "hello"}}},

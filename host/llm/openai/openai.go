@@ -49,7 +49,7 @@ func New(cfg Config) *Client {
 
 // Features: every parameter the gateway passes through is OpenAI's own.
 func (c *Client) Features() llm.Feature {
-	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeaturePenalties | llm.FeatureResponseFormat | llm.FeatureTools
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeaturePenalties | llm.FeatureResponseFormat | llm.FeatureTools | llm.FeatureNames
 }
 
 type message struct {
@@ -58,6 +58,7 @@ type message struct {
 	Content    *string    `json:"content"`
 	ToolCalls  []toolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
 }
 
 type toolCall struct {
@@ -185,7 +186,7 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 	}
 	for i := range req.Messages {
 		m := &req.Messages[i]
-		wm := message{Role: m.Role, Content: &m.Content, ToolCallID: m.ToolCallID}
+		wm := message{Role: m.Role, Content: &m.Content, ToolCallID: m.ToolCallID, Name: m.Name}
 		for _, tc := range m.ToolCalls {
 			w := toolCall{ID: tc.ID, Type: "function"}
 			w.Function.Name, w.Function.Arguments = tc.Name, tc.Arguments

@@ -48,7 +48,7 @@ func TestToolsAndParams(t *testing.T) {
 		{Role: "user", Content: "weather?"},
 		{Role: "assistant", ToolCalls: []llm.ToolCall{{ID: "call_0", Name: "get_weather", Arguments: `{"city":"Bergen"}`}}},
 		{Role: "tool", ToolCallID: "call_0", Content: "9 C"},
-		{Role: "user", Content: "and Oslo?"},
+		{Role: "user", Content: "and Oslo?", Name: "sam"},
 	}, Params: llm.Params{TopP: &topP, Stop: []string{"END"}, Seed: &seed, FrequencyPenalty: &fp,
 		ResponseFormat: json.RawMessage(`{"type":"json_object"}`), ParallelToolCalls: &par,
 		Tools:      []llm.Tool{{Name: "get_weather", Description: "weather", Parameters: json.RawMessage(`{"type":"object"}`), Strict: &strict}},
@@ -71,7 +71,7 @@ func TestToolsAndParams(t *testing.T) {
 			map[string]any{"role": "user", "content": "weather?"},
 			map[string]any{"role": "assistant", "content": nil, "tool_calls": []any{map[string]any{"id": "call_0", "type": "function", "function": map[string]any{"name": "get_weather", "arguments": `{"city":"Bergen"}`}}}},
 			map[string]any{"role": "tool", "content": "9 C", "tool_call_id": "call_0"},
-			map[string]any{"role": "user", "content": "and Oslo?"},
+			map[string]any{"role": "user", "content": "and Oslo?", "name": "sam"},
 		},
 	}
 	if !reflect.DeepEqual(body, wantBody) {

@@ -72,11 +72,12 @@ func (p *Provider) failure(model string) error {
 }
 
 // Features says what the simulated provider takes beside temperature:
-// top_p and seed (its answers are deterministic whatever they are), stop
-// sequences (the answer is cut before the first one) and tools (it calls
-// one when the conversation ends with a user message, see Complete).
+// top_p, seed and participant names (its answers are deterministic
+// whatever they are, as with temperature), stop sequences (the answer is
+// cut before the first one) and tools (it calls one when the
+// conversation ends with a user message, see Complete).
 func (p *Provider) Features() llm.Feature {
-	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeatureTools
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeatureTools | llm.FeatureNames
 }
 
 // Stop reasons the simulated provider reports, as Anthropic's Messages
