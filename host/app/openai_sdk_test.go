@@ -395,12 +395,13 @@ func TestOpenAISDKThroughProvider(t *testing.T) {
 // rounds of 16 concurrent completions (plain and streamed) reach the
 // provider over at most one connection per caller and a little slack;
 // with WINGATE_LLM_MAX_IDLE_CONNS=2 the same load opens connections
-// round after round, so the setting is what keeps them.
+// round after round, so the setting is what keeps them. The metric
+// wingate_llm_connections_opened_total counts what the provider accepted.
 func TestProviderConnectionsReused(t *testing.T) {
 	const conc, rounds, slack = 16, 20, 4
 	run := func(idle int64) int64 {
 		up := startUpstream(t)
-		_, base := listening(t, nil, func(c *Config) {
+		a, base := listening(t, nil, func(c *Config) {
 			c.LLMProvider, c.OpenAIBaseURL, c.LLMMaxIdleConns = "openai", up.URL+"/v1", idle
 		})
 		client := sdkClient(t, base)
@@ -427,6 +428,16 @@ func TestProviderConnectionsReused(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+		}
+		m := call(t, "GET", opsBase(a)+"/metrics", "")
+		var counted string
+		for _, line := range strings.Split(m.body, "\n") {
+			if strings.HasPrefix(line, "wingate_llm_connections_opened_total{") && strings.Contains(line, `llm_provider="openai"`) {
+				counted = line[strings.LastIndexByte(line, ' ')+1:]
+			}
+		}
+		if got := up.conns.Load(); counted != fmt.Sprint(got) {
+			t.Errorf("the provider accepted %d connections, the metric says %q", got, counted)
 		}
 		return up.conns.Load()
 	}
