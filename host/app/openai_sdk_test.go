@@ -505,3 +505,77 @@ func TestProviderNeverSeesUserID(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAISDKThroughAnthropic: with Anthropic behind the gateway, what
+// the Messages API takes reaches it in its shape (stop_sequences, top_p,
+// tools, the user as a hash in metadata.user_id), its tool_use comes back
+// as tool_calls with finish_reason tool_calls, and what it does not take
+// (seed, a temperature above 1) is refused by name before any call.
+func TestOpenAISDKThroughAnthropic(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []map[string]any
+	ant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if r.URL.Path != "/v1/messages" || json.NewDecoder(r.Body).Decode(&body) != nil {
+			http.Error(w, `{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}`, 400)
+			return
+		}
+		mu.Lock()
+		bodies = append(bodies, body)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if _, tools := body["tools"]; tools {
+			io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","stop_reason":"tool_use",
+			  "content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Oslo"}}],"usage":{"input_tokens":30,"output_tokens":10}}`)
+			return
+		}
+		io.WriteString(w, `{"id":"msg_2","type":"message","role":"assistant","model":"claude-haiku-4-5","stop_reason":"max_tokens",
+		  "content":[{"type":"text","text":"It is"}],"usage":{"input_tokens":30,"output_tokens":2}}`)
+	}))
+	t.Cleanup(ant.Close)
+	_, base := listening(t, nil, func(c *Config) { c.LLMProvider, c.AnthropicAPIKey, c.AnthropicBaseURL = "anthropic", "k", ant.URL })
+	client := sdkClient(t, base)
+	ctx := context.Background()
+	ask := []openaisdk.ChatCompletionMessageParamUnion{openaisdk.UserMessage("What is the weather in Oslo right now?")}
+	calls := func() int { mu.Lock(); defer mu.Unlock(); return len(bodies) }
+
+	_, err := client.Chat.Completions.New(ctx, openaisdk.ChatCompletionNewParams{Model: "auto", Messages: ask, Seed: openaisdk.Int(1)})
+	apiErr(t, err, 400, "unsupported_parameter", "seed")
+	_, err = client.Chat.Completions.New(ctx, openaisdk.ChatCompletionNewParams{Model: "economy", Messages: ask, Temperature: openaisdk.Float(1.5)})
+	apiErr(t, err, 400, "unsupported_parameter", "temperature")
+	if n := calls(); n != 0 {
+		t.Fatalf("refused requests reached the provider: %d calls", n)
+	}
+
+	resp, err := client.Chat.Completions.New(ctx, openaisdk.ChatCompletionNewParams{Model: "economy", Messages: ask, MaxTokens: openaisdk.Int(2),
+		TopP: openaisdk.Float(0.5), Stop: openaisdk.ChatCompletionNewParamsStopUnion{OfString: openaisdk.String("END")}})
+	if err != nil || resp.Choices[0].FinishReason != "length" || resp.Choices[0].Message.Content != "It is" {
+		t.Fatalf("answer %+v, %v", resp, err)
+	}
+	mu.Lock()
+	got := bodies[len(bodies)-1]
+	mu.Unlock()
+	md, _ := got["metadata"].(map[string]any)
+	uid, _ := md["user_id"].(string)
+	if fmt.Sprint(got["stop_sequences"]) != "[END]" || got["top_p"] != 0.5 || got["max_tokens"] != float64(2) || len(uid) != 34 || uid == "1" {
+		t.Errorf("the provider got %v", got)
+	}
+
+	resp, err = client.Chat.Completions.New(ctx, openaisdk.ChatCompletionNewParams{Model: "auto", Messages: ask,
+		Tools: []openaisdk.ChatCompletionToolUnionParam{weatherTool}, ParallelToolCalls: openaisdk.Bool(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := resp.Choices[0]
+	if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].ID != "toolu_1" ||
+		ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Oslo"}` {
+		t.Errorf("tool call %+v", ch)
+	}
+	mu.Lock()
+	got = bodies[len(bodies)-1]
+	mu.Unlock()
+	tools, _ := got["tools"].([]any)
+	if len(tools) != 1 || fmt.Sprint(got["tool_choice"]) != "map[disable_parallel_tool_use:true type:auto]" {
+		t.Errorf("the provider got tools %v, tool_choice %v", got["tools"], got["tool_choice"])
+	}
+}

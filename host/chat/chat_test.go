@@ -545,6 +545,16 @@ func TestGatewayParams(t *testing.T) {
 	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Params: llm.Params{Seed: new(int64(3))}}, nil); !errors.As(err, &ue) || ue.Param != "seed" {
 		t.Errorf("a seed to a provider without features: err = %v", err)
 	}
+	// A temperature above 1 needs a provider that takes it.
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.5)}, nil); !errors.As(err, &ue) || ue.Param != "temperature" {
+		t.Errorf("temperature 1.5 to a provider without features: err = %v", err)
+	}
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.0)}, nil); err != nil {
+		t.Errorf("temperature 1 to any provider: err = %v", err)
+	}
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.5)}, nil); err != nil {
+		t.Errorf("temperature 1.5 to the simulated provider: err = %v", err)
+	}
 	tools := []llm.Tool{{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}}}`)}}
 	c, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: ask, Params: llm.Params{Tools: tools, Stop: []string{"x"}}}, nil)
 	if err != nil {

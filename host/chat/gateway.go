@@ -71,6 +71,9 @@ func (s *Service) PassesThrough() bool { return s.cfg.PassThroughModels }
 // take.
 func (s *Service) checkParams(req *CompletionRequest, providers []string) error {
 	used := req.Params.Used()
+	if req.Temperature != nil && *req.Temperature > 1 {
+		used = append(used, llm.FeatureUse{Feature: llm.FeatureHotTemperature, Param: "temperature"})
+	}
 	for i, m := range req.Messages {
 		if m.Name != "" {
 			used = append(used, llm.FeatureUse{Feature: llm.FeatureNames, Param: "messages[" + strconv.Itoa(i) + "].name"})

@@ -98,6 +98,9 @@ const (
 	FeatureResponseFormat
 	FeatureTools
 	FeatureNames // a participant name on messages
+	// FeatureHotTemperature is a temperature above 1 (OpenAI takes up to
+	// 2, Anthropic up to 1).
+	FeatureHotTemperature
 )
 
 // Used returns the features p uses, each with the request parameter that

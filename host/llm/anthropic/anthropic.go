@@ -52,7 +52,8 @@ func New(cfg Config) *Client {
 // wire types of the Messages API
 
 // Features: top_p, stop sequences and tools; the Messages API has no
-// seed, penalties or response_format.
+// seed, penalties, response_format or participant names, and takes a
+// temperature of at most 1.
 func (c *Client) Features() llm.Feature {
 	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureTools
 }

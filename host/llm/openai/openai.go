@@ -49,7 +49,8 @@ func New(cfg Config) *Client {
 
 // Features: every parameter the gateway passes through is OpenAI's own.
 func (c *Client) Features() llm.Feature {
-	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeaturePenalties | llm.FeatureResponseFormat | llm.FeatureTools | llm.FeatureNames
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeaturePenalties | llm.FeatureResponseFormat | llm.FeatureTools | llm.FeatureNames |
+		llm.FeatureHotTemperature
 }
 
 type message struct {

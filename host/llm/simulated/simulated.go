@@ -77,7 +77,7 @@ func (p *Provider) failure(model string) error {
 // cut before the first one) and tools (it calls one when the
 // conversation ends with a user message, see Complete).
 func (p *Provider) Features() llm.Feature {
-	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeatureTools | llm.FeatureNames
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeatureTools | llm.FeatureNames | llm.FeatureHotTemperature
 }
 
 // Stop reasons the simulated provider reports, as Anthropic's Messages
