@@ -20,36 +20,38 @@ type Code string
 
 // The codes.
 const (
-	BadRequest       Code = "bad_request"         // the request cannot be read (not a field's fault)
-	InvalidBody      Code = "invalid_body"        // the body is not the JSON the route takes
-	Invalid          Code = "invalid"             // a value breaks a rule; see the message
-	InvalidForm      Code = "invalid_form"        // a multipart upload cannot be read
-	Unauthorized     Code = "unauthorized"        // no, or a wrong, credential
-	TokenExpired     Code = "token_expired"       // the bearer token has expired
-	TokenWrongKey    Code = "token_wrong_key"     // the bearer token is signed with another server's key
-	TokenNoExpiry    Code = "token_no_expiry"     // the bearer token has no expiry (exp)
-	TokenLifetime    Code = "token_lifetime"      // the bearer token claims a lifetime over the maximum
-	TokenNotYetValid Code = "token_not_yet_valid" // the bearer token's nbf or iat is in the future
-	TokenSubject     Code = "token_subject"       // the bearer token's subject is not a canonical user id
-	Forbidden        Code = "forbidden"           // the credential does not reach this resource
-	AdminDisabled    Code = "admin_disabled"      // no admin token is configured
-	NotFound         Code = "not_found"           // no such resource or route
-	MethodNotAllowed Code = "method_not_allowed"  // the route exists, not with this method
-	Conflict         Code = "conflict"            // the resource's state forbids the change
-	NoRollbackTarget Code = "no_rollback_target"  // the kind has no previous version
-	BodyTooLarge     Code = "body_too_large"      // the body is over the route's limit
-	Rejected         Code = "rejected"            // a policy version failed the activation pipeline
-	OverLimit        Code = "over_limit"          // a setting or upload is over its documented ceiling
-	Superseded       Code = "superseded"          // a newer activation or rollback of the kind won; nothing changed
-	StoreUnavailable Code = "store_unavailable"   // the policy version store cannot serve now
-	ShuttingDown     Code = "shutting_down"       // the server is shutting down
-	RateLimited      Code = "rate_limited"        // too many requests; retry later
-	OverCapacity     Code = "over_capacity"       // the server holds as many connections as it may; retry later
-	Unavailable      Code = "unavailable"         // a dependency (the database) cannot serve now
-	LLMUnavailable   Code = "llm_unavailable"     // every model tier is down
-	LLMError         Code = "llm_error"           // the model provider failed or refused
-	LLMTimeout       Code = "llm_timeout"         // the model did not answer in time
-	Internal         Code = "internal"            // anything else; details only in the log
+	BadRequest       Code = "bad_request"           // the request cannot be read (not a field's fault)
+	InvalidBody      Code = "invalid_body"          // the body is not the JSON the route takes
+	Invalid          Code = "invalid"               // a value breaks a rule; see the message
+	InvalidForm      Code = "invalid_form"          // a multipart upload cannot be read
+	Unauthorized     Code = "unauthorized"          // no, or a wrong, credential
+	TokenExpired     Code = "token_expired"         // the bearer token has expired
+	TokenWrongKey    Code = "token_wrong_key"       // the bearer token is signed with another server's key
+	TokenNoExpiry    Code = "token_no_expiry"       // the bearer token has no expiry (exp)
+	TokenLifetime    Code = "token_lifetime"        // the bearer token claims a lifetime over the maximum
+	TokenNotYetValid Code = "token_not_yet_valid"   // the bearer token's nbf or iat is in the future
+	TokenSubject     Code = "token_subject"         // the bearer token's subject is not a canonical user id
+	Forbidden        Code = "forbidden"             // the credential does not reach this resource
+	AdminDisabled    Code = "admin_disabled"        // no admin token is configured
+	NotFound         Code = "not_found"             // no such resource or route
+	ModelNotFound    Code = "model_not_found"       // the gateway serves no such model
+	Unsupported      Code = "unsupported_parameter" // a request parameter the gateway or the model's provider does not take
+	MethodNotAllowed Code = "method_not_allowed"    // the route exists, not with this method
+	Conflict         Code = "conflict"              // the resource's state forbids the change
+	NoRollbackTarget Code = "no_rollback_target"    // the kind has no previous version
+	BodyTooLarge     Code = "body_too_large"        // the body is over the route's limit
+	Rejected         Code = "rejected"              // a policy version failed the activation pipeline
+	OverLimit        Code = "over_limit"            // a setting or upload is over its documented ceiling
+	Superseded       Code = "superseded"            // a newer activation or rollback of the kind won; nothing changed
+	StoreUnavailable Code = "store_unavailable"     // the policy version store cannot serve now
+	ShuttingDown     Code = "shutting_down"         // the server is shutting down
+	RateLimited      Code = "rate_limited"          // too many requests; retry later
+	OverCapacity     Code = "over_capacity"         // the server holds as many connections as it may; retry later
+	Unavailable      Code = "unavailable"           // a dependency (the database) cannot serve now
+	LLMUnavailable   Code = "llm_unavailable"       // every model tier is down
+	LLMError         Code = "llm_error"             // the model provider failed or refused
+	LLMTimeout       Code = "llm_timeout"           // the model did not answer in time
+	Internal         Code = "internal"              // anything else; details only in the log
 )
 
 // Entry is one row of the table.
@@ -75,6 +77,8 @@ var Table = []Entry{
 	{Forbidden, http.StatusForbidden, "not allowed"},
 	{AdminDisabled, http.StatusForbidden, "the admin API is disabled: set WINGATE_ADMIN_TOKEN"},
 	{NotFound, http.StatusNotFound, "not found"},
+	{ModelNotFound, http.StatusNotFound, "the model does not exist or is not served here: GET /v1/models lists the models"},
+	{Unsupported, http.StatusBadRequest, "a request parameter is not supported"},
 	{MethodNotAllowed, http.StatusMethodNotAllowed, "method not allowed on this route"},
 	{Conflict, http.StatusConflict, "the resource's current state does not allow this"},
 	{NoRollbackTarget, http.StatusConflict, "no previous version to roll back to"},

@@ -26,6 +26,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wingman-app/wingate/host/llm"
 	"github.com/wingman-app/wingate/host/policy"
 	"github.com/wingman-app/wingate/host/server"
 )
@@ -127,9 +128,17 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	deps.Policies, a.decider, a.engine = pols.decider, pols.decider, pols.engine
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	obs.watchPolicies(pols.engine)
-	if deps.Chat, err = startChat(cfg, deps.Store, pols.decider, obs.metrics.ChatObserver(), log); err != nil {
+	var pools map[string]*llm.Pool
+	if deps.Chat, pools, err = startChat(cfg, deps.Store, pols.decider, obs.metrics.ChatObserver(), log); err != nil {
 		return err
 	}
+	obs.metrics.WatchLLMConnections(func() map[string]int64 {
+		out := make(map[string]int64, len(pools))
+		for name, p := range pools {
+			out[name] = p.Opened()
+		}
+		return out
+	})
 	cc, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
 	if err != nil {
 		return err

@@ -93,6 +93,9 @@ func TestLoadRejects(t *testing.T) {
 		{"file wrong type", write("t.json", `{"cache_local_bytes": "big"}`), nil, nil, "cache_local_bytes"},
 		{"unknown flag key", "", nil, map[string]string{"nope": "1"}, "unknown setting"},
 		{"bad log level", "", map[string]string{"WINGATE_LOG_LEVEL": "loud"}, nil, "log level"},
+		{"bad user mode", "", map[string]string{"WINGATE_LLM_USER": "raw"}, nil, "WINGATE_LLM_USER"},
+		{"no idle provider connections", "", map[string]string{"WINGATE_LLM_MAX_IDLE_CONNS": "0"}, nil, "WINGATE_LLM_MAX_IDLE_CONNS"},
+		{"bad pass-through", "", map[string]string{"WINGATE_LLM_PASS_THROUGH": "yes"}, nil, "WINGATE_LLM_PASS_THROUGH"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,7 +42,7 @@ func TestStartChat(t *testing.T) {
 			cfg, err := Load("", getenv, map[string]string{"llm_provider": tt.provider})
 			var svc *chat.Service
 			if err == nil {
-				svc, err = startChat(cfg, memstore.New(), nil, nil, log)
+				svc, _, err = startChat(cfg, memstore.New(), nil, nil, log)
 			}
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)

@@ -60,6 +60,21 @@ type Config struct {
 	LLMProvider string `koanf:"llm_provider"`
 	// LLMTiers is a tiers file; empty: the built-in tiers.
 	LLMTiers string `koanf:"llm_tiers"`
+	// LLMPassThrough is "on" to pass a gateway request for a model no
+	// tier names to the default provider verbatim; "off" (default)
+	// answers it 404 model_not_found.
+	LLMPassThrough string `koanf:"llm_pass_through"`
+	// LLMUser says what model providers are told of the end user in
+	// their user field: "hash" (default), a keyed hash (HMAC-SHA256 with
+	// LLMUserKey) of the caller's user id; "off", nothing.
+	LLMUser string `koanf:"llm_user"`
+	// LLMUserKey is that hash's key; empty: derived from JWTSecret (or,
+	// without one, random per process).
+	LLMUserKey string `koanf:"llm_user_key"`
+	// LLMMaxIdleConns is how many idle connections to each model
+	// provider are kept for reuse (default 64); set it to at least the
+	// provider calls in flight at once.
+	LLMMaxIdleConns int64 `koanf:"llm_max_idle_conns"`
 	// SimLatency and SimTokenLatency are the simulated provider's delay
 	// before the first token and per token (default 0).
 	SimLatency      time.Duration `koanf:"llm_sim_latency"`
@@ -120,6 +135,9 @@ func Defaults() Config {
 		Addr:               "127.0.0.1:8080",
 		PolicyDir:          "./policies",
 		LLMProvider:        "simulated",
+		LLMPassThrough:     "off",
+		LLMMaxIdleConns:    64,
+		LLMUser:            "hash",
 		LogLevel:           "info",
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
@@ -161,6 +179,10 @@ var settings = []Setting{
 	{"cache_local_bytes", "cache-local-bytes", "WINGATE_CACHE_LOCAL_BYTES", "size of the in-process cache tier in bytes"},
 	{"cache_max_entry_bytes", "cache-max-entry-bytes", "WINGATE_CACHE_MAX_ENTRY_BYTES", "largest response body the cache stores, in bytes"},
 	{"llm_tiers", "", "WINGATE_LLM_TIERS", "LLM tiers file; empty: the built-in tiers"},
+	{"llm_pass_through", "", "WINGATE_LLM_PASS_THROUGH", "on: pass /v1 requests for models no tier names to the default provider; off: 404 model_not_found"},
+	{"llm_user", "", "WINGATE_LLM_USER", "what model providers are told of the end user: hash (a keyed hash of the user id) or off (nothing)"},
+	{"llm_user_key", "", "WINGATE_LLM_USER_KEY", "key of the user hash sent to model providers; empty: derived from the JWT secret"},
+	{"llm_max_idle_conns", "", "WINGATE_LLM_MAX_IDLE_CONNS", "idle connections kept per model provider for reuse"},
 	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
 	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
 	{"anthropic_api_key", "", "ANTHROPIC_API_KEY", "Anthropic API key"},
@@ -301,6 +323,12 @@ func (c Config) Validate() error {
 	switch {
 	case c.CacheLocalBytes < 0 || c.CacheMaxEntryBytes < 0:
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
+	case c.LLMPassThrough != "on" && c.LLMPassThrough != "off":
+		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
+	case c.LLMUser != "hash" && c.LLMUser != "off":
+		return fmt.Errorf("%w: llm_user (WINGATE_LLM_USER) %q: want hash or off", ErrUsage, c.LLMUser)
+	case c.LLMMaxIdleConns < 1 || c.LLMMaxIdleConns > 1<<16:
+		return fmt.Errorf("%w: llm_max_idle_conns (WINGATE_LLM_MAX_IDLE_CONNS) %d: want 1 to 65536", ErrUsage, c.LLMMaxIdleConns)
 	case c.SimLatency < 0 || c.SimTokenLatency < 0:
 		return fmt.Errorf("%w: simulated latencies must not be negative", ErrUsage)
 	case c.DBAcquireTimeout < 0 || c.DBOpTimeout < 0:

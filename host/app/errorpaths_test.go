@@ -160,6 +160,9 @@ func TestEveryErrorPath(t *testing.T) {
 		{"openai: no token", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, nil, apierr.Unauthorized, 401, false},
 		{"openai: token sub 01", "openai", "POST", pub + "/v1/chat/completions", `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`, bearer(sign(jwt.RegisteredClaims{Subject: "01", ExpiresAt: at(time.Hour)})), apierr.TokenSubject, 401, false},
 		{"openai: bad JSON", "openai", "POST", pub + "/v1/chat/completions", `{"model": `, bearer(user1), apierr.InvalidBody, 400, false},
+		{"openai: unknown model", "openai", "POST", pub + "/v1/chat/completions", `{"model": "gpt-nothing", "messages": [{"role": "user", "content": "hi"}]}`, bearer(user1), apierr.ModelNotFound, 404, false},
+		{"openai: parameter no provider takes", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "logprobs": true, "messages": [{"role": "user", "content": "hi"}]}`, bearer(user1), apierr.Unsupported, 400, false},
+		{"openai: no such path", "openai", "GET", pub + "/v1/nothing-here", "", bearer(user1), apierr.NotFound, 404, false},
 		{"openai: every tier down", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503, false},
 	}
 	// The failed admin attempts of the calls above and these use up the

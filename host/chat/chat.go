@@ -12,7 +12,11 @@
 package chat
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +93,16 @@ type Config struct {
 	// DefaultProvider serves gateway requests for models that no tier
 	// names; empty: the economy tier's provider.
 	DefaultProvider string
+	// PassThroughModels sends a gateway request for a model no tier
+	// names to DefaultProvider verbatim; off (the default), such a
+	// request is ErrModelNotFound.
+	PassThroughModels bool
+	// UpstreamUser maps the end user's id (the caller's user id, and the
+	// gateway request's user after a colon) onto what a provider is
+	// told in its user field; nil, or an empty result, tells it nothing.
+	// HashUser gives a keyed hash, so that a provider can tell users
+	// apart without learning who they are.
+	UpstreamUser func(user string) string
 	// DefaultTier answers when the route policy names no valid tier.
 	DefaultTier string
 	// SystemPrompt defaults to DefaultSystemPrompt.
@@ -279,6 +293,29 @@ func roleToABI(r string) abi.Role {
 		return abi.RoleSystem
 	}
 	return abi.RoleUser
+}
+
+// HashUser returns an UpstreamUser that sends the user as "u-" and the
+// first 32 hex digits (128 bits) of HMAC-SHA256(key, user): stable for a
+// key, not reversible without it.
+func HashUser(key []byte) func(string) string {
+	key = bytes.Clone(key)
+	return func(user string) string {
+		if user == "" {
+			return ""
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(user))
+		return "u-" + hex.EncodeToString(m.Sum(nil))[:32]
+	}
+}
+
+// upstreamUser is what a provider is told of user.
+func (s *Service) upstreamUser(user string) string {
+	if s.cfg.UpstreamUser == nil || user == "" {
+		return ""
+	}
+	return s.cfg.UpstreamUser(user)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

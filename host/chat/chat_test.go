@@ -480,9 +480,17 @@ func TestGateway(t *testing.T) {
 		{"tier model passed through", "claude-sonnet-4-5", long, "standard", "claude-sonnet-4-5", false},
 		{"unknown model passed through", "my-local-model", []llm.Message{{Role: "user", Content: "hello!"}}, "", "my-local-model", false},
 	}
+	pass := newEnv(t, newMemStore(t), func(c *Config) { c.PassThroughModels = true })
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "my-local-model", Messages: []llm.Message{{Role: "user", Content: "hi"}}}, nil); !errors.Is(err, ErrModelNotFound) {
+		t.Errorf("unknown model without pass-through: err = %v", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := e.svc.Complete(ctx, CompletionRequest{Model: tt.model, Messages: tt.msgs}, nil)
+			svc := e.svc
+			if tt.wantTier == "" {
+				svc = pass.svc
+			}
+			c, err := svc.Complete(ctx, CompletionRequest{Model: tt.model, Messages: tt.msgs}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -500,6 +508,90 @@ func TestGateway(t *testing.T) {
 	var ie *InputError
 	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: []llm.Message{{Role: "assistant", Content: "x"}}}, nil); !errors.As(err, &ie) {
 		t.Errorf("last message assistant: err = %v", err)
+	}
+}
+
+// TestGatewayParams: parameters reach the provider or are refused by
+// name; a conversation with tools goes verbatim and its calls come back.
+func TestGatewayParams(t *testing.T) {
+	e := newEnv(t, newMemStore(t), nil)
+	ctx := context.Background()
+	ask := []llm.Message{{Role: "user", Content: "What is the weather in Oslo?"}}
+	var ue *UnsupportedError
+	for _, p := range []struct {
+		name   string
+		params llm.Params
+	}{{"response_format", llm.Params{ResponseFormat: []byte(`{"type":"json_object"}`)}},
+		{"frequency_penalty", llm.Params{FrequencyPenalty: new(0.5)}}} {
+		for _, model := range []string{"auto", "economy", "claude-haiku-4-5"} {
+			_, err := e.svc.Complete(ctx, CompletionRequest{Model: model, Messages: ask, Params: p.params}, nil)
+			if !errors.As(err, &ue) || ue.Param != p.name || ue.Provider != "simulated" {
+				t.Errorf("%s to %s: err = %v", p.name, model, err)
+			}
+		}
+	}
+	// A participant name is a parameter too: the simulated provider takes
+	// it, a provider that says nothing of its features takes nothing.
+	named := []llm.Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi", Name: "sam"}}
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: named}, nil); err != nil {
+		t.Errorf("a name to the simulated provider: %v", err)
+	}
+	bare := newEnv(t, newMemStore(t), func(c *Config) {
+		c.Providers = map[string]llm.Provider{"simulated": &userRecorder{Provider: simulated.New(simulated.Options{})}}
+	})
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: named}, nil); !errors.As(err, &ue) || ue.Param != "messages[1].name" {
+		t.Errorf("a name to a provider without names: err = %v", err)
+	}
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Params: llm.Params{Seed: new(int64(3))}}, nil); !errors.As(err, &ue) || ue.Param != "seed" {
+		t.Errorf("a seed to a provider without features: err = %v", err)
+	}
+	// A temperature above 1 needs a provider that takes it.
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.5)}, nil); !errors.As(err, &ue) || ue.Param != "temperature" {
+		t.Errorf("temperature 1.5 to a provider without features: err = %v", err)
+	}
+	if _, err := bare.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.0)}, nil); err != nil {
+		t.Errorf("temperature 1 to any provider: err = %v", err)
+	}
+	if _, err := e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Temperature: new(1.5)}, nil); err != nil {
+		t.Errorf("temperature 1.5 to the simulated provider: err = %v", err)
+	}
+	tools := []llm.Tool{{Name: "get_weather", Parameters: []byte(`{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}}}`)}}
+	c, err := e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: ask, Params: llm.Params{Tools: tools, Stop: []string{"x"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Response
+	if len(r.ToolCalls) != 1 || r.ToolCalls[0].Name != "get_weather" || r.ToolCalls[0].ID == "" ||
+		r.ToolCalls[0].Arguments != `{"city":"What is the weather in Oslo?","days":1}` || llm.FinishReason(r.StopReason) != llm.FinishToolCalls {
+		t.Fatalf("tool call %+v, stop %q", r.ToolCalls, r.StopReason)
+	}
+	// The result goes back verbatim; the model answers in text.
+	round := append(ask, llm.Message{Role: "assistant", ToolCalls: r.ToolCalls},
+		llm.Message{Role: "tool", ToolCallID: r.ToolCalls[0].ID, Content: "4 degrees and rain"})
+	c, err = e.svc.Complete(ctx, CompletionRequest{Model: "auto", Messages: round, Params: llm.Params{Tools: tools}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Response.Text == "" || len(c.Response.ToolCalls) != 0 || llm.FinishReason(c.Response.StopReason) != llm.FinishStop {
+		t.Errorf("answer after the tool: %+v", c.Response)
+	}
+	if c.Response.Usage.InputTokens != llm.CountMessages("", round) || c.ContextTokens != c.BaselineContextTokens {
+		t.Errorf("not verbatim: provider input %d, conversation %d, context %d/%d", c.Response.Usage.InputTokens,
+			llm.CountMessages("", round), c.ContextTokens, c.BaselineContextTokens)
+	}
+	// max_tokens truncation and stop sequences are reported as such.
+	c, err = e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, MaxTokens: 5}, nil)
+	if err != nil || llm.FinishReason(c.Response.StopReason) != llm.FinishLength || c.Response.Usage.OutputTokens > 5 {
+		t.Errorf("max_tokens 5: %+v, %v", c, err)
+	}
+	full, _ := e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask}, nil)
+	if llm.FinishReason(full.Response.StopReason) != llm.FinishStop {
+		t.Errorf("whole answer: stop %q", full.Response.StopReason)
+	}
+	words := strings.Fields(full.Response.Text)
+	c, _ = e.svc.Complete(ctx, CompletionRequest{Model: "economy", Messages: ask, Params: llm.Params{Stop: []string{words[3]}}}, nil)
+	if c.Response.StopReason != "stop_sequence" || strings.Contains(c.Response.Text, words[3]) || llm.FinishReason(c.Response.StopReason) != llm.FinishStop {
+		t.Errorf("stop %q: %q, %q", words[3], c.Response.Text, c.Response.StopReason)
 	}
 }
 
@@ -580,4 +672,68 @@ func openPG(t *testing.T) *pgstore.Store {
 		t.Fatalf("migrate: %v", err)
 	}
 	return st
+}
+
+// userRecorder is a provider that notes the user field of every call.
+type userRecorder struct {
+	llm.Provider
+	mu    sync.Mutex
+	users []string
+}
+
+func (r *userRecorder) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	r.mu.Lock()
+	r.users = append(r.users, req.User)
+	r.mu.Unlock()
+	return r.Provider.Complete(ctx, req, onDelta)
+}
+
+// TestUpstreamUser: a provider is told a keyed hash of the user, never
+// the id, on the coach's messages and on gateway requests (routed and
+// passed through); the hash is stable per key and differs per user and
+// per key; without UpstreamUser it is told nothing.
+func TestUpstreamUser(t *testing.T) {
+	ctx := context.Background()
+	calls := func(up func(string) string) []string {
+		rec := &userRecorder{Provider: simulated.New(simulated.Options{})}
+		e := newEnv(t, newMemStore(t), func(c *Config) {
+			c.Providers = map[string]llm.Provider{"simulated": rec}
+			c.UpstreamUser = up
+			c.PassThroughModels = true
+		})
+		sid := e.session(t, 1)
+		if _, err := e.svc.Send(ctx, 1, sid, Input{Text: "hello"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, model := range []string{"auto", "my-local-model"} {
+			for _, user := range []string{"1", "1:alice@example.com", "2"} {
+				if _, err := e.svc.Complete(ctx, CompletionRequest{Model: model, User: user, Messages: []llm.Message{{Role: "user", Content: "hi"}}}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return rec.users
+	}
+	hashed := calls(HashUser([]byte("key one")))
+	if len(hashed) != 7 {
+		t.Fatalf("%d calls", len(hashed))
+	}
+	for i, u := range hashed {
+		if len(u) != 34 || !strings.HasPrefix(u, "u-") || strings.Contains(u, "alice") || u == "1" || u == "2" {
+			t.Errorf("call %d: the provider was told %q", i, u)
+		}
+	}
+	// Send's user 1 and the gateway's "1" are the same user.
+	if hashed[0] != hashed[1] || hashed[1] != hashed[4] || hashed[1] == hashed[2] || hashed[1] == hashed[3] || hashed[2] != hashed[5] {
+		t.Errorf("hashes not stable per user or not distinct: %q", hashed)
+	}
+	other := calls(HashUser([]byte("key two")))
+	if other[0] == hashed[0] {
+		t.Errorf("the hash does not depend on the key")
+	}
+	for i, u := range calls(nil) {
+		if u != "" {
+			t.Errorf("call %d: without UpstreamUser the provider was told %q", i, u)
+		}
+	}
 }

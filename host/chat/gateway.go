@@ -2,7 +2,9 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
@@ -10,6 +12,97 @@ import (
 
 // ModelAuto is the gateway model name that routes and compresses.
 const ModelAuto = "auto"
+
+// ErrModelNotFound: the gateway serves no such model (and passing unknown
+// models through is off).
+var ErrModelNotFound = errors.New("chat: no such model")
+
+// UnsupportedError is a request parameter a provider the request may
+// reach does not take: the gateway refuses it rather than drop it.
+type UnsupportedError struct {
+	Param    string
+	Provider string
+}
+
+func (e *UnsupportedError) Error() string {
+	return "chat: parameter " + e.Param + " is not supported by provider " + e.Provider
+}
+
+// Model is one model the gateway serves (GET /v1/models).
+type Model struct {
+	ID string
+	// OwnedBy is the provider serving it, or "wingate" for auto and the
+	// tier names.
+	OwnedBy string
+}
+
+// Models lists what the gateway answers for: auto (routed), each tier's
+// name, each tier's provider model.
+func (s *Service) Models() []Model {
+	out := []Model{{ID: ModelAuto, OwnedBy: "wingate"}}
+	for _, t := range s.tiers.List() {
+		out = append(out, Model{ID: t.Name, OwnedBy: "wingate"})
+	}
+	seen := map[string]bool{}
+	for _, t := range s.tiers.List() {
+		if !seen[t.Model] {
+			seen[t.Model] = true
+			out = append(out, Model{ID: t.Model, OwnedBy: t.Provider})
+		}
+	}
+	return out
+}
+
+// Model returns the model id names, when the gateway serves it.
+func (s *Service) Model(id string) (Model, bool) {
+	for _, m := range s.Models() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+// PassesThrough reports whether models no tier names are passed to the
+// default provider verbatim (Config.PassThroughModels).
+func (s *Service) PassesThrough() bool { return s.cfg.PassThroughModels }
+
+// checkParams refuses parameters of req one of the providers does not
+// take.
+func (s *Service) checkParams(req *CompletionRequest, providers []string) error {
+	used := req.Params.Used()
+	if req.Temperature != nil && *req.Temperature > 1 {
+		used = append(used, llm.FeatureUse{Feature: llm.FeatureHotTemperature, Param: "temperature"})
+	}
+	for i, m := range req.Messages {
+		if m.Name != "" {
+			used = append(used, llm.FeatureUse{Feature: llm.FeatureNames, Param: "messages[" + strconv.Itoa(i) + "].name"})
+			break
+		}
+	}
+	for _, u := range used {
+		for _, name := range providers {
+			if llm.FeaturesOf(s.providers[name])&u.Feature == 0 {
+				return &UnsupportedError{Param: u.Param, Provider: name}
+			}
+		}
+	}
+	return nil
+}
+
+// usesTools reports whether a conversation offers tools or carries tool
+// calls or results: it then goes to the model verbatim.
+func usesTools(req *CompletionRequest) bool {
+	if len(req.Params.Tools) > 0 {
+		return true
+	}
+	for _, m := range req.Messages {
+		if m.Role == llm.RoleTool || len(m.ToolCalls) > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // CompletionRequest is a stateless gateway request (the OpenAI-compatible
 // endpoint): the whole conversation comes with it.
@@ -22,7 +115,12 @@ type CompletionRequest struct {
 	Messages    []llm.Message
 	MaxTokens   int
 	Temperature *float64
-	User        string
+	// User identifies the end user; providers are told only what
+	// Config.UpstreamUser makes of it.
+	User string
+	// Params are passed through to the provider; one a provider the
+	// request may reach does not take is refused (*UnsupportedError).
+	Params llm.Params
 	// OnAttempt, when set, is called before each provider call with the
 	// tier (empty for a passed-through model) and model about to answer,
 	// so a streaming caller can label its chunks.
@@ -46,7 +144,9 @@ type Completion struct {
 }
 
 // Complete answers a gateway request. With onDelta non-nil the answer is
-// streamed to it.
+// streamed to it. A model the gateway does not serve is ErrModelNotFound
+// unless Config.PassThroughModels; a parameter a provider the request may
+// reach does not take is an *UnsupportedError.
 func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta llm.DeltaFunc) (*Completion, error) {
 	if len(req.Messages) == 0 {
 		return nil, &InputError{"messages", "at least one message is required"}
@@ -58,20 +158,47 @@ func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta l
 	if !byTierName && req.Model != ModelAuto {
 		if t, ok := s.tiers.ByModel(req.Model); ok {
 			tier = t
+		} else if !s.cfg.PassThroughModels {
+			return nil, fmt.Errorf("%w: %q", ErrModelNotFound, req.Model)
+		}
+		provider := s.cfg.DefaultProvider
+		if tier != nil {
+			provider = tier.Provider
+		}
+		if err := s.checkParams(&req, []string{provider}); err != nil {
+			return nil, err
 		}
 		return s.passThrough(ctx, req, tier, onDelta)
 	}
+	// A routed request may fall back to any tier.
+	if err := s.checkParams(&req, s.tiers.Providers()); err != nil {
+		return nil, err
+	}
+	tools := usesTools(&req)
+	lastUser := -1
+	for i := len(req.Messages) - 1; i >= 0; i-- {
+		if req.Messages[i].Role == llm.RoleUser {
+			lastUser = i
+			break
+		}
+	}
 	last := req.Messages[len(req.Messages)-1]
-	if last.Role != llm.RoleUser {
+	if last.Role != llm.RoleUser && (!tools || lastUser < 0) {
 		return nil, &InputError{"messages", `the last message must have role "user" for routed models`}
 	}
-	t := &turn{endpoint: "gateway", query: last.Content, queryTokens: llm.CountTokens(last.Content) + llm.MessageOverheadTokens,
-		user: req.User, maxTokens: req.MaxTokens, temperature: req.Temperature, onDelta: onDelta, onAttempt: req.OnAttempt}
+	query := req.Messages[lastUser].Content
+	t := &turn{endpoint: "gateway", query: query, queryTokens: llm.CountTokens(query) + llm.MessageOverheadTokens,
+		user: s.upstreamUser(req.User), maxTokens: req.MaxTokens, temperature: req.Temperature, params: req.Params, onDelta: onDelta, onAttempt: req.OnAttempt}
 	if byTierName {
 		t.forcedTier = tier.Name
 	}
-	t.history = make([]histMsg, len(req.Messages)-1)
-	for i, m := range req.Messages[:len(req.Messages)-1] {
+	if tools {
+		// Tool calls and their results must stay paired: the
+		// conversation goes verbatim, uncompressed.
+		t.verbatim = req.Messages
+	}
+	t.history = make([]histMsg, lastUser)
+	for i, m := range req.Messages[:lastUser] {
 		t.history[i] = histMsg{role: m.Role, text: m.Content, tokens: llm.CountTokens(m.Content) + llm.MessageOverheadTokens}
 	}
 	out, err := s.run(ctx, t)
@@ -91,7 +218,7 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 		provider = tier.Provider
 	}
 	p := s.providers[provider]
-	lr := &llm.Request{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: req.User}
+	lr := &llm.Request{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: s.upstreamUser(req.User), Params: req.Params}
 	if lr.MaxTokens == 0 && tier != nil {
 		lr.MaxTokens = tier.MaxOutputTokens
 	}

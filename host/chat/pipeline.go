@@ -88,10 +88,14 @@ type turn struct {
 	sessionID   string // "" for the gateway: no stored summary
 	maxTokens   int
 	temperature *float64
-	forcedTier  string // skip routing
-	noFallback  bool
-	onDelta     llm.DeltaFunc
-	onAttempt   func(tier, model string)
+	params      llm.Params
+	// verbatim, when set, is the whole conversation sent as is: no
+	// compression (a conversation with tool calls).
+	verbatim   []llm.Message
+	forcedTier string // skip routing
+	noFallback bool
+	onDelta    llm.DeltaFunc
+	onAttempt  func(tier, model string)
 }
 
 // outcome is the pipeline's result.
@@ -167,7 +171,7 @@ func (s *Service) Send(ctx context.Context, userID int64, sessionID string, in I
 		return nil, fmt.Errorf("chat: store message: %w", err)
 	}
 	t := &turn{endpoint: "chat", system: s.cfg.SystemPrompt, query: text, queryTokens: um.Tokens + llm.MessageOverheadTokens,
-		purpose: purpose, user: itoa(userID), sessionID: sessionID, onDelta: onDelta}
+		purpose: purpose, user: s.upstreamUser(itoa(userID)), sessionID: sessionID, onDelta: onDelta}
 	t.history = make([]histMsg, 0, len(hist))
 	for _, m := range hist {
 		t.history = append(t.history, histMsg{storeID: m.ID, role: m.Role, text: m.Text, tokens: m.Tokens + llm.MessageOverheadTokens})
@@ -221,7 +225,15 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 	}
 	tier, _ := s.tiers.Get(routed)
 
-	kept, summary, summaryCost := s.compress(ctx, t, tier.ContextBudgetTokens, &out.compress)
+	var kept []histMsg
+	var summary string
+	var summaryCost float64
+	if t.verbatim == nil {
+		kept, summary, summaryCost = s.compress(ctx, t, tier.ContextBudgetTokens, &out.compress)
+	} else {
+		out.compress.BudgetTokens, out.compress.Skipped = tier.ContextBudgetTokens, true
+		out.compress.Kept, out.compress.KeptTokens = len(t.history), histTokens
+	}
 
 	system := t.system
 	if summary != "" {
@@ -237,6 +249,11 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 		keptTokens += m.tokens
 	}
 	msgs = append(msgs, llm.Message{Role: llm.RoleUser, Content: t.query})
+	if t.verbatim != nil {
+		msgs = t.verbatim
+		keptTokens = llm.CountMessages("", msgs) - t.queryTokens
+		histTokens = keptTokens
+	}
 	sysTokens := 0
 	if system != "" {
 		sysTokens = llm.CountTokens(system) + llm.MessageOverheadTokens
@@ -293,7 +310,7 @@ func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string,
 		tier, _ := s.tiers.Get(name)
 		p := s.providers[tier.Provider]
 		req := &llm.Request{Model: tier.Model, System: system, Messages: msgs, MaxTokens: tier.MaxOutputTokens,
-			Temperature: t.temperature, User: t.user}
+			Temperature: t.temperature, User: t.user, Params: t.params}
 		if t.maxTokens > 0 && t.maxTokens < req.MaxTokens {
 			req.MaxTokens = t.maxTokens
 		}

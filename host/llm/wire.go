@@ -70,13 +70,13 @@ type Conn struct {
 }
 
 // NewConn returns the Conn of provider on baseURL (defaultURL when empty)
-// through hc (a fresh client when nil).
+// through hc (when nil, a pooled client of its own: NewPool's defaults).
 func NewConn(provider, baseURL, defaultURL string, hc *http.Client) Conn {
 	if baseURL == "" {
 		baseURL = defaultURL
 	}
 	if hc == nil {
-		hc = &http.Client{}
+		hc = NewPool(PoolConfig{}).Client
 	}
 	return Conn{Provider: provider, BaseURL: strings.TrimRight(baseURL, "/"), HC: hc, Now: time.Now}
 }
@@ -173,18 +173,56 @@ func Exchange[T any](ctx context.Context, hc *http.Client, provider, url string,
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
+	ok := false
+	defer func() {
+		if ok {
+			closeBody(res.Body)
+		} else {
+			res.Body.Close()
+		}
+	}()
 	if res.StatusCode/100 != 2 {
+		ok = true // read to its end (up to 64 KiB) by httpError
 		return nil, httpError(res)
 	}
+	var out *Response
 	if onDelta != nil {
-		return readStream(res.Body)
+		out, err = readStream(res.Body)
+	} else {
+		var r T
+		if err = DecodeResponse(provider, res, &r); err == nil {
+			out, err = done(&r, res.StatusCode)
+		}
 	}
-	var r T
-	if err := DecodeResponse(provider, res, &r); err != nil {
-		return nil, err
+	ok = err == nil
+	return out, err
+}
+
+// maxDrain bounds what is read of a body left unread before it is
+// closed.
+const maxDrain = 64 << 10
+
+// drainWait bounds the wait for the rest of a body in closeBody.
+const drainWait = 100 * time.Millisecond
+
+// closeBody reads what is left of a response that was read successfully
+// (a stream's end after its last event, an error body past what was
+// read), up to maxDrain and for at most drainWait, then closes it: a body
+// closed before its end costs its connection, which the pool then cannot
+// reuse. A failed exchange's body is closed at once instead.
+func closeBody(b io.ReadCloser) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.CopyN(io.Discard, b, maxDrain)
+	}()
+	t := time.NewTimer(drainWait)
+	select {
+	case <-done:
+	case <-t.C:
 	}
-	return done(&r, res.StatusCode)
+	t.Stop()
+	_ = b.Close() // ends a read still in progress
 }
 
 // WireMessage is a chat message as both providers' JSON has it.

@@ -141,6 +141,8 @@ type Metrics struct {
 	llmTiers       seriesMap[string, *llmTier]
 
 	pool atomic.Pointer[poolSource]
+	// llmConns is the source of the model providers' connection counts.
+	llmConns atomic.Pointer[func() map[string]int64]
 
 	redisMu          sync.Mutex
 	redisConfigured  bool
@@ -252,6 +254,9 @@ func (m *Metrics) instruments() error {
 	_, errs[13] = mt.Int64ObservableGauge("wingate.cache.redis.breaker.state", metric.WithDescription("1 for the Redis circuit breaker's current state (closed, half_open, open)."),
 		metric.WithInt64Callback(m.observeRedisState))
 	errs[14] = m.poolInstruments()
+	_, errs[19] = mt.Int64ObservableCounter("wingate.llm.connections.opened",
+		metric.WithUnit("{connection}"), metric.WithDescription("TCP connections opened to each model provider by its connection pool."),
+		metric.WithInt64Callback(m.observeLLMConns))
 	m.policyInstances, errs[16] = mt.Int64Counter("wingate.policy.instance.events",
 		metric.WithUnit("{instance}"), metric.WithDescription("Policy instances created and discarded (by reason: trap, timeout, recycle, memory, idle, close)."))
 	m.policyQuarantines, errs[17] = mt.Int64Counter("wingate.policy.quarantines",

@@ -81,6 +81,27 @@ func (m *Metrics) poolInstruments() error {
 	return err
 }
 
+// WatchLLMConnections installs the source of the model providers'
+// connection counts: each provider with a connection pool, and the TCP
+// connections it has opened. They are read at each scrape.
+func (m *Metrics) WatchLLMConnections(f func() map[string]int64) {
+	if m == nil || f == nil {
+		return
+	}
+	m.llmConns.Store(&f)
+}
+
+func (m *Metrics) observeLLMConns(_ context.Context, o metric.Int64Observer) error {
+	f := m.llmConns.Load()
+	if f == nil {
+		return nil
+	}
+	for provider, n := range (*f)() {
+		o.Observe(n, metric.WithAttributeSet(attribute.NewSet(attribute.String("llm.provider", provider))))
+	}
+	return nil
+}
+
 // ActivePolicy is the policy version serving one kind (event.ActivePolicy).
 type ActivePolicy = event.ActivePolicy
 

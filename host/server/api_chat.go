@@ -27,6 +27,8 @@ func (s *Server) chatRoutes() {
 	s.registerAPI(fiber.MethodPost, routeChatMessages, s.sendChatMessage)
 	s.registerAPI(fiber.MethodGet, routeChatCost, s.chatCost)
 	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
+	s.app.Get("/v1/models", s.openAIAuth, s.listModels)
+	s.app.Get("/v1/models/:model", s.openAIAuth, s.getModel)
 }
 
 // chatError answers a chat error from the table, logging a failure of

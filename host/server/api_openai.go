@@ -9,12 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wingman-app/wingate/host/apierr"
 	"github.com/wingman-app/wingate/host/chat"
 	"github.com/wingman-app/wingate/host/llm"
 )
@@ -32,7 +35,20 @@ type openAIError struct {
 func (e *openAIError) Error() string { return e.Type + ": " + e.Message }
 
 func invalidParam(param, msg string) *openAIError {
-	return &openAIError{Status: fiber.StatusBadRequest, Type: "invalid_request_error", Param: param, Message: msg}
+	return &openAIError{Status: fiber.StatusBadRequest, Type: "invalid_request_error", Param: param, Message: msg, Code: string(apierr.Invalid)}
+}
+
+// unsupportedParam refuses a parameter the gateway does not pass on:
+// never dropped without a word.
+func unsupportedParam(param, msg string) *openAIError {
+	e := apierr.New(apierr.Unsupported)
+	return &openAIError{Status: e.Status, Type: "invalid_request_error", Param: param, Message: msg, Code: e.Code}
+}
+
+// modelNotFound answers a model the gateway does not serve.
+func modelNotFound(param string) *openAIError {
+	e := apierr.New(apierr.ModelNotFound)
+	return &openAIError{Status: e.Status, Type: "invalid_request_error", Param: param, Message: e.Message, Code: e.Code}
 }
 
 func writeOpenAIError(c *fiber.Ctx, e *openAIError) error {
@@ -56,6 +72,13 @@ func toOpenAIError(err error) *openAIError {
 	var ie *chat.InputError
 	if errors.As(err, &ie) {
 		return invalidParam(ie.Field, ie.Field+": "+ie.Reason)
+	}
+	var ue *chat.UnsupportedError
+	if errors.As(err, &ue) {
+		return unsupportedParam(ue.Param, fmt.Sprintf("'%s' is not supported by the provider %s that this model may be answered by", ue.Param, ue.Provider))
+	}
+	if errors.Is(err, chat.ErrModelNotFound) {
+		return modelNotFound("model")
 	}
 	ae, _ := apiError(err)
 	typ, code := ae.OpenAIType()
@@ -86,6 +109,9 @@ type completionRequest struct {
 	Temperature  *float64
 	MaxTokens    int
 	User         string
+	// Params are passed to the provider, which must take them (the chat
+	// service refuses those it does not).
+	Params llm.Params
 }
 
 type rawCompletionBody struct {
@@ -93,22 +119,55 @@ type rawCompletionBody struct {
 	Messages      []rawMessage `json:"messages"`
 	Stream        *bool        `json:"stream"`
 	StreamOptions *struct {
-		IncludeUsage *bool `json:"include_usage"`
+		IncludeUsage       *bool `json:"include_usage"`
+		IncludeObfuscation *bool `json:"include_obfuscation"`
 	} `json:"stream_options"`
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
-	MaxTokens           *int64          `json:"max_tokens"`
-	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
-	N                   *int64          `json:"n"`
-	User                *string         `json:"user"`
-	Tools               json.RawMessage `json:"tools"`
-	Functions           json.RawMessage `json:"functions"`
+	Temperature         *float64           `json:"temperature"`
+	TopP                *float64           `json:"top_p"`
+	FrequencyPenalty    *float64           `json:"frequency_penalty"`
+	PresencePenalty     *float64           `json:"presence_penalty"`
+	MaxTokens           *int64             `json:"max_tokens"`
+	MaxCompletionTokens *int64             `json:"max_completion_tokens"`
+	N                   *int64             `json:"n"`
+	Seed                *int64             `json:"seed"`
+	User                *string            `json:"user"`
+	Stop                json.RawMessage    `json:"stop"`
+	ResponseFormat      json.RawMessage    `json:"response_format"`
+	Tools               []rawTool          `json:"tools"`
+	ToolChoice          json.RawMessage    `json:"tool_choice"`
+	ParallelToolCalls   *bool              `json:"parallel_tool_calls"`
+	Logprobs            *bool              `json:"logprobs"`
+	LogitBias           map[string]float64 `json:"logit_bias"`
+	Store               *bool              `json:"store"`
+	Metadata            map[string]string  `json:"metadata"`
+	Modalities          []string           `json:"modalities"`
 }
 
 type rawMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
-	Name    string          `json:"name"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name"`
+	ToolCalls  []rawToolCall   `json:"tool_calls"`
+	ToolCallID *string         `json:"tool_call_id"`
+}
+
+type rawToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+type rawTool struct {
+	Type     string `json:"type"`
+	Function *struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Parameters  json.RawMessage `json:"parameters"`
+		Strict      *bool           `json:"strict"`
+	} `json:"function"`
 }
 
 type rawPart struct {
@@ -116,27 +175,80 @@ type rawPart struct {
 	Text string `json:"text"`
 }
 
-// maxCompletionMessages bounds the messages of one request.
-const maxCompletionMessages = 4096
+// Bounds on one request's input.
+const (
+	maxCompletionMessages = 4096
+	maxTools              = 128
+	maxToolCallsPerMsg    = 128
+	maxStopSequences      = 4
+	maxToolNameLen        = 64
+)
+
+// completionParams lists every top-level parameter of OpenAI's chat
+// completions request and what the gateway does with it: "" it is read
+// and passed on (or refused by value below); otherwise the parameter is
+// refused unless its value is null or this neutral JSON value (or one of
+// them, separated by |), which changes nothing. A parameter not listed is
+// refused by name.
+var completionParams = map[string]string{
+	"model": "", "messages": "", "stream": "", "stream_options": "", "temperature": "", "top_p": "",
+	"frequency_penalty": "", "presence_penalty": "", "max_tokens": "", "max_completion_tokens": "", "n": "",
+	"seed": "", "user": "", "stop": "", "response_format": "", "tools": "", "tool_choice": "",
+	"parallel_tool_calls": "", "logprobs": "", "logit_bias": "", "store": "", "metadata": "", "modalities": "",
+	// never passed on: accepted only as null
+	"top_logprobs": "null", "functions": "null|[]", "function_call": "null", "audio": "null", "prediction": "null",
+	"service_tier": "null", "reasoning_effort": "null", "web_search_options": "null", "verbosity": "null",
+	"prompt_cache_key": "null", "safety_identifier": "null",
+}
 
 // parseCompletionRequest reads a chat completions body as the official
 // OpenAI SDKs send it: content as a string or an array of text parts,
-// developer messages as system ones, unknown fields ignored. What the
-// gateway cannot honour (tools, n > 1, non-text parts) is refused with
-// the parameter named.
+// developer messages as system ones, tools and tool messages. Every
+// parameter is either read (and passed on to a provider that takes it)
+// or refused with its name: an unknown one, or one the gateway never
+// passes on with a value that would change the answer (logprobs,
+// logit_bias, audio, ...), is unsupported_parameter; a bad value is
+// invalid with the parameter named.
 func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 	var r completionRequest
-	var raw rawCompletionBody
+	unreadable := func(msg string) *openAIError {
+		e := invalidParam("", msg)
+		e.Code = string(apierr.InvalidBody)
+		return e
+	}
+	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&raw); err != nil {
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return r, unreadable("We could not parse the JSON body of your request: expected a JSON object.")
+	}
+	if dec.More() {
+		return r, unreadable("We could not parse the JSON body of your request: trailing data.")
+	}
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names) // the first refusal is the same every time
+	for _, k := range names {
+		neutral, known := completionParams[k]
+		if !known {
+			return r, unsupportedParam(k, fmt.Sprintf("Unrecognized request argument supplied: %s", k))
+		}
+		if neutral == "" {
+			continue
+		}
+		v := strings.TrimSpace(string(fields[k]))
+		if !slices.Contains(strings.Split(neutral, "|"), v) {
+			return r, unsupportedParam(k, fmt.Sprintf("'%s' is not supported by this gateway", k))
+		}
+	}
+	var raw rawCompletionBody
+	if err := json.Unmarshal(body, &raw); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return r, invalidParam(te.Field, fmt.Sprintf("Invalid type for '%s': expected %s.", te.Field, te.Type))
 		}
-		return r, invalidParam("", "We could not parse the JSON body of your request.")
-	}
-	if dec.More() {
-		return r, invalidParam("", "We could not parse the JSON body of your request: trailing data.")
+		return r, unreadable("We could not parse the JSON body of your request.")
 	}
 	if raw.Model == nil || strings.TrimSpace(*raw.Model) == "" {
 		return r, invalidParam("model", "you must provide a model parameter")
@@ -148,11 +260,26 @@ func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 	if len(raw.Messages) > maxCompletionMessages {
 		return r, invalidParam("messages", fmt.Sprintf("'messages' holds more than %d messages", maxCompletionMessages))
 	}
-	if nonEmptyJSON(raw.Tools) || nonEmptyJSON(raw.Functions) {
-		return r, invalidParam("tools", "tools and functions are not supported by this gateway")
-	}
 	if raw.N != nil && *raw.N != 1 {
-		return r, invalidParam("n", "only n=1 is supported")
+		return r, unsupportedParam("n", "only n=1 is supported")
+	}
+	if raw.Logprobs != nil && *raw.Logprobs {
+		return r, unsupportedParam("logprobs", "'logprobs' is not supported by this gateway")
+	}
+	if len(raw.LogitBias) > 0 {
+		return r, unsupportedParam("logit_bias", "'logit_bias' is not supported by this gateway")
+	}
+	if raw.Store != nil && *raw.Store {
+		return r, unsupportedParam("store", "this gateway does not store completions")
+	}
+	if len(raw.Metadata) > 0 {
+		return r, unsupportedParam("metadata", "this gateway does not store completions, so takes no metadata")
+	}
+	if raw.Modalities != nil && !slices.Equal(raw.Modalities, []string{"text"}) {
+		return r, unsupportedParam("modalities", "only the text modality is supported")
+	}
+	if so := raw.StreamOptions; so != nil && so.IncludeObfuscation != nil && *so.IncludeObfuscation {
+		return r, unsupportedParam("stream_options.include_obfuscation", "stream obfuscation is not supported by this gateway")
 	}
 	if raw.Temperature != nil {
 		if *raw.Temperature < 0 || *raw.Temperature > 2 {
@@ -160,9 +287,30 @@ func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 		}
 		r.Temperature = raw.Temperature
 	}
-	if raw.TopP != nil && (*raw.TopP < 0 || *raw.TopP > 1) {
-		return r, invalidParam("top_p", "top_p must be between 0 and 1")
+	if raw.TopP != nil {
+		if *raw.TopP < 0 || *raw.TopP > 1 {
+			return r, invalidParam("top_p", "top_p must be between 0 and 1")
+		}
+		if *raw.TopP != 1 { // 1 is every provider's default: nothing to pass on
+			r.Params.TopP = raw.TopP
+		}
 	}
+	for _, pen := range []struct {
+		name string
+		v    *float64
+		dst  **float64
+	}{{"frequency_penalty", raw.FrequencyPenalty, &r.Params.FrequencyPenalty}, {"presence_penalty", raw.PresencePenalty, &r.Params.PresencePenalty}} {
+		if pen.v == nil {
+			continue
+		}
+		if *pen.v < -2 || *pen.v > 2 {
+			return r, invalidParam(pen.name, pen.name+" must be between -2 and 2")
+		}
+		if *pen.v != 0 { // 0 is the default
+			*pen.dst = pen.v
+		}
+	}
+	r.Params.Seed = raw.Seed
 	for _, mt := range []struct {
 		name string
 		v    *int64
@@ -186,31 +334,217 @@ func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 	if raw.User != nil {
 		r.User = *raw.User
 	}
+	if oe := parseStop(raw.Stop, &r.Params); oe != nil {
+		return r, oe
+	}
+	if oe := parseResponseFormat(raw.ResponseFormat, &r.Params); oe != nil {
+		return r, oe
+	}
+	if oe := parseTools(&raw, &r.Params); oe != nil {
+		return r, oe
+	}
 	r.Messages = make([]llm.Message, 0, len(raw.Messages))
 	for i, m := range raw.Messages {
-		param := "messages[" + strconv.Itoa(i) + "]"
-		role := m.Role
-		switch role {
-		case "system", "developer":
-			role = llm.RoleSystem
-		case "user", "assistant":
-		case "":
-			return r, invalidParam(param+".role", "Missing required parameter: '"+param+".role'.")
-		default:
-			return r, invalidParam(param+".role", fmt.Sprintf("role %q is not supported by this gateway", m.Role))
-		}
-		text, oe := parseContent(m.Content, param+".content", role == llm.RoleAssistant)
+		msg, oe := parseMessage(i, &m)
 		if oe != nil {
 			return r, oe
 		}
-		r.Messages = append(r.Messages, llm.Message{Role: role, Content: text})
+		r.Messages = append(r.Messages, msg)
 	}
 	return r, nil
 }
 
-func nonEmptyJSON(b json.RawMessage) bool {
+func parseMessage(i int, m *rawMessage) (llm.Message, *openAIError) {
+	param := "messages[" + strconv.Itoa(i) + "]"
+	role := m.Role
+	switch role {
+	case "system", "developer":
+		role = llm.RoleSystem
+	case "user", "assistant", "tool":
+	case "":
+		return llm.Message{}, invalidParam(param+".role", "Missing required parameter: '"+param+".role'.")
+	default:
+		return llm.Message{}, invalidParam(param+".role", fmt.Sprintf("role %q is not supported by this gateway", m.Role))
+	}
+	if len(m.ToolCalls) > 0 && role != llm.RoleAssistant {
+		return llm.Message{}, invalidParam(param+".tool_calls", "only assistant messages carry tool_calls")
+	}
+	if len(m.ToolCalls) > maxToolCallsPerMsg {
+		return llm.Message{}, invalidParam(param+".tool_calls", fmt.Sprintf("at most %d tool calls per message", maxToolCallsPerMsg))
+	}
+	out := llm.Message{Role: role, Name: m.Name}
+	for j, tc := range m.ToolCalls {
+		p := param + ".tool_calls[" + strconv.Itoa(j) + "]"
+		switch {
+		case tc.Type != "function":
+			return llm.Message{}, invalidParam(p+".type", "only function tool calls are supported")
+		case tc.ID == "":
+			return llm.Message{}, invalidParam(p+".id", "Missing required parameter: '"+p+".id'.")
+		case tc.Function.Name == "":
+			return llm.Message{}, invalidParam(p+".function.name", "Missing required parameter: '"+p+".function.name'.")
+		}
+		out.ToolCalls = append(out.ToolCalls, llm.ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+	}
+	if role == llm.RoleTool {
+		if m.ToolCallID == nil || *m.ToolCallID == "" {
+			return llm.Message{}, invalidParam(param+".tool_call_id", "Missing required parameter: '"+param+".tool_call_id'.")
+		}
+		out.ToolCallID = *m.ToolCallID
+	} else if m.ToolCallID != nil {
+		return llm.Message{}, invalidParam(param+".tool_call_id", "only tool messages carry tool_call_id")
+	}
+	text, oe := parseContent(m.Content, param+".content", role == llm.RoleAssistant)
+	if oe != nil {
+		return llm.Message{}, oe
+	}
+	out.Content = text
+	return out, nil
+}
+
+// parseStop reads stop: a string or up to four strings.
+func parseStop(b json.RawMessage, p *llm.Params) *openAIError {
 	s := strings.TrimSpace(string(b))
-	return s != "" && s != "null" && s != "[]"
+	if s == "" || s == "null" {
+		return nil
+	}
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		p.Stop = []string{one}
+	} else if err := json.Unmarshal(b, &p.Stop); err != nil {
+		return invalidParam("stop", "stop must be a string or an array of strings")
+	}
+	if len(p.Stop) > maxStopSequences {
+		return invalidParam("stop", fmt.Sprintf("stop takes at most %d sequences", maxStopSequences))
+	}
+	for _, seq := range p.Stop {
+		if seq == "" {
+			return invalidParam("stop", "a stop sequence must not be empty")
+		}
+	}
+	if len(p.Stop) == 0 {
+		p.Stop = nil
+	}
+	return nil
+}
+
+// parseResponseFormat reads response_format: text changes nothing;
+// json_object and json_schema are passed on.
+func parseResponseFormat(b json.RawMessage, p *llm.Params) *openAIError {
+	s := strings.TrimSpace(string(b))
+	if s == "" || s == "null" {
+		return nil
+	}
+	var rf struct {
+		Type       string          `json:"type"`
+		JSONSchema json.RawMessage `json:"json_schema"`
+	}
+	if err := json.Unmarshal(b, &rf); err != nil {
+		return invalidParam("response_format", "response_format must be an object with a type")
+	}
+	switch rf.Type {
+	case "text":
+	case "json_object":
+		p.ResponseFormat = json.RawMessage(`{"type":"json_object"}`)
+	case "json_schema":
+		if !strings.HasPrefix(strings.TrimSpace(string(rf.JSONSchema)), "{") {
+			return invalidParam("response_format.json_schema", "Missing required parameter: 'response_format.json_schema'.")
+		}
+		c, err := json.Marshal(map[string]json.RawMessage{"type": json.RawMessage(`"json_schema"`), "json_schema": rf.JSONSchema})
+		if err != nil {
+			return invalidParam("response_format.json_schema", "response_format.json_schema is not valid JSON")
+		}
+		p.ResponseFormat = c
+	default:
+		return invalidParam("response_format.type", fmt.Sprintf("response_format type %q: want text, json_object or json_schema", rf.Type))
+	}
+	return nil
+}
+
+// parseTools reads tools, tool_choice and parallel_tool_calls.
+func parseTools(raw *rawCompletionBody, p *llm.Params) *openAIError {
+	if len(raw.Tools) > maxTools {
+		return invalidParam("tools", fmt.Sprintf("at most %d tools", maxTools))
+	}
+	names := map[string]bool{}
+	for i, t := range raw.Tools {
+		param := "tools[" + strconv.Itoa(i) + "]"
+		if t.Type != "function" {
+			return unsupportedParam(param+".type", fmt.Sprintf("tool type %q is not supported; only function", t.Type))
+		}
+		if t.Function == nil {
+			return invalidParam(param+".function", "Missing required parameter: '"+param+".function'.")
+		}
+		if !validToolName(t.Function.Name) {
+			return invalidParam(param+".function.name", "a function name is 1 to 64 letters, digits, underscores or dashes")
+		}
+		if names[t.Function.Name] {
+			return invalidParam(param+".function.name", "function names must be unique")
+		}
+		names[t.Function.Name] = true
+		schema := strings.TrimSpace(string(t.Function.Parameters))
+		if schema == "null" {
+			schema = ""
+		}
+		if schema != "" && schema[0] != '{' {
+			return invalidParam(param+".function.parameters", "parameters must be a JSON Schema object")
+		}
+		p.Tools = append(p.Tools, llm.Tool{Name: t.Function.Name, Description: t.Function.Description,
+			Parameters: json.RawMessage(schema), Strict: t.Function.Strict})
+	}
+	if len(p.Tools) == 0 {
+		p.Tools = nil
+	}
+	if s := strings.TrimSpace(string(raw.ToolChoice)); s != "" && s != "null" {
+		var mode string
+		var obj struct {
+			Type     string `json:"type"`
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		switch {
+		case json.Unmarshal(raw.ToolChoice, &mode) == nil:
+			switch mode {
+			case llm.ToolChoiceNone, llm.ToolChoiceAuto, llm.ToolChoiceRequired:
+				p.ToolChoice = &llm.ToolChoice{Mode: mode}
+			default:
+				return invalidParam("tool_choice", fmt.Sprintf("tool_choice %q: want none, auto, required or a function", mode))
+			}
+		case json.Unmarshal(raw.ToolChoice, &obj) == nil && obj.Type == "function":
+			if !names[obj.Function.Name] {
+				return invalidParam("tool_choice.function.name", "tool_choice names a function that tools does not offer")
+			}
+			p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceFunction, Name: obj.Function.Name}
+		case obj.Type != "":
+			return unsupportedParam("tool_choice.type", fmt.Sprintf("tool_choice type %q is not supported; only function", obj.Type))
+		default:
+			return invalidParam("tool_choice", "tool_choice must be a string or an object")
+		}
+		if p.ToolChoice.Mode == llm.ToolChoiceNone {
+			p.ToolChoice = nil // without tools offered or with none, no call either way
+			if len(p.Tools) > 0 {
+				p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceNone}
+			}
+		} else if len(p.Tools) == 0 {
+			return invalidParam("tool_choice", "tool_choice needs tools")
+		}
+	}
+	if raw.ParallelToolCalls != nil && len(p.Tools) > 0 {
+		p.ParallelToolCalls = raw.ParallelToolCalls
+	}
+	return nil
+}
+
+func validToolName(s string) bool {
+	if s == "" || len(s) > maxToolNameLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseContent reads a message's content: a string, an array of parts
@@ -250,14 +584,18 @@ func parseContent(b json.RawMessage, param string, nullOK bool) (string, *openAI
 	return "", invalidParam(param, "Invalid value for '"+param+"': expected a string or an array of content parts.")
 }
 
-func finishReason(stop string) string {
-	switch stop {
-	case "max_tokens", "length":
-		return "length"
-	case "content_filter":
-		return "content_filter"
+// openAIToolCalls renders tool calls as OpenAI's message.tool_calls
+// (with index, as stream deltas carry them, when indexed).
+func openAIToolCalls(calls []llm.ToolCall, indexed bool) []fiber.Map {
+	out := make([]fiber.Map, 0, len(calls))
+	for i, c := range calls {
+		m := fiber.Map{"id": c.ID, "type": "function", "function": fiber.Map{"name": c.Name, "arguments": c.Arguments}}
+		if indexed {
+			m["index"] = i
+		}
+		out = append(out, m)
 	}
-	return "stop"
+	return out
 }
 
 func openAIUsage(u llm.Usage) fiber.Map {
@@ -314,7 +652,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if req.User != "" {
 		user = uid + ":" + req.User
 	}
-	creq := chat.CompletionRequest{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: user}
+	creq := chat.CompletionRequest{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: user, Params: req.Params}
 	id := completionID()
 	created := time.Now().Unix()
 	if !req.Stream {
@@ -324,13 +662,20 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		}
 		setWingateHeaders(c, comp)
 		resp := comp.Response
+		msg := fiber.Map{"role": "assistant", "content": resp.Text, "refusal": nil}
+		if len(resp.ToolCalls) > 0 {
+			msg["tool_calls"] = openAIToolCalls(resp.ToolCalls, false)
+			if resp.Text == "" {
+				msg["content"] = nil
+			}
+		}
 		return c.JSON(fiber.Map{
 			"id": id, "object": "chat.completion", "created": created, "model": resp.Model,
 			"choices": []fiber.Map{{
 				"index":         0,
-				"message":       fiber.Map{"role": "assistant", "content": resp.Text, "refusal": nil},
+				"message":       msg,
 				"logprobs":      nil,
-				"finish_reason": finishReason(resp.StopReason),
+				"finish_reason": llm.FinishReason(resp.StopReason),
 			}},
 			"usage":              openAIUsage(resp.Usage),
 			"system_fingerprint": nil,
@@ -384,7 +729,16 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 			}
 			comp := ev.result.(*chat.Completion)
 			resp := comp.Response
-			writeSSE(w, "", chunk(fiber.Map{}, finishReason(resp.StopReason), resp.Model))
+			if len(resp.ToolCalls) > 0 {
+				// Each call whole in one delta, after any text.
+				d := fiber.Map{"tool_calls": openAIToolCalls(resp.ToolCalls, true)}
+				if !sentRole {
+					d["role"], d["content"] = "assistant", nil
+					sentRole = true
+				}
+				writeSSE(w, "", chunk(d, nil, resp.Model))
+			}
+			writeSSE(w, "", chunk(fiber.Map{}, llm.FinishReason(resp.StopReason), resp.Model))
 			if includeUsage {
 				writeSSE(w, "", fiber.Map{"id": id, "object": "chat.completion.chunk", "created": created, "model": resp.Model,
 					"system_fingerprint": nil, "choices": []fiber.Map{}, "usage": openAIUsage(resp.Usage), "wingate": wingateInfo(comp)})
@@ -396,3 +750,32 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	})
 	return nil
 }
+
+// openAIModel renders a model as OpenAI's model object.
+func openAIModel(m chat.Model) fiber.Map {
+	return fiber.Map{"id": m.ID, "object": "model", "created": 0, "owned_by": m.OwnedBy}
+}
+
+// listModels is GET /v1/models: auto (the route policy decides), the
+// tier names and the tiers' provider models, in OpenAI's list shape.
+func (s *Server) listModels(c *fiber.Ctx) error {
+	models := s.deps.Chat.Models()
+	data := make([]fiber.Map, 0, len(models))
+	for _, m := range models {
+		data = append(data, openAIModel(m))
+	}
+	return c.JSON(fiber.Map{"object": "list", "data": data})
+}
+
+// getModel is GET /v1/models/:model.
+func (s *Server) getModel(c *fiber.Ctx) error {
+	m, ok := s.deps.Chat.Model(c.Params("model"))
+	if !ok {
+		return modelNotFound("model")
+	}
+	return c.JSON(openAIModel(m))
+}
+
+// isOpenAIPath reports whether path is under /v1, whose errors are in
+// OpenAI's shape.
+func isOpenAIPath(path string) bool { return path == "/v1" || strings.HasPrefix(path, "/v1/") }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wingman-app/wingate/host/apierr"
 	"github.com/wingman-app/wingate/host/llm"
 )
 
@@ -39,9 +40,9 @@ var sdkBodies = []struct {
 	{name: "node stream multi-turn with assistant null content",
 		body:   `{"model":"economy","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"assistant","content":"Hello! How can I help?","name":"coach"},{"role":"user","content":"tell me a joke"}],"stream":true,"temperature":1}`,
 		stream: true, wantModel: "economy",
-		wantMsgs: []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: ""}, {Role: "assistant", Content: "Hello! How can I help?"}, {Role: "user", Content: "tell me a joke"}}},
+		wantMsgs: []llm.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: ""}, {Role: "assistant", Content: "Hello! How can I help?", Name: "coach"}, {Role: "user", Content: "tell me a joke"}}},
 	{name: "named model, empty tools, stream_options false",
-		body:      `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hello"}],"tools":[],"stream":false,"stream_options":null,"metadata":{"k":"v"},"store":false}`,
+		body:      `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hello"}],"tools":[],"stream":false,"stream_options":null,"metadata":{},"store":false,"logprobs":false,"top_p":1,"frequency_penalty":0,"response_format":{"type":"text"},"functions":null}`,
 		wantModel: "claude-sonnet-4-5", wantMsgs: []llm.Message{{Role: "user", Content: "hello"}}},
 }
 
@@ -71,13 +72,29 @@ func TestParseRefusals(t *testing.T) {
 		{"no model", `{"messages":[{"role":"user","content":"x"}]}`, "model"},
 		{"model wrong type", `{"model":5,"messages":[{"role":"user","content":"x"}]}`, "model"},
 		{"no messages", `{"model":"auto","messages":[]}`, "messages"},
-		{"tools", `{"model":"auto","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}`, "tools"},
+		{"custom tool", `{"model":"auto","messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom","custom":{"name":"f"}}]}`, "tools[0].type"},
+		{"tool name", `{"model":"auto","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"a b"}}]}`, "tools[0].function.name"},
+		{"tool choice without tools", `{"model":"auto","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}`, "tool_choice"},
+		{"tool choice of no tool", `{"model":"auto","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}`, "tool_choice.function.name"},
+		{"functions", `{"model":"auto","messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}`, "functions"},
+		{"unknown parameter", `{"model":"auto","messages":[{"role":"user","content":"x"}],"frobnicate":1}`, "frobnicate"},
+		{"logprobs", `{"model":"auto","messages":[{"role":"user","content":"x"}],"logprobs":true}`, "logprobs"},
+		{"logit_bias", `{"model":"auto","messages":[{"role":"user","content":"x"}],"logit_bias":{"50256":-100}}`, "logit_bias"},
+		{"metadata", `{"model":"auto","messages":[{"role":"user","content":"x"}],"metadata":{"k":"v"}}`, "metadata"},
+		{"store", `{"model":"auto","messages":[{"role":"user","content":"x"}],"store":true}`, "store"},
+		{"reasoning_effort", `{"model":"auto","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low"}`, "reasoning_effort"},
+		{"five stop sequences", `{"model":"auto","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}`, "stop"},
+		{"empty stop sequence", `{"model":"auto","messages":[{"role":"user","content":"x"}],"stop":""}`, "stop"},
+		{"response_format type", `{"model":"auto","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}`, "response_format.type"},
+		{"penalty range", `{"model":"auto","messages":[{"role":"user","content":"x"}],"presence_penalty":2.5}`, "presence_penalty"},
+		{"tool message without id", `{"model":"auto","messages":[{"role":"tool","content":"x"}]}`, "messages[0].tool_call_id"},
+		{"tool calls on a user message", `{"model":"auto","messages":[{"role":"user","content":"x","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`, "messages[0].tool_calls"},
 		{"n=2", `{"model":"auto","messages":[{"role":"user","content":"x"}],"n":2}`, "n"},
 		{"temperature", `{"model":"auto","messages":[{"role":"user","content":"x"}],"temperature":3}`, "temperature"},
 		{"max_tokens zero", `{"model":"auto","messages":[{"role":"user","content":"x"}],"max_tokens":0}`, "max_tokens"},
 		{"max_tokens string", `{"model":"auto","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}`, "max_tokens"},
 		{"missing role", `{"model":"auto","messages":[{"content":"x"}]}`, "messages[0].role"},
-		{"tool role", `{"model":"auto","messages":[{"role":"tool","content":"x","tool_call_id":"1"}]}`, "messages[0].role"},
+		{"function role", `{"model":"auto","messages":[{"role":"function","content":"x","name":"f"}]}`, "messages[0].role"},
 		{"user null content", `{"model":"auto","messages":[{"role":"user","content":null}]}`, "messages[0].content"},
 		{"image part", `{"model":"auto","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"http://x"}}]}]}`, "messages[0].content[0].type"},
 		{"content number", `{"model":"auto","messages":[{"role":"user","content":7}]}`, "messages[0].content"},
@@ -91,7 +108,48 @@ func TestParseRefusals(t *testing.T) {
 			if oe.Status != 400 || oe.Type != "invalid_request_error" || oe.Param != tt.param {
 				t.Errorf("error = %+v, want param %q", oe, tt.param)
 			}
+			if _, ok := apierr.Lookup(apierr.Code(oe.Code)); !ok {
+				t.Errorf("code %q is not in the error table", oe.Code)
+			}
 		})
+	}
+}
+
+// TestParseParams: what a body sets beside the conversation reaches the
+// provider's request; neutral values (top_p 1, penalties 0, text format)
+// are not sent.
+func TestParseParams(t *testing.T) {
+	body := `{"model":"auto","messages":[{"role":"user","content":"weather?"},
+	  {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+	  {"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":"4 C"}]}],
+	  "tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}},"strict":true}}],
+	  "tool_choice":"required","parallel_tool_calls":false,"stop":"END","seed":42,"top_p":0.9,"frequency_penalty":0.5,"presence_penalty":0,
+	  "response_format":{"type":"json_object"}}`
+	r, oe := parseCompletionRequest([]byte(body))
+	if oe != nil {
+		t.Fatal(oe)
+	}
+	p := r.Params
+	if len(p.Tools) != 1 || p.Tools[0].Name != "get_weather" || p.Tools[0].Description != "d" || p.Tools[0].Strict == nil || !*p.Tools[0].Strict ||
+		!strings.Contains(string(p.Tools[0].Parameters), `"city"`) {
+		t.Errorf("tools %+v", p.Tools)
+	}
+	if p.ToolChoice == nil || p.ToolChoice.Mode != llm.ToolChoiceRequired || p.ParallelToolCalls == nil || *p.ParallelToolCalls {
+		t.Errorf("tool choice %+v parallel %v", p.ToolChoice, p.ParallelToolCalls)
+	}
+	if !reflect.DeepEqual(p.Stop, []string{"END"}) || p.Seed == nil || *p.Seed != 42 || p.TopP == nil || *p.TopP != 0.9 ||
+		p.FrequencyPenalty == nil || *p.FrequencyPenalty != 0.5 || p.PresencePenalty != nil || string(p.ResponseFormat) != `{"type":"json_object"}` {
+		t.Errorf("params %+v", p)
+	}
+	want := []llm.Message{{Role: "user", Content: "weather?"},
+		{Role: "assistant", ToolCalls: []llm.ToolCall{{ID: "c1", Name: "get_weather", Arguments: `{"city":"Oslo"}`}}},
+		{Role: "tool", Content: "4 C", ToolCallID: "c1"}}
+	if !reflect.DeepEqual(r.Messages, want) {
+		t.Errorf("messages %+v", r.Messages)
+	}
+	r, oe = parseCompletionRequest([]byte(`{"model":"auto","messages":[{"role":"user","content":"x"}],"top_p":1,"frequency_penalty":0,"response_format":{"type":"text"},"tool_choice":"none"}`))
+	if oe != nil || r.Params.Used() != nil {
+		t.Errorf("neutral values: %+v, %v", r.Params, oe)
 	}
 }
 
@@ -101,19 +159,30 @@ func FuzzParseCompletionRequest(f *testing.F) {
 	}
 	f.Add(`{"model":"auto","messages":[{"role":"user","content":[{"type":"text"}]}]}`)
 	f.Add(`{"model":"auto","messages":[{"role":"user","content":"x"}],"max_tokens":1e30}`)
+	f.Add(`{"model":"auto","messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"42"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}`)
+	f.Add(`{"model":"auto","messages":[{"role":"user","content":"x"}],"stop":["a","b"],"seed":7,"top_p":0.5,"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{}}}}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		r, oe := parseCompletionRequest([]byte(body))
 		if oe != nil {
 			if oe.Status != 400 || oe.Message == "" {
 				t.Fatalf("bad error %+v", oe)
 			}
+			if _, ok := apierr.Lookup(apierr.Code(oe.Code)); !ok {
+				t.Fatalf("code %q is not in the error table", oe.Code)
+			}
 			return
+		}
+		if len(r.Params.Stop) > maxStopSequences || len(r.Params.Tools) > maxTools {
+			t.Fatalf("over a bound: %+v", r.Params)
+		}
+		if r.Params.ToolChoice != nil && r.Params.ToolChoice.Mode != llm.ToolChoiceNone && len(r.Params.Tools) == 0 {
+			t.Fatalf("tool choice without tools: %+v", r.Params)
 		}
 		if r.Model == "" || len(r.Messages) == 0 || r.MaxTokens < 0 {
 			t.Fatalf("accepted an invalid request: %+v", r)
 		}
 		for _, m := range r.Messages {
-			if m.Role != "user" && m.Role != "assistant" && m.Role != "system" {
+			if m.Role != "user" && m.Role != "assistant" && m.Role != "system" && m.Role != "tool" {
 				t.Fatalf("role %q", m.Role)
 			}
 		}
@@ -261,6 +330,13 @@ func TestCompletionsErrorsInOpenAIShape(t *testing.T) {
 		check(t, f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}`), 503, "server_error", "")
 	})
 	t.Run("named model down", func(t *testing.T) {
-		check(t, f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"some-model","messages":[{"role":"user","content":"hi"}]}`), 502, "server_error", "")
+		check(t, f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"hi"}]}`), 502, "server_error", "")
+	})
+	t.Run("unknown model", func(t *testing.T) {
+		check(t, f.do(t, "POST", "/v1/chat/completions", 1, `{"model":"some-model","messages":[{"role":"user","content":"hi"}]}`), 404, "invalid_request_error", "model")
+	})
+	t.Run("unknown path under /v1", func(t *testing.T) {
+		check(t, f.do(t, "GET", "/v1/embeddingz", 1, ""), 404, "invalid_request_error", "")
+		check(t, f.do(t, "POST", "/v1/models", 1, "{}"), 405, "invalid_request_error", "")
 	})
 }

@@ -47,21 +47,65 @@ func New(cfg Config) *Client {
 	return &Client{cfg: cfg, Conn: llm.NewConn("openai", cfg.BaseURL, DefaultBaseURL, cfg.HTTPClient)}
 }
 
-type message = llm.WireMessage
+// Features: every parameter the gateway passes through is OpenAI's own.
+func (c *Client) Features() llm.Feature {
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeaturePenalties | llm.FeatureResponseFormat | llm.FeatureTools | llm.FeatureNames |
+		llm.FeatureHotTemperature
+}
+
+type message struct {
+	Role string `json:"role"`
+	// Content is null for an assistant message that only calls tools.
+	Content    *string    `json:"content"`
+	ToolCalls  []toolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
+}
+
+type toolCall struct {
+	Index    *int   `json:"index,omitempty"` // in stream deltas
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+type tool struct {
+	Type     string       `json:"type"`
+	Function toolFunction `json:"function"`
+}
+
+type toolFunction struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
+}
 
 type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
 type request struct {
-	Model               string         `json:"model"`
-	Messages            []message      `json:"messages"`
-	MaxTokens           int            `json:"max_tokens,omitempty"`
-	MaxCompletionTokens int            `json:"max_completion_tokens,omitempty"`
-	Temperature         *float64       `json:"temperature,omitempty"`
-	Stream              bool           `json:"stream,omitempty"`
-	StreamOptions       *streamOptions `json:"stream_options,omitempty"`
-	User                string         `json:"user,omitempty"`
+	Model               string          `json:"model"`
+	Messages            []message       `json:"messages"`
+	MaxTokens           int             `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+	Temperature         *float64        `json:"temperature,omitempty"`
+	Stream              bool            `json:"stream,omitempty"`
+	StreamOptions       *streamOptions  `json:"stream_options,omitempty"`
+	User                string          `json:"user,omitempty"`
+	TopP                *float64        `json:"top_p,omitempty"`
+	Stop                []string        `json:"stop,omitempty"`
+	Seed                *int64          `json:"seed,omitempty"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty,omitempty"`
+	PresencePenalty     *float64        `json:"presence_penalty,omitempty"`
+	ResponseFormat      json.RawMessage `json:"response_format,omitempty"`
+	Tools               []tool          `json:"tools,omitempty"`
+	ToolChoice          any             `json:"tool_choice,omitempty"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls,omitempty"`
 }
 
 type usage struct {
@@ -92,12 +136,14 @@ type response struct {
 	Choices []struct {
 		Index   int `json:"index"`
 		Message *struct {
-			Role    string  `json:"role"`
-			Content *string `json:"content"`
+			Role      string     `json:"role"`
+			Content   *string    `json:"content"`
+			ToolCalls []toolCall `json:"tool_calls"`
 		} `json:"message"`
 		Delta *struct {
-			Role    string  `json:"role"`
-			Content *string `json:"content"`
+			Role      string     `json:"role"`
+			Content   *string    `json:"content"`
+			ToolCalls []toolCall `json:"tool_calls"`
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
@@ -123,13 +169,44 @@ func (c *Client) buildRequest(req *llm.Request, stream bool) request {
 			r.MaxTokens = req.MaxTokens
 		}
 	}
-	if req.System != "" {
-		r.Messages = append(r.Messages, message{Role: llm.RoleSystem, Content: req.System})
+	p := &req.Params
+	r.TopP, r.Stop, r.Seed, r.FrequencyPenalty, r.PresencePenalty = p.TopP, p.Stop, p.Seed, p.FrequencyPenalty, p.PresencePenalty
+	r.ResponseFormat, r.ParallelToolCalls = p.ResponseFormat, p.ParallelToolCalls
+	for _, t := range p.Tools {
+		r.Tools = append(r.Tools, tool{Type: "function", Function: toolFunction{Name: t.Name, Description: t.Description, Parameters: t.Parameters, Strict: t.Strict}})
 	}
-	for _, m := range req.Messages {
-		r.Messages = append(r.Messages, message{Role: m.Role, Content: m.Content})
+	if tc := p.ToolChoice; tc != nil {
+		if tc.Mode == llm.ToolChoiceFunction {
+			r.ToolChoice = map[string]any{"type": "function", "function": map[string]string{"name": tc.Name}}
+		} else {
+			r.ToolChoice = tc.Mode
+		}
+	}
+	if req.System != "" {
+		r.Messages = append(r.Messages, message{Role: llm.RoleSystem, Content: &req.System})
+	}
+	for i := range req.Messages {
+		m := &req.Messages[i]
+		wm := message{Role: m.Role, Content: &m.Content, ToolCallID: m.ToolCallID, Name: m.Name}
+		for _, tc := range m.ToolCalls {
+			w := toolCall{ID: tc.ID, Type: "function"}
+			w.Function.Name, w.Function.Arguments = tc.Name, tc.Arguments
+			wm.ToolCalls = append(wm.ToolCalls, w)
+		}
+		if len(wm.ToolCalls) > 0 && m.Content == "" {
+			wm.Content = nil
+		}
+		r.Messages = append(r.Messages, wm)
 	}
 	return r
+}
+
+func toolCalls(ws []toolCall) []llm.ToolCall {
+	var out []llm.ToolCall
+	for _, w := range ws {
+		out = append(out, llm.ToolCall{ID: w.ID, Name: w.Function.Name, Arguments: w.Function.Arguments})
+	}
+	return out
 }
 
 // Complete calls POST {base}/chat/completions, streamed when onDelta is
@@ -160,6 +237,7 @@ func (c *Client) Complete(ctx context.Context, req *llm.Request, onDelta llm.Del
 			if ch.Message.Content != nil {
 				out.Text = *ch.Message.Content
 			}
+			out.ToolCalls = toolCalls(ch.Message.ToolCalls)
 			if ch.FinishReason != nil {
 				out.StopReason = *ch.FinishReason
 			}
@@ -194,9 +272,11 @@ func (c *Client) httpError(res *http.Response) error {
 // (choices empty), until data: [DONE]. A stream that ends before [DONE]
 // or carries an error object fails the call.
 func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.DeltaFunc) (*llm.Response, error) {
+	var calls []llm.ToolCall // by index
 	return llm.ReadStream(ctx, c.Name(), "[DONE]", body, onDelta, func(ev sse.Event, out *llm.Stream) (bool, error) {
 		data := strings.TrimSpace(ev.Data)
 		if data == "[DONE]" {
+			out.ToolCalls = calls
 			return true, nil
 		}
 		var r response
@@ -226,7 +306,28 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 			if ch.FinishReason != nil && *ch.FinishReason != "" {
 				out.StopReason = *ch.FinishReason
 			}
-			if ch.Delta != nil && ch.Delta.Content != nil && *ch.Delta.Content != "" {
+			if ch.Delta == nil {
+				continue
+			}
+			for _, d := range ch.Delta.ToolCalls {
+				i := len(calls) - 1 // a delta without an index continues the last call
+				if d.Index != nil {
+					i = *d.Index
+				}
+				if i < 0 || i > len(calls) || i >= maxToolCalls {
+					return false, &llm.Error{Provider: c.Name(), Kind: llm.KindStream, Message: "tool call delta out of order"}
+				}
+				if i == len(calls) {
+					calls = append(calls, llm.ToolCall{})
+				}
+				tc := &calls[i]
+				if d.ID != "" {
+					tc.ID = d.ID
+				}
+				tc.Name += d.Function.Name
+				tc.Arguments += d.Function.Arguments
+			}
+			if ch.Delta.Content != nil && *ch.Delta.Content != "" {
 				if err := out.Delta(*ch.Delta.Content); err != nil {
 					return false, err
 				}
@@ -235,6 +336,9 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, onDelta llm.Del
 		return false, nil
 	})
 }
+
+// maxToolCalls bounds the tool calls of one streamed answer.
+const maxToolCalls = 128
 
 // String describes the client for logs.
 func (c *Client) String() string { return fmt.Sprintf("openai(%s)", c.BaseURL) }

@@ -7,6 +7,7 @@ package simulated
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -70,8 +71,31 @@ func (p *Provider) failure(model string) error {
 	return p.down["*"]
 }
 
+// Features says what the simulated provider takes beside temperature:
+// top_p, seed and participant names (its answers are deterministic
+// whatever they are, as with temperature), stop sequences (the answer is
+// cut before the first one) and tools (it calls one when the
+// conversation ends with a user message, see Complete).
+func (p *Provider) Features() llm.Feature {
+	return llm.FeatureTopP | llm.FeatureStop | llm.FeatureSeed | llm.FeatureTools | llm.FeatureNames | llm.FeatureHotTemperature
+}
+
+// Stop reasons the simulated provider reports, as Anthropic's Messages
+// API names them.
+const (
+	StopEndTurn  = "end_turn"
+	StopMaxTok   = "max_tokens"
+	StopSequence = "stop_sequence"
+	StopToolUse  = "tool_use"
+)
+
 // Complete answers req deterministically: the same request always gets the
-// same text and usage.
+// same text and usage. An answer cut at req.MaxTokens reports max_tokens;
+// one cut at a stop sequence stop_sequence. With tools offered (and a
+// tool choice other than none) a conversation ending with a user message
+// gets a call of the chosen tool, or the first, with arguments filled
+// from its schema's properties; one ending with a tool's result gets a
+// text answer.
 func (p *Provider) Complete(ctx context.Context, req *llm.Request, onDelta llm.DeltaFunc) (*llm.Response, error) {
 	if err := p.failure(req.Model); err != nil {
 		return nil, err
@@ -79,24 +103,44 @@ func (p *Provider) Complete(ctx context.Context, req *llm.Request, onDelta llm.D
 	if len(req.Messages) == 0 {
 		return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindBadRequest, Status: 400, Message: "messages: at least one message is required"}
 	}
-	last := req.Messages[len(req.Messages)-1].Content
-	text := Answer(req.Model, last, req.MaxTokens)
-	in := llm.CountMessages(req.System, req.Messages)
-	out := llm.CountTokens(text)
+	lastMsg := req.Messages[len(req.Messages)-1]
+	last := lastMsg.Content
 	resp := &llm.Response{
 		ID:         fmt.Sprintf("sim-%016x", hash(req.Model, last, fmt.Sprint(len(req.Messages)))),
 		Model:      req.Model,
-		Text:       text,
-		StopReason: "end_turn",
-		Usage:      llm.Usage{InputTokens: in, OutputTokens: out},
+		StopReason: StopEndTurn,
 		Simulated:  true,
 	}
+	if call, ok := toolCall(req, resp.ID); ok {
+		resp.ToolCalls, resp.StopReason = []llm.ToolCall{call}, StopToolUse
+	} else {
+		text, cut := AnswerCut(req.Model, last, req.MaxTokens)
+		if cut {
+			resp.StopReason = StopMaxTok
+		}
+		for _, seq := range req.Stop {
+			if i := strings.Index(text, seq); seq != "" && i >= 0 {
+				text, resp.StopReason = text[:i], StopSequence
+			}
+		}
+		resp.Text = text
+	}
+	text := resp.Text
+	in := llm.CountMessages(req.System, req.Messages)
+	out := llm.CountTokens(text)
+	for _, c := range resp.ToolCalls {
+		out += llm.CountTokens(c.Name) + llm.CountTokens(c.Arguments)
+	}
+	resp.Usage = llm.Usage{InputTokens: in, OutputTokens: out}
 	start := time.Now()
 	if err := llm.Sleep(ctx, p.opt.FirstToken); err != nil {
 		return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindCanceled, Err: err}
 	}
 	if onDelta != nil {
 		words := strings.SplitAfter(text, " ")
+		if text == "" {
+			words = nil
+		}
 		for _, w := range words {
 			if err := llm.Sleep(ctx, p.opt.PerToken); err != nil {
 				return nil, &llm.Error{Provider: p.Name(), Kind: llm.KindCanceled, Err: err}
@@ -154,9 +198,74 @@ var (
 	}
 )
 
+// toolCall returns the call the simulated model makes for req, if any:
+// tools offered, a tool choice other than none, and the conversation
+// ending with a user message (or a tool choice that requires a call).
+func toolCall(req *llm.Request, id string) (llm.ToolCall, bool) {
+	if len(req.Tools) == 0 {
+		return llm.ToolCall{}, false
+	}
+	mode := llm.ToolChoiceAuto
+	if req.ToolChoice != nil {
+		mode = req.ToolChoice.Mode
+	}
+	last := req.Messages[len(req.Messages)-1]
+	switch {
+	case mode == llm.ToolChoiceNone:
+		return llm.ToolCall{}, false
+	case mode == llm.ToolChoiceAuto && last.Role != llm.RoleUser:
+		return llm.ToolCall{}, false
+	}
+	tool := req.Tools[0]
+	if mode == llm.ToolChoiceFunction {
+		for _, t := range req.Tools {
+			if t.Name == req.ToolChoice.Name {
+				tool = t
+			}
+		}
+	}
+	return llm.ToolCall{ID: "call_" + strings.TrimPrefix(id, "sim-"), Name: tool.Name, Arguments: arguments(tool.Parameters, last.Content)}, true
+}
+
+// arguments fills an object schema's properties: strings with the
+// message (at most 60 bytes of it), numbers with 1, booleans with true,
+// anything else with null.
+func arguments(schema json.RawMessage, message string) string {
+	var s struct {
+		Properties map[string]struct {
+			Type any `json:"type"`
+		} `json:"properties"`
+	}
+	_ = json.Unmarshal(schema, &s) // no schema: no arguments
+	if len(message) > 60 {
+		message = strings.ToValidUTF8(message[:60], "")
+	}
+	args := make(map[string]any, len(s.Properties))
+	for name, prop := range s.Properties {
+		switch prop.Type {
+		case "string":
+			args[name] = message
+		case "number", "integer":
+			args[name] = 1
+		case "boolean":
+			args[name] = true
+		default:
+			args[name] = nil
+		}
+	}
+	b, _ := json.Marshal(args) // sorted keys: deterministic
+	return string(b)
+}
+
 // Answer returns the simulated text for a message to model, capped near
 // maxTokens (0: no cap). It is deterministic.
 func Answer(model, message string, maxTokens int) string {
+	s, _ := AnswerCut(model, message, maxTokens)
+	return s
+}
+
+// AnswerCut is Answer, and whether the cap cut the text short.
+func AnswerCut(model, message string, maxTokens int) (string, bool) {
 	h := hash(model, message)
 	var b strings.Builder
 	fmt.Fprintf(&b, "[simulated %s] ", model)
@@ -173,8 +282,10 @@ func Answer(model, message string, maxTokens int) string {
 	b.WriteByte(' ')
 	b.WriteString(closers[(h>>8)%uint64(len(closers))])
 	s := b.String()
+	cut := false
 	if maxTokens > 0 {
 		for llm.CountTokens(s) > maxTokens {
+			cut = true
 			i := strings.LastIndexByte(strings.TrimRight(s, " "), ' ')
 			if i <= 0 {
 				break
@@ -182,5 +293,5 @@ func Answer(model, message string, maxTokens int) string {
 			s = s[:i]
 		}
 	}
-	return s
+	return s, cut
 }
