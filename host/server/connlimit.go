@@ -14,16 +14,17 @@ import (
 )
 
 // The connection cap. fasthttp enforces Server.Concurrency in its one
-// accept loop, where a refusal (a write and a close) waits behind every
-// accept before it: in a burst of connections over the cap the refusals
-// queue in the kernel's accept queue and the last ones were closed
-// hundreds of milliseconds after their connect. capListener enforces
+// accept loop, with a plain-text refusal. capListener enforces
 // Config.MaxConns itself, before fasthttp sees a connection, in several
 // accept loops (one per CPU, at least two): each loop accepts, counts the
-// connection against the cap and refuses it on the spot when it is over,
-// so refusals proceed in parallel and never wait behind the accepts of
-// connections that will be served. fasthttp's own cap is set above it
-// (concurrencySlack) so that it never refuses first.
+// connection against the cap and, when it is over, answers it with the
+// error table's over_capacity 503 and closes it on the spot, never
+// waiting for fasthttp's loop. A connection arriving at a full server is
+// refused within a millisecond; in a burst, the refusals wait behind the
+// connections queued before them in the kernel's accept queue (the
+// listen backlog), which no accept loop can shorten. fasthttp's own cap
+// is set above this one (concurrencySlack) so that it never refuses
+// first.
 
 // concurrencySlack is how far above Config.MaxConns fasthttp's
 // Concurrency is set: a connection leaves capListener's count when it is
