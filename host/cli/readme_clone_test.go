@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,15 +129,39 @@ func goEnv(t *testing.T, key string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// freeAddr returns a loopback address whose port and the next one (the
+// operators' listener serve derives from it) are both free now, and
+// overlap no pair it returned before in this process.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		next.Close()
+		if handed[port] || handed[port+1] {
+			continue
+		}
+		handed[port], handed[port+1] = true, true
+		return fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free pair of consecutive loopback ports")
+	return ""
 }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+)
 
 func isTutorialCommand(line string) bool {
 	for _, p := range []string{"go ", "GOOS=", "echo ", "(cd ", "mkdir ", "curl "} {
