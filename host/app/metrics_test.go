@@ -242,7 +242,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 			runPromtool(t, text, "check", "metrics")
 			names := sampleNames(text)
 			want := []string{"http_server_request_duration_seconds_bucket", "wingate_policy_decision_duration_seconds_bucket",
-				"wingate_llm_call_duration_seconds_bucket", "wingate_llm_cost_usd_total"}
+				"wingate_llm_call_duration_seconds_bucket", "wingate_llm_cost_usd_total",
+				"gen_ai_client_operation_duration_seconds_bucket", "gen_ai_client_token_usage_bucket"}
 			if mode.stores {
 				want = append(want, "db_client_connections_usage", "wingate_db_pool_utilization_ratio",
 					"db_client_operation_duration_seconds_bucket", "wingate_cache_redis_up")

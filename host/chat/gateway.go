@@ -125,6 +125,24 @@ type CompletionRequest struct {
 	// tier (empty for a passed-through model) and model about to answer,
 	// so a streaming caller can label its chunks.
 	OnAttempt func(tier, model string)
+	// Timing, when set, is filled in as the request goes: the route
+	// decision's and the compression's time before the first provider
+	// call, the first token's time before it is passed to onDelta (so a
+	// streaming caller reads them once the first chunk has come), the
+	// provider's total at the end.
+	Timing *Timing
+}
+
+// Timing is where a gateway request's time went (the Server-Timing
+// header). Every field is zero until its step has run.
+type Timing struct {
+	// Route is the route policy's decision; Compress choosing the
+	// context (the compress policy, the token counts, a summary call).
+	Route, Compress time.Duration
+	// FirstToken is from the first provider call's start to the first
+	// token of the answer (the whole answer when not streamed), across
+	// the fallbacks tried before it; Provider to the end of the answer.
+	FirstToken, Provider time.Duration
 }
 
 // Completion is the gateway's answer.
@@ -188,7 +206,8 @@ func (s *Service) Complete(ctx context.Context, req CompletionRequest, onDelta l
 	}
 	query := req.Messages[lastUser].Content
 	t := &turn{endpoint: "gateway", query: query, queryTokens: llm.CountTokens(query) + llm.MessageOverheadTokens,
-		user: s.upstreamUser(req.User), maxTokens: req.MaxTokens, temperature: req.Temperature, params: req.Params, onDelta: onDelta, onAttempt: req.OnAttempt}
+		user: s.upstreamUser(req.User), maxTokens: req.MaxTokens, temperature: req.Temperature, params: req.Params, onDelta: onDelta, onAttempt: req.OnAttempt,
+		timing: req.Timing}
 	if byTierName {
 		t.forcedTier = tier.Name
 	}
@@ -232,8 +251,11 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := p.Complete(cctx, lr, onDelta)
+	first := firstToken(start, req.Timing, onDelta)
+	resp, err := p.Complete(cctx, lr, first.delta)
 	ev := CallEvent{Purpose: PurposeAnswer, Provider: p.Name(), Model: req.Model, Latency: time.Since(start), Err: err}
+	first.done(ev.Latency, &ev)
+	first.chunked(&ev)
 	tev := TurnEvent{Endpoint: "gateway", Model: req.Model, Latency: ev.Latency}
 	if tier != nil {
 		ev.Tier, tev.RoutedTier, tev.Tier = tier.Name, tier.Name, tier.Name

@@ -96,6 +96,7 @@ type turn struct {
 	noFallback bool
 	onDelta    llm.DeltaFunc
 	onAttempt  func(tier, model string)
+	timing     *Timing // nil: not measured
 }
 
 // outcome is the pipeline's result.
@@ -212,8 +213,12 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 	// size, so it comes first and its tier sets the compress budget.
 	routed := t.forcedTier
 	if routed == "" {
+		rs := time.Now()
 		rd, res := s.dec.Route(ctx, &abi.RouteRequest{Message: t.query, Purpose: t.purpose,
 			HistoryTurns: uint32(len(t.history)), HistoryTokens: uint32(histTokens)})
+		if t.timing != nil {
+			t.timing.Route = time.Since(rs)
+		}
 		name := rd.Tier.String()
 		if _, ok := abi.ParseTier(name); !ok {
 			name = s.cfg.DefaultTier
@@ -229,7 +234,11 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 	var summary string
 	var summaryCost float64
 	if t.verbatim == nil {
+		cs := time.Now()
 		kept, summary, summaryCost = s.compress(ctx, t, tier.ContextBudgetTokens, &out.compress)
+		if t.timing != nil {
+			t.timing.Compress = time.Since(cs)
+		}
 	} else {
 		out.compress.BudgetTokens, out.compress.Skipped = tier.ContextBudgetTokens, true
 		out.compress.Kept, out.compress.KeptTokens = len(t.history), histTokens
@@ -297,14 +306,15 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 // another tier.
 func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string, system string, msgs []llm.Message, out *outcome) (*llm.Response, *llm.Tier, error) {
 	emitted := false
+	start := time.Now()
+	first := firstToken(start, t.timing, t.onDelta)
 	var delta llm.DeltaFunc
 	if t.onDelta != nil {
 		delta = func(d string) error {
 			emitted = true
-			return t.onDelta(d)
+			return first.delta(d)
 		}
 	}
-	start := time.Now()
 	var lastErr error
 	for i, name := range order {
 		tier, _ := s.tiers.Get(name)
@@ -323,6 +333,9 @@ func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string,
 		cancel()
 		ev := CallEvent{Purpose: PurposeAnswer, Tier: name, Provider: p.Name(), Model: tier.Model, Latency: time.Since(cs), Err: err}
 		if err == nil {
+			first.done(time.Since(start), &ev)
+			ev.FirstToken -= cs.Sub(start) // this call's own, not the fallbacks' before it
+			first.chunked(&ev)
 			ev.Usage = resp.Usage
 			ev.CostUSD = tier.PriceAt(s.now()).Cost(resp.Usage)
 			if resp.Model != "" {
@@ -347,6 +360,64 @@ func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string,
 	out.latency = time.Since(start)
 	s.log.Error("every model tier failed", "tiers", order, "err", lastErr)
 	return nil, nil, fmt.Errorf("%w: %w", ErrAllTiersDown, lastErr)
+}
+
+// firstTokenClock times a call's first token for Timing and the call's
+// event.
+type firstTokenClock struct {
+	start  time.Time
+	timing *Timing
+	at     time.Duration // from start to the first token; 0 before it
+	delta  llm.DeltaFunc // onDelta with the first token timed; nil when onDelta is
+	// streamed is set by the first delta: the first token came as a chunk.
+	streamed bool
+}
+
+// firstToken returns the clock for calls starting at start whose deltas
+// go to onDelta.
+func firstToken(start time.Time, timing *Timing, onDelta llm.DeltaFunc) *firstTokenClock {
+	c := &firstTokenClock{start: start, timing: timing}
+	if onDelta != nil {
+		c.delta = func(d string) error {
+			if c.at == 0 {
+				c.at, c.streamed = max(time.Since(c.start), 1), true
+				if c.timing != nil {
+					c.timing.FirstToken = c.at
+				}
+			}
+			return onDelta(d)
+		}
+	}
+	return c
+}
+
+// done records the answer's end, total after start: a call that streamed
+// nothing (or was not streamed) had its first token with the whole
+// answer. It sets ev's FirstToken from start.
+func (c *firstTokenClock) done(total time.Duration, ev *CallEvent) {
+	if c.at == 0 {
+		c.at = total
+		if c.timing != nil {
+			c.timing.FirstToken = c.at
+		}
+	}
+	if c.timing != nil {
+		// A streaming caller has read Route, Compress and FirstToken
+		// (written before the first delta); Provider it reads only once
+		// the call has returned.
+		c.timing.Provider = total
+	}
+	if ev.Err == nil {
+		ev.FirstToken = c.at
+	}
+}
+
+// chunked sets ev's FirstChunk from its FirstToken when the answer was
+// streamed.
+func (c *firstTokenClock) chunked(ev *CallEvent) {
+	if c.streamed && ev.Err == nil {
+		ev.FirstChunk = ev.FirstToken
+	}
 }
 
 // compress picks what of the history goes into the context and the

@@ -142,6 +142,7 @@ func (o chatObserver) LLMCall(ev event.CallEvent) {
 		InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens,
 		CacheReadTokens: ev.Usage.CacheReadTokens, CacheWriteTokens: ev.Usage.CacheWriteTokens,
 		CostUSD: ev.CostUSD, Failed: ev.Err != nil, Latency: ev.Latency,
+		Provider: ev.Provider, ErrKind: ev.ErrKind, FirstChunk: ev.FirstChunk,
 	})
 }
 

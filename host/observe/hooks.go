@@ -330,6 +330,12 @@ type LLMCall struct {
 	Failed           bool
 	// Latency is how long the provider took to answer (or fail).
 	Latency time.Duration
+	// Provider names the provider (the GenAI conventions'
+	// gen_ai.provider.name); ErrKind a failed call's error kind.
+	Provider, ErrKind string
+	// FirstChunk is a streamed call's time to its first chunk (zero for
+	// a call not streamed, or failed).
+	FirstChunk time.Duration
 }
 
 // LLMTurn is one answered (or failed) message: what it cost against the
@@ -344,8 +350,8 @@ type LLMTurn struct {
 }
 
 type llmKey struct {
-	tier, model string
-	failed      bool
+	tier, model, provider, errKind string
+	failed                         bool
 }
 
 type llmCallSeries struct {
@@ -354,6 +360,9 @@ type llmCallSeries struct {
 	cost                           []metric.AddOption    // tier, model
 	in, out, cacheRead, cacheWrite []metric.AddOption    // tier, model, type
 	tier                           *llmTier
+	// The GenAI conventions' attributes: operation, provider, request
+	// model (and tier); with the token type; with error.type.
+	genIn, genOut, genDur []metric.RecordOption
 }
 
 // llmTier holds one tier's rolling window, totals since start and
@@ -400,10 +409,17 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 		return
 	}
 	tier := tierLabel(c.Tier)
-	s, ok := m.llmSeries.get(llmKey{tier, c.Model, c.Failed})
+	errKind := ""
+	if c.Failed {
+		errKind = c.ErrKind
+		if errKind == "" {
+			errKind = "_OTHER"
+		}
+	}
+	s, ok := m.llmSeries.get(llmKey{tier, c.Model, c.Provider, errKind, c.Failed})
 	if !ok {
-		s = m.llmSeries.getOrCreate(llmKey{strings.Clone(tier), strings.Clone(c.Model), c.Failed},
-			func() llmKey { return llmKey{tier, otherLabel, c.Failed} },
+		s = m.llmSeries.getOrCreate(llmKey{strings.Clone(tier), strings.Clone(c.Model), strings.Clone(c.Provider), strings.Clone(errKind), c.Failed},
+			func() llmKey { return llmKey{tier, otherLabel, otherLabel, errKind, c.Failed} },
 			func(k llmKey) *llmCallSeries {
 				tm := []attribute.KeyValue{attribute.String("llm.tier", k.tier), attribute.String("llm.model", k.model)}
 				with := func(kv attribute.KeyValue) []metric.AddOption { return addOpt(append(tm[:2:2], kv)...) }
@@ -411,7 +427,7 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 				if k.failed {
 					outcome = "error"
 				}
-				return &llmCallSeries{
+				series := &llmCallSeries{
 					req: with(attribute.String("outcome", outcome)), cost: addOpt(tm...),
 					dur: recordOpt(append(tm[:2:2], attribute.String("outcome", outcome))...),
 					in:  with(attribute.String("llm.token.type", "input")), out: with(attribute.String("llm.token.type", "output")),
@@ -419,6 +435,15 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 					cacheWrite: with(attribute.String("llm.token.type", "cache_write")),
 					tier:       m.llmTier(k.tier),
 				}
+				gen := []attribute.KeyValue{attribute.String("gen_ai.operation.name", "chat"), attribute.String("gen_ai.provider.name", k.provider),
+					attribute.String("gen_ai.request.model", k.model), attribute.String("llm.tier", k.tier)}
+				series.genIn = recordOpt(append(gen[:4:4], attribute.String("gen_ai.token.type", "input"))...)
+				series.genOut = recordOpt(append(gen[:4:4], attribute.String("gen_ai.token.type", "output"))...)
+				if k.failed {
+					gen = append(gen, attribute.String("error.type", k.errKind))
+				}
+				series.genDur = recordOpt(gen...)
+				return series
 			})
 	}
 	ctx := context.Background()
@@ -434,6 +459,14 @@ func (m *Metrics) ObserveLLMCall(c LLMCall) {
 	}
 	if c.CostUSD > 0 {
 		m.llmCost.Add(ctx, c.CostUSD, s.cost...)
+	}
+	m.genDur.Record(ctx, max(c.Latency, 0).Seconds(), s.genDur...)
+	if !c.Failed {
+		m.genTokens.Record(ctx, int64(max(c.InputTokens+c.CacheReadTokens+c.CacheWriteTokens, 0)), s.genIn...)
+		m.genTokens.Record(ctx, int64(max(c.OutputTokens, 0)), s.genOut...)
+		if c.FirstChunk > 0 {
+			m.genTTFC.Record(ctx, c.FirstChunk.Seconds(), s.genDur...)
+		}
 	}
 	now := m.eventTime()
 	s.tier.add(now, lCalls, 1)

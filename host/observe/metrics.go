@@ -64,6 +64,14 @@ var DecisionDurationBuckets = append([]float64{
 // operation durations.
 var QueryDurationBuckets = LatencyBuckets
 
+// The GenAI semantic conventions' advised bucket boundaries: tokens of a
+// call, a call's duration (seconds) and its time to the first chunk.
+var (
+	GenAITokenBuckets      = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}
+	GenAIDurationBuckets   = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	GenAIFirstChunkBuckets = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+)
+
 // ProviderDurationBuckets are the bucket boundaries (seconds) of model
 // provider call durations.
 var ProviderDurationBuckets = LatencyBuckets
@@ -137,8 +145,12 @@ type Metrics struct {
 	llmSaved       metric.Float64Counter
 	llmTokensSaved metric.Int64Counter
 	llmTurns       metric.Int64Counter
-	llmSeries      seriesMap[llmKey, *llmCallSeries]
-	llmTiers       seriesMap[string, *llmTier]
+	// The GenAI semantic conventions' client metrics, beside wingate's.
+	genTokens metric.Int64Histogram
+	genDur    metric.Float64Histogram
+	genTTFC   metric.Float64Histogram
+	llmSeries seriesMap[llmKey, *llmCallSeries]
+	llmTiers  seriesMap[string, *llmTier]
 
 	pool atomic.Pointer[poolSource]
 	// llmConns is the source of the model providers' connection counts.
@@ -216,7 +228,7 @@ func New(opts Options) (*Metrics, error) {
 }
 
 func (m *Metrics) instruments() error {
-	var errs [20]error
+	var errs [23]error
 	mt := m.meter
 	// The two per-request counters count in atomics of their pre-bound
 	// series and are read at collection: a synchronous counter costs more
@@ -237,6 +249,15 @@ func (m *Metrics) instruments() error {
 	m.llmDur, errs[18] = mt.Float64Histogram("wingate.llm.call.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of model provider calls by tier, model and outcome (ok, error)."),
 		metric.WithExplicitBucketBoundaries(ProviderDurationBuckets...))
+	m.genTokens, errs[20] = mt.Int64Histogram("gen_ai.client.token.usage",
+		metric.WithUnit("{token}"), metric.WithDescription("Tokens of each model call by type (input, output), as the GenAI semantic conventions define it."),
+		metric.WithExplicitBucketBoundaries(GenAITokenBuckets...))
+	m.genDur, errs[21] = mt.Float64Histogram("gen_ai.client.operation.duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of each model call, as the GenAI semantic conventions define it (error.type set on a failed one)."),
+		metric.WithExplicitBucketBoundaries(GenAIDurationBuckets...))
+	m.genTTFC, errs[22] = mt.Float64Histogram("gen_ai.client.operation.time_to_first_chunk",
+		metric.WithUnit("s"), metric.WithDescription("Time from a streamed model call's start to its first chunk, as the GenAI semantic conventions define it."),
+		metric.WithExplicitBucketBoundaries(GenAIFirstChunkBuckets...))
 	m.llmTurns, errs[15] = mt.Int64Counter("wingate.llm.turns",
 		metric.WithUnit("{turn}"), metric.WithDescription("Messages answered, by the tier that answered."))
 	m.llmCost, errs[7] = mt.Float64Counter("wingate.llm.cost",

@@ -99,6 +99,10 @@ type CallEvent struct {
 	Usage    Usage
 	CostUSD  float64
 	Latency  time.Duration
+	// FirstToken is from the call's start to the answer's first token
+	// (the whole answer when it is not streamed); zero for a failed call.
+	// FirstChunk is FirstToken for a streamed call, zero otherwise.
+	FirstToken, FirstChunk time.Duration
 	// Err is nil on success; ErrKind is its error kind label (llm.Kind).
 	Err     error
 	ErrKind string
