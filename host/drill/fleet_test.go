@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/wingman-app/wingate/host/internal/testkit"
@@ -313,42 +315,80 @@ func startCluster(t *testing.T) *testkit.RedisCluster {
 // entry one instance fills is a hit on another again (the fleet shares
 // its cache through the cluster).
 func TestDrillFleetClusterFailover(t *testing.T) {
-	s := fleetSize()
 	c := startCluster(t)
-	f := startFleet(t, c.URL())
+	var lost *testkit.RedisNode
+	runFailoverDrill(t, c.URL(), func(ctx context.Context) string {
+		prim, err := c.Primaries(ctx)
+		if err != nil || len(prim) != 3 {
+			t.Fatalf("primaries: %v %v", prim, err)
+		}
+		lost = prim[0]
+		lost.Kill()
+		return lost.Addr()
+	}, func(ctx context.Context) error { return c.WaitPromoted(ctx, lost) })
+}
+
+// TestDrillFleetSentinelFailover is the same with Redis Sentinel (a
+// primary, a replica and a sentinel, redis-server processes of its own):
+// the primary is killed and the sentinel promotes the replica.
+func TestDrillFleetSentinelFailover(t *testing.T) {
+	s := testkit.StartRedisSentinel(t)
+	runFailoverDrill(t, s.URL(), func(context.Context) string {
+		s.Primary.Kill()
+		return s.Primary.Addr()
+	}, func(ctx context.Context) error {
+		cl := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr(), MaxRetries: -1})
+		defer cl.Close()
+		for {
+			addr, err := cl.GetMasterAddrByName(ctx, "primary").Result()
+			if err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == s.Replica.Addr() {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("sentinel did not promote the replica: %v %v", addr, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// runFailoverDrill runs the fleet on redisURL under load, kills a primary
+// (kill returns its address) and waits for the promotion, then checks
+// that no request failed or took over 200 ms and that the fleet shares
+// entries through Redis again within 5 s of the promotion.
+func runFailoverDrill(t *testing.T, redisURL string, kill func(context.Context) string, promoted func(context.Context) error) {
+	s := fleetSize()
+	f := startFleet(t, redisURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	load := runFleetLoad(ctx, f, s.Rate, s.Catalog)
 	time.Sleep(2 * time.Second)
 
-	prim, err := c.Primaries(ctx)
-	if err != nil || len(prim) != 3 {
-		t.Fatalf("primaries: %v %v", prim, err)
-	}
 	killed := time.Now()
-	prim[0].Kill()
+	lost := kill(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	if err := c.WaitPromoted(wctx, prim[0]); err != nil {
+	if err := promoted(wctx); err != nil {
 		t.Fatal(err)
 	}
-	promoted := time.Now()
+	promotedAt := time.Now()
 	// Shared again: a challenge page filled through one instance is a hit
 	// on another (its in-process tier never held it).
 	var resumed time.Duration
 	for id := 1; ; id++ {
 		a, b := f.members[id%3], f.members[(id+1)%3]
 		url := fmt.Sprintf("/api/challenges/%d", 1+id%200)
-		if st, _, _, err := do(http.MethodGet, "http://"+a.addr+url+"?fill", "", "", nil); err != nil || st/100 == 5 {
+		if st, _, _, err := do(http.MethodGet, "http://"+a.addr+url, "", "", nil); err != nil || st/100 == 5 {
 			t.Errorf("GET %s on %s: %d %v", url, a.name, st, err)
 		}
 		_, _, hdr, err := do(http.MethodGet, "http://"+b.addr+url, "", "", nil)
 		if err == nil && strings.EqualFold(hdr.Get("X-Cache"), "hit") {
-			resumed = time.Since(promoted)
+			resumed = time.Since(promotedAt)
 			break
 		}
-		if time.Since(promoted) > 20*time.Second {
-			t.Fatal("no entry shared through the cluster 20 s after the promotion")
+		if time.Since(promotedAt) > 20*time.Second {
+			t.Fatal("no entry shared through Redis 20 s after the promotion")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -356,7 +396,7 @@ func TestDrillFleetClusterFailover(t *testing.T) {
 	cancel()
 	load.wait()
 	t.Logf("primary %s killed; replica promoted after %v; entries shared again %v after the promotion",
-		prim[0].Addr(), promoted.Sub(killed).Round(time.Millisecond), resumed.Round(time.Millisecond))
+		lost, promotedAt.Sub(killed).Round(time.Millisecond), resumed.Round(time.Millisecond))
 	t.Logf("load: %d GETs, %d failed %v; p99 %v, max %v; hit rate %.1f%%", load.sent, load.failed, load.errs,
 		load.quantile(0.99), load.quantile(1), 100*load.hitRate())
 	if load.failed > 0 {
