@@ -27,6 +27,7 @@ func (s *Server) chatRoutes() {
 	s.registerAPI(fiber.MethodPost, routeChatMessages, s.sendChatMessage)
 	s.registerAPI(fiber.MethodGet, routeChatCost, s.chatCost)
 	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
+	s.app.Post(routeMessages, s.anthropicAuth, s.messages)
 	s.app.Get("/v1/models", s.openAIAuth, s.listModels)
 	s.app.Get("/v1/models/:model", s.openAIAuth, s.getModel)
 }

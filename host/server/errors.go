@@ -98,6 +98,15 @@ func writeError(c *fiber.Ctx, ae *APIError) error {
 // not foresee is logged with its text and answered 500 "internal".
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	err = s.refusedBody(c, err)
+	if isAnthropicPath(c.Path()) {
+		// The Messages API answers in Anthropic's shape.
+		e := toAnthropicError(err)
+		if _, internal := apiError(err); internal && e.Status >= 500 {
+			s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+		}
+		c.Response().Header.SetCanonical(headerCacheControl, ccNoStore)
+		return writeAnthropicError(c, e)
+	}
 	if isOpenAIPath(c.Path()) {
 		// The OpenAI-compatible surface answers in OpenAI's shape,
 		// an unknown path under /v1 included.

@@ -57,9 +57,9 @@ func (s *Server) requestConfig(h *fasthttp.RequestHeader) fasthttp.RequestConfig
 		if s.deps.Rollout != nil && s.adminBearer(h.Peek(fiber.HeaderAuthorization)) {
 			return fasthttp.RequestConfig{MaxRequestBodySize: s.uploadLimit() + multipartSlack}
 		}
-	case pathIs(h, routeChatCompletions), pathMatches(h, routeChatMessages):
+	case pathIs(h, routeChatCompletions), pathMatches(h, routeChatMessages), pathIs(h, routeMessages):
 		cfg := fasthttp.RequestConfig{WriteTimeout: s.cfg.StreamTimeout}
-		if s.apiBearer(h.Peek(fiber.HeaderAuthorization)) {
+		if s.apiBearer(h.Peek(fiber.HeaderAuthorization)) || s.apiKey(h.Peek("X-Api-Key")) {
 			cfg.MaxRequestBodySize = s.cfg.ChatBodyLimit
 		}
 		return cfg
@@ -145,6 +145,16 @@ func (s *Server) apiBearer(v []byte) bool {
 		return false
 	}
 	_, err := s.deps.Auth.Verify(string(tok))
+	return err == nil
+}
+
+// apiKey reports whether v (an x-api-key header, as Anthropic's SDKs
+// send the key) is a valid API token.
+func (s *Server) apiKey(v []byte) bool {
+	if len(v) == 0 || s.deps.Auth == nil {
+		return false
+	}
+	_, err := s.deps.Auth.Verify(string(v))
 	return err == nil
 }
 

@@ -152,11 +152,18 @@ func TestRequestConfigRoutes(t *testing.T) {
 		{"POST", "/api/chat/sessions", tok, 0, 0},
 		// No rollout manager: no upload limit, whatever the token.
 		{"POST", "/admin/policies", "admin-token-0123456789", 0, 0},
+		// The Messages API: a bearer token or an x-api-key (key:...).
+		{"POST", "/v1/messages", tok, cfg.ChatBodyLimit, cfg.StreamTimeout},
+		{"POST", "/v1/messages", "key:" + tok, cfg.ChatBodyLimit, cfg.StreamTimeout},
+		{"POST", "/v1/messages", "key:not-a-token", 0, cfg.StreamTimeout},
+		{"POST", "/v1/messages", "", 0, cfg.StreamTimeout},
 	} {
 		var h fasthttp.RequestHeader
 		h.SetMethod(tt.method)
 		h.SetRequestURI(tt.uri)
-		if tt.auth != "" {
+		if key, ok := strings.CutPrefix(tt.auth, "key:"); ok {
+			h.Set("X-Api-Key", key)
+		} else if tt.auth != "" {
 			h.Set("Authorization", "Bearer "+tt.auth)
 		}
 		rc := srv.requestConfig(&h)
@@ -278,18 +285,23 @@ func FuzzRequestConfig(f *testing.F) {
 	for _, s := range []string{"/healthz", "/v1/chat/completions", "/api/chat/sessions/x/messages", "/admin/policies?x", "//", "/api/chat/sessions/%2F/messages", ""} {
 		f.Add("POST", s, "Bearer admin-token-0123456789")
 	}
+	f.Add("POST", "/v1/messages", tok)
 	f.Fuzz(func(t *testing.T, method, uri, auth string) {
 		var h fasthttp.RequestHeader
 		h.SetMethod(method)
 		h.SetRequestURI(uri)
-		h.Set("Authorization", auth)
+		if key, ok := strings.CutPrefix(auth, "Bearer "); ok && strings.HasPrefix(uri, "/v1/m") {
+			h.Set("X-Api-Key", key) // the Messages API's header
+		} else {
+			h.Set("Authorization", auth)
+		}
 		rc := srv.requestConfig(&h)
 		switch rc.MaxRequestBodySize {
 		case 0, srv.cfg.ChatBodyLimit:
 		default:
 			t.Fatalf("%s %q: body limit %d", method, uri, rc.MaxRequestBodySize)
 		}
-		if rc.MaxRequestBodySize != 0 && !srv.apiBearer(h.Peek("Authorization")) {
+		if rc.MaxRequestBodySize != 0 && !srv.apiBearer(h.Peek("Authorization")) && !srv.apiKey(h.Peek("X-Api-Key")) {
 			t.Fatalf("%s %q: chat limit without a valid token", method, uri)
 		}
 	})
