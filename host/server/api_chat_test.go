@@ -366,6 +366,18 @@ func TestStreamBreaksMidAnswer(t *testing.T) {
 	if r.status != 200 || len(evs) != 3 || !strings.Contains(evs[0].Data, "Let me think") || !strings.Contains(evs[1].Data, `"server_error"`) || evs[2].Data != "[DONE]" {
 		t.Errorf("%d %s", r.status, r.body)
 	}
+	// The Messages API: the text, then an error event in Anthropic's
+	// shape; no retry on another tier once text has gone out.
+	r = f.do(t, "POST", "/v1/messages", 1, `{"model":"auto","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	evs = readEvents(t, r.body)
+	var names []string
+	for _, ev := range evs {
+		names = append(names, ev.Event)
+	}
+	if r.status != 200 || strings.Join(names, " ") != "message_start content_block_start ping content_block_delta error" ||
+		!strings.Contains(evs[3].Data, "Let me think") || !strings.Contains(evs[4].Data, `"type":"error"`) || !strings.Contains(evs[4].Data, `"api_error"`) {
+		t.Errorf("messages: %d %s", r.status, r.body)
+	}
 	// Not streamed: every tier fails before any text, 503.
 	r = f.do(t, "POST", "/api/chat/sessions/"+sid+"/messages", 1, `{"text":"hello again"}`)
 	if r.status != 503 || errCode(t, r) != "llm_unavailable" {
