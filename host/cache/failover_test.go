@@ -62,28 +62,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	probe := testkit.StartSchedProbe()
-	load, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var errs, reqs atomic.Int64
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 2))
-			o := &origin{}
-			for load.Err() == nil {
-				c := a
-				if rng.IntN(2) == 0 {
-					c = b
-				}
-				if _, err := c.Get(ctx, req(c, "", fmt.Sprintf("k%d", rng.IntN(2000)), o, time.Second, 0, "load")); err != nil {
-					errs.Add(1)
-				}
-				reqs.Add(1)
-				time.Sleep(time.Millisecond)
-			}
-		}()
-	}
+	load := startCacheLoad(ctx, a, b, 2)
 	time.Sleep(300 * time.Millisecond)
 
 	kill := time.Now()
@@ -127,13 +106,12 @@ func TestClusterFailover(t *testing.T) {
 	}
 	cancel()
 	time.Sleep(200 * time.Millisecond)
-	stop()
-	wg.Wait()
+	reqs, errs := load.stop()
 	starved := probe.Stop()
 	t.Logf("replica promoted (cluster_state:ok) %v after the kill; cache through Redis again after %v; %d requests, %d errors; worst scheduling delay %v",
-		promoted, resumed, reqs.Load(), errs.Load(), starved)
-	if errs.Load() != 0 {
-		t.Fatalf("%d of %d requests failed during the failover", errs.Load(), reqs.Load())
+		promoted, resumed, reqs, errs, starved)
+	if errs != 0 {
+		t.Fatalf("%d of %d requests failed during the failover", errs, reqs)
 	}
 	if resumed > 5*time.Second+starved {
 		t.Fatalf("cache went through Redis again %v after the kill, want within 5 s", resumed)
@@ -171,28 +149,7 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal("an entry did not go through Redis before the kill")
 	}
 	probe := testkit.StartSchedProbe()
-	load, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var errs, reqs atomic.Int64
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 3))
-			o := &origin{}
-			for load.Err() == nil {
-				c := a
-				if rng.IntN(2) == 0 {
-					c = b
-				}
-				if _, err := c.Get(ctx, req(c, "", fmt.Sprintf("k%d", rng.IntN(2000)), o, time.Second, 0, "load")); err != nil {
-					errs.Add(1)
-				}
-				reqs.Add(1)
-				time.Sleep(time.Millisecond)
-			}
-		}()
-	}
+	load := startCacheLoad(ctx, a, b, 3)
 	time.Sleep(300 * time.Millisecond)
 	kill := time.Now()
 	s.Primary.Kill()
@@ -207,13 +164,12 @@ func TestSentinelFailover(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	stop()
-	wg.Wait()
+	reqs, errs := load.stop()
 	starved := probe.Stop()
 	t.Logf("through the promoted replica %v after the kill; %d requests, %d errors; worst scheduling delay %v",
-		resumed, reqs.Load(), errs.Load(), starved)
-	if errs.Load() != 0 {
-		t.Fatalf("%d of %d requests failed during the failover", errs.Load(), reqs.Load())
+		resumed, reqs, errs, starved)
+	if errs != 0 {
+		t.Fatalf("%d of %d requests failed during the failover", errs, reqs)
 	}
 	if resumed > 5*time.Second+starved {
 		t.Fatalf("cache went through Redis again %v after the kill, want within 5 s", resumed)
@@ -225,4 +181,46 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	d := checkPurgeNotice(t, a, b, true)
 	t.Logf("purge notice after the failover reached the other instance in %v", d)
+}
+
+// cacheLoad is four workers reading keys through two caches, each
+// request a millisecond apart, until stopped.
+type cacheLoad struct {
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	errs, reqs atomic.Int64
+}
+
+// startCacheLoad starts the load on a and b (seed picks the keys).
+func startCacheLoad(ctx context.Context, a, b *Cache, seed uint64) *cacheLoad {
+	l := &cacheLoad{}
+	load, cancel := context.WithCancel(ctx)
+	l.cancel = cancel
+	for w := range 4 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), seed))
+			o := &origin{}
+			for load.Err() == nil {
+				c := a
+				if rng.IntN(2) == 0 {
+					c = b
+				}
+				if _, err := c.Get(ctx, req(c, "", fmt.Sprintf("k%d", rng.IntN(2000)), o, time.Second, 0, "load")); err != nil {
+					l.errs.Add(1)
+				}
+				l.reqs.Add(1)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and returns its requests and failures.
+func (l *cacheLoad) stop() (reqs, errs int64) {
+	l.cancel()
+	l.wg.Wait()
+	return l.reqs.Load(), l.errs.Load()
 }
