@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,16 +211,7 @@ func runFleetDrill(t *testing.T, redisURL string) (hitRate float64) {
 	// cache policy, pushed once to the fleet's store through instance 0,
 	// then activated there in turn.
 	h0 := &host{base: "http://" + f.members[0].addr, ops: "http://" + f.members[0].ops}
-	sp := shipped(t, "cache")
-	var ids [2]int64
-	for i, tag := range []string{"fleet-a", "fleet-b"} {
-		a, err := push(h0, testkit.WasmVariant(sp.wasm, tag), map[string]string{"kind": "cache", "name": sp.Name + "-" + tag,
-			"config": string(sp.Config), "deadline_ms": strconv.FormatFloat(sp.DeadlineMS, 'f', -1, 64)})
-		if err != nil || a.Status != http.StatusCreated {
-			t.Fatalf("push %s = %d %v (%v)", tag, a.Status, a.Body, err)
-		}
-		ids[i] = versionID(a)
-	}
+	ids := pushVariants(t, h0, "fleet-a", "fleet-b")
 	var spread durations
 	for i := range s.Pushes {
 		want := ids[i%2]

@@ -97,6 +97,24 @@ func push(h *host, wasm []byte, fields map[string]string) (answer, error) {
 	return a, nil
 }
 
+// pushVariants pushes one variant of the shipped cache policy per tag
+// (the module made distinct by the tag, the shipped configuration)
+// through h, without activating them, and returns their version ids.
+func pushVariants(t *testing.T, h *host, tags ...string) []int64 {
+	t.Helper()
+	sp := shipped(t, "cache")
+	ids := make([]int64, len(tags))
+	for i, tag := range tags {
+		a, err := push(h, testkit.WasmVariant(sp.wasm, tag), map[string]string{"kind": "cache", "name": sp.Name + "-" + tag,
+			"config": string(sp.Config), "deadline_ms": strconv.FormatFloat(sp.DeadlineMS, 'f', -1, 64)})
+		if err != nil || a.Status != http.StatusCreated {
+			t.Fatalf("push %s = %d %v (%v)", tag, a.Status, a.Body, err)
+		}
+		ids[i] = versionID(a)
+	}
+	return ids
+}
+
 func admin(method, path string) (answer, error) {
 	return doJSON(method, path, adminToken, "", nil)
 }

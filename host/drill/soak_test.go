@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/wingman-app/wingate/host/internal/testkit"
 )
 
 // soakFor is the soak drill's length: `go test ./host/drill -run
@@ -51,16 +49,7 @@ func TestDrillSoak(t *testing.T) {
 	h := &host{base: p.base, ops: p.ops}
 
 	// Two versions of the shipped cache policy to swap between.
-	sp := shipped(t, "cache")
-	var ids [2]int64
-	for i, tag := range []string{"soak-a", "soak-b"} {
-		a, err := push(h, testkit.WasmVariant(sp.wasm, tag), map[string]string{"kind": "cache", "name": sp.Name + "-" + tag,
-			"config": string(sp.Config), "deadline_ms": strconv.FormatFloat(sp.DeadlineMS, 'f', -1, 64)})
-		if err != nil || a.Status != http.StatusCreated {
-			t.Fatalf("push %s = %d %v (%v)", tag, a.Status, a.Body, err)
-		}
-		ids[i] = versionID(a)
-	}
+	ids := pushVariants(t, h, "soak-a", "soak-b")
 
 	// The figures before: after a little traffic, with no client
 	// connection open but the scrape's own.
