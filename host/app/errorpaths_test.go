@@ -46,10 +46,11 @@ var notReached = map[apierr.Code]string{
 }
 
 // TestEveryErrorPath reaches the codes of host/apierr through the real
-// assembly (app.Build over PostgreSQL, both listeners, the OpenAI
-// surface over a provider that fails) and checks each body: the table's
-// code and status in the surface's shape, and no text of a driver, a
-// library or Go (leakMarkers).
+// assembly (app.Build over PostgreSQL, both listeners, the OpenAI and
+// Anthropic surfaces over a provider that fails) and checks each body:
+// the table's code and status in the surface's shape (Anthropic's has a
+// type for the status and no code), and no text of a driver, a library
+// or Go (leakMarkers).
 func TestEveryErrorPath(t *testing.T) {
 	ctx := context.Background()
 	dbURL, drop, err := pgstore.CreateTestDatabase(ctx, "wingate_app_errors")
@@ -164,6 +165,10 @@ func TestEveryErrorPath(t *testing.T) {
 		{"openai: parameter no provider takes", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "logprobs": true, "messages": [{"role": "user", "content": "hi"}]}`, bearer(user1), apierr.Unsupported, 400, false},
 		{"openai: no such path", "openai", "GET", pub + "/v1/nothing-here", "", bearer(user1), apierr.NotFound, 404, false},
 		{"openai: every tier down", "openai", "POST", pub + "/v1/chat/completions", `{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503, false},
+		{"anthropic: no key", "anthropic", "POST", pub + "/v1/messages", `{"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}`, nil, apierr.Unauthorized, 401, false},
+		{"anthropic: bad JSON", "anthropic", "POST", pub + "/v1/messages", `{"model": `, bearer(user1), apierr.InvalidBody, 400, false},
+		{"anthropic: unknown model", "anthropic", "POST", pub + "/v1/messages", `{"model": "claude-nothing", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}`, map[string]string{"X-Api-Key": user1}, apierr.ModelNotFound, 404, false},
+		{"anthropic: every tier down", "anthropic", "POST", pub + "/v1/messages", `{"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}`, bearer(user1), apierr.LLMUnavailable, 503, false},
 	}
 	// The failed admin attempts of the calls above and these use up the
 	// client's bucket: the next is rate limited.
@@ -202,6 +207,21 @@ func TestEveryErrorPath(t *testing.T) {
 			if strings.Contains(strings.ToLower(string(body)), strings.ToLower(m)) {
 				t.Errorf("%s: body carries %q: %s", c.name, m, body)
 			}
+		}
+		if c.surface == "anthropic" {
+			// Anthropic's shape has a type for the status, no code.
+			var an struct {
+				Type  string `json:"type"`
+				Error struct {
+					Type    string `json:"type"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			want := map[int]string{400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 503: "overloaded_error"}[c.status]
+			if json.Unmarshal(body, &an) != nil || an.Type != "error" || an.Error.Message == "" || res.StatusCode != c.status || an.Error.Type != want {
+				t.Errorf("%s: %d %.300s; want %d with an Anthropic error of type %s", c.name, res.StatusCode, body, c.status, want)
+			}
+			return
 		}
 		var shape struct {
 			Error struct {
