@@ -2,14 +2,12 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -134,19 +132,10 @@ const maxMessagesBlocks = 1024
 // gateway never passes on with a value is refused with its name.
 func parseMessagesRequest(body []byte) (messagesRequest, *anthropicError) {
 	var r messagesRequest
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil || fields == nil {
-		return r, badAnthropicRequest("the body is not a JSON object")
+	fields, names, problem := jsonFields(body)
+	if problem != "" {
+		return r, badAnthropicRequest("the body is not one JSON object: " + problem)
 	}
-	if dec.More() {
-		return r, badAnthropicRequest("the body has data after its JSON object")
-	}
-	names := make([]string, 0, len(fields))
-	for k := range fields {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	for _, k := range names {
 		how, known := messagesParams[k]
 		if !known {

@@ -32,7 +32,7 @@ func TestParseMessagesRequest(t *testing.T) {
 	}
 	for _, tc := range []struct{ body, mentions string }{
 		{`[]`, "JSON object"},
-		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]} {}`, "after its JSON object"},
+		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]} {}`, "trailing data"},
 		{`{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}`, "model"},
 		{`{"model": "auto", "messages": [{"role": "user", "content": "x"}]}`, "max_tokens"},
 		{`{"model": "auto", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}`, "max_tokens"},

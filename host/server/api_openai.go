@@ -201,6 +201,25 @@ var completionParams = map[string]string{
 	"prompt_cache_key": "null", "safety_identifier": "null",
 }
 
+// jsonFields reads body as one JSON object: its fields, and their names
+// sorted (so that the first refusal of a request is the same every
+// time); problem says what is wrong when body is not one object.
+func jsonFields(body []byte) (fields map[string]json.RawMessage, names []string, problem string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return nil, nil, "expected a JSON object"
+	}
+	if dec.More() {
+		return nil, nil, "trailing data"
+	}
+	names = make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fields, names, ""
+}
+
 // parseCompletionRequest reads a chat completions body as the official
 // OpenAI SDKs send it: content as a string or an array of text parts,
 // developer messages as system ones, tools and tool messages. Every
@@ -216,19 +235,10 @@ func parseCompletionRequest(body []byte) (completionRequest, *openAIError) {
 		e.Code = string(apierr.InvalidBody)
 		return e
 	}
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil || fields == nil {
-		return r, unreadable("We could not parse the JSON body of your request: expected a JSON object.")
+	fields, names, problem := jsonFields(body)
+	if problem != "" {
+		return r, unreadable("We could not parse the JSON body of your request: " + problem + ".")
 	}
-	if dec.More() {
-		return r, unreadable("We could not parse the JSON body of your request: trailing data.")
-	}
-	names := make([]string, 0, len(fields))
-	for k := range fields {
-		names = append(names, k)
-	}
-	sort.Strings(names) // the first refusal is the same every time
 	for _, k := range names {
 		neutral, known := completionParams[k]
 		if !known {
