@@ -49,7 +49,7 @@ func startNode(dir string, port int, args ...string) (*RedisNode, error) {
 	cmd.Dir = dir
 	// Its own process group, killed whole; and killed with the test
 	// binary should that die without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = nodeProcAttr()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
