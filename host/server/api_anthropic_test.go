@@ -30,7 +30,14 @@ func TestParseMessagesRequest(t *testing.T) {
 			t.Errorf("message %d: %+v, want %+v", i, r.Messages[i], want[i])
 		}
 	}
+	tooManyBlocks := `{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": [` +
+		strings.Repeat(`{"type": "text", "text": "x"},`, maxMessagesBlocks) + `{"type": "text", "text": "x"}]}]}`
+	tooManyMessages := `{"model": "auto", "max_tokens": 5, "messages": [` +
+		strings.Repeat(`{"role": "user", "content": "x"},`, maxCompletionMessages) + `{"role": "user", "content": "x"}]}`
 	for _, tc := range []struct{ body, mentions string }{
+		{tooManyBlocks, "content blocks"},
+		{tooManyMessages, "messages"},
+		{`{"model": "auto", "max_tokens": 1048577, "messages": [{"role": "user", "content": "x"}]}`, "max_tokens"},
 		{`[]`, "JSON object"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]} {}`, "trailing data"},
 		{`{"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}`, "model"},
