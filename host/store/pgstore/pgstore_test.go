@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"github.com/wingman-app/wingate/host/keys/keystest"
 	"testing"
 	"time"
 
@@ -71,4 +72,8 @@ func TestMigrateIsIdempotentAndVersioned(t *testing.T) {
 			t.Errorf("migration %d %s not applied", m.Version, m.Name)
 		}
 	}
+}
+
+func TestKeysContract(t *testing.T) {
+	keystest.Run(t, openTestStore(t, Config{}).Keys())
 }
