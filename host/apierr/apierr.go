@@ -46,6 +46,10 @@ const (
 	StoreUnavailable Code = "store_unavailable"     // the policy version store cannot serve now
 	ShuttingDown     Code = "shutting_down"         // the server is shutting down
 	RateLimited      Code = "rate_limited"          // too many requests; retry later
+	KeyRateLimited   Code = "rate_limit_exceeded"   // over the API key's requests or tokens per minute; retry later
+	KeyQuota         Code = "insufficient_quota"    // the API key's budget for this period is spent
+	KeyLimitsDown    Code = "limits_unavailable"    // the API key's shared limits cannot be checked now
+	ModelNotAllowed  Code = "model_not_allowed"     // the API key may not call this model
 	OverCapacity     Code = "over_capacity"         // the server holds as many connections as it may; retry later
 	Unavailable      Code = "unavailable"           // a dependency (the database) cannot serve now
 	LLMUnavailable   Code = "llm_unavailable"       // every model tier is down
@@ -89,6 +93,10 @@ var Table = []Entry{
 	{StoreUnavailable, http.StatusServiceUnavailable, "the policy version store is unavailable; the active versions keep serving"},
 	{ShuttingDown, http.StatusServiceUnavailable, "the server is shutting down"},
 	{RateLimited, http.StatusTooManyRequests, "too many requests, retry later"},
+	{KeyRateLimited, http.StatusTooManyRequests, "over this API key's rate limit, retry later"},
+	{KeyQuota, http.StatusTooManyRequests, "this API key's budget for the period is spent"},
+	{KeyLimitsDown, http.StatusServiceUnavailable, "this API key's limits cannot be checked right now, retry later"},
+	{ModelNotAllowed, http.StatusForbidden, "this API key may not call this model"},
 	{OverCapacity, http.StatusServiceUnavailable, "the server is at its connection limit, retry later"},
 	{Unavailable, http.StatusServiceUnavailable, "the service is unavailable, retry later"},
 	{LLMUnavailable, http.StatusServiceUnavailable, "every model tier is unavailable, retry later; your message was saved"},
@@ -200,6 +208,9 @@ func (e *Error) OpenAIType() (typ, code string) {
 		typ = "permission_error"
 	case e.Status == http.StatusTooManyRequests:
 		typ = "rate_limit_error"
+		if code == string(KeyQuota) {
+			typ = code // as OpenAI's API spells a spent quota
+		}
 	case e.Status >= 500:
 		typ = "server_error"
 	}

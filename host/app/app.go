@@ -139,11 +139,15 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		}
 		return out
 	})
-	cc, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
+	cc, rdb, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, closeCache)
+	// The keys' ledger is flushed before Redis and the store close.
+	var closeKeys func()
+	deps.Keys, closeKeys = startKeys(cfg, st, rdb, log)
+	a.closers = append(a.closers, closeKeys)
 	obs.watchCache(cc, cfg.RedisURL != "")
 	deps.Cache = cc
 	a.ready = []server.ReadyCheck{

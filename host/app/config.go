@@ -71,6 +71,14 @@ type Config struct {
 	// LLMUserKey is that hash's key; empty: derived from JWTSecret (or,
 	// without one, random per process).
 	LLMUserKey string `koanf:"llm_user_key"`
+	// KeysRedisDown is what the gateway does with calls on virtual keys
+	// that have limits while Redis cannot be reached: "closed" (default)
+	// refuses them (503 limits_unavailable), "local" lets each instance
+	// enforce its KeysReplicas-th share of what was left.
+	KeysRedisDown string `koanf:"keys_redis_down"`
+	// KeysReplicas is how many instances share the keys' limits, for the
+	// local mode's shares (default 1).
+	KeysReplicas int `koanf:"keys_replicas"`
 	// LLMMaxIdleConns is how many idle connections to each model
 	// provider are kept for reuse (default 64); set it to at least the
 	// provider calls in flight at once.
@@ -138,6 +146,8 @@ func Defaults() Config {
 		LLMPassThrough:     "off",
 		LLMMaxIdleConns:    64,
 		LLMUser:            "hash",
+		KeysRedisDown:      "closed",
+		KeysReplicas:       1,
 		LogLevel:           "info",
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
@@ -182,6 +192,8 @@ var settings = []Setting{
 	{"llm_pass_through", "", "WINGATE_LLM_PASS_THROUGH", "on: pass /v1 requests for models no tier names to the default provider; off: 404 model_not_found"},
 	{"llm_user", "", "WINGATE_LLM_USER", "what model providers are told of the end user: hash (a keyed hash of the user id) or off (nothing)"},
 	{"llm_user_key", "", "WINGATE_LLM_USER_KEY", "key of the user hash sent to model providers; empty: derived from the JWT secret"},
+	{"keys_redis_down", "", "WINGATE_KEYS_REDIS_DOWN", "calls on virtual keys with limits while Redis is unreachable: closed (refused) or local (each instance enforces its share)"},
+	{"keys_replicas", "", "WINGATE_KEYS_REPLICAS", "instances sharing the virtual keys' limits: each takes this share of them in the local mode"},
 	{"llm_max_idle_conns", "", "WINGATE_LLM_MAX_IDLE_CONNS", "idle connections kept per model provider for reuse"},
 	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
 	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
@@ -327,6 +339,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
 	case c.LLMUser != "hash" && c.LLMUser != "off":
 		return fmt.Errorf("%w: llm_user (WINGATE_LLM_USER) %q: want hash or off", ErrUsage, c.LLMUser)
+	case c.KeysRedisDown != "closed" && c.KeysRedisDown != "local":
+		return fmt.Errorf("%w: keys_redis_down (WINGATE_KEYS_REDIS_DOWN) %q: want closed or local", ErrUsage, c.KeysRedisDown)
+	case c.KeysReplicas < 1 || c.KeysReplicas > 1000:
+		return fmt.Errorf("%w: keys_replicas (WINGATE_KEYS_REPLICAS) %d: want 1 to 1000", ErrUsage, c.KeysReplicas)
 	case c.LLMMaxIdleConns < 1 || c.LLMMaxIdleConns > 1<<16:
 		return fmt.Errorf("%w: llm_max_idle_conns (WINGATE_LLM_MAX_IDLE_CONNS) %d: want 1 to 65536", ErrUsage, c.LLMMaxIdleConns)
 	case c.SimLatency < 0 || c.SimTokenLatency < 0:

@@ -293,7 +293,7 @@ func TestEveryErrorPath(t *testing.T) {
 			t.Errorf("code %s is not reached through the assembly", e.Code)
 		}
 	}
-	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+3, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(keys(notReached)))
+	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+3, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(codesOf(notReached)))
 }
 
 // sendRaw writes req's head on a connection of its own (with its
@@ -326,7 +326,7 @@ func sendRaw(req *http.Request) (*http.Response, error) {
 	return res, err
 }
 
-func keys(m map[apierr.Code]string) []apierr.Code {
+func codesOf(m map[apierr.Code]string) []apierr.Code {
 	var out []apierr.Code
 	for k := range m {
 		out = append(out, k)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wingman-app/wingate/host/llm"
@@ -26,6 +27,64 @@ type UnsupportedError struct {
 
 func (e *UnsupportedError) Error() string {
 	return "chat: parameter " + e.Param + " is not supported by provider " + e.Provider
+}
+
+// PartialError is a streamed answer that broke after part of it had
+// reached the caller: it was not retried, and Usage (the context sent,
+// the text received, counted) and CostUSD are what it is billed.
+type PartialError struct {
+	Err     error
+	Tier    string
+	Model   string
+	Usage   llm.Usage
+	CostUSD float64
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Estimate is a gateway request's worst case before it runs: what a
+// budget reserves for it.
+type Estimate struct {
+	InputTokens  int
+	OutputTokens int
+	CostUSD      float64
+}
+
+// Estimate returns req's worst case: its messages' tokens as the pipeline
+// counts them (compression only lowers them), its max_tokens or else the
+// largest answer a tier it may reach gives, at the highest price among
+// those tiers, plus a model-written summary's cost when one may be made.
+// A model no tier names is priced as the premium tier, as it is billed.
+func (s *Service) Estimate(req *CompletionRequest) Estimate {
+	in := llm.CountMessages("", req.Messages)
+	reach := s.tiers.List()
+	if t, ok := s.tiers.Get(req.Model); !ok && req.Model != ModelAuto {
+		if t, ok = s.tiers.ByModel(req.Model); ok {
+			reach = []*llm.Tier{t}
+		} else {
+			p, _ := s.tiers.Get(llm.TierPremium)
+			reach = []*llm.Tier{p}
+		}
+	}
+	now := s.now()
+	var e Estimate
+	e.InputTokens = in
+	for _, t := range reach {
+		out := t.MaxOutputTokens
+		if req.MaxTokens > 0 && (req.MaxTokens < out || out <= 0) {
+			out = req.MaxTokens
+		}
+		e.OutputTokens = max(e.OutputTokens, out)
+		e.CostUSD = max(e.CostUSD, t.PriceAt(now).Cost(llm.Usage{InputTokens: in, OutputTokens: out}))
+	}
+	_, byTierName := s.tiers.Get(req.Model)
+	if (req.Model == ModelAuto || byTierName) && !s.extractive {
+		if eco, ok := s.tiers.Get(llm.TierEconomy); ok {
+			e.CostUSD += eco.PriceAt(now).Cost(llm.Usage{InputTokens: min(in, s.cfg.SummaryInputTokens), OutputTokens: s.cfg.SummaryMaxTokens})
+		}
+	}
+	return e
 }
 
 // Model is one model the gateway serves (GET /v1/models).
@@ -252,7 +311,15 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 	defer cancel()
 	start := time.Now()
 	first := firstToken(start, req.Timing, onDelta)
-	resp, err := p.Complete(cctx, lr, first.delta)
+	var sent strings.Builder // what reached the caller, billed if the stream breaks
+	delta := first.delta
+	if delta != nil {
+		delta = func(d string) error {
+			sent.WriteString(d)
+			return first.delta(d)
+		}
+	}
+	resp, err := p.Complete(cctx, lr, delta)
 	ev := CallEvent{Purpose: PurposeAnswer, Provider: p.Name(), Model: req.Model, Latency: time.Since(start), Err: err}
 	first.done(ev.Latency, &ev)
 	first.chunked(&ev)
@@ -266,7 +333,19 @@ func (s *Service) passThrough(ctx context.Context, req CompletionRequest, tier *
 		s.recordCall(ev)
 		tev.Failed = true
 		s.recordTurn(tev)
-		return nil, fmt.Errorf("chat: model %s: %w", req.Model, err)
+		err = fmt.Errorf("chat: model %s: %w", req.Model, err)
+		if sent.Len() > 0 {
+			u := llm.Usage{InputTokens: ctxTokens, OutputTokens: llm.CountTokens(sent.String())}
+			pe := &PartialError{Err: err, Model: req.Model, Usage: u}
+			if tier != nil {
+				pe.Tier, pe.CostUSD = tier.Name, tier.PriceAt(s.now()).Cost(u)
+			} else {
+				premium, _ := s.tiers.Get(llm.TierPremium)
+				pe.CostUSD = premium.PriceAt(s.now()).Cost(u)
+			}
+			return nil, pe
+		}
+		return nil, err
 	}
 	c := &Completion{Response: resp, Provider: p.Name(), Route: RouteInfo{Reason: "model requested", Outcome: "none"},
 		Fallbacks: []Fallback{}, ContextTokens: ctxTokens, BaselineContextTokens: ctxTokens}

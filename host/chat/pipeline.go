@@ -284,6 +284,9 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 	if err != nil {
 		ev.Failed = true
 		s.recordTurn(ev)
+		if pe, ok := err.(*PartialError); ok {
+			pe.CostUSD += summaryCost
+		}
 		return nil, err
 	}
 	out.resp, out.tier, out.provider = resp, answered, answered.Provider
@@ -306,12 +309,14 @@ func (s *Service) run(ctx context.Context, t *turn) (*outcome, error) {
 // another tier.
 func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string, system string, msgs []llm.Message, out *outcome) (*llm.Response, *llm.Tier, error) {
 	emitted := false
+	var sent strings.Builder // what reached the caller, billed if the stream breaks
 	start := time.Now()
 	first := firstToken(start, t.timing, t.onDelta)
 	var delta llm.DeltaFunc
 	if t.onDelta != nil {
 		delta = func(d string) error {
 			emitted = true
+			sent.WriteString(d)
 			return first.delta(d)
 		}
 	}
@@ -347,7 +352,15 @@ func (s *Service) callWithFallback(ctx context.Context, t *turn, order []string,
 		}
 		s.recordCall(ev)
 		lastErr = err
-		if emitted || ctx.Err() != nil {
+		if emitted {
+			// Part of the answer reached the caller: no other tier may
+			// restart it, and what was sent and received is billed.
+			out.latency = time.Since(start)
+			u := llm.Usage{InputTokens: out.contextTokens, OutputTokens: llm.CountTokens(sent.String())}
+			return nil, nil, &PartialError{Err: fmt.Errorf("chat: %s tier: %w", name, err), Tier: name, Model: tier.Model,
+				Usage: u, CostUSD: tier.PriceAt(s.now()).Cost(u)}
+		}
+		if ctx.Err() != nil {
 			out.latency = time.Since(start)
 			return nil, nil, fmt.Errorf("chat: %s tier: %w", name, err)
 		}

@@ -139,6 +139,10 @@ func (r *Reservation) Cost() Micros { return r.cost }
 // Local reports whether the reservation was taken without Redis.
 func (r *Reservation) Local() bool { return r.local }
 
+// Unlimited is the reservation of a call on a key with no limits:
+// settling it touches no counter.
+func (l *Limiter) Unlimited(k *Key) *Reservation { return &Reservation{keyID: k.ID} }
+
 // Reserve claims cost and tokens on k's limits before a call: a
 // *LimitError when a limit would be exceeded, ErrLimiterDown when Redis
 // is down in ModeClosed. A key with no limits gets a reservation that

@@ -58,6 +58,9 @@ func (s *Server) adminRoutes() {
 	if s.deps.Cache != nil {
 		s.cacheAdminRoutes(g)
 	}
+	if s.deps.Keys != nil {
+		s.keyRoutes(g)
+	}
 }
 
 func (s *Server) adminList(c *fiber.Ctx) error {

@@ -22,7 +22,8 @@ import (
 // SDKs and tools send it, answered by the same route → compress →
 // provider pipeline as /v1/chat/completions, in Anthropic's shapes
 // (message, streamed events in Anthropic's order, errors). The API key
-// (x-api-key, or a bearer token) is a Wingate token.
+// (x-api-key, or a bearer token) is a virtual key or a Wingate user
+// token.
 
 // routeMessages is the Anthropic-compatible gateway's route.
 const routeMessages = "/v1/messages"
@@ -95,7 +96,7 @@ func (s *Server) anthropicAuth(c *fiber.Ctx) error {
 			h.Set(fiber.HeaderAuthorization, "Bearer "+string(key))
 		}
 	}
-	err := s.requireAuth(c)
+	err := s.gatewayAuth(c)
 	if err == nil {
 		return nil
 	}
@@ -316,8 +317,13 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	creq := chat.CompletionRequest{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature,
 		User: user, Params: req.Params, Timing: timing}
 	id := messageID()
+	kc, err := s.admitKey(c, "messages", id, &creq)
+	if err != nil {
+		return writeAnthropicError(c, toAnthropicError(err))
+	}
 	if !req.Stream {
 		comp, err := s.deps.Chat.Complete(c.UserContext(), creq, nil)
+		kc.charge(comp, err)
 		if err != nil {
 			return writeAnthropicError(c, toAnthropicError(err))
 		}
@@ -333,7 +339,9 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	}
 	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
 		creq.OnAttempt = func(_, m string) { *model = m }
-		return s.deps.Chat.Complete(ctx, creq, onDelta)
+		comp, err := s.deps.Chat.Complete(ctx, creq, onDelta)
+		kc.charge(comp, err)
+		return comp, err
 	})
 	first := st.first()
 	if first.err != nil {

@@ -87,9 +87,9 @@ func toOpenAIError(err error) *openAIError {
 
 // openAIAuth is requireAuth with errors (its own and the handler's) in
 // OpenAI's shape, so OpenAI SDKs surface them properly. The API key is a
-// Wingate bearer token.
+// virtual key or a Wingate user token (gatewayAuth).
 func (s *Server) openAIAuth(c *fiber.Ctx) error {
-	err := s.requireAuth(c)
+	err := s.gatewayAuth(c)
 	if err == nil {
 		return nil
 	}
@@ -695,9 +695,14 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	timing := &chat.Timing{}
 	creq := chat.CompletionRequest{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, User: user, Params: req.Params, Timing: timing}
 	id := completionID()
+	kc, err := s.admitKey(c, "chat.completions", id, &creq)
+	if err != nil {
+		return toOpenAIError(err)
+	}
 	created := time.Now().Unix()
 	if !req.Stream {
 		comp, err := s.deps.Chat.Complete(c.UserContext(), creq, nil)
+		kc.charge(comp, err)
 		if err != nil {
 			return toOpenAIError(err)
 		}
@@ -726,7 +731,9 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	}
 	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
 		creq.OnAttempt = func(_, m string) { *model = m }
-		return s.deps.Chat.Complete(ctx, creq, onDelta)
+		comp, err := s.deps.Chat.Complete(ctx, creq, onDelta)
+		kc.charge(comp, err)
+		return comp, err
 	})
 	first := st.first()
 	if first.err != nil {

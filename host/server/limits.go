@@ -10,6 +10,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/wingman-app/wingate/host/keys"
 )
 
 // Default limits of Config (docs/operations.md).
@@ -141,7 +143,13 @@ func (s *Server) adminBearer(v []byte) bool {
 // apiBearer reports whether v carries a valid API token.
 func (s *Server) apiBearer(v []byte) bool {
 	tok, ok := bearer(v)
-	if !ok || s.deps.Auth == nil {
+	if !ok {
+		return false
+	}
+	if keys.LooksLikeSecret(string(tok)) {
+		return s.validKey(tok)
+	}
+	if s.deps.Auth == nil {
 		return false
 	}
 	_, err := s.deps.Auth.Verify(string(tok))
@@ -151,6 +159,9 @@ func (s *Server) apiBearer(v []byte) bool {
 // apiKey reports whether v (an x-api-key header, as Anthropic's SDKs
 // send the key) is a valid API token.
 func (s *Server) apiKey(v []byte) bool {
+	if keys.LooksLikeSecret(string(v)) {
+		return s.validKey(v)
+	}
 	if len(v) == 0 || s.deps.Auth == nil {
 		return false
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/wingman-app/wingate/host/alert"
 	"github.com/wingman-app/wingate/host/cache"
 	"github.com/wingman-app/wingate/host/chat"
+	"github.com/wingman-app/wingate/host/keys"
 	"github.com/wingman-app/wingate/host/dashboard"
 	"github.com/wingman-app/wingate/host/observe"
 	"github.com/wingman-app/wingate/host/policy"
@@ -90,6 +91,10 @@ type Deps struct {
 	// Chat serves the AI coach (/api/chat/...) and the OpenAI-compatible
 	// gateway (/v1/chat/completions), both behind requireAuth.
 	Chat *chat.Service
+	// Keys, when set, lets operator-issued virtual keys call the
+	// gateway (/v1) within their limits, and serves /admin/keys
+	// (api_keys.go).
+	Keys *keys.Service
 	// Metrics times every request and serves /metrics; Dashboard serves
 	// /dashboard and its event stream; Alerts serves /api/alerts
 	// (observe.go).
