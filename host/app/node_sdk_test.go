@@ -26,7 +26,7 @@ const nodeSDKPackage = "testdata/node-sdk"
 
 // nodeSDKCases are the cases sdk_test.mjs always runs; each must report.
 var nodeSDKCases = []string{"models", "chat", "streaming", "tools round trip", "unknown model",
-	"unsupported parameter", "max_tokens truncation", "unknown path"}
+	"unsupported parameter", "max_tokens truncation", "unknown path", "revoked key", "exhausted key"}
 
 // nodeTools finds node (20 or later, the oldest the SDK supports) and
 // npm. Without them the test fails under CI=true and is skipped, saying
@@ -183,7 +183,14 @@ type nodeSDKResult struct {
 func TestOpenAINodeSDKAgainstServe(t *testing.T) {
 	node, npm := nodeTools(t)
 	modules, version := nodeSDKModules(t, npm)
-	_, base := listening(t, nil, nil)
+	a, base := listening(t, nil, nil)
+	// A revoked virtual key and one whose budget is spent, issued and
+	// revoked through the admin API.
+	revoked := createKey(t, opsBase(a), `{"name": "node-revoked"}`)
+	if r := call(t, "POST", opsBase(a)+"/admin/keys/"+revoked.ID+"/revoke", "", "Authorization", "Bearer "+testAdminToken); r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	exhausted := createKey(t, opsBase(a), `{"name": "node-exhausted", "budget_usd": 0.000001}`)
 
 	// The script runs from a directory of its own whose node_modules is
 	// the cached install: Node resolves an ES module's imports from the
@@ -211,7 +218,8 @@ func TestOpenAINodeSDKAgainstServe(t *testing.T) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "WINGATE_BASE_URL="+base+"/v1", "WINGATE_API_KEY="+strings.TrimPrefix(bearer(t, 1), "Bearer "))
+	cmd.Env = append(cmd.Env, "WINGATE_BASE_URL="+base+"/v1", "WINGATE_API_KEY="+strings.TrimPrefix(bearer(t, 1), "Bearer "),
+		"WINGATE_REVOKED_KEY="+revoked.Secret, "WINGATE_EXHAUSTED_KEY="+exhausted.Secret)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
