@@ -139,14 +139,16 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		}
 		return out
 	})
-	cc, rdb, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
+	cc, closeCache, err := startCache(cfg, obs.metrics.CacheObserver(), log)
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, closeCache)
 	// The keys' ledger is flushed before Redis and the store close.
 	var closeKeys func()
-	deps.Keys, closeKeys = startKeys(cfg, st, rdb, log)
+	if deps.Keys, closeKeys, err = startKeys(cfg, st, log); err != nil {
+		return err
+	}
 	a.closers = append(a.closers, closeKeys)
 	obs.watchCache(cc, cfg.RedisURL != "")
 	deps.Cache = cc

@@ -15,9 +15,9 @@ import (
 // (cache.ParseRedisURL; an unreachable Redis is one warning, the cache
 // recovers by itself). Zero sizes take the cache's defaults; obs may be
 // nil.
-func startCache(sc Config, obs cache.Observer, log *slog.Logger) (*cache.Cache, redis.UniversalClient, func(), error) {
+func startCache(sc Config, obs cache.Observer, log *slog.Logger) (*cache.Cache, func(), error) {
 	if sc.CacheLocalBytes < 0 || sc.CacheMaxEntryBytes < 0 {
-		return nil, nil, nil, fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
+		return nil, nil, fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
 	}
 	redisURL := sc.RedisURL
 	cfg := cache.Config{Logger: log, Observer: obs,
@@ -29,7 +29,7 @@ func startCache(sc Config, obs cache.Observer, log *slog.Logger) (*cache.Cache, 
 		var mode cache.RedisMode
 		var err error
 		if rdb, mode, err = cache.OpenRedis(redisURL, 0); err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: REDIS_URL: %v", ErrUsage, err)
+			return nil, nil, fmt.Errorf("%w: REDIS_URL: %v", ErrUsage, err)
 		}
 		cache.SilenceRedisLogs()
 		log.Info("cache: redis tier", "mode", string(mode))
@@ -40,9 +40,9 @@ func startCache(sc Config, obs cache.Observer, log *slog.Logger) (*cache.Cache, 
 		if rdb != nil {
 			rdb.Close()
 		}
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return c, rdb, func() {
+	return c, func() {
 		c.Close()
 		if rdb != nil {
 			rdb.Close()

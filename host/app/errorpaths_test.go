@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,11 @@ func TestEveryErrorPath(t *testing.T) {
 	user1 := sign(jwt.RegisteredClaims{Subject: "1", IssuedAt: at(0), ExpiresAt: at(time.Hour)})
 	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 	admin := bearer(testAdminToken)
+	// Virtual keys for the calls below, issued before any failed admin
+	// attempt (those are limited per address).
+	narrow := createKey(t, ops, `{"name": "narrow", "models": ["economy"]}`).Secret
+	poor := createKey(t, ops, `{"name": "poor", "budget_usd": 0.000001}`).Secret
+	slow := createKey(t, ops, `{"name": "slow", "rpm": 1}`).Secret
 	multipartBody := func(fields map[string]string, wasm []byte) (string, string) {
 		var b bytes.Buffer
 		w := multipart.NewWriter(&b)
@@ -217,7 +223,8 @@ func TestEveryErrorPath(t *testing.T) {
 					Message string `json:"message"`
 				} `json:"error"`
 			}
-			want := map[int]string{400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 503: "overloaded_error"}[c.status]
+			want := map[int]string{400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+				429: "rate_limit_error", 503: "overloaded_error"}[c.status]
 			if json.Unmarshal(body, &an) != nil || an.Type != "error" || an.Error.Message == "" || res.StatusCode != c.status || an.Error.Type != want {
 				t.Errorf("%s: %d %.300s; want %d with an Anthropic error of type %s", c.name, res.StatusCode, body, c.status, want)
 			}
@@ -271,6 +278,24 @@ func TestEveryErrorPath(t *testing.T) {
 	check(call{"database away", "api", "GET", pub + "/api/users/1/location", "", bearer(user1), apierr.Unavailable, 503, false})
 	proxy.SetMode(testkit.ProxyForward)
 
+	// Virtual keys: a model the key may not call, a spent budget, a
+	// rate limit, and (below) limits that cannot be checked.
+	chatBody := `{"model": "economy", "messages": [{"role": "user", "content": "hi"}]}`
+	check(call{"key: a model it may not call", "openai", "POST", pub + "/v1/chat/completions",
+		`{"model": "premium", "messages": [{"role": "user", "content": "hi"}]}`, bearer(narrow), apierr.ModelNotAllowed, 403, false})
+	check(call{"key: budget spent", "openai", "POST", pub + "/v1/chat/completions", chatBody, bearer(poor), apierr.KeyQuota, 429, false})
+	check(call{"key: budget spent (Messages API)", "anthropic", "POST", pub + "/v1/messages",
+		`{"model": "economy", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}`, map[string]string{"X-Api-Key": poor}, apierr.KeyQuota, 429, false})
+	// The first call at rpm 1 takes the minute's one request (the
+	// provider here fails it, which does not give the request back).
+	if r, err := http.DefaultClient.Do(withHeader(httpPost(pub+"/v1/chat/completions", chatBody), "Authorization", "Bearer "+slow)); err != nil {
+		t.Fatal(err)
+	} else {
+		r.Body.Close()
+	}
+	check(call{"key: over rpm", "openai", "POST", pub + "/v1/chat/completions", chatBody, bearer(slow), apierr.KeyRateLimited, 429, false})
+	check(call{"key: unknown", "openai", "POST", pub + "/v1/chat/completions", chatBody, bearer("wgk_" + strings.Repeat("x", 43)), apierr.Unauthorized, 401, false})
+
 	// The admin API disabled: a second assembly without an admin token.
 	cfg2 := cfg
 	cfg2.AdminToken, cfg2.DatabaseURL, cfg2.LLMProvider = "", "", "simulated"
@@ -288,12 +313,21 @@ func TestEveryErrorPath(t *testing.T) {
 	}
 	check(call{"over the connection cap", "api", "GET", "http://" + b.Addr() + "/healthz", "", nil, apierr.OverCapacity, 503, true})
 
+	// Redis unreachable, keys failing closed: a third assembly whose
+	// REDIS_URL is a port nothing listens on.
+	cfg3 := cfg
+	cfg3.DatabaseURL, cfg3.LLMProvider = "", "simulated"
+	cfg3.RedisURL = "redis://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/0"
+	c3 := startReady(t, cfg3, slog.New(slog.DiscardHandler))
+	budgeted := createKey(t, "http://"+c3.OpsAddr(), `{"name": "budgeted", "budget_usd": 1}`).Secret
+	check(call{"key: limits unavailable", "openai", "POST", "http://" + c3.Addr() + "/v1/chat/completions", chatBody, bearer(budgeted), apierr.KeyLimitsDown, 503, false})
+
 	for _, e := range apierr.Table {
 		if _, excused := notReached[e.Code]; !reached[e.Code] && !excused {
 			t.Errorf("code %s is not reached through the assembly", e.Code)
 		}
 	}
-	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+3, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(codesOf(notReached)))
+	t.Logf("%d calls, %d of %d codes reached; not reached here: %d (%v)", len(calls)+10, len(reached), len(apierr.Table), len(notReached), fmt.Sprint(codesOf(notReached)))
 }
 
 // sendRaw writes req's head on a connection of its own (with its
@@ -332,4 +366,15 @@ func codesOf(m map[apierr.Code]string) []apierr.Code {
 		out = append(out, k)
 	}
 	return out
+}
+
+func httpPost(url, body string) *http.Request {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+func withHeader(req *http.Request, k, v string) *http.Request {
+	req.Header.Set(k, v)
+	return req
 }
