@@ -25,6 +25,10 @@ type Config struct {
 	// FlushRows rows (default 500) go in one write.
 	FlushEvery time.Duration
 	FlushRows  int
+	// MissBudget is how many store lookups a second secrets never seen
+	// opening a key may cause (default 100, burst twice that); past it
+	// they are refused with ErrBusy before the store is asked.
+	MissBudget float64
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
@@ -37,6 +41,13 @@ type Service struct {
 	store   Store
 	limiter *Limiter
 	lookups *otter.Cache[string, lookup]
+	// known are the hashes that opened a key lately: their lookups are
+	// never refused for want of budget. Others (guesses, floods of
+	// random secrets) share MissBudget store lookups a second.
+	known   *otter.Cache[string, struct{}]
+	missMu  sync.Mutex
+	missTok float64
+	missAt  time.Time
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -63,6 +74,9 @@ func NewService(cfg Config) *Service {
 	}
 	if cfg.FlushRows <= 0 {
 		cfg.FlushRows = 500
+	}
+	if cfg.MissBudget <= 0 {
+		cfg.MissBudget = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -91,8 +105,32 @@ func NewService(cfg Config) *Service {
 		MaximumSize:      10_000,
 		ExpiryCalculator: otter.ExpiryWriting[string, lookup](ttl),
 	})
+	s.known = otter.Must(&otter.Options[string, struct{}]{
+		MaximumSize:      100_000,
+		ExpiryCalculator: otter.ExpiryAccessing[string, struct{}](time.Hour),
+	})
+	s.missTok = 2 * cfg.MissBudget
 	go s.writer()
 	return s
+}
+
+// ErrBusy: too many lookups of unknown secrets right now.
+var ErrBusy = errors.New("keys: too many lookups of unknown keys")
+
+// takeMiss reports whether a lookup of a hash not known to open a key
+// may go to the store now.
+func (s *Service) takeMiss(now time.Time) bool {
+	s.missMu.Lock()
+	defer s.missMu.Unlock()
+	if !s.missAt.IsZero() {
+		s.missTok = min(2*s.cfg.MissBudget, s.missTok+now.Sub(s.missAt).Seconds()*s.cfg.MissBudget)
+	}
+	s.missAt = now
+	if s.missTok < 1 {
+		return false
+	}
+	s.missTok--
+	return true
 }
 
 // Limiter is the service's limiter.
@@ -100,7 +138,8 @@ func (s *Service) Limiter() *Limiter { return s.limiter }
 
 // Authenticate returns the key whose secret is given: ErrNotFound for
 // no such key (or a secret not shaped as one), ErrRevoked, ErrExpired,
-// ErrUnavailable when the store cannot answer.
+// ErrUnavailable when the store cannot answer, ErrBusy when unknown
+// secrets come faster than MissBudget.
 func (s *Service) Authenticate(ctx context.Context, secret string) (*Key, error) {
 	if !LooksLikeSecret(secret) || len(secret) > 128 {
 		return nil, ErrNotFound
@@ -109,6 +148,9 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Key, error)
 	ck := string(h)
 	lk, ok := s.lookups.GetIfPresent(ck)
 	if !ok {
+		if _, known := s.known.GetIfPresent(ck); !known && !s.takeMiss(s.cfg.Now()) {
+			return nil, ErrBusy
+		}
 		k, err := s.store.KeyBySecretHash(ctx, h, s.cfg.Now())
 		switch {
 		case err == nil:
@@ -119,6 +161,9 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Key, error)
 		}
 		lk = lookup{key: k, err: err}
 		s.lookups.Set(ck, lk)
+		if err == nil {
+			s.known.Set(ck, struct{}{})
+		}
 	}
 	if lk.err != nil {
 		return nil, lk.err

@@ -56,6 +56,8 @@ func keyAuthError(err error) error {
 		return apierr.Newf(apierr.Unauthorized, "this API key has expired")
 	case errors.Is(err, keys.ErrUnavailable):
 		return apierr.New(apierr.Unavailable)
+	case errors.Is(err, keys.ErrBusy):
+		return apierr.Newf(apierr.RateLimited, "too many requests with unknown API keys, retry later")
 	}
 	return apierr.Newf(apierr.Unauthorized, "invalid API key")
 }
