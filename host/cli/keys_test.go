@@ -62,3 +62,51 @@ func TestKeysCLI(t *testing.T) {
 		t.Fatalf("create without --name: exit %d, want 2", code)
 	}
 }
+
+// TestReadmeKeysCommands runs the README's virtual keys commands as
+// written (WINGATE_ADDR, WINGATE_OPS_ADDR and WINGATE_ADMIN_TOKEN naming a
+// running host, KEY_ID the key the first command created).
+func TestReadmeKeysCommands(t *testing.T) {
+	const token = "admin-token-for-the-readme-keys-test"
+	h, base := startHost(t, func(c *app.Config) { c.AdminToken = token })
+	t.Setenv("WINGATE_ADDR", base)
+	t.Setenv("WINGATE_OPS_ADDR", h.OpsAddr())
+	t.Setenv("WINGATE_ADMIN_TOKEN", token)
+	var lines []string
+	for _, b := range readmeSection(t, "### Virtual keys", "go test -v -run TestChatReplay") {
+		if b.lang == "sh" {
+			lines = append(lines, b.lines...)
+		}
+	}
+	if len(lines) < 6 || !strings.HasPrefix(lines[0], "wingate keys create ") {
+		t.Fatalf("README: the virtual keys block is not as expected: %q", lines)
+	}
+	keyID := ""
+	for _, line := range lines {
+		args := strings.Fields(line)
+		if args[0] != "wingate" {
+			t.Fatalf("README line %q is not a wingate command", line)
+		}
+		for i, a := range args {
+			if a == `"$KEY_ID"` {
+				args[i] = keyID
+			}
+		}
+		code, out, errOut := runCmd(t, args[1:]...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", line, code, out, errOut)
+		}
+		if keyID == "" {
+			keyID = strings.Fields(out)[0]
+			if !strings.HasPrefix(keyID, "vk_") || !strings.Contains(out, "$50.00/month") || !strings.Contains(out, "auto,economy") {
+				t.Fatalf("%s:\n%s", line, out)
+			}
+		}
+		if strings.Contains(line, " revoke ") && !strings.Contains(out, "revoked") {
+			t.Errorf("%s:\n%s", line, out)
+		}
+		if strings.Contains(line, " limits ") && !strings.Contains(out, "$80.00/month") {
+			t.Errorf("%s:\n%s", line, out)
+		}
+	}
+}
