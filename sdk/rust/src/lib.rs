@@ -342,6 +342,8 @@ impl<S> Policy<S> {
         k
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail(&mut self, msg: &dyn fmt::Display) -> &[u8] {
         use std::io::Write;
         self.out.clear();
@@ -370,21 +372,38 @@ impl<S> Policy<S> {
     /// the result payload: a status byte and the encoded decision or the
     /// error message.
     #[doc(hidden)]
+    #[inline(always)]
     pub fn decide(&mut self, kind: i32, input: &[u8]) -> &[u8] {
+        // The allocation-free cache path first and inline: it is the one
+        // whose decision time matters; the others go through one call.
+        if kind == Kind::Cache as i32 {
+            if let Some(f) = self.cache_bytes {
+                return self.decide_cache_bytes(f, input);
+            }
+        }
+        self.decide_other(kind, input)
+    }
+
+    /// decide for every path but cache_bytes.
+    #[inline(never)]
+    fn decide_other(&mut self, kind: i32, input: &[u8]) -> &[u8] {
         let kind = match Kind::from_i32(kind) {
             Some(k) => k,
-            None => return self.fail(&format_args!("unknown kind {}", kind)),
+            None => return self.fail_kind(kind),
         };
         match kind {
-            Kind::Cache => match self.cache_bytes {
-                Some(f) => self.decide_cache_bytes(f, input),
-                None => self.decide_with(self.cache, input, codec::decode_cache_request, codec::encode_cache_decision),
-            },
+            Kind::Cache => self.decide_with(self.cache, input, codec::decode_cache_request, codec::encode_cache_decision),
             Kind::Route => self.decide_with(self.route, input, codec::decode_route_request, codec::encode_route_decision),
             Kind::Compress => {
                 self.decide_with(self.compress, input, codec::decode_compress_request, codec::encode_compress_decision)
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail_kind(&mut self, kind: i32) -> &[u8] {
+        self.fail(&format_args!("unknown kind {}", kind))
     }
 
     /// One kind's path: decode the request, run the kind's handler, encode
@@ -553,16 +572,13 @@ pub fn log_error(msg: &str) {
 macro_rules! export {
     ($make:path) => {
         const _: () = {
-            fn __wingate_make() -> ::std::boxed::Box<dyn $crate::rt::Dispatch> {
-                ::std::boxed::Box::new($make())
-            }
             #[no_mangle]
             pub extern "C" fn wingate_abi_v1() -> i32 {
                 $crate::ABI_MINOR
             }
             #[no_mangle]
             pub extern "C" fn wingate_kinds() -> i32 {
-                $crate::rt::kinds(__wingate_make)
+                $crate::rt::kinds($make)
             }
             #[no_mangle]
             pub extern "C" fn wingate_buffer(size: i32) -> i32 {
@@ -570,11 +586,11 @@ macro_rules! export {
             }
             #[no_mangle]
             pub extern "C" fn wingate_init(size: i32) -> i64 {
-                $crate::rt::init(__wingate_make, size)
+                $crate::rt::init($make, size)
             }
             #[no_mangle]
             pub extern "C" fn wingate_decide(kind: i32, size: i32) -> i64 {
-                $crate::rt::decide(__wingate_make, kind, size)
+                $crate::rt::decide($make, kind, size)
             }
         };
     };
