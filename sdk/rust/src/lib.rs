@@ -441,19 +441,31 @@ impl<S> Policy<S> {
     fn decide_cache_bytes(&mut self, f: CacheBytesFn<S>, input: &[u8]) -> &[u8] {
         let req = match codec::decode_cache_request_bytes(input) {
             Ok(r) => r,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail_decode(e),
         };
-        self.out.clear();
         // Room for a decision as long as the request and then some: the
         // writer grows the buffer only past it.
-        self.out.reserve(4096 + 2 * input.len());
-        self.out.push(STATUS_OK);
+        let room = 4096 + 2 * input.len();
+        if self.out.capacity() < room {
+            reserve(&mut self.out, room);
+        }
+        // SAFETY: the capacity is at least room, over 1.
+        unsafe {
+            *self.out.as_mut_ptr() = STATUS_OK;
+            self.out.set_len(1);
+        }
         let mut w = CacheWriter::new(&mut self.out);
         match f(&mut self.state, &req, &mut w) {
             Ok(()) => w.finish(),
             Err(e) => return self.fail(&e),
         }
         &self.out
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail_decode(&mut self, e: DecodeError) -> &[u8] {
+        self.fail(&e)
     }
 
     // ---- native unit testing: the host's encoding, both ways ----
@@ -496,6 +508,15 @@ impl<S> Policy<S> {
         poison(&mut input);
         decode(result(&out)?).map_err(CallError::Decode)
     }
+}
+
+/// Makes out's capacity at least room (rarely: the buffer is kept between
+/// decisions).
+#[cold]
+#[inline(never)]
+fn reserve(out: &mut Vec<u8>, room: usize) {
+    out.clear();
+    out.reserve(room);
 }
 
 /// Overwrites an input buffer after its handler returned, as the host's

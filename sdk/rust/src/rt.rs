@@ -70,6 +70,7 @@ pub fn buffer(size: i32) -> i32 {
 }
 
 /// The first size bytes of the input buffer, when they fit it.
+#[inline(always)]
 fn input(size: i32) -> Option<&'static [u8]> {
     // SAFETY: as for policy(); the host wrote the bytes before the call.
     let input = unsafe { &*std::ptr::addr_of!(INPUT) };
@@ -80,6 +81,7 @@ fn input(size: i32) -> Option<&'static [u8]> {
 }
 
 /// Packs a payload's address and length (ABI §4).
+#[inline(always)]
 fn pack(out: &[u8]) -> i64 {
     (((out.as_ptr() as usize as u64) << 32) | (out.len() as u64 & 0xffff_ffff)) as i64
 }
