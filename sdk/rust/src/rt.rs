@@ -12,9 +12,10 @@ use crate::Policy;
 /// The policy the exports call, built by the first call into the
 /// instance. It is a `Policy<S>` for the one S of the module's `export!`
 /// (the exports are `#[no_mangle]`, so a module has one set), kept as an
-/// untyped pointer so that the exports call it with its concrete type: a
-/// decision is then a direct call with the handler's path inlined, not a
-/// call through a vtable.
+/// untyped pointer so that the exports call it with its concrete type: the
+/// SDK's side of a decision is then inlined into the export, not reached
+/// through a vtable (the author's handler is still called through its
+/// function pointer).
 static mut POLICY: *mut () = std::ptr::null_mut();
 /// The input buffer the host writes into. It is replaced only inside
 /// buffer(), when a larger one is asked for (ABI §4).
