@@ -9,7 +9,7 @@
 //! `{user}` and `{param}` placeholders, and `ignore_query`. Empty
 //! configuration gives the built-in defaults.
 
-use wingate::fast::{self, CacheRequestBytes, CacheWriter};
+use wingate::fast::{self, CacheRequestBytes, CacheWriter, Parts};
 use wingate::json::{self, Value};
 use wingate::{Error, Policy, Scope};
 
@@ -360,38 +360,43 @@ impl Rules {
                         Some(v) => v,
                         None => return false,
                     };
-                    w.begin_tag();
-                    w.tag_part(before);
-                    w.tag_part(v);
-                    w.tag_part(after);
-                    w.end_tag();
+                    let mut t = w.tag_parts();
+                    t.push(before);
+                    t.push(v);
+                    t.push(after);
                     return true;
                 }
             }
         }
-        w.begin_tag();
+        Self::tag_parts(w, tag, req)
+    }
+
+    /// tag for any template, part by part.
+    #[inline(never)]
+    fn tag_parts(w: &mut CacheWriter, tag: &Tag, req: &CacheRequestBytes) -> bool {
+        let mut t = w.tag_parts();
         for part in &tag.parts {
             let v: &[u8] = match part {
                 Part::Lit(b) => {
-                    w.tag_part(b);
+                    t.push(b);
                     continue;
                 }
                 Part::User => req.user,
                 Part::Seg { index, prefix } => segment(req.path, *index, prefix),
             };
             if !safe_value(v) {
-                w.drop_tag();
+                t.discard();
                 return false;
             }
-            w.tag_part(v);
+            t.push(v);
         }
-        w.end_tag();
         true
     }
 
     /// Writes the decision for one request. Anything without a rule is
     /// bypassed; a user-scoped rule without a user is bypassed; a
     /// user-scoped key always contains the user.
+    #[inline(always)]
     pub fn decide(&mut self, req: &CacheRequestBytes, w: &mut CacheWriter) {
         let Rules { by_len, pairs, .. } = self;
         let r = match find(by_len, req.method, req.route) {
@@ -408,16 +413,18 @@ impl Rules {
             return;
         }
         w.lookup(r.ttl_s, r.scope, r.stale_s);
+        let mut k = w.key_parts();
         if r.scope == Scope::User {
-            w.key(b"u=");
-            w.key(req.user);
-            w.key(b"|");
+            k.push(b"u=");
+            k.push(req.user);
+            k.push(b"|");
         }
-        w.key(req.path);
+        k.push(req.path);
         if !r.ignore_query && !req.query.is_empty() {
-            w.key(b"?");
-            canonical_query(w, req.query, pairs);
+            k.push(b"?");
+            k = canonical_query(k, req.query, pairs);
         }
+        drop(k);
         for t in &r.tags {
             if !Self::tag(w, t, req) {
                 // A tag that cannot be named could never be purged.
@@ -430,10 +437,13 @@ impl Rules {
 
 /// Appends q to the key with its &-separated pairs in byte order (empty
 /// pairs dropped), so the same parameters in another order share a key.
-pub fn canonical_query(w: &mut CacheWriter, q: &[u8], pairs: &mut Vec<(usize, usize)>) {
+/// It takes and gives back the key's Parts by value, so that the caller
+/// keeps them in locals.
+#[inline(never)]
+pub fn canonical_query<'w, 'a>(mut k: Parts<'w, 'a>, q: &[u8], pairs: &mut Vec<(usize, usize)>) -> Parts<'w, 'a> {
     if !q.contains(&b'&') {
-        w.key(q);
-        return;
+        k.push(q);
+        return k;
     }
     pairs.clear();
     let mut start = 0;
@@ -451,10 +461,11 @@ pub fn canonical_query(w: &mut CacheWriter, q: &[u8], pairs: &mut Vec<(usize, us
     pairs.sort_unstable_by(|a, b| q[a.0..a.1].cmp(&q[b.0..b.1]));
     for (n, &(a, b)) in pairs.iter().enumerate() {
         if n > 0 {
-            w.key(b"&");
+            k.push(b"&");
         }
-        w.key(&q[a..b]);
+        k.push(&q[a..b]);
     }
+    k
 }
 
 fn configure(r: &mut Rules, config: &[u8]) -> Result<(), Error> {
@@ -464,9 +475,17 @@ fn configure(r: &mut Rules, config: &[u8]) -> Result<(), Error> {
 
 fn decide(r: &mut Rules, req: &CacheRequestBytes, w: &mut CacheWriter) -> Result<(), Error> {
     if !r.configured {
-        *r = parse(b"")?;
+        defaults(r)?;
     }
     r.decide(req, w);
+    Ok(())
+}
+
+/// The built-in rules, for an instance that was never configured.
+#[cold]
+#[inline(never)]
+fn defaults(r: &mut Rules) -> Result<(), Error> {
+    *r = parse(b"")?;
     Ok(())
 }
 

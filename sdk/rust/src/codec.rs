@@ -154,36 +154,39 @@ pub fn decode_cache_request(b: &[u8]) -> Result<CacheRequest<'_>, DecodeError> {
 /// from b.
 #[inline]
 pub fn decode_cache_request_bytes(b: &[u8]) -> Result<crate::fast::CacheRequestBytes<'_>, DecodeError> {
-    // Straight-line (no Reader calls): inside a module every call and
-    // every Result through memory costs.
-    let mut at = 0;
-    let (method, route, path, query, user) = match (field(b, &mut at), field(b, &mut at), field(b, &mut at), field(b, &mut at), field(b, &mut at)) {
-        (Some(m), Some(r), Some(p), Some(q), Some(u)) => (m, r, p, q, u),
-        _ => return Err(DecodeError::Short),
-    };
-    if at != b.len() {
+    // Straight-line, one check per length and per field, a length read as
+    // one word: inside a module every call, every bounds check and every
+    // byte load costs.
+    let mut rest = b;
+    let method = field(&mut rest).ok_or(DecodeError::Short)?;
+    let route = field(&mut rest).ok_or(DecodeError::Short)?;
+    let path = field(&mut rest).ok_or(DecodeError::Short)?;
+    let query = field(&mut rest).ok_or(DecodeError::Short)?;
+    let user = field(&mut rest).ok_or(DecodeError::Short)?;
+    if !rest.is_empty() {
         return Err(DecodeError::Trailing);
     }
     Ok(crate::fast::CacheRequestBytes { method, route, path, query, user })
 }
 
-/// The length-prefixed field at *at, moving *at past it; None when b
-/// ends inside it (and from then on, as *at is left past b's end).
+/// The length-prefixed field at the start of rest, moving rest past it;
+/// None when rest ends inside it.
 #[inline(always)]
-fn field<'a>(b: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
-    let i = *at;
-    if i > b.len() || b.len() - i < 4 {
-        *at = usize::MAX;
+fn field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let r = *rest;
+    if r.len() < 4 {
         return None;
     }
-    let n = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-    let start = i + 4;
-    if b.len() - start < n {
-        *at = usize::MAX;
+    // SAFETY: r holds at least 4 bytes.
+    let n = u32::from_le(unsafe { (r.as_ptr() as *const u32).read_unaligned() }) as usize;
+    if r.len() - 4 < n {
         return None;
     }
-    *at = start + n;
-    Some(&b[start..start + n])
+    // SAFETY: 4 + n <= r.len(), checked above.
+    unsafe {
+        *rest = r.get_unchecked(4 + n..);
+        Some(r.get_unchecked(4..4 + n))
+    }
 }
 
 /// Appends the encoding of req to out.
@@ -327,4 +330,57 @@ pub fn decode_compress_decision(b: &[u8]) -> Result<CompressDecision, DecodeErro
     let tokens = r.u32()?;
     r.end()?;
     Ok(CompressDecision { keep, summary, tokens })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes decoder accepts and rejects exactly what the string
+    /// decoder does, with the same fields (as bytes), on every truncation and every
+    /// one-byte change of encoded requests (lengths that overrun the
+    /// input, lengths near u32::MAX, trailing bytes).
+    #[test]
+    fn bytes_decoder_agrees_with_the_string_decoder() {
+        let reqs = [
+            CacheRequest::default(),
+            CacheRequest { method: "GET".into(), route: "/api/users/:id/reputation".into(), path: "/api/users/42/reputation".into(), query: "a=1&b=2".into(), user: "42".into() },
+            CacheRequest { method: "POST".into(), route: "/".into(), path: "/".into(), query: "".into(), user: "".into() },
+        ];
+        let check = |b: &[u8]| {
+            let want = decode_cache_request(b);
+            let got = decode_cache_request_bytes(b);
+            match (&want, &got) {
+                (Ok(w), Ok(g)) => {
+                    // The string decoder replaces bytes that are not UTF-8.
+                    let l = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    assert_eq!(
+                        [&w.method, &w.route, &w.path, &w.query, &w.user].map(|s| s.to_string()),
+                        [l(g.method), l(g.route), l(g.path), l(g.query), l(g.user)],
+                        "{:?}",
+                        b
+                    );
+                }
+                (Err(w), Err(g)) => assert_eq!(w, g, "{:?}", b),
+                _ => panic!("{:?}: string decoder {:?}, bytes decoder {:?}", b, want.map(|_| ()), got.map(|_| ())),
+            }
+        };
+        for req in &reqs {
+            let mut b = Vec::new();
+            encode_cache_request(&mut b, req);
+            for n in 0..=b.len() {
+                check(&b[..n]);
+            }
+            let mut t = b.clone();
+            t.push(0);
+            check(&t);
+            for i in 0..b.len() {
+                for v in [0u8, 1, 3, 4, 0x7f, 0x80, 0xfe, 0xff] {
+                    let mut m = b.clone();
+                    m[i] = v;
+                    check(&m);
+                }
+            }
+        }
+    }
 }

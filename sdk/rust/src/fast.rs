@@ -118,18 +118,25 @@ pub fn put(out: &mut Vec<u8>, src: &[u8]) {
 
 /// Writes one cache decision in its encoded form (sdk/ABI.md §6) into the
 /// result buffer. A new writer holds a bypass decision with no tags. Call
-/// [`lookup`](Self::lookup) first for a lookup, then [`key`](Self::key)
-/// any number of times to append to the key, then the tags; or
-/// [`bypass`](Self::bypass) to start over as a bypass (a purge is a
-/// bypass with tags). A tag is [`begin_tag`](Self::begin_tag), any number
-/// of [`tag_part`](Self::tag_part), [`end_tag`](Self::end_tag), or
-/// [`tag`](Self::tag) for a whole one; [`drop_tag`](Self::drop_tag)
-/// discards an open tag.
+/// [`lookup`](Self::lookup) first for a lookup, then append to the key,
+/// then the tags; or [`bypass`](Self::bypass) to start over as a bypass (a
+/// purge is a bypass with tags).
 ///
-/// The writer is a cursor over the buffer's spare capacity (a pointer, a
-/// position and a limit, which stay in registers): a write checks the
-/// limit and stores; only a decision larger than the room reserved before
-/// the call grows the buffer.
+/// [`key`](Self::key) appends one part to the key and [`tag`](Self::tag)
+/// adds one whole tag; [`begin_tag`](Self::begin_tag), any number of
+/// [`tag_part`](Self::tag_part) and [`end_tag`](Self::end_tag) add a tag
+/// in parts, and [`drop_tag`](Self::drop_tag) discards an open one. A
+/// handler whose decision time matters appends the parts of the key or
+/// of a tag through one [`Parts`] ([`key_parts`](Self::key_parts),
+/// [`tag_parts`](Self::tag_parts)): the handler gets the writer behind a
+/// reference, so each of the writer's methods loads and stores its
+/// cursor, and inside a module every load and store is a bounds-checked
+/// memory access; a `Parts` holds the cursor in the handler's locals and
+/// stores it once, when it is dropped.
+///
+/// The cursor runs over the buffer's spare capacity: a write checks the
+/// room left and stores; only a decision larger than the room reserved
+/// before the call grows the buffer.
 pub struct CacheWriter<'a> {
     vec: &'a mut Vec<u8>,
     buf: *mut u8,
@@ -137,8 +144,6 @@ pub struct CacheWriter<'a> {
     pos: usize,
     cap: usize,
     base: usize,
-    /// Where the key's length goes; the key follows it.
-    key_at: usize,
     /// Where the tag count goes, once the key is closed (0 before).
     count_at: usize,
     /// Where the open tag's length goes (0 when none is open).
@@ -155,52 +160,26 @@ impl<'a> CacheWriter<'a> {
     pub(crate) fn new(vec: &'a mut Vec<u8>) -> Self {
         let base = vec.len();
         let (buf, cap) = (vec.as_mut_ptr(), vec.capacity());
-        let mut w = CacheWriter { vec, buf, pos: base, cap, base, key_at: 0, count_at: 0, tag_at: 0, ntags: 0, ttl_s: 0, scope: Scope::Global, stale_s: 0 };
+        let mut w = CacheWriter { vec, buf, pos: base, cap, base, count_at: 0, tag_at: 0, ntags: 0, ttl_s: 0, scope: Scope::Global, stale_s: 0 };
         w.start(Action::Bypass, 0, Scope::Global, 0);
         w
-    }
-
-    /// Makes room for n more bytes (rarely: the caller reserved room).
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self, n: usize) {
-        // SAFETY: bytes [0, pos) were written (by the Vec or by us).
-        unsafe { self.vec.set_len(self.pos) };
-        self.vec.reserve(n);
-        self.buf = self.vec.as_mut_ptr();
-        self.cap = self.vec.capacity();
     }
 
     #[inline(always)]
     fn room(&mut self, n: usize) {
         if n > self.cap - self.pos {
-            self.grow(n);
+            let (buf, cap) = grow(self.vec, self.pos, n);
+            self.buf = buf;
+            self.cap = cap;
         }
-    }
-
-    #[inline(always)]
-    fn put(&mut self, src: &[u8]) {
-        let n = src.len();
-        self.room(n);
-        // SAFETY: room() made n bytes after pos writable.
-        unsafe { copy_small(self.buf.add(self.pos), src.as_ptr(), n) };
-        self.pos += n;
     }
 
     #[inline(always)]
     fn put_u32(&mut self, v: u32) {
         self.room(4);
-        // SAFETY: as for put.
+        // SAFETY: room() made 4 bytes after pos writable.
         unsafe { (self.buf.add(self.pos) as *mut u32).write_unaligned(v.to_le()) };
         self.pos += 4;
-    }
-
-    #[inline(always)]
-    fn put_u8(&mut self, v: u8) {
-        self.room(1);
-        // SAFETY: as for put.
-        unsafe { *self.buf.add(self.pos) = v };
-        self.pos += 1;
     }
 
     #[inline(always)]
@@ -210,12 +189,18 @@ impl<'a> CacheWriter<'a> {
         unsafe { (self.buf.add(at) as *mut u32).write_unaligned(v.to_le()) };
     }
 
+    /// Starts over at base: the action and an empty key.
     #[inline(always)]
     fn start(&mut self, action: Action, ttl_s: u32, scope: Scope, stale_s: u32) {
         self.pos = self.base;
-        self.put_u8(action as u8);
-        self.key_at = self.pos;
-        self.put_u32(0);
+        self.room(5);
+        // SAFETY: room(5): the action (1) and the key's length (4).
+        unsafe {
+            let p = self.buf.add(self.pos);
+            *p = action as u8;
+            (p.add(1) as *mut u32).write_unaligned(0);
+        }
+        self.pos += 5;
         self.count_at = 0;
         self.tag_at = 0;
         self.ntags = 0;
@@ -236,12 +221,18 @@ impl<'a> CacheWriter<'a> {
         self.start(Action::Bypass, 0, Scope::Global, 0);
     }
 
+    /// A Parts appending to the key; its pushes are ignored once a tag
+    /// was written.
+    #[inline(always)]
+    pub fn key_parts(&mut self) -> Parts<'_, 'a> {
+        let on = self.count_at == 0;
+        Parts::new(self, on, Close::Key)
+    }
+
     /// Appends b to the key. Ignored once a tag was written.
     #[inline(always)]
     pub fn key(&mut self, b: &[u8]) {
-        if self.count_at == 0 {
-            self.put(b);
-        }
+        self.key_parts().push(b);
     }
 
     /// Closes the key: its length, then the fixed fields and the count.
@@ -250,8 +241,9 @@ impl<'a> CacheWriter<'a> {
         if self.count_at != 0 {
             return;
         }
-        let n = (self.pos - self.key_at - 4) as u32;
-        self.set_u32(self.key_at, n);
+        // The key's length is at base + 1, after the action.
+        let n = (self.pos - self.base - 5) as u32;
+        self.set_u32(self.base + 1, n);
         self.room(13);
         // SAFETY: room(13): ttl (4), scope (1), stale (4), count (4).
         unsafe {
@@ -263,6 +255,14 @@ impl<'a> CacheWriter<'a> {
         }
         self.count_at = self.pos + 9;
         self.pos += 13;
+    }
+
+    /// Opens a tag (closing one left open) and returns a Parts appending
+    /// to it, which closes it when dropped.
+    #[inline(always)]
+    pub fn tag_parts(&mut self) -> Parts<'_, 'a> {
+        self.begin_tag();
+        Parts::new(self, true, Close::Tag)
     }
 
     /// Opens a tag (closing one left open).
@@ -277,9 +277,8 @@ impl<'a> CacheWriter<'a> {
     /// Appends b to the open tag.
     #[inline(always)]
     pub fn tag_part(&mut self, b: &[u8]) {
-        if self.tag_at != 0 {
-            self.put(b);
-        }
+        let on = self.tag_at != 0;
+        Parts::new(self, on, Close::None).push(b);
     }
 
     /// Closes the open tag, if any.
@@ -307,9 +306,7 @@ impl<'a> CacheWriter<'a> {
     /// Appends one whole tag.
     #[inline(always)]
     pub fn tag(&mut self, b: &[u8]) {
-        self.begin_tag();
-        self.tag_part(b);
-        self.end_tag();
+        self.tag_parts().push(b);
     }
 
     /// Completes the encoding.
@@ -320,6 +317,90 @@ impl<'a> CacheWriter<'a> {
         // SAFETY: bytes [0, pos) are written and within capacity.
         unsafe { self.vec.set_len(self.pos) };
     }
+}
+
+/// What dropping a Parts closes.
+#[derive(Clone, Copy, PartialEq)]
+enum Close {
+    None,
+    Key,
+    Tag,
+    /// The tag, discarded.
+    Discard,
+}
+
+/// Appends the parts of a key or a tag (see [`CacheWriter`]), holding the
+/// writer's cursor in locals until it is dropped, which stores the cursor
+/// and closes the tag.
+pub struct Parts<'w, 'a> {
+    w: &'w mut CacheWriter<'a>,
+    buf: *mut u8,
+    pos: usize,
+    cap: usize,
+    /// Whether pushes append (a key's parts after a tag do not).
+    on: bool,
+    close: Close,
+}
+
+impl<'w, 'a> Parts<'w, 'a> {
+    #[inline(always)]
+    fn new(w: &'w mut CacheWriter<'a>, on: bool, close: Close) -> Self {
+        let (buf, pos, cap) = (w.buf, w.pos, w.cap);
+        Parts { w, buf, pos, cap, on, close }
+    }
+
+    /// Appends b.
+    #[inline(always)]
+    pub fn push(&mut self, b: &[u8]) {
+        if !self.on {
+            return;
+        }
+        let n = b.len();
+        if n > self.cap - self.pos {
+            let (buf, cap) = grow(self.w.vec, self.pos, n);
+            self.buf = buf;
+            self.cap = cap;
+            self.w.buf = buf;
+            self.w.cap = cap;
+        }
+        // SAFETY: n bytes after pos are within capacity (checked above).
+        unsafe { copy_small(self.buf.add(self.pos), b.as_ptr(), n) };
+        self.pos += n;
+    }
+
+    /// Drops the tag being written instead of closing it (for a key's
+    /// Parts, the same as dropping it).
+    #[inline(always)]
+    pub fn discard(mut self) {
+        if self.close == Close::Tag {
+            self.close = Close::Discard;
+        }
+    }
+}
+
+impl Drop for Parts<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // (A grow updated the writer's buffer and capacity already.)
+        let w = &mut *self.w;
+        w.pos = self.pos;
+        match self.close {
+            Close::Tag => w.end_tag(),
+            Close::Discard => w.drop_tag(),
+            Close::None | Close::Key => {}
+        }
+    }
+}
+
+/// Makes room for n more bytes after the pos bytes written (rarely: the
+/// caller reserved room); returns the new buffer and capacity.
+#[cold]
+#[inline(never)]
+fn grow(vec: &mut Vec<u8>, pos: usize, n: usize) -> (*mut u8, usize) {
+    // SAFETY: bytes [0, pos) were written (by the Vec or by the writer).
+    unsafe { vec.set_len(pos) };
+    vec.reserve(n);
+    (vec.as_mut_ptr(), vec.capacity())
 }
 
 /// Copies n bytes; short copies are a few unaligned word moves instead of
@@ -429,6 +510,46 @@ mod tests {
             let mut out = Vec::with_capacity(room);
             CacheWriter::new(&mut out).finish();
             assert_eq!(decode_cache_decision(&out).unwrap(), CacheDecision::default());
+        }
+    }
+
+    /// Parts append what the writer's methods append: a key in parts,
+    /// tags in parts, a discarded tag, key parts after a tag ignored;
+    /// from an empty buffer (every push grows it) and a roomy one.
+    #[test]
+    fn parts_write_what_the_writer_writes() {
+        use crate::codec::decode_cache_decision;
+        use crate::{Action, CacheDecision, Scope};
+        let long = vec![b'k'; 300];
+        for room in [0usize, 4096] {
+            let mut out = Vec::with_capacity(room);
+            out.push(9u8);
+            let mut w = CacheWriter::new(&mut out);
+            w.lookup(60, Scope::User, 5);
+            {
+                let mut k = w.key_parts();
+                k.push(b"u=");
+                k.push(b"7");
+                k.push(b"|");
+                k.push(&long);
+            }
+            {
+                let mut t = w.tag_parts();
+                t.push(b"user:");
+                t.push(b"7");
+            }
+            {
+                let mut t = w.tag_parts();
+                t.push(b"gone");
+                t.discard();
+            }
+            w.key_parts().push(b"ignored");
+            w.tag(b"t2");
+            w.finish();
+            assert_eq!(out[0], 9);
+            let d = decode_cache_decision(&out[1..]).unwrap();
+            let key = format!("u=7|{}", String::from_utf8(long.clone()).unwrap());
+            assert_eq!(d, CacheDecision { action: Action::Lookup, key, ttl_s: 60, scope: Scope::User, stale_s: 5, tags: vec!["user:7".into(), "t2".into()] });
         }
     }
 }

@@ -342,6 +342,8 @@ impl<S> Policy<S> {
         k
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail(&mut self, msg: &dyn fmt::Display) -> &[u8] {
         use std::io::Write;
         self.out.clear();
@@ -370,21 +372,38 @@ impl<S> Policy<S> {
     /// the result payload: a status byte and the encoded decision or the
     /// error message.
     #[doc(hidden)]
+    #[inline(always)]
     pub fn decide(&mut self, kind: i32, input: &[u8]) -> &[u8] {
+        // The allocation-free cache path first and inline: it is the one
+        // whose decision time matters; the others go through one call.
+        if kind == Kind::Cache as i32 {
+            if let Some(f) = self.cache_bytes {
+                return self.decide_cache_bytes(f, input);
+            }
+        }
+        self.decide_other(kind, input)
+    }
+
+    /// decide for every path but cache_bytes.
+    #[inline(never)]
+    fn decide_other(&mut self, kind: i32, input: &[u8]) -> &[u8] {
         let kind = match Kind::from_i32(kind) {
             Some(k) => k,
-            None => return self.fail(&format_args!("unknown kind {}", kind)),
+            None => return self.fail_kind(kind),
         };
         match kind {
-            Kind::Cache => match self.cache_bytes {
-                Some(f) => self.decide_cache_bytes(f, input),
-                None => self.decide_with(self.cache, input, codec::decode_cache_request, codec::encode_cache_decision),
-            },
+            Kind::Cache => self.decide_with(self.cache, input, codec::decode_cache_request, codec::encode_cache_decision),
             Kind::Route => self.decide_with(self.route, input, codec::decode_route_request, codec::encode_route_decision),
             Kind::Compress => {
                 self.decide_with(self.compress, input, codec::decode_compress_request, codec::encode_compress_decision)
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail_kind(&mut self, kind: i32) -> &[u8] {
+        self.fail(&format_args!("unknown kind {}", kind))
     }
 
     /// One kind's path: decode the request, run the kind's handler, encode
@@ -422,19 +441,31 @@ impl<S> Policy<S> {
     fn decide_cache_bytes(&mut self, f: CacheBytesFn<S>, input: &[u8]) -> &[u8] {
         let req = match codec::decode_cache_request_bytes(input) {
             Ok(r) => r,
-            Err(e) => return self.fail(&e),
+            Err(e) => return self.fail_decode(e),
         };
-        self.out.clear();
         // Room for a decision as long as the request and then some: the
         // writer grows the buffer only past it.
-        self.out.reserve(4096 + 2 * input.len());
-        self.out.push(STATUS_OK);
+        let room = 4096 + 2 * input.len();
+        if self.out.capacity() < room {
+            reserve(&mut self.out, room);
+        }
+        // SAFETY: the capacity is at least room, over 1.
+        unsafe {
+            *self.out.as_mut_ptr() = STATUS_OK;
+            self.out.set_len(1);
+        }
         let mut w = CacheWriter::new(&mut self.out);
         match f(&mut self.state, &req, &mut w) {
             Ok(()) => w.finish(),
             Err(e) => return self.fail(&e),
         }
         &self.out
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail_decode(&mut self, e: DecodeError) -> &[u8] {
+        self.fail(&e)
     }
 
     // ---- native unit testing: the host's encoding, both ways ----
@@ -477,6 +508,15 @@ impl<S> Policy<S> {
         poison(&mut input);
         decode(result(&out)?).map_err(CallError::Decode)
     }
+}
+
+/// Makes out's capacity at least room (rarely: the buffer is kept between
+/// decisions).
+#[cold]
+#[inline(never)]
+fn reserve(out: &mut Vec<u8>, room: usize) {
+    out.clear();
+    out.reserve(room);
 }
 
 /// Overwrites an input buffer after its handler returned, as the host's
@@ -553,16 +593,13 @@ pub fn log_error(msg: &str) {
 macro_rules! export {
     ($make:path) => {
         const _: () = {
-            fn __wingate_make() -> ::std::boxed::Box<dyn $crate::rt::Dispatch> {
-                ::std::boxed::Box::new($make())
-            }
             #[no_mangle]
             pub extern "C" fn wingate_abi_v1() -> i32 {
                 $crate::ABI_MINOR
             }
             #[no_mangle]
             pub extern "C" fn wingate_kinds() -> i32 {
-                $crate::rt::kinds(__wingate_make)
+                $crate::rt::kinds($make)
             }
             #[no_mangle]
             pub extern "C" fn wingate_buffer(size: i32) -> i32 {
@@ -570,11 +607,11 @@ macro_rules! export {
             }
             #[no_mangle]
             pub extern "C" fn wingate_init(size: i32) -> i64 {
-                $crate::rt::init(__wingate_make, size)
+                $crate::rt::init($make, size)
             }
             #[no_mangle]
             pub extern "C" fn wingate_decide(kind: i32, size: i32) -> i64 {
-                $crate::rt::decide(__wingate_make, kind, size)
+                $crate::rt::decide($make, kind, size)
             }
         };
     };

@@ -9,48 +9,50 @@
 
 use crate::Policy;
 
-/// The type-erased policy the exports call.
-pub trait Dispatch {
-    fn kinds(&self) -> u32;
-    fn initialize(&mut self, config: &[u8]) -> &[u8];
-    fn decide(&mut self, kind: i32, input: &[u8]) -> &[u8];
-}
-
-impl<S> Dispatch for Policy<S> {
-    fn kinds(&self) -> u32 {
-        Policy::kinds(self)
-    }
-    fn initialize(&mut self, config: &[u8]) -> &[u8] {
-        Policy::initialize(self, config)
-    }
-    fn decide(&mut self, kind: i32, input: &[u8]) -> &[u8] {
-        Policy::decide(self, kind, input)
-    }
-}
-
-static mut POLICY: Option<Box<dyn Dispatch>> = None;
+/// The policy the exports call, built by the first call into the
+/// instance. It is a `Policy<S>` for the one S of the module's `export!`
+/// (the exports are `#[no_mangle]`, so a module has one set), kept as an
+/// untyped pointer so that the exports call it with its concrete type: the
+/// SDK's side of a decision is then inlined into the export, not reached
+/// through a vtable (the author's handler is still called through its
+/// function pointer).
+static mut POLICY: *mut () = std::ptr::null_mut();
 /// The input buffer the host writes into. It is replaced only inside
 /// buffer(), when a larger one is asked for (ABI §4).
 static mut INPUT: Vec<u8> = Vec::new();
 /// The error payload for an input length that does not fit the buffer.
 static INPUT_ERROR: &[u8] = b"\x01input length exceeds the buffer";
 
-fn policy(make: fn() -> Box<dyn Dispatch>) -> &'static mut dyn Dispatch {
+#[inline(always)]
+fn policy<S: 'static>(make: fn() -> Policy<S>) -> &'static mut Policy<S> {
     // SAFETY: single-threaded instance, calls never overlap (see above);
-    // the reference does not outlive the export call that took it.
-    let slot = unsafe { &mut *std::ptr::addr_of_mut!(POLICY) };
-    if slot.is_none() {
-        std::panic::set_hook(Box::new(|info| log(8, &info.to_string())));
-        *slot = Some(make());
+    // POLICY is null or points at the Policy<S> that first() built from
+    // the same make (the only caller is export!, once per module); the
+    // reference does not outlive the export call that took it.
+    unsafe {
+        let p = *std::ptr::addr_of!(POLICY);
+        if p.is_null() {
+            return first(make);
+        }
+        &mut *(p as *mut Policy<S>)
     }
-    match slot {
-        Some(p) => &mut **p,
-        None => unreachable!(),
+}
+
+/// Builds the policy at the first call into the instance.
+#[cold]
+#[inline(never)]
+fn first<S: 'static>(make: fn() -> Policy<S>) -> &'static mut Policy<S> {
+    std::panic::set_hook(Box::new(|info| log(8, &info.to_string())));
+    let p = Box::into_raw(Box::new(make()));
+    // SAFETY: as for policy().
+    unsafe {
+        *std::ptr::addr_of_mut!(POLICY) = p as *mut ();
+        &mut *p
     }
 }
 
 /// `wingate_kinds`.
-pub fn kinds(make: fn() -> Box<dyn Dispatch>) -> i32 {
+pub fn kinds<S: 'static>(make: fn() -> Policy<S>) -> i32 {
     policy(make).kinds() as i32
 }
 
@@ -69,6 +71,7 @@ pub fn buffer(size: i32) -> i32 {
 }
 
 /// The first size bytes of the input buffer, when they fit it.
+#[inline(always)]
 fn input(size: i32) -> Option<&'static [u8]> {
     // SAFETY: as for policy(); the host wrote the bytes before the call.
     let input = unsafe { &*std::ptr::addr_of!(INPUT) };
@@ -79,12 +82,13 @@ fn input(size: i32) -> Option<&'static [u8]> {
 }
 
 /// Packs a payload's address and length (ABI §4).
+#[inline(always)]
 fn pack(out: &[u8]) -> i64 {
     (((out.as_ptr() as usize as u64) << 32) | (out.len() as u64 & 0xffff_ffff)) as i64
 }
 
 /// `wingate_init`.
-pub fn init(make: fn() -> Box<dyn Dispatch>, size: i32) -> i64 {
+pub fn init<S: 'static>(make: fn() -> Policy<S>, size: i32) -> i64 {
     let p = policy(make);
     match input(size) {
         Some(b) => pack(p.initialize(b)),
@@ -93,7 +97,8 @@ pub fn init(make: fn() -> Box<dyn Dispatch>, size: i32) -> i64 {
 }
 
 /// `wingate_decide`.
-pub fn decide(make: fn() -> Box<dyn Dispatch>, kind: i32, size: i32) -> i64 {
+#[inline(always)]
+pub fn decide<S: 'static>(make: fn() -> Policy<S>, kind: i32, size: i32) -> i64 {
     let p = policy(make);
     match input(size) {
         Some(b) => pack(p.decide(kind, b)),
