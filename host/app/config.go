@@ -79,6 +79,12 @@ type Config struct {
 	// KeysReplicas is how many instances share the keys' limits, for the
 	// local mode's shares (default 1).
 	KeysReplicas int `koanf:"keys_replicas"`
+	// KeysRedisWait is how many replicas must have a key's reservation
+	// (Redis WAIT, at most 50 ms) before the call goes ahead: 1 keeps the
+	// reservations through a failover of a Sentinel or Cluster primary;
+	// 0 (default) does not wait. Leave it 0 without replicas: WAIT would
+	// time out on every call.
+	KeysRedisWait int `koanf:"keys_redis_wait"`
 	// LLMMaxIdleConns is how many idle connections to each model
 	// provider are kept for reuse (default 64); set it to at least the
 	// provider calls in flight at once.
@@ -194,6 +200,7 @@ var settings = []Setting{
 	{"llm_user_key", "", "WINGATE_LLM_USER_KEY", "key of the user hash sent to model providers; empty: derived from the JWT secret"},
 	{"keys_redis_down", "", "WINGATE_KEYS_REDIS_DOWN", "calls on virtual keys with limits while Redis is unreachable: closed (refused) or local (each instance enforces its share)"},
 	{"keys_replicas", "", "WINGATE_KEYS_REPLICAS", "instances sharing the virtual keys' limits: each takes this share of them in the local mode"},
+	{"keys_redis_wait", "", "WINGATE_KEYS_REDIS_WAIT", "replicas that must hold a virtual key's reservation (Redis WAIT, at most 50 ms) before the call goes ahead; 0: no wait"},
 	{"llm_max_idle_conns", "", "WINGATE_LLM_MAX_IDLE_CONNS", "idle connections kept per model provider for reuse"},
 	{"llm_sim_latency", "", "WINGATE_LLM_SIM_LATENCY", "simulated provider's delay before the first token"},
 	{"llm_sim_token_latency", "", "WINGATE_LLM_SIM_TOKEN_LATENCY", "simulated provider's delay per token"},
@@ -341,6 +348,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: llm_user (WINGATE_LLM_USER) %q: want hash or off", ErrUsage, c.LLMUser)
 	case c.KeysRedisDown != "closed" && c.KeysRedisDown != "local":
 		return fmt.Errorf("%w: keys_redis_down (WINGATE_KEYS_REDIS_DOWN) %q: want closed or local", ErrUsage, c.KeysRedisDown)
+	case c.KeysRedisWait < 0 || c.KeysRedisWait > 10:
+		return fmt.Errorf("%w: keys_redis_wait (WINGATE_KEYS_REDIS_WAIT) %d: want 0 to 10", ErrUsage, c.KeysRedisWait)
 	case c.KeysReplicas < 1 || c.KeysReplicas > 1000:
 		return fmt.Errorf("%w: keys_replicas (WINGATE_KEYS_REPLICAS) %d: want 1 to 1000", ErrUsage, c.KeysReplicas)
 	case c.LLMMaxIdleConns < 1 || c.LLMMaxIdleConns > 1<<16:

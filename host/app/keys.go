@@ -36,7 +36,8 @@ func startKeys(cfg Config, st store.Store, log *slog.Logger) (*keys.Service, fun
 		}
 	}
 	svc := keys.NewService(keys.Config{Store: ks, Logger: log.With("component", "keys"),
-		Limiter: keys.LimiterConfig{Redis: rdb, Mode: keys.Mode(cfg.KeysRedisDown), Replicas: cfg.KeysReplicas}})
+		Limiter: keys.LimiterConfig{Redis: rdb, Mode: keys.Mode(cfg.KeysRedisDown), Replicas: cfg.KeysReplicas,
+			WaitReplicas: cfg.KeysRedisWait}})
 	return svc, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -64,6 +64,14 @@ type LimiterConfig struct {
 	// Flush makes the ledger's pending rows durable, before the shared
 	// figures of keys charged without Redis are reloaded from it.
 	Flush func(ctx context.Context) error
+	// WaitReplicas, when positive, makes every reservation wait (WAIT)
+	// until that many replicas of its primary have it, at most
+	// WaitTimeout (default 50 ms): a failover then keeps the
+	// reservations that were acknowledged. Settled amounts are not
+	// waited for: after any Redis failure, the key periods settled in the
+	// last RecentWindow are reloaded from the ledger instead.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 	// RetryRedis is how long, after Redis failed, calls go straight to
 	// the fallback before Redis is tried again (default 1 s).
 	RetryRedis time.Duration
@@ -85,7 +93,29 @@ type Limiter struct {
 	// seen is the last shared figure (spent + held) each key period had,
 	// the base of local allowances.
 	seen sync.Map // periodKey -> Micros
+	// settles queue the shared settles for the settlers; pending counts
+	// those not yet sent.
+	settles chan settleOp
+	pending atomic.Int64
+	closeMu sync.RWMutex
+	closed  bool
+	// recent are the key periods settled in the last recentWindow: the
+	// writes a failover may lose, reloaded from the ledger after one.
+	retryMu      sync.Mutex
+	retry        []settleOp
+	retrying     bool
+	recentMu     sync.Mutex
+	recent       map[string]recentKey
+	unreplicated atomic.Int64
 }
+
+type recentKey struct {
+	dirtyKey
+	at time.Time
+}
+
+// recentWindow is longer than a write takes to reach a replica.
+const recentWindow = 10 * time.Second
 
 type dirtyKey struct {
 	keyID string
@@ -109,12 +139,21 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 50 * time.Millisecond
+	}
 	if cfg.Redis == nil {
 		// One instance: the local limits are the shared ones.
 		cfg.Replicas = 1
 	}
-	l := &Limiter{cfg: cfg, dirty: map[string]dirtyKey{}}
+	l := &Limiter{cfg: cfg, dirty: map[string]dirtyKey{}, recent: map[string]recentKey{}}
 	l.local.keys = map[string]*localKey{}
+	if cfg.Redis != nil {
+		l.settles = make(chan settleOp, 4096)
+		for range settleWorkers {
+			go l.settler()
+		}
+	}
 	return l
 }
 
@@ -172,12 +211,23 @@ func (l *Limiter) Reserve(ctx context.Context, k *Key, cost Micros, tokens int) 
 		return nil, err
 	}
 	l.redisFailed(l.cfg.Now())
+	if r.id != "" {
+		// The script may have run with its reply lost: release what it
+		// may hold (a no-op when it did not run).
+		release := &Reservation{keyID: r.keyID, id: r.id, cost: r.cost, tokens: r.tokens, minute: r.minute,
+			periodStart: r.periodStart, periodEnd: r.periodEnd, budget: r.budget}
+		l.retryLater([]settleOp{{r: release}})
+		r.id = ""
+	}
 	return l.reserveLocal(ctx, k, r, now)
 }
 
 // Settle replaces r's reservation with the call's actual cost and tokens
-// (zero for a call that failed before the provider answered). Settling
-// twice is a no-op.
+// (zero for a call that failed before the provider answered), in the
+// background when it goes to Redis (Wait waits for it). Settling twice is
+// a no-op. Until a settle lands its reservation holds the estimate, which
+// is never less than the actual: a late settle can only refuse a call,
+// never let one overspend.
 func (l *Limiter) Settle(ctx context.Context, r *Reservation, cost Micros, tokens int) {
 	if r == nil || !r.settled.CompareAndSwap(false, true) || r.periodStart.IsZero() {
 		return
@@ -186,10 +236,153 @@ func (l *Limiter) Settle(ctx context.Context, r *Reservation, cost Micros, token
 		l.settleLocal(r, cost, tokens)
 		return
 	}
-	if err := l.settleShared(ctx, r, cost, tokens); err != nil {
-		l.redisFailed(l.cfg.Now())
-		l.markDirty(r.keyID, r.periodStart)
+	l.pending.Add(1)
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if !l.closed {
+		select {
+		case l.settles <- settleOp{r: r, cost: cost, tokens: tokens}:
+			return
+		default:
+		}
 	}
+	// Closed, or the queue is full: settle on the caller's time.
+	l.settleBatch(ctx, []settleOp{{r: r, cost: cost, tokens: tokens}})
+}
+
+// settleOp is a settle waiting for a settler.
+type settleOp struct {
+	r      *Reservation
+	cost   Micros
+	tokens int
+	since  time.Time // first failed attempt
+}
+
+// settleWorkers settle in the background, each sending what has queued
+// up in one pipeline: a call does not wait for its settle, and a busy
+// instance pays one round trip for many.
+const settleWorkers = 2
+
+func (l *Limiter) settler() {
+	batch := make([]settleOp, 0, 128)
+	for op := range l.settles {
+		batch = append(batch[:0], op)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case op, ok := <-l.settles:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l.settleBatch(ctx, batch)
+		cancel()
+	}
+}
+
+// settleBatch runs the settles in one pipeline (go-redis splits it by
+// node on a cluster). A settle that fails leaves its key period dirty.
+func (l *Limiter) settleBatch(ctx context.Context, ops []settleOp) {
+	defer l.pending.Add(-int64(len(ops)))
+	pipe := l.cfg.Redis.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	for i, op := range ops {
+		cmds[i] = settleScript.EvalSha(ctx, pipe, sharedKeys(op.r.keyID, op.r.periodStart, op.r.minute),
+			op.r.id, int64(op.cost), op.tokens-op.r.tokens)
+	}
+	_, _ = pipe.Exec(ctx)
+	var failed []settleOp
+	for i, op := range ops {
+		n, err := cmds[i].Int64()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			n, err = settleScript.Run(ctx, l.cfg.Redis, sharedKeys(op.r.keyID, op.r.periodStart, op.r.minute),
+				op.r.id, int64(op.cost), op.tokens-op.r.tokens).Int64() // loads the script
+		}
+		if err != nil {
+			l.redisFailed(l.cfg.Now())
+			l.markDirty(op.r.keyID, op.r.periodStart)
+			failed = append(failed, op)
+			continue
+		}
+		if n == 0 && op.r.budget {
+			l.markDirty(op.r.keyID, op.r.periodStart)
+		}
+		l.settled(op.r)
+	}
+	if len(failed) > 0 {
+		l.retryLater(failed)
+	}
+}
+
+// retryLater keeps settles that did not reach Redis and sends them again
+// every RetryRedis, for up to ReservationTTL (after which the
+// reservation has lapsed anyway).
+func (l *Limiter) retryLater(ops []settleOp) {
+	l.retryMu.Lock()
+	defer l.retryMu.Unlock()
+	now := l.cfg.Now()
+	for _, op := range ops {
+		if op.since.IsZero() {
+			op.since = now
+		}
+		if now.Sub(op.since) < l.cfg.ReservationTTL && len(l.retry) < 100_000 {
+			l.pending.Add(1)
+			l.retry = append(l.retry, op)
+		}
+	}
+	if !l.retrying {
+		l.retrying = true
+		go l.retrier()
+	}
+}
+
+func (l *Limiter) retrier() {
+	for {
+		time.Sleep(l.cfg.RetryRedis)
+		l.retryMu.Lock()
+		ops := l.retry
+		l.retry = nil
+		if len(ops) == 0 {
+			l.retrying = false
+			l.retryMu.Unlock()
+			return
+		}
+		l.retryMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for i := 0; i < len(ops); i += 128 {
+			l.settleBatch(ctx, ops[i:min(i+128, len(ops))])
+		}
+		cancel()
+	}
+}
+
+// Wait returns once every settle queued so far has been sent (or ctx
+// ends).
+func (l *Limiter) Wait(ctx context.Context) error {
+	for l.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Close sends the queued settles and stops the settlers.
+func (l *Limiter) Close(ctx context.Context) error {
+	l.closeMu.Lock()
+	if !l.closed && l.settles != nil {
+		close(l.settles)
+	}
+	l.closed = true
+	l.closeMu.Unlock()
+	return l.Wait(ctx)
 }
 
 // redisResting reports whether Redis failed less than RetryRedis ago.
@@ -198,7 +391,41 @@ func (l *Limiter) redisResting(now time.Time) bool {
 	return at != 0 && now.UnixNano()-at < int64(l.cfg.RetryRedis)
 }
 
-func (l *Limiter) redisFailed(now time.Time) { l.downAt.Store(now.UnixNano()) }
+// redisFailed rests Redis for RetryRedis, has a cluster's slot map read
+// again, and marks the key periods settled lately dirty: a failover may
+// have lost their last writes.
+func (l *Limiter) redisFailed(now time.Time) {
+	l.downAt.Store(now.UnixNano())
+	if cc, ok := l.cfg.Redis.(*redis.ClusterClient); ok {
+		// go-redis keeps sending a lost primary's slots to it until the
+		// slot map is read again.
+		cc.ReloadState(context.Background())
+	}
+	l.recentMu.Lock()
+	for pk, rk := range l.recent {
+		if now.Sub(rk.at) < recentWindow {
+			l.markDirty(rk.keyID, rk.start)
+		}
+		delete(l.recent, pk)
+	}
+	l.recentMu.Unlock()
+}
+
+// settled remembers that the key period was written to lately.
+func (l *Limiter) settled(r *Reservation) {
+	now := l.cfg.Now()
+	pk := periodKey(r.keyID, r.periodStart)
+	l.recentMu.Lock()
+	defer l.recentMu.Unlock()
+	if len(l.recent) > 10_000 {
+		for k, rk := range l.recent {
+			if now.Sub(rk.at) >= recentWindow {
+				delete(l.recent, k)
+			}
+		}
+	}
+	l.recent[pk] = recentKey{dirtyKey{r.keyID, r.periodStart}, now}
+}
 
 // The shared counters of a key live under one hash tag, so that on a
 // Redis Cluster each script runs on one node.
@@ -258,17 +485,22 @@ return {1, spent, held + cost}
 
 // settleScript drops a reservation and adds the actual cost to the spent
 // figure (when there is one: a missing figure is reloaded from the
-// ledger), and corrects the minute's tokens by actual − reserved.
+// ledger), and corrects the minute's tokens by actual − reserved. It acts
+// only while the reservation is there, so a settle retried after a lost
+// reply counts once; it returns 0 when the reservation is gone (settled
+// already, lapsed, or lost in a failover), and the key period is then
+// reloaded from the ledger.
 var settleScript = redis.NewScript(`
-if ARGV[1] ~= '' then
-  local a = redis.call('HGET', KEYS[2], ARGV[1])
-  if a then
-    redis.call('HINCRBY', KEYS[2], '_total', -tonumber(a))
-    redis.call('HDEL', KEYS[2], ARGV[1])
-    redis.call('ZREM', KEYS[3], ARGV[1])
-  end
-  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]) end
+if ARGV[1] == '' then
+  if tonumber(ARGV[3]) ~= 0 and redis.call('EXISTS', KEYS[5]) == 1 then redis.call('INCRBY', KEYS[5], ARGV[3]) end
+  return 1
 end
+local a = redis.call('HGET', KEYS[2], ARGV[1])
+if not a then return 0 end
+redis.call('HINCRBY', KEYS[2], '_total', -tonumber(a))
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]) end
 if tonumber(ARGV[3]) ~= 0 and redis.call('EXISTS', KEYS[5]) == 1 then redis.call('INCRBY', KEYS[5], ARGV[3]) end
 return 1
 `)
@@ -296,7 +528,7 @@ func (l *Limiter) reserveShared(ctx context.Context, k *Key, r *Reservation, now
 	args := []any{int64(k.Budget), int64(r.cost), k.RPM, k.TPM, r.tokens, now.UnixMilli(),
 		now.Add(l.cfg.ReservationTTL).UnixMilli(), r.id, periodTTL(now, r.periodEnd)}
 	for attempt := 0; ; attempt++ {
-		res, err := reserveScript.Run(ctx, l.cfg.Redis, keys, args...).Int64Slice()
+		res, err := l.runReserve(ctx, keys, args)
 		if err != nil {
 			return fmt.Errorf("keys: reserve: %w", err)
 		}
@@ -324,6 +556,48 @@ func (l *Limiter) reserveShared(ctx context.Context, k *Key, r *Reservation, now
 		return refusal(res[0], now)
 	}
 }
+
+// runReserve runs the reserve script; with WaitReplicas it is followed,
+// on the same connection to the key's primary, by WAIT, so that the
+// reservation is on that many replicas before the call goes ahead.
+func (l *Limiter) runReserve(ctx context.Context, keys []string, args []any) ([]int64, error) {
+	if l.cfg.WaitReplicas <= 0 {
+		return reserveScript.Run(ctx, l.cfg.Redis, keys, args...).Int64Slice()
+	}
+	var node redis.Cmdable = l.cfg.Redis
+	if cc, ok := l.cfg.Redis.(*redis.ClusterClient); ok {
+		c, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, err
+		}
+		node = c
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := node.Pipeline()
+		ev := reserveScript.EvalSha(ctx, pipe, keys, args...)
+		w := pipe.Do(ctx, "WAIT", l.cfg.WaitReplicas, l.cfg.WaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		if err := ev.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+			if err := reserveScript.Load(ctx, node).Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		res, err := ev.Int64Slice()
+		if err != nil {
+			return nil, err
+		}
+		if n, err := w.Int64(); err != nil || n < int64(l.cfg.WaitReplicas) {
+			// The reservation stands; a failover now may lose it.
+			l.unreplicated.Add(1)
+		}
+		return res, nil
+	}
+}
+
+// Unreplicated counts reservations that WAIT did not see on
+// WaitReplicas replicas in time.
+func (l *Limiter) Unreplicated() int64 { return l.unreplicated.Load() }
 
 func refusal(code int64, now time.Time) *LimitError {
 	untilMinute := time.Duration(60-now.Unix()%60) * time.Second

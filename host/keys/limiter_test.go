@@ -74,6 +74,9 @@ func TestReserveRaceOverInstances(t *testing.T) {
 		ls[i.(int)%3].Settle(context.Background(), r.(*keys.Reservation), 500, 10)
 		return true
 	})
+	for _, l := range ls {
+		l.Wait(context.Background())
+	}
 	n := 0
 	for ; n < 100; n++ {
 		if _, err := ls[n%3].Reserve(context.Background(), k, 1000, 10); err != nil {
@@ -114,6 +117,7 @@ func TestRateLimits(t *testing.T) {
 		t.Error("1100 tokens reserved at tpm 1000")
 	}
 	ls[0].Settle(context.Background(), r, 0, 300) // the call used fewer
+	ls[0].Wait(context.Background())
 	if _, err := ls[1].Reserve(context.Background(), kt, 0, 200); err != nil {
 		t.Errorf("after settling at 300 tokens: %v", err)
 	}

@@ -362,7 +362,11 @@ func (s *Service) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
-	return s.Flush(ctx)
+	lerr := s.limiter.Close(ctx)
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	return lerr
 }
 
 // KeyJSON is a key as the admin API shows it.
