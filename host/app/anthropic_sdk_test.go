@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -106,12 +107,65 @@ func TestAnthropicSDKAgainstServe(t *testing.T) {
 		_, err := client.Messages.New(ctx, ask("claude-nothing-1", 50))
 		apiErr(t, err, 404, "not_found_error", "model")
 	})
-	t.Run("tools not taken", func(t *testing.T) {
+	t.Run("tools round trip", func(t *testing.T) {
+		p := ask("auto", 200)
+		p.Messages = []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("What is the weather in Oslo right now?"))}
+		p.Tools = []anthropic.ToolUnionParam{{OfTool: &anthropic.ToolParam{Name: "get_weather", Description: anthropic.String("current weather of a city"),
+			InputSchema: anthropic.ToolInputSchemaParam{Properties: map[string]any{"city": map[string]any{"type": "string"}}, Required: []string{"city"}}}}}
+		m, err := client.Messages.New(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var use anthropic.ToolUseBlock
+		for _, b := range m.Content {
+			if b.Type == "tool_use" {
+				use = b.AsToolUse()
+			}
+		}
+		var args struct {
+			City string `json:"city"`
+		}
+		if m.StopReason != anthropic.StopReasonToolUse || use.Name != "get_weather" || use.ID == "" ||
+			json.Unmarshal(use.Input, &args) != nil || args.City == "" {
+			t.Fatalf("message %+v", m)
+		}
+		// Streamed, the SDK's accumulator rebuilds the same call from the
+		// input_json_delta.
+		st := client.Messages.NewStreaming(ctx, p)
+		var acc anthropic.Message
+		for st.Next() {
+			if err := acc.Accumulate(st.Current()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		var streamed anthropic.ToolUseBlock
+		for _, b := range acc.Content {
+			if b.Type == "tool_use" {
+				streamed = b.AsToolUse()
+			}
+		}
+		if acc.StopReason != anthropic.StopReasonToolUse || streamed.Name != "get_weather" || string(streamed.Input) != string(use.Input) {
+			t.Errorf("streamed %+v (input %s, want %s)", acc, streamed.Input, use.Input)
+		}
+		// The result goes back in a tool_result block; the model answers in text.
+		p.Messages = append(p.Messages, m.ToParam(),
+			anthropic.NewUserMessage(anthropic.NewToolResultBlock(use.ID, "4 degrees and rain", false)))
+		m2, err := client.Messages.New(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m2.StopReason != anthropic.StopReasonEndTurn || len(m2.Content) != 1 || m2.Content[0].Text == "" {
+			t.Errorf("after the tool result: %+v", m2)
+		}
+	})
+	t.Run("server tools refused", func(t *testing.T) {
 		p := ask("auto", 50)
-		p.Tools = []anthropic.ToolUnionParam{{OfTool: &anthropic.ToolParam{Name: "get_weather",
-			InputSchema: anthropic.ToolInputSchemaParam{Properties: map[string]any{"city": map[string]any{"type": "string"}}}}}}
+		p.Tools = []anthropic.ToolUnionParam{{OfWebSearchTool20250305: &anthropic.WebSearchTool20250305Param{}}}
 		_, err := client.Messages.New(ctx, p)
-		apiErr(t, err, 400, "invalid_request_error", "tools")
+		apiErr(t, err, 400, "invalid_request_error", "tools.0.type")
 	})
 	t.Run("key not signed here", func(t *testing.T) {
 		other := anthropic.NewClient(option.WithBaseURL(base+"/"), option.WithAPIKey("not-a-wingate-token"), option.WithMaxRetries(0))

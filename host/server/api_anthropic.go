@@ -2,12 +2,14 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,7 +111,8 @@ func (s *Server) anthropicAuth(c *fiber.Ctx) error {
 var messagesParams = map[string]string{
 	"model": "", "messages": "", "max_tokens": "", "system": "", "stream": "", "temperature": "",
 	"top_p": "", "stop_sequences": "", "metadata": "",
-	"top_k": "null", "tools": "null", "tool_choice": "null", "thinking": "null", "service_tier": "null",
+	"tools": "", "tool_choice": "",
+	"top_k": "null", "thinking": "null", "service_tier": "null",
 	"container": "null", "mcp_servers": "null", "context_management": "null", "inference_geo": "null", "speed": "null",
 	"cache_control": "null", "diagnostics": "null", "output_config": "null",
 }
@@ -227,18 +230,169 @@ func parseMessagesRequest(body []byte) (messagesRequest, *anthropicError) {
 	if len(msgs) == 0 || len(msgs) > maxCompletionMessages {
 		return r, badAnthropicRequest(fmt.Sprintf("messages: must hold 1 to %d messages", maxCompletionMessages))
 	}
+	if e := parseAnthropicTools(fields, &r.Params); e != nil {
+		return r, e
+	}
 	for i, m := range msgs {
 		at := "messages." + strconv.Itoa(i)
 		if m.Role != llm.RoleUser && m.Role != llm.RoleAssistant {
 			return r, badAnthropicRequest(at + ".role: must be user or assistant")
 		}
-		text, err := anthropicText(m.Content, at+".content")
+		out, err := anthropicMessage(m.Role, m.Content, at+".content")
 		if err != nil {
 			return r, err
 		}
-		r.Messages = append(r.Messages, llm.Message{Role: m.Role, Content: text})
+		r.Messages = append(r.Messages, out...)
 	}
 	return r, nil
+}
+
+// parseAnthropicTools reads tools (client tools: name, description,
+// input_schema) and tool_choice (auto, any, tool, none;
+// disable_parallel_tool_use) into p. Anthropic's server tools (a type
+// such as web_search_…) are refused by name.
+func parseAnthropicTools(fields map[string]json.RawMessage, p *llm.Params) *anthropicError {
+	if v, ok := fields["tools"]; ok && string(v) != "null" {
+		var tools []struct {
+			Type        *string         `json:"type"`
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"input_schema"`
+		}
+		if json.Unmarshal(v, &tools) != nil {
+			return badAnthropicRequest("tools: must be a list of tools")
+		}
+		if len(tools) > maxTools {
+			return badAnthropicRequest(fmt.Sprintf("tools: at most %d tools", maxTools))
+		}
+		names := map[string]bool{}
+		for i, t := range tools {
+			at := "tools." + strconv.Itoa(i)
+			if t.Type != nil && *t.Type != "custom" {
+				return badAnthropicRequest(fmt.Sprintf("%s.type: tool type %q is not supported by this gateway; only client tools", at, *t.Type))
+			}
+			if !validToolName(t.Name) {
+				return badAnthropicRequest(at + ".name: a tool name is 1 to 64 letters, digits, underscores or dashes")
+			}
+			if names[t.Name] {
+				return badAnthropicRequest(at + ".name: tool names must be unique")
+			}
+			names[t.Name] = true
+			schema := bytes.TrimSpace(t.InputSchema)
+			if len(schema) == 0 || schema[0] != '{' {
+				return badAnthropicRequest(at + ".input_schema: Field required (a JSON Schema object)")
+			}
+			p.Tools = append(p.Tools, llm.Tool{Name: t.Name, Description: t.Description, Parameters: json.RawMessage(schema)})
+		}
+	}
+	v, ok := fields["tool_choice"]
+	if !ok || string(v) == "null" {
+		return nil
+	}
+	var tc struct {
+		Type                   string `json:"type"`
+		Name                   string `json:"name"`
+		DisableParallelToolUse *bool  `json:"disable_parallel_tool_use"`
+	}
+	if json.Unmarshal(v, &tc) != nil {
+		return badAnthropicRequest("tool_choice: must be an object")
+	}
+	switch tc.Type {
+	case "auto":
+		p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceAuto}
+	case "any":
+		p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceRequired}
+	case "tool":
+		if !slices.ContainsFunc(p.Tools, func(t llm.Tool) bool { return t.Name == tc.Name }) {
+			return badAnthropicRequest("tool_choice.name: names a tool that tools does not offer")
+		}
+		p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceFunction, Name: tc.Name}
+	case "none":
+		if len(p.Tools) > 0 {
+			p.ToolChoice = &llm.ToolChoice{Mode: llm.ToolChoiceNone}
+		}
+		return nil
+	default:
+		return badAnthropicRequest("tool_choice.type: must be auto, any, tool or none")
+	}
+	if len(p.Tools) == 0 {
+		return badAnthropicRequest("tool_choice: needs tools")
+	}
+	if tc.DisableParallelToolUse != nil && *tc.DisableParallelToolUse {
+		no := false
+		p.ParallelToolCalls = &no
+	}
+	return nil
+}
+
+// anthropicMessage reads one message's content: a string, or blocks of
+// text, tool_use (an assistant's calls) and tool_result (a user's answers
+// to them, each becoming a tool message before the user's text).
+func anthropicMessage(role string, v json.RawMessage, at string) ([]llm.Message, *anthropicError) {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return []llm.Message{{Role: role, Content: s}}, nil
+	}
+	var blocks []struct {
+		Type      string          `json:"type"`
+		Text      *string         `json:"text"`
+		ID        string          `json:"id"`
+		Name      string          `json:"name"`
+		Input     json.RawMessage `json:"input"`
+		ToolUseID string          `json:"tool_use_id"`
+		Content   json.RawMessage `json:"content"`
+		IsError   bool            `json:"is_error"`
+	}
+	if json.Unmarshal(v, &blocks) != nil {
+		return nil, badAnthropicRequest(at + ": must be a string or a list of content blocks")
+	}
+	if len(blocks) > maxMessagesBlocks {
+		return nil, badAnthropicRequest(fmt.Sprintf("%s: at most %d content blocks", at, maxMessagesBlocks))
+	}
+	var out []llm.Message
+	main := llm.Message{Role: role}
+	var text strings.Builder
+	for j, bl := range blocks {
+		bat := at + "." + strconv.Itoa(j)
+		switch {
+		case bl.Type == "text" && bl.Text != nil:
+			if text.Len() > 0 {
+				text.WriteString("\n\n")
+			}
+			text.WriteString(*bl.Text)
+		case bl.Type == "tool_use" && role == llm.RoleAssistant:
+			input := bytes.TrimSpace(bl.Input)
+			if bl.ID == "" || !validToolName(bl.Name) || len(input) == 0 || input[0] != '{' {
+				return nil, badAnthropicRequest(bat + ": a tool_use block needs an id, a tool name and an input object")
+			}
+			if len(main.ToolCalls) >= maxToolCallsPerMsg {
+				return nil, badAnthropicRequest(fmt.Sprintf("%s: at most %d tool_use blocks per message", at, maxToolCallsPerMsg))
+			}
+			main.ToolCalls = append(main.ToolCalls, llm.ToolCall{ID: bl.ID, Name: bl.Name, Arguments: string(input)})
+		case bl.Type == "tool_result" && role == llm.RoleUser:
+			if bl.ToolUseID == "" {
+				return nil, badAnthropicRequest(bat + ".tool_use_id: Field required")
+			}
+			result := ""
+			if len(bl.Content) > 0 && string(bl.Content) != "null" {
+				var err *anthropicError
+				if result, err = anthropicText(bl.Content, bat+".content"); err != nil {
+					return nil, err
+				}
+			}
+			if bl.IsError {
+				result = "error: " + result
+			}
+			out = append(out, llm.Message{Role: llm.RoleTool, ToolCallID: bl.ToolUseID, Content: result})
+		default:
+			return nil, badAnthropicRequest(fmt.Sprintf("%s.type: %q content blocks are not supported by this gateway in a %s message", bat, bl.Type, role))
+		}
+	}
+	main.Content = text.String()
+	if main.Content != "" || len(main.ToolCalls) > 0 || len(out) == 0 {
+		out = append(out, main)
+	}
+	return out, nil
 }
 
 // anthropicText reads content at (a string or a list of text blocks) as
@@ -288,6 +442,20 @@ func anthropicStopReason(stop string) string {
 	return "end_turn"
 }
 
+// anthropicToolUse is a tool call as Anthropic's tool_use block; input
+// that is not a JSON object (a model's malformed arguments) becomes {}.
+func anthropicToolUse(tc llm.ToolCall) fiber.Map {
+	input := json.RawMessage(strings.TrimSpace(tc.Arguments))
+	if len(input) == 0 || input[0] != '{' || !json.Valid(input) {
+		input = json.RawMessage("{}")
+	}
+	id := tc.ID
+	if id == "" {
+		id = "toolu_" + messageID()[4:]
+	}
+	return fiber.Map{"type": "tool_use", "id": id, "name": tc.Name, "input": input}
+}
+
 func messageID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
@@ -330,9 +498,16 @@ func (s *Server) messages(c *fiber.Ctx) error {
 		setWingateHeaders(c, comp)
 		c.Set(headerServerTiming, serverTiming(timing.Route, timing.Compress, timing.FirstToken, timing.Provider, "total", time.Since(began)))
 		resp := comp.Response
+		content := []fiber.Map{}
+		if resp.Text != "" || len(resp.ToolCalls) == 0 {
+			content = append(content, fiber.Map{"type": "text", "text": resp.Text})
+		}
+		for _, tc := range resp.ToolCalls {
+			content = append(content, anthropicToolUse(tc))
+		}
 		return c.JSON(fiber.Map{
 			"id": id, "type": "message", "role": "assistant", "model": resp.Model,
-			"content":     []fiber.Map{{"type": "text", "text": resp.Text}},
+			"content":     content,
 			"stop_reason": anthropicStopReason(resp.StopReason), "stop_sequence": nil,
 			"usage": anthropicUsage(resp.Usage),
 		})
@@ -388,6 +563,17 @@ func (s *Server) messages(c *fiber.Ctx) error {
 			resp := comp.Response
 			start(resp.Model)
 			writeSSE(w, "content_block_stop", fiber.Map{"type": "content_block_stop", "index": 0})
+			for i, tc := range resp.ToolCalls {
+				// Each call in one block after the text: its input whole
+				// in one input_json_delta.
+				block := anthropicToolUse(tc)
+				input := block["input"]
+				block["input"] = fiber.Map{}
+				writeSSE(w, "content_block_start", fiber.Map{"type": "content_block_start", "index": i + 1, "content_block": block})
+				writeSSE(w, "content_block_delta", fiber.Map{"type": "content_block_delta", "index": i + 1,
+					"delta": fiber.Map{"type": "input_json_delta", "partial_json": string(input.(json.RawMessage))}})
+				writeSSE(w, "content_block_stop", fiber.Map{"type": "content_block_stop", "index": i + 1})
+			}
 			writeSSE(w, "message_delta", fiber.Map{"type": "message_delta",
 				"delta": fiber.Map{"stop_reason": anthropicStopReason(resp.StopReason), "stop_sequence": nil},
 				"usage": anthropicUsage(resp.Usage)})
