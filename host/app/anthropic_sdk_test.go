@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,24 @@ func TestAnthropicSDKAgainstServe(t *testing.T) {
 	})
 	t.Run("unknown model", func(t *testing.T) {
 		_, err := client.Messages.New(ctx, ask("claude-nothing-1", 50))
+		apiErr(t, err, 404, "not_found_error", "model")
+	})
+	t.Run("models", func(t *testing.T) {
+		page, err := client.Models.List(ctx, anthropic.ModelListParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range page.Data {
+			ids = append(ids, m.ID)
+		}
+		if len(ids) < 4 || ids[0] != "auto" || !slices.Contains(ids, "economy") || page.HasMore {
+			t.Errorf("models %v", ids)
+		}
+		if m, err := client.Models.Get(ctx, "economy", anthropic.ModelGetParams{}); err != nil || m.ID != "economy" {
+			t.Errorf("get economy: %+v %v", m, err)
+		}
+		_, err = client.Models.Get(ctx, "claude-nothing-1", anthropic.ModelGetParams{})
 		apiErr(t, err, 404, "not_found_error", "model")
 	})
 	t.Run("tools round trip", func(t *testing.T) {

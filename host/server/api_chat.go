@@ -28,8 +28,8 @@ func (s *Server) chatRoutes() {
 	s.registerAPI(fiber.MethodGet, routeChatCost, s.chatCost)
 	s.app.Post("/v1/chat/completions", s.openAIAuth, s.chatCompletions)
 	s.app.Post(routeMessages, s.anthropicAuth, s.messages)
-	s.app.Get("/v1/models", s.openAIAuth, s.listModels)
-	s.app.Get("/v1/models/:model", s.openAIAuth, s.getModel)
+	s.app.Get("/v1/models", s.modelsAuth, s.listModels)
+	s.app.Get("/v1/models/:model", s.modelsAuth, s.getModel)
 }
 
 // chatError answers a chat error from the table, logging a failure of

@@ -809,13 +809,40 @@ func openAIModel(m chat.Model) fiber.Map {
 	return fiber.Map{"id": m.ID, "object": "model", "created": 0, "owned_by": m.OwnedBy}
 }
 
+// anthropicClient reports whether the request comes from an Anthropic
+// client (its SDKs send anthropic-version): /v1/models then answers in
+// Anthropic's shapes.
+func anthropicClient(c *fiber.Ctx) bool { return len(c.Request().Header.Peek("Anthropic-Version")) > 0 }
+
+// modelsAuth authenticates GET /v1/models for both kinds of client: the
+// key as a bearer token or in x-api-key, errors in the client's shape.
+func (s *Server) modelsAuth(c *fiber.Ctx) error {
+	if anthropicClient(c) {
+		return s.anthropicAuth(c)
+	}
+	return s.openAIAuth(c)
+}
+
+// anthropicModel renders a model as Anthropic's model object.
+func anthropicModel(m chat.Model) fiber.Map {
+	return fiber.Map{"type": "model", "id": m.ID, "display_name": m.ID, "created_at": "1970-01-01T00:00:00Z"}
+}
+
 // listModels is GET /v1/models: auto (the route policy decides), the
-// tier names and the tiers' provider models, in OpenAI's list shape.
+// tier names and the tiers' provider models, in OpenAI's list shape (or
+// Anthropic's, for an Anthropic client).
 func (s *Server) listModels(c *fiber.Ctx) error {
 	models := s.deps.Chat.Models()
 	data := make([]fiber.Map, 0, len(models))
 	for _, m := range models {
-		data = append(data, openAIModel(m))
+		if anthropicClient(c) {
+			data = append(data, anthropicModel(m))
+		} else {
+			data = append(data, openAIModel(m))
+		}
+	}
+	if anthropicClient(c) {
+		return c.JSON(fiber.Map{"data": data, "has_more": false, "first_id": models[0].ID, "last_id": models[len(models)-1].ID})
 	}
 	return c.JSON(fiber.Map{"object": "list", "data": data})
 }
@@ -823,6 +850,12 @@ func (s *Server) listModels(c *fiber.Ctx) error {
 // getModel is GET /v1/models/:model.
 func (s *Server) getModel(c *fiber.Ctx) error {
 	m, ok := s.deps.Chat.Model(c.Params("model"))
+	if anthropicClient(c) {
+		if !ok {
+			return writeAnthropicError(c, &anthropicError{Status: 404, Type: "not_found_error", Message: "model: no such model"})
+		}
+		return c.JSON(anthropicModel(m))
+	}
 	if !ok {
 		return modelNotFound("model")
 	}
