@@ -404,6 +404,9 @@ func runFailoverDrill(t *testing.T, redisURL string, kill func(context.Context) 
 			if inRow++; inRow == round {
 				resumed = time.Since(promotedAt)
 			}
+			// Paced, so that the 200 pages span the 5 s the fleet has to
+			// share again on a loaded machine.
+			time.Sleep(25 * time.Millisecond)
 			continue
 		}
 		inRow = 0
