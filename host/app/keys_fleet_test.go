@@ -231,41 +231,34 @@ func TestKeyBudgetAcrossInstances(t *testing.T) {
 		check(t, f, k.ID, accepted, cost)
 	})
 
-	t.Run("redis killed, closed", func(t *testing.T) {
-		f := startKeyFleet(t, 3, providerURL, "closed")
-		k := createKey(t, opsBase(f.apps[0]), `{"name": "fleet-closed", "budget_usd": `+budget+`}`)
-		accepted, refused, cost := f.budgetRun(t, k.Secret, model, text, maxTokens, []int{24, 276}, func(w int) {
-			if w == 0 {
-				f.redis.Kill()
+	// Redis killed after 24 calls: failing closed, the rest are refused;
+	// with local shares of three, the instances together stay within the
+	// budget and one reservation each.
+	for _, mode := range []string{"closed", "local"} {
+		t.Run("redis killed, "+mode, func(t *testing.T) {
+			f := startKeyFleet(t, 3, providerURL, mode)
+			k := createKey(t, opsBase(f.apps[0]), `{"name": "fleet-`+mode+`", "budget_usd": `+budget+`}`)
+			accepted, refused, cost := f.budgetRun(t, k.Secret, model, text, maxTokens, []int{24, 276}, func(w int) {
+				if w == 0 {
+					f.redis.Kill()
+				}
+			})
+			t.Logf("Redis killed after 24 calls, %s: %d accepted, refused %v", mode, accepted, refused)
+			switch {
+			case mode == "closed" && (accepted != 24 || refused["503 limits_unavailable"] != 276):
+				t.Errorf("%d accepted (want the 24 before the kill), refused %v", accepted, refused)
+			case mode == "local" && (accepted < 47 || accepted > 53):
+				t.Errorf("%d accepted (want 47 to 53), refused %v", accepted, refused)
+			}
+			requests, micros := f.spend(t, k.ID)
+			if requests != int64(accepted) || micros != cost {
+				t.Errorf("ledger: %d requests, %d micro-dollars; the responses: %d calls, %d micro-dollars", requests, micros, accepted, cost)
+			}
+			if micros > 53*perCall {
+				t.Errorf("spent %d micro-dollars, over the documented bound (budget %d + one reservation per instance)", micros, 50*perCall)
 			}
 		})
-		t.Logf("Redis killed after 24 calls, fail closed: %d accepted, refused %v", accepted, refused)
-		if accepted != 24 || refused["503 limits_unavailable"] != 276 {
-			t.Errorf("%d accepted (want the 24 before the kill), refused %v", accepted, refused)
-		}
-		check(t, f, k.ID, accepted, cost)
-	})
-
-	t.Run("redis killed, local shares", func(t *testing.T) {
-		f := startKeyFleet(t, 3, providerURL, "local")
-		k := createKey(t, opsBase(f.apps[0]), `{"name": "fleet-local", "budget_usd": `+budget+`}`)
-		accepted, refused, cost := f.budgetRun(t, k.Secret, model, text, maxTokens, []int{24, 276}, func(w int) {
-			if w == 0 {
-				f.redis.Kill()
-			}
-		})
-		t.Logf("Redis killed after 24 calls, local shares of 3: %d accepted, refused %v", accepted, refused)
-		if accepted < 47 || accepted > 53 {
-			t.Errorf("%d accepted (want 47 to 53), refused %v", accepted, refused)
-		}
-		requests, micros := f.spend(t, k.ID)
-		if requests != int64(accepted) || micros != cost {
-			t.Errorf("ledger: %d requests, %d micro-dollars; the responses: %d calls, %d micro-dollars", requests, micros, accepted, cost)
-		}
-		if micros > 53*perCall {
-			t.Errorf("spent %d micro-dollars, over the documented bound (budget %d + one reservation per instance)", micros, 50*perCall)
-		}
-	})
+	}
 }
 
 // TestStreamBreakBilledPartially: a provider that fails after the first

@@ -62,6 +62,19 @@ func keySpend(tb testing.TB, ops, id string) (requests, partial int64, micros in
 	return out.Spend.Requests, out.Spend.PartialRequests, out.Spend.SpendMicros
 }
 
+// anthropicRefused checks that Anthropic's SDK, with secret as its key,
+// gets a typed error of status and type for a message.
+func anthropicRefused(t *testing.T, base, secret string, status int, typ string) {
+	t.Helper()
+	msg := anthropic.NewClient(anthropicopt.WithBaseURL(base+"/"), anthropicopt.WithAPIKey(secret), anthropicopt.WithMaxRetries(0))
+	_, err := msg.Messages.New(context.Background(), anthropic.MessageNewParams{Model: "economy", MaxTokens: 40,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != status || !strings.Contains(ae.RawJSON(), typ) {
+		t.Errorf("Anthropic SDK: %v, want %d %s", err, status, typ)
+	}
+}
+
 func openAIKeyClient(base, secret string) openaisdk.Client {
 	return openaisdk.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey(secret), option.WithMaxRetries(0))
 }
@@ -131,13 +144,7 @@ func TestVirtualKeysWithSDKs(t *testing.T) {
 		if st != 429 || code != "insufficient_quota" || typ != "insufficient_quota" {
 			t.Errorf("spent budget: %d %s %s", st, code, typ)
 		}
-		msg := anthropic.NewClient(anthropicopt.WithBaseURL(base+"/"), anthropicopt.WithAPIKey(poor.Secret), anthropicopt.WithMaxRetries(0))
-		_, err = msg.Messages.New(ctx, anthropic.MessageNewParams{Model: "economy", MaxTokens: 40,
-			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
-		var ae *anthropic.Error
-		if !errors.As(err, &ae) || ae.StatusCode != 429 || !strings.Contains(ae.RawJSON(), "rate_limit_error") {
-			t.Errorf("Anthropic SDK, spent budget: %v", err)
-		}
+		anthropicRefused(t, base, poor.Secret, 429, "rate_limit_error")
 	})
 
 	t.Run("requests per minute", func(t *testing.T) {
@@ -176,13 +183,7 @@ func TestVirtualKeysWithSDKs(t *testing.T) {
 		if st, code, typ := sdkStatus(t, err); st != 401 || code != "invalid_api_key" || typ != "authentication_error" {
 			t.Errorf("revoked key: %d %s %s", st, code, typ)
 		}
-		msg := anthropic.NewClient(anthropicopt.WithBaseURL(base+"/"), anthropicopt.WithAPIKey(rot.Secret), anthropicopt.WithMaxRetries(0))
-		_, err = msg.Messages.New(ctx, anthropic.MessageNewParams{Model: "economy", MaxTokens: 40,
-			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
-		var ae *anthropic.Error
-		if !errors.As(err, &ae) || ae.StatusCode != 401 || !strings.Contains(ae.RawJSON(), "authentication_error") {
-			t.Errorf("Anthropic SDK, revoked key: %v", err)
-		}
+		anthropicRefused(t, base, rot.Secret, 401, "authentication_error")
 		uc := openAIKeyClient(base, "wgk_"+strings.Repeat("A", 43))
 		if _, err := uc.Chat.Completions.New(ctx, ask); err == nil {
 			t.Error("an unknown key was accepted")

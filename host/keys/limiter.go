@@ -374,7 +374,8 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	return nil
 }
 
-// Close sends the queued settles and stops the settlers.
+// Close sends the queued settles and stops the settlers. While Redis is
+// away it waits at most half a second.
 func (l *Limiter) Close(ctx context.Context) error {
 	l.closeMu.Lock()
 	if !l.closed && l.settles != nil {
@@ -382,6 +383,14 @@ func (l *Limiter) Close(ctx context.Context) error {
 	}
 	l.closed = true
 	l.closeMu.Unlock()
+	if l.redisResting(l.cfg.Now()) {
+		// Redis is away: settles waiting to be retried are dropped after
+		// a last short wait (their calls are in the ledger, their
+		// reservations lapse).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+	}
 	return l.Wait(ctx)
 }
 
