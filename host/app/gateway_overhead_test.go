@@ -129,8 +129,9 @@ func quantile(l []time.Duration, q float64) time.Duration {
 
 // TestGatewayOverhead measures what the gateway adds to a model call: the
 // fake provider called directly, and through `wingate serve`'s assembly
-// on a fixed tier with a short message (a user token, and a virtual key
-// whose budget, rpm and tpm are enforced through Redis) and on auto with
+// on a fixed tier with a short message (a user token, a virtual key
+// whose budget, rpm and tpm are enforced through Redis, and one with no
+// limits, which never touches Redis) and on auto with
 // an 80-message history, in alternating rounds at a constant 500
 // requests a second and saturated (16 connections). CPU per request is
 // the process's (client, gateway and fake in one process) minus the
@@ -146,6 +147,7 @@ func TestGatewayOverhead(t *testing.T) {
 	f := startKeyFleet(t, 1, providerURL, "closed")
 	base := f.bases[0]
 	k := createKey(t, opsBase(f.apps[0]), `{"name": "bench", "budget_usd": 100000, "rpm": 1000000, "tpm": 1000000000}`)
+	free := createKey(t, opsBase(f.apps[0]), `{"name": "bench-unlimited"}`)
 	user := bearer(t, 1)
 
 	short := []map[string]string{{"role": "user", "content": "Give me one opener for a climbing gym."}}
@@ -166,6 +168,7 @@ func TestGatewayOverhead(t *testing.T) {
 		{"direct", providerURL + "/chat/completions", "Bearer test-key", body("claude-haiku-4-5", short)},
 		{"fixed tier", base + "/v1/chat/completions", user, body("economy", short)},
 		{"fixed tier, key", base + "/v1/chat/completions", "Bearer " + k.Secret, body("economy", short)},
+		{"fixed, free key", base + "/v1/chat/completions", "Bearer " + free.Secret, body("economy", short)},
 		{"auto, 80 messages", base + "/v1/chat/completions", user, body("auto", history)},
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 10 * time.Second}
