@@ -634,7 +634,8 @@ type Spec struct {
 	// Deadline is the per-call deadline; zero: DefaultDeadline of the kind
 	// being decided.
 	Deadline time.Duration
-	// MinInstances are created at load and kept warm; zero: GOMAXPROCS.
+	// MinInstances are created at load and kept warm; zero: 1 (the pool
+	// grows on demand, see Pools in the package documentation).
 	MinInstances int
 	// MaxInstances caps the pool; zero: 4 × GOMAXPROCS, at least 8.
 	MaxInstances int
@@ -935,7 +936,7 @@ func poolSizes(spec Spec) (min, max int) {
 	procs := runtime.GOMAXPROCS(0)
 	min, max = spec.MinInstances, spec.MaxInstances
 	if min <= 0 {
-		min = procs
+		min = 1
 	}
 	if max <= 0 {
 		max = 4 * procs
