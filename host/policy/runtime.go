@@ -223,6 +223,11 @@ type Runtime struct {
 	live     map[*instance]struct{} // every instance, for the watchdog
 	versions map[*Version]struct{}  // every open version, for shrinking
 	modules  map[string]*compiledModule
+	// preparing holds, for each module being prepared and compiled, a
+	// channel closed when that is done (compile); prepares counts the
+	// modules prepared.
+	preparing map[string]chan struct{}
+	prepares  atomic.Int64
 	// idle lists modules no version references, oldest first, kept
 	// compiled so that a rollback or a swap back to a recent version
 	// costs only instance start-up; at most retainedModules are kept.
@@ -374,6 +379,8 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		live:     map[*instance]struct{}{},
 		versions: map[*Version]struct{}{},
 		modules:  map[string]*compiledModule{},
+
+		preparing: map[string]chan struct{}{},
 
 		idleTimeout: opts.IdleTimeout,
 		stop:        make(chan struct{}),
@@ -825,13 +832,39 @@ func WithCompileWorkers(ctx context.Context, n int) context.Context {
 // (WithTieredStart) a module the compilation cache does not hold is
 // prepared for the interpreter and compiled in the background.
 func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, *code, error) {
-	rt.mu.Lock()
-	if m := rt.modules[digest]; m != nil {
-		c := rt.shareLocked(m)
+	for {
+		rt.mu.Lock()
+		if m := rt.modules[digest]; m != nil {
+			c := rt.shareLocked(m)
+			rt.mu.Unlock()
+			return m, c, nil
+		}
+		// Versions of one module loaded at once (the kinds of a bundle
+		// at start-up) prepare and compile it once: the others wait.
+		if wait := rt.preparing[digest]; wait != nil {
+			rt.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, nil, &LoadError{Policy: name, Item: "module", Err: ctx.Err()}
+			}
+		}
+		done := make(chan struct{})
+		rt.preparing[digest] = done
 		rt.mu.Unlock()
-		return m, c, nil
+		m, c, err := rt.compileNew(ctx, name, digest, wasm)
+		rt.mu.Lock()
+		delete(rt.preparing, digest)
+		rt.mu.Unlock()
+		close(done)
+		return m, c, err
 	}
-	rt.mu.Unlock()
+}
+
+// compileNew prepares and compiles a module not in rt.modules (compile).
+func (rt *Runtime) compileNew(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, *code, error) {
+	rt.prepares.Add(1)
 	p, err := prepare(name, wasm, rt.lim)
 	if err != nil {
 		return nil, nil, err

@@ -195,6 +195,52 @@ func TestPromotionServesEveryCall(t *testing.T) {
 	}
 }
 
+// TestConcurrentLoadsPrepareOnce: versions of one module loaded at once
+// (a bundle's kinds at start-up) share one preparation and one
+// interpreted code, and all move to the one compiled code.
+func TestConcurrentLoadsPrepareOnce(t *testing.T) {
+	rt := newRuntime(t, Options{CacheDir: t.TempDir(), Logger: discardLogger()})
+	open := gateCompiles(rt)
+	defer open()
+	bin := encode(echoRouteModule())
+	vs := make([]*Version, 3)
+	var wg sync.WaitGroup
+	for i := range vs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := rt.Load(WithTieredStart(context.Background()), Spec{Name: "echo", Config: []byte{'a' + byte(i)}, MinInstances: 1}, bin)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			vs[i] = v
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if n := rt.prepares.Load(); n != 1 {
+		t.Errorf("the module was prepared %d times, want once", n)
+	}
+	for i, v := range vs {
+		defer v.Close()
+		if v.module != vs[0].module || v.code.Load() != vs[0].code.Load() {
+			t.Errorf("version %d has a module or code of its own", i)
+		}
+	}
+	open()
+	if err := rt.AwaitCompiled(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vs {
+		if d, err := v.Route(context.Background(), &abi.RouteRequest{Message: "x"}); v.ExecTier() != Compiled || err != nil || d.Reason != string(rune('a'+i)) {
+			t.Errorf("version %d after the compilation: %v, %+v, %v", i, v.ExecTier(), d, err)
+		}
+	}
+}
+
 // TestQuarantineLiftedOnPromotion: a version quarantined for failures
 // on the interpreted tier gets a fresh count once it runs compiled; one
 // quarantined on the compiled tier stays quarantined.
