@@ -6,6 +6,11 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath
 //
+// policies.json serves the three kinds from bundle.wasm (plugins/bundle:
+// the three default policies in one module, which a server compiles
+// once); cache.wasm, route.wasm and compress.wasm are each policy alone,
+// to push or to serve by pointing an entry at it.
+//
 // and skips a plugin whose directory has no main package yet, so that it
 // works on a fresh clone with only Go installed. The Rust policies
 // (plugins/*-rs, not served by default) are built with the system's cargo
@@ -19,5 +24,6 @@ package policies
 //go:generate go run ./internal/buildplugin -o cache.wasm ../plugins/cache
 //go:generate go run ./internal/buildplugin -o route.wasm ../plugins/route
 //go:generate go run ./internal/buildplugin -o compress.wasm ../plugins/compress
+//go:generate go run ./internal/buildplugin -o bundle.wasm ../plugins/bundle
 //go:generate go run ./internal/buildplugin -o cache-rs.wasm ../plugins/cache-rs
 //go:generate go run ../cmd/wingate policy compile --policy-dir .

@@ -49,7 +49,9 @@ type App struct {
 	srv      *server.Server
 	decider  policy.Decider // every kind of decision, the cache's included
 	engine   *policy.Engine // the rollout manager's engine, under decider
-	deps     server.Deps    // what srv was built from (benchmarks vary one)
+	runtime  *policy.Runtime
+	tiers    func() string // each kind's tier, for the log
+	deps     server.Deps   // what srv was built from (benchmarks vary one)
 	closers  []func()
 	ready    []server.ReadyCheck
 	draining atomic.Bool
@@ -125,7 +127,7 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	a.closers = append(a.closers, pols.close)
-	deps.Policies, a.decider, a.engine = pols.decider, pols.decider, pols.engine
+	deps.Policies, a.decider, a.engine, a.runtime, a.tiers = pols.decider, pols.decider, pols.engine, pols.rt, pols.tiers
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	obs.watchPolicies(pols.engine)
 	var pools map[string]*llm.Pool
@@ -272,6 +274,13 @@ func (a *App) WaitReady(ctx context.Context) error {
 	}
 }
 
+// AwaitPoliciesCompiled waits until every policy a tiered start served
+// interpreted runs compiled (or failed to compile, and stays
+// interpreted), or ctx ends. It returns at once when none did.
+func (a *App) AwaitPoliciesCompiled(ctx context.Context) error {
+	return a.runtime.AwaitCompiled(ctx)
+}
+
 // Drain makes /readyz answer 503 from now on while requests are still
 // served, so that a load balancer stops sending new ones.
 func (a *App) Drain() { a.draining.Store(true) }
@@ -338,6 +347,19 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	// it now, once, before serving.
 	debug.FreeOSMemory()
 	a.serve(ln, ops)
+	// A tiered start's policies run interpreted until compiled in the
+	// background; moving to the compiled code frees the interpreter's
+	// code (some 100 MiB of heap per module) and the compilation's
+	// garbage. Return those too, once.
+	if a.runtime.Compiling() {
+		a.log.Info("serving before the policies are compiled", "tiers", a.tiers())
+		go func() {
+			if a.AwaitPoliciesCompiled(ctx) == nil && ctx.Err() == nil {
+				debug.FreeOSMemory()
+				a.log.Info("policies compiled", "tiers", a.tiers())
+			}
+		}()
+	}
 	select {
 	case err := <-a.serving:
 		// One listener failed: stop the other and every service.

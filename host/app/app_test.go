@@ -28,7 +28,7 @@ func quiet() Options {
 func policyDir(tb testing.TB) string {
 	tb.Helper()
 	dir := filepath.Join(testkit.RepoRoot(tb), "policies")
-	for _, f := range []string{"cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
+	for _, f := range []string{"bundle.wasm", "cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			tb.Fatalf("policies/%s is missing: run `go generate ./policies` first (%v)", f, err)
 		}

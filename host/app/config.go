@@ -43,6 +43,14 @@ type Config struct {
 	// PolicyDir holds policies.json and the policy modules (default
 	// ./policies).
 	PolicyDir string `koanf:"policy_dir"`
+	// PolicyStart is how the policies a start finds outside the
+	// compilation cache are served: "tiered" (default), interpreted at
+	// once and compiled in the background, each moved to its compiled
+	// code when done (ready in a fraction of the compilation's time,
+	// with slower decisions and the interpreter's heap, some 100 MiB per
+	// module, until then); "compiled", compiled before the server is
+	// ready (seconds of CPU per module).
+	PolicyStart string `koanf:"policy_start"`
 	// AdminToken guards /admin; empty disables the admin API. It is at
 	// least MinAdminTokenLen bytes.
 	AdminToken string `koanf:"admin_token"`
@@ -148,6 +156,7 @@ func Defaults() Config {
 	return Config{
 		Addr:               "127.0.0.1:8080",
 		PolicyDir:          "./policies",
+		PolicyStart:        "tiered",
 		LLMProvider:        "simulated",
 		LLMPassThrough:     "off",
 		LLMMaxIdleConns:    64,
@@ -184,6 +193,7 @@ var settings = []Setting{
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
 	{"redis_url", "redis-url", "REDIS_URL", "Redis URL: redis://host:port/db (one server), redis+cluster://host:port,... (Redis Cluster) or redis+sentinel://host:port,.../primary-name[/db] (Sentinel); empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
+	{"policy_start", "", "WINGATE_POLICY_START", "tiered: policies not in the compilation cache are served interpreted at once and compiled in the background; compiled: compiled before ready"},
 	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin, at least 32 bytes (openssl rand -hex 32); empty disables it"},
 	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
 	{"jwt_secret", "jwt-secret", "WINGATE_JWT_SECRET", "HS256 key for API tokens; empty: random per process"},
@@ -344,6 +354,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
 	case c.LLMPassThrough != "on" && c.LLMPassThrough != "off":
 		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
+	case c.PolicyStart != "tiered" && c.PolicyStart != "compiled":
+		return fmt.Errorf("%w: policy_start (WINGATE_POLICY_START) %q: want tiered or compiled", ErrUsage, c.PolicyStart)
 	case c.LLMUser != "hash" && c.LLMUser != "off":
 		return fmt.Errorf("%w: llm_user (WINGATE_LLM_USER) %q: want hash or off", ErrUsage, c.LLMUser)
 	case c.KeysRedisDown != "closed" && c.KeysRedisDown != "local":

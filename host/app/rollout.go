@@ -87,10 +87,17 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 	if pub != nil {
 		log.Info("policy signatures required", "pubkey", rollout.EncodePublicKey(pub))
 	}
-	// Nothing is served until the policies are loaded: compile each
-	// module on every processor (policy.WithCompileWorkers). Later
-	// candidates (pushes, directory edits) compile on one.
+	// Nothing is served until the policies are loaded. A tiered start
+	// (the default) loads a module the compilation cache lacks on the
+	// interpreter in a fraction of a second and compiles it in the
+	// background at a lowered priority (policy.WithTieredStart); one the
+	// cache holds, or every module with policy_start "compiled", is
+	// compiled now on every processor (policy.WithCompileWorkers).
+	// Later candidates (pushes, directory edits) compile on one.
 	ctx = policy.WithCompileWorkers(ctx, runtime.GOMAXPROCS(0))
+	if cfg.PolicyStart != "compiled" {
+		ctx = policy.WithTieredStart(ctx)
+	}
 	if fleet {
 		if err := h.mgr.Sync(ctx); err != nil {
 			log.Warn("some active policy versions of the store failed here: their kinds keep the fallback", "err", err)
@@ -116,8 +123,26 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 }
 
 // readyCheck reports kinds without a healthy policy; informative only.
+// Its detail says each kind's tier: a version served interpreted is
+// ready (its decisions are the policy's), only slower until compiled.
 func (h *rolloutHost) readyCheck() server.ReadyCheck {
-	return server.ReadyCheck{Name: "policies", Check: h.engine.Ready}
+	return server.ReadyCheck{Name: "policies", Check: h.engine.Ready, Detail: h.tiers}
+}
+
+// tiers describes the tier of each kind's active version: "cache
+// compiled, route interpreted (compiling), ...".
+func (h *rolloutHost) tiers() string {
+	var b strings.Builder
+	for _, a := range h.engine.List() {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.Kind.String() + " " + a.Stats.ExecTier.String())
+		if a.Stats.ExecTier == policy.Interpreted {
+			b.WriteString(" (compiling)")
+		}
+	}
+	return b.String()
 }
 
 func (h *rolloutHost) close() {

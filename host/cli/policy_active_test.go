@@ -9,10 +9,10 @@ import (
 )
 
 // TestPrintActiveResources: wingate policy ls shows each active
-// version's resource figures.
+// version's resource figures and tier.
 func TestPrintActiveResources(t *testing.T) {
 	var b strings.Builder
-	printActive(&b, []rollout.ActiveStatus{{Kind: "cache", Version: "abc123def456", Calls: 1200, Timeouts: 3, Traps: 1,
+	printActive(&b, []rollout.ActiveStatus{{Kind: "cache", Version: "abc123def456", ExecTier: "interpreted", Calls: 1200, Timeouts: 3, Traps: 1,
 		Quarantined: true, Resources: rollout.PolicyResources{CallP50Micros: 4, CallP99Micros: 20, CallMaxMicros: 2300,
 			Recycles: 2, ForcedRecycles: 5, LogBytes: 4096, LogDropped: 77, MemoryPages: 40}}})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
@@ -20,7 +20,7 @@ func TestPrintActiveResources(t *testing.T) {
 		t.Fatalf("output %q", b.String())
 	}
 	head, row := strings.Fields(lines[0]), strings.Fields(lines[1])
-	want := map[string]string{"ACTIVE": "cache", "CALLS": "1200", "P50_US": "4", "P99_US": "20", "MAX_US": "2300", "TIMEOUTS": "3",
+	want := map[string]string{"ACTIVE": "cache", "TIER": "interpreted", "CALLS": "1200", "P50_US": "4", "P99_US": "20", "MAX_US": "2300", "TIMEOUTS": "3",
 		"TRAPS": "1", "RECYCLES": "2", "FORCED": "5", "LOG_BYTES": "4096", "LOG_DROPPED": "77", "PAGES": "40", "QUARANTINED": "true"}
 	if len(head) != len(row) {
 		t.Fatalf("header %v, row %v", head, row)

@@ -171,10 +171,10 @@ func printActive(w io.Writer, active []rollout.ActiveStatus) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTIVE	VERSION	CALLS	P50_US	P99_US	MAX_US	TIMEOUTS	TRAPS	RECYCLES	FORCED	LOG_BYTES	LOG_DROPPED	PAGES	QUARANTINED")
+	fmt.Fprintln(tw, "ACTIVE	VERSION	TIER	CALLS	P50_US	P99_US	MAX_US	TIMEOUTS	TRAPS	RECYCLES	FORCED	LOG_BYTES	LOG_DROPPED	PAGES	QUARANTINED")
 	for _, a := range active {
 		r := a.Resources
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", a.Kind, a.Version, a.Calls,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\n", a.Kind, a.Version, a.ExecTier, a.Calls,
 			r.CallP50Micros, r.CallP99Micros, r.CallMaxMicros, a.Timeouts, a.Traps, r.Recycles, r.ForcedRecycles,
 			r.LogBytes, r.LogDropped, r.MemoryPages, a.Quarantined)
 	}

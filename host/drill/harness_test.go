@@ -56,7 +56,7 @@ func drillShape() shape {
 func policyDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(testkit.RepoRoot(t), "policies")
-	for _, f := range []string{"cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
+	for _, f := range []string{"bundle.wasm", "cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("policies/%s is missing: run `go generate ./policies` first (%v)", f, err)
 		}

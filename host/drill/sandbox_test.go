@@ -221,7 +221,7 @@ func copyPolicies(t *testing.T) string {
 	t.Helper()
 	src := policyDir(t)
 	dst := t.TempDir()
-	for _, f := range []string{"cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
+	for _, f := range []string{"bundle.wasm", "cache.wasm", "route.wasm", "compress.wasm", "policies.json"} {
 		raw, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			t.Fatal(err)

@@ -228,7 +228,7 @@ func New(opts Options) (*Metrics, error) {
 }
 
 func (m *Metrics) instruments() error {
-	var errs [23]error
+	var errs [24]error
 	mt := m.meter
 	// The two per-request counters count in atomics of their pre-bound
 	// series and are read at collection: a synchronous counter costs more
@@ -280,6 +280,9 @@ func (m *Metrics) instruments() error {
 		metric.WithInt64Callback(m.observeLLMConns))
 	m.policyInstances, errs[16] = mt.Int64Counter("wingate.policy.instance.events",
 		metric.WithUnit("{instance}"), metric.WithDescription("Policy instances created and discarded (by reason: trap, timeout, recycle, memory, idle, close)."))
+	_, errs[23] = mt.Int64ObservableGauge("wingate.policy.active",
+		metric.WithDescription("1 for the policy version serving each kind, by kind, policy, version and exec_tier: compiled, or interpreted while a server started with an empty compilation cache compiles its policies in the background."),
+		metric.WithInt64Callback(m.observeActivePolicies))
 	m.policyQuarantines, errs[17] = mt.Int64Counter("wingate.policy.quarantines",
 		metric.WithUnit("{version}"), metric.WithDescription("Policy versions put in quarantine after failing too many calls in a row."))
 	for _, err := range errs {

@@ -117,6 +117,27 @@ func (m *Metrics) SetActivePolicies(f func() []ActivePolicy) {
 	m.activeMu.Unlock()
 }
 
+// observeActivePolicies reports the active versions of the source
+// SetActivePolicies installed (none without one): one series per kind,
+// with the tier its calls run on.
+func (m *Metrics) observeActivePolicies(_ context.Context, o metric.Int64Observer) error {
+	m.activeMu.Lock()
+	f := m.activeFn
+	m.activeMu.Unlock()
+	if f == nil {
+		return nil
+	}
+	for _, a := range f() {
+		tier := a.ExecTier
+		if tier == "" {
+			tier = "compiled"
+		}
+		o.Observe(1, metric.WithAttributeSet(attribute.NewSet(attribute.String("policy.kind", a.Kind), attribute.String("policy.name", a.Policy),
+			attribute.String("policy.version", a.Version), attribute.String("exec_tier", tier))))
+	}
+	return nil
+}
+
 func (m *Metrics) activePolicies() []ActivePolicy {
 	m.activeMu.Lock()
 	f := m.activeFn

@@ -9,7 +9,7 @@ func (e *Engine) ActivePolicies() []event.ActivePolicy {
 	var out []event.ActivePolicy
 	for _, a := range e.List() {
 		out = append(out, event.ActivePolicy{Kind: a.Kind.String(), Policy: a.Stats.Policy,
-			Version: a.Stats.Version, Quarantined: a.Quarantined})
+			Version: a.Stats.Version, Quarantined: a.Quarantined, ExecTier: a.Stats.ExecTier.String()})
 	}
 	return out
 }

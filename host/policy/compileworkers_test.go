@@ -87,7 +87,7 @@ func BenchmarkCompileWorkers(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := rt.compile(ctx, "route", "", wasm); err != nil {
+				if _, _, err := rt.compile(ctx, "route", "", wasm); err != nil {
 					b.Fatal(err)
 				}
 				rt.Close(context.Background())

@@ -69,6 +69,66 @@
 // started instances faster still, but moved the page-fault cost onto the
 // first decisions and made the tail of a hot swap worse.
 //
+// # Tiered start
+//
+// Compiling a Go guest of a few MiB with wazero's optimising compiler
+// takes seconds of CPU (the default policies' bundle, 2.4 MB of code:
+// about 1.5 s on one core of the development machine, more under load);
+// a server starting with an empty compilation cache could not answer
+// until it was done. Under WithTieredStart, Load serves such a module
+// from wazero's interpreter at once (preparing it for the interpreter
+// takes a fraction of a second) and compiles it in the background, and
+// every version of it moves to the compiled code when that is done
+// (Version.promote), as a hot swap does: the compiled instances start
+// first, then take the place of the idle interpreted ones in one step
+// of the pool; calls in flight finish on the interpreted instance they
+// hold, which is closed when released; no call fails or waits for the
+// swap (TestPromotionServesEveryCall). The interpreted code is closed
+// once nothing uses it. VersionStats.ExecTier says which tier new calls
+// run on, and Version.Compiled is closed at the promotion.
+//
+// The compilations run one at a time (Options.TierWorkers), each on one
+// goroutine in an OS thread whose nice value is raised to 10
+// (priority_linux.go), so that a server already serving keeps its
+// processors for requests; they go into the compilation cache, and the
+// runtime notes there each module it has compiled (markCompiled), since
+// wazero does not tell whether a module is in its cache: a tiered start
+// of a module the notes name compiles it at once, from the cache, in a
+// fraction of a second. A module whose start-up the interpreter cannot
+// run within the start-up timeouts waits for its compiled code instead
+// (TestInterpretedStartTimeoutCompiles): the interpreter is a shortcut,
+// never a limit of its own.
+//
+// Both tiers run the same rewritten module with the same guard, limits
+// and quotas, and the hostile tests run against both (tiers in
+// tier_test.go). Two things differ on the interpreted tier. The watchdog
+// cannot set the halt flag, which the interpreter would read in a data
+// race with the write: a call past its deadline is stopped by
+// cancelling the instance's context instead (instance.stopCall), which
+// the interpreter checks at every loop iteration and function entry
+// (wazero's close-on-context-done; it runs a goroutine per call, a
+// microsecond against decisions of tens of microseconds there). And the
+// interpreter has a call-stack ceiling of its own, 2,000 frames, which
+// traps a recursion that deep before the guard's depth limit would. The
+// interpreter is ordinary Go code, so a stop-the-world pause preempts it
+// anywhere, not only at a refill.
+//
+// What the interpreted tier costs: decisions some 30 to 40 times slower
+// (BenchmarkTierDecision, the bundle as policies.json serves it: cache
+// 2.0 µs compiled, 62 µs interpreted; route 23 µs and 0.73 ms;
+// compress of 40 messages 0.13 ms and 5.1 ms), still within the shipped
+// deadlines; an instance's first call takes longer (compress, about
+// 25 ms), and a call past its deadline is served the fallback as on the
+// compiled tier. A quarantine earned while interpreted is lifted once
+// the version runs compiled (Engine: binding.blocked), so that the
+// compiled version is judged on its own calls. And heap: the
+// interpreter's code takes about 45 bytes per byte of the module's code
+// section, 106 MiB for the bundle, until the promotion closes it. With
+// the three default policies in three modules that was 300 MiB, and a
+// start peaked at 450 to 516 MiB resident with the garbage collector
+// pinned against GOMEMLIMIT; in one module (plugins/bundle) a start
+// peaks at about 290 MiB and is back under 100 MiB once compiled.
+//
 // # Bounded execution
 //
 // A guest cannot be allowed to spin, by a loop, a call tree, a recursion,
@@ -207,12 +267,16 @@
 //
 // # Pools
 //
-// Each version keeps at least GOMAXPROCS instances warm (Spec.MinInstances)
-// and grows on demand to 4 × GOMAXPROCS, at least 8 (Spec.MaxInstances):
-// instances are single-threaded, so more than a few per core only adds
-// memory (a Go guest starts at about 2.3 MiB). Growth happens in the
-// background; a caller waits for the first free instance, bounded by its
-// context and Spec.AcquireTimeout. Idle instances are a stack: the one
+// Each version keeps one instance warm (Spec.MinInstances) and grows on
+// demand to 4 × GOMAXPROCS, at least 8 (Spec.MaxInstances): instances
+// are single-threaded, so more than a few per core only adds memory (an
+// instance of the default policies' bundle holds about 3.4 MiB of linear
+// memory; an idle server kept GOMAXPROCS of them per version, 20 MiB on
+// two processors, before the minimum became one). Growth happens in the
+// background (an instance starts in a few milliseconds); a caller waits
+// for the first free instance, which a decision of microseconds releases
+// sooner than a new one starts, bounded by its context and
+// Spec.AcquireTimeout. Idle instances are a stack: the one
 // released last is handed out first, which keeps as many instances as
 // there are busy cores hot in the CPU caches (a queue rotating through
 // every instance cost about 1 µs of CPU per request more under wrk at 100

@@ -58,6 +58,30 @@ type binding struct {
 	quarantined atomic.Bool
 	lastLog     atomic.Int64 // nanotime of the last failure log line
 	suppressed  atomic.Int64 // failures since that line
+	// interpreted: the quarantine was earned while the version ran
+	// interpreted (see blocked).
+	interpreted atomic.Bool
+}
+
+// blocked reports whether b's version is in quarantine. A quarantine
+// earned while the version ran interpreted (decisions 20 to 30 times
+// slower, which a deadline sized for compiled code may not fit) is
+// lifted once the version runs compiled, with a fresh count of
+// failures: the compiled version is judged on its own calls, and
+// quarantined again after QuarantineAfter failures in a row if it
+// fails as well. The hot path reads one flag.
+func (b *binding) blocked(e *Engine) bool {
+	if !b.quarantined.Load() {
+		return false
+	}
+	if !b.interpreted.Load() || b.v.ExecTier() != Compiled || !b.interpreted.CompareAndSwap(true, false) {
+		return b.quarantined.Load()
+	}
+	b.consecutive.Store(0)
+	b.quarantined.Store(false)
+	e.log.Info("policy quarantine lifted: the version now runs compiled",
+		"kind", b.kind.String(), "policy", b.v.name, "version", b.v.digest)
+	return false
 }
 
 // NewEngine returns an engine with no active versions: every decision is
@@ -164,7 +188,7 @@ func (e *Engine) List() []ActiveInfo {
 		if b == nil {
 			continue
 		}
-		out = append(out, ActiveInfo{Kind: k, Stats: b.v.Stats(), Quarantined: b.quarantined.Load(), ConsecutiveFailures: int(b.consecutive.Load())})
+		out = append(out, ActiveInfo{Kind: k, Stats: b.v.Stats(), Quarantined: b.blocked(e), ConsecutiveFailures: int(b.consecutive.Load())})
 	}
 	return out
 }
@@ -191,7 +215,7 @@ func (e *Engine) Ready(ctx context.Context) error {
 		switch {
 		case b == nil:
 			missing = append(missing, k.String()+": no policy (fallback)")
-		case b.quarantined.Load():
+		case b.blocked(e):
 			missing = append(missing, k.String()+": "+b.v.name+"@"+b.v.digest+" quarantined (fallback)")
 		}
 	}
@@ -251,6 +275,7 @@ func (e *Engine) failed(b *binding, err error) {
 		n = b.consecutive.Add(1)
 	}
 	if n >= e.quarantineK && b.quarantined.CompareAndSwap(false, true) {
+		b.interpreted.Store(b.v.ExecTier() == Interpreted)
 		e.log.Error("policy quarantined: serving the fallback until replaced",
 			"kind", b.kind.String(), "policy", b.v.name, "version", b.v.digest, "consecutive_failures", n, "err", err)
 		if e.obs != nil {
@@ -287,7 +312,7 @@ func (e *Engine) CacheInto(ctx context.Context, req *abi.CacheRequest, d *abi.Ca
 		fallbackCacheInto(d)
 		return buf, e.result(abi.KindCache, nil, start, OutcomeFallback)
 	}
-	if !held || b.quarantined.Load() {
+	if !held || b.blocked(e) {
 		if held {
 			b.v.releaseRef()
 		}
@@ -318,7 +343,7 @@ func (e *Engine) Route(ctx context.Context, req *abi.RouteRequest) (abi.RouteDec
 	if b == nil {
 		return FallbackRoute(tier), e.result(abi.KindRoute, nil, start, OutcomeFallback)
 	}
-	if !held || b.quarantined.Load() {
+	if !held || b.blocked(e) {
 		if held {
 			b.v.releaseRef()
 		}
@@ -341,7 +366,7 @@ func (e *Engine) Compress(ctx context.Context, req *abi.CompressRequest) (abi.Co
 	if b == nil {
 		return FallbackCompress(req), e.result(abi.KindCompress, nil, start, OutcomeFallback)
 	}
-	if !held || b.quarantined.Load() {
+	if !held || b.blocked(e) {
 		if held {
 			b.v.releaseRef()
 		}

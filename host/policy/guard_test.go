@@ -41,7 +41,14 @@ func hostileWasm(tb testing.TB, name string) []byte {
 // timeout even when the guest returns by itself (here the watchdog never
 // runs in time and the loop budget is larger than the loop).
 func TestLateReturnIsTimeout(t *testing.T) {
-	rt := newRuntime(t, Options{Logger: discardLogger(), WatchdogTick: time.Hour})
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testLateReturnIsTimeout(t, tier.opts) })
+	}
+}
+
+func testLateReturnIsTimeout(t *testing.T, opts Options) {
+	opts.Logger, opts.WatchdogTick = discardLogger(), time.Hour
+	rt := newRuntime(t, opts)
 	m := abiModule(0)
 	m.CodeSection[1].Body = body(i32const(1 << 1)) // cache
 	// decide: a counted loop of 1.5 million iterations (the budget of a
@@ -74,7 +81,14 @@ func TestLateReturnIsTimeout(t *testing.T) {
 // budget unarmed it would trap at its first iteration), a never-ending
 // one is refused after Options.StartTimeout.
 func TestStartSectionRunsGuarded(t *testing.T) {
-	rt := newRuntime(t, Options{Logger: discardLogger(), StartTimeout: 100 * time.Millisecond})
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testStartSectionRunsGuarded(t, tier.opts) })
+	}
+}
+
+func testStartSectionRunsGuarded(t *testing.T, opts Options) {
+	opts.Logger, opts.StartTimeout = discardLogger(), 100*time.Millisecond
+	rt := newRuntime(t, opts)
 	m := abiModule(0)
 	// start: 1,000 iterations, then store 0x2a at address 8.
 	m.TypeSection = append(m.TypeSection, tVoid)
@@ -199,14 +213,21 @@ func TestBulkMemoryChunks(t *testing.T) {
 // depth limit, quickly and without growing the heap by the size of
 // wazero's stack.
 func TestDeepRecursionIsBounded(t *testing.T) {
-	rt := newRuntime(t, Options{Logger: discardLogger()})
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testDeepRecursionIsBounded(t, tier.opts) })
+	}
+}
+
+func testDeepRecursionIsBounded(t *testing.T, opts Options) {
+	opts.Logger = discardLogger()
+	rt := newRuntime(t, opts)
 	v, err := rt.Load(context.Background(), Spec{Name: "rec", MinInstances: 1, Deadline: time.Second, AcquireTimeout: 10 * time.Second}, hostileWasm(t, "deep-recursion"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
 	_, err = v.Cache(context.Background(), &cacheReq)
-	if !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), "call depth") {
+	if !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), depthTrap(opts)) {
 		t.Fatalf("err = %v, want a call-depth trap", err)
 	}
 	var ms runtime.MemStats
@@ -214,14 +235,33 @@ func TestDeepRecursionIsBounded(t *testing.T) {
 	t.Logf("trapped: %v; %d calls, slowest %v; heap in use %d MiB", err, v.Stats().Calls, v.Stats().CallTime.Max, ms.HeapInuse>>20)
 }
 
+// depthTrap is what the error of a recursion stopped at the depth limit
+// says: the guard's limit on the compiled tier; on the interpreted tier,
+// wazero's interpreter traps first, at its own ceiling of 2,000 frames.
+func depthTrap(opts Options) string {
+	if opts.interpretOnly {
+		return "stack overflow"
+	}
+	return "call depth over 16384"
+}
+
 // TestRecursionComesBackEveryStep: the call depth is handed out
 // depthStep units at a time, so a recursion reaches the refill function
 // (and Go, where the clock is read and a collection can scan the
-// goroutine) every step: a recursion 3,000 deep succeeds twice on one
-// instance, each call asking for depth twice, and unbounded recursion
-// still traps at the limit after asking once a step.
+// goroutine) every step: a recursion 3,000 deep (1,500 on the
+// interpreted tier, whose interpreter allows 2,000 frames) succeeds
+// twice on one instance, each call asking for depth once a step, and
+// unbounded recursion still traps at the limit (the interpreter's, on
+// its tier).
 func TestRecursionComesBackEveryStep(t *testing.T) {
-	rt := newRuntime(t, Options{Logger: discardLogger()})
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testRecursionComesBackEveryStep(t, tier.opts) })
+	}
+}
+
+func testRecursionComesBackEveryStep(t *testing.T, opts Options) {
+	opts.Logger = discardLogger()
+	rt := newRuntime(t, opts)
 	ctx := context.Background()
 	m := echoRouteModule()
 	// rec(n): if n { rec(n-1) }, called from decide with 3,000.
@@ -232,7 +272,11 @@ func TestRecursionComesBackEveryStep(t *testing.T) {
 		wasmcode.LocalGet(0), []byte{0x04, 0x40}, // if
 		wasmcode.LocalGet(0), wasmcode.I32Const(1), []byte{0x6b}, wasmcode.Call(rec), // rec(n-1)
 		[]byte{0x0b})}) // end
-	m.CodeSection[4].Body = append(wasmcode.Cat(wasmcode.I32Const(3000), wasmcode.Call(rec)), m.CodeSection[4].Body...)
+	depth, asks := int64(3000), int64(2)
+	if opts.interpretOnly {
+		depth, asks = 1500, 1
+	}
+	m.CodeSection[4].Body = append(wasmcode.Cat(wasmcode.I32Const(depth), wasmcode.Call(rec)), m.CodeSection[4].Body...)
 	v, err := rt.Load(ctx, Spec{Name: "rec3000", Config: []byte("ok"), MinInstances: 1, MaxInstances: 1, Deadline: time.Second, AcquireTimeout: 10 * time.Second}, encode(m))
 	if err != nil {
 		t.Fatal(err)
@@ -244,8 +288,8 @@ func TestRecursionComesBackEveryStep(t *testing.T) {
 		if err != nil || d.Reason != "ok" {
 			t.Fatalf("call %d: %+v, %v", i, d, err)
 		}
-		if n := rt.refills.Load() - before; n != 2 {
-			t.Errorf("call %d asked for depth %d times, want 2 (3,000 deep, %d a step)", i, n, depthStep)
+		if n := rt.refills.Load() - before; n != asks {
+			t.Errorf("call %d asked for depth %d times, want %d (%d deep, %d a step)", i, n, asks, depth, depthStep)
 		}
 	}
 	if s := v.Stats(); s.Created != 1 {
@@ -258,10 +302,10 @@ func TestRecursionComesBackEveryStep(t *testing.T) {
 	}
 	defer deep.Close()
 	before := rt.refills.Load()
-	if _, err := deep.Cache(ctx, &cacheReq); !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), "call depth over 16384") {
+	if _, err := deep.Cache(ctx, &cacheReq); !errors.Is(err, ErrTrap) || !strings.Contains(err.Error(), depthTrap(opts)) {
 		t.Fatalf("err = %v, want the call-depth trap", err)
 	}
-	if n, want := rt.refills.Load()-before, int64(DefaultMaxCallDepth/depthStep-1); n < want {
+	if n, want := rt.refills.Load()-before, int64(DefaultMaxCallDepth/depthStep-1); n < want && !opts.interpretOnly {
 		t.Errorf("unbounded recursion asked for depth %d times before its trap, want at least %d", n, want)
 	}
 }
@@ -340,7 +384,14 @@ func TestRoutineRecycleIsNoFailure(t *testing.T) {
 // garbage collection's pause stay bounded) and every call's own duration
 // stays bounded. Bounds for a loaded machine; the figures are logged.
 func TestHostileConcurrent(t *testing.T) {
-	rt := testRuntime(t)
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testHostileConcurrent(t, tier.opts) })
+	}
+}
+
+func testHostileConcurrent(t *testing.T, opts Options) {
+	opts.Logger = discardLogger()
+	rt := newRuntime(t, opts)
 	for _, name := range []string{"call-tree", "fat-recursion", "memory-fill-loop", "log-flood"} {
 		t.Run(name, func(t *testing.T) {
 			v, err := rt.Load(context.Background(), Spec{Name: name, Deadline: 2 * time.Millisecond, MaxInstances: 16, AcquireTimeout: 30 * time.Second}, hostileWasm(t, name))

@@ -37,10 +37,18 @@ const (
 // QuarantineAfter failures, each call's own duration (the histogram's
 // maximum) within a generous bound of twice the deadline plus a
 // millisecond, and the log within the output quotas. The durations are
-// logged; BenchmarkHostile has the precise figures.
+// logged; BenchmarkHostile has the precise figures. Both tiers: the
+// compiled, and the interpreted a tiered start serves from.
 func TestHostileModules(t *testing.T) {
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) { testHostileModules(t, tier.opts) })
+	}
+}
+
+func testHostileModules(t *testing.T, opts Options) {
 	var logged countingWriter
-	rt := newRuntime(t, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	rt := newRuntime(t, opts)
 	ctx := context.Background()
 	// Generous for a loaded 2-core machine: the figure to watch is
 	// logged, and BenchmarkHostile measures it precisely.

@@ -60,8 +60,28 @@ func TestInfiniteLoopIsStopped(t *testing.T) {
 	})
 }
 
+// TestMemoryBombIsCapped: a guest allocating without end traps at the
+// memory cap, on both tiers (the interpreted one's start-up timeouts are
+// generous: the test guest is a Go module, which the interpreter starts
+// in tens of milliseconds, seconds under the race detector).
 func TestMemoryBombIsCapped(t *testing.T) {
-	rt := newRuntime(t, Options{MemoryLimitPages: 256, Logger: discardLogger()})
+	for _, tier := range tiers {
+		t.Run(tier.name, func(t *testing.T) {
+			opts := tier.opts
+			if opts.interpretOnly {
+				if raceEnabled {
+					t.Skip("the race detector makes an interpreted Go guest too slow to fill its memory within the deadline")
+				}
+				opts.StartTimeout, opts.InitTimeout = 10*time.Second, 10*time.Second
+			}
+			opts.MemoryLimitPages, opts.Logger = 256, discardLogger()
+			testMemoryBombIsCapped(t, opts)
+		})
+	}
+}
+
+func testMemoryBombIsCapped(t *testing.T, opts Options) {
+	rt := newRuntime(t, opts)
 	v := loadGuest(t, rt, "bomb", "", Spec{Name: "bomb", MinInstances: 1, Deadline: 5 * time.Second})
 	e := NewEngine(EngineOptions{Logger: discardLogger()})
 	e.Activate(abi.KindCache, v)

@@ -100,6 +100,37 @@ func (p *idlePool) wait(ctx context.Context, timeout time.Duration) (*instance, 
 	return nil, err
 }
 
+// swap puts fresh in the pool in place of the idle instances stale
+// selects, in one step: a caller takes either an instance of fresh or
+// one stale does not select, never one it does. Waiting callers are
+// handed instances of fresh first, longest waiting first. It returns
+// the instances it took out.
+func (p *idlePool) swap(fresh []*instance, stale func(*instance) bool) []*instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*instance
+	keep := p.stack[:0]
+	for _, in := range p.stack {
+		if stale(in) {
+			out = append(out, in)
+		} else {
+			keep = append(keep, in)
+		}
+	}
+	clear(p.stack[len(keep):])
+	p.stack = keep
+	for _, in := range fresh {
+		if len(p.waiters) > 0 {
+			ch := p.waiters[0]
+			p.waiters = slices.Delete(p.waiters, 0, 1)
+			ch <- in
+			continue
+		}
+		p.stack = append(p.stack, in)
+	}
+	return out
+}
+
 // drain removes and returns every idle instance.
 func (p *idlePool) drain() []*instance {
 	p.mu.Lock()

@@ -27,6 +27,7 @@ const deadlineStopped = -1
 // hands it to a single caller.
 type instance struct {
 	v      *Version
+	code   *code // what mod was made from: its tier
 	mod    api.Module
 	mem    api.Memory
 	buffer api.Function
@@ -35,6 +36,9 @@ type instance struct {
 	stop   api.MutableGlobal // budget: what the call may still do before it calls hostRefill
 	halt   api.MutableGlobal // set to 1 to stop the call at its next loop iteration
 	ctx    context.Context   // carries the instance to host functions
+	// cancel cancels ctx: how a call on the interpreted tier is stopped
+	// (stopCall); nil on the compiled tier.
+	cancel context.CancelFunc
 	kinds  uint32
 
 	// deadline is 0 while idle, the monotonic deadline of the call in
@@ -432,10 +436,40 @@ func (w *guestWriter) write(in *instance, p []byte) {
 	}
 }
 
-// newInstance starts one instance: instantiate without start functions,
-// register with the watchdog, run _initialize and the policy's init under
-// the init deadline, check the ABI minor version and the kinds.
+// stopCall stops the call or start-up step in flight, once its deadline
+// has been claimed (claimStop): compiled code sees the halt flag at its
+// next loop header or guarded call; wazero's interpreter, which would
+// read the flag in a data race with this write, sees the instance's
+// context cancelled at its next loop iteration or function entry and
+// closes the instance.
+func (in *instance) stopCall() {
+	if in.cancel != nil {
+		in.cancel()
+		return
+	}
+	in.halt.Set(1)
+}
+
+// close closes the instance's module and drops its reference on its
+// code.
+func (in *instance) close() {
+	in.mod.Close(context.Background())
+	if in.cancel != nil {
+		in.cancel()
+	}
+	in.code.unuse()
+}
+
+// newInstance starts one instance on the version's current code.
 func (v *Version) newInstance(ctx context.Context) (*instance, error) {
+	return v.startInstance(ctx, v.code.Load())
+}
+
+// startInstance starts one instance of c: instantiate without start
+// functions, register with the watchdog, run _initialize and the
+// policy's init under the init deadline, check the ABI minor version and
+// the kinds.
+func (v *Version) startInstance(ctx context.Context, c *code) (*instance, error) {
 	lerr := func(item, want, found string, err error) error {
 		return &LoadError{Policy: v.name, Item: item, Want: want, Found: found, Err: err}
 	}
@@ -443,14 +477,22 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 		return nil, lerr("module", "", "", errRuntimeClosed)
 	}
 	defer v.rt.starting.Done()
-	in := &instance{v: v}
+	in := &instance{v: v, code: c}
 	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	if c.tier == Interpreted {
+		in.ctx, in.cancel = context.WithCancel(in.ctx)
+	}
 	in.out = &guestWriter{log: v.log, level: slog.LevelInfo}
 	in.errw = &guestWriter{log: v.log, level: slog.LevelWarn}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithNanotime(in.nanotime, 1)
-	mod, err := v.rt.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), v.compiled, cfg)
+	c.use()
+	mod, err := c.wz.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator), c.cm, cfg)
 	if err != nil {
+		if in.cancel != nil {
+			in.cancel()
+		}
+		c.unuse()
 		return nil, lerr("module", "", "", fmt.Errorf("instantiate: %w", err))
 	}
 	in.mod = mod
@@ -461,7 +503,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	g, ok := mod.ExportedGlobal(stopGlobalName).(api.MutableGlobal)
 	h, hok := mod.ExportedGlobal(haltGlobalName).(api.MutableGlobal)
 	if !ok || !hok || in.mem == nil || in.buffer == nil || in.decide == nil || in.init == nil {
-		mod.Close(ctx)
+		in.close()
 		return nil, lerr("module", "ABI v1 exports", "missing after instantiation", nil)
 	}
 	in.stop, in.halt = g, h
@@ -474,7 +516,7 @@ func (v *Version) newInstance(ctx context.Context) (*instance, error) {
 	fail := func(err error) (*instance, error) {
 		in.deadline.Store(0)
 		v.rt.untrack(in)
-		mod.Close(ctx)
+		in.close()
 		return nil, err
 	}
 	// phase runs one step of start-up under its own deadline, with the

@@ -16,7 +16,8 @@ type Observer interface {
 	// InstanceCreated reports a new warm instance of a version.
 	InstanceCreated(policy, version string)
 	// InstanceDiscarded reports an instance thrown away; reason is one of
-	// "trap", "timeout", "recycle", "memory", "idle", "close".
+	// "trap", "timeout", "recycle", "memory", "idle", "close", "tier"
+	// (an interpreted instance replaced by compiled ones).
 	InstanceDiscarded(policy, version, reason string)
 	// Quarantined reports a version put in quarantine for kind after
 	// failing too many calls in a row.

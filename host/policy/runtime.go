@@ -134,10 +134,16 @@ type Options struct {
 	// MaxKeyBytes, MaxTags and MaxTagBytes bound cache decisions. Zero:
 	// the defaults.
 	MaxKeyBytes, MaxTags, MaxTagBytes int
+	// TierWorkers bounds the background compilations of a tiered start
+	// (WithTieredStart) running at once, each on one goroutine. Zero: 1.
+	TierWorkers int
 
 	// loopsOnly guards loop headers only, as before call sites were
 	// guarded: for BenchmarkGuard alone.
 	loopsOnly bool
+	// interpretOnly loads every module on the interpreter and never
+	// compiles it: for the tests and benchmarks of the interpreted tier.
+	interpretOnly bool
 }
 
 // withDefaults fills in the zero fields of o.
@@ -178,6 +184,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.MaxKeyBytes, DefaultMaxKeyBytes)
 	defInt(&o.MaxTags, DefaultMaxTags)
 	defInt(&o.MaxTagBytes, DefaultMaxTagBytes)
+	defInt(&o.TierWorkers, 1)
 	return o
 }
 
@@ -200,7 +207,9 @@ func (o Options) Limits() Options {
 // runtime, the compilation cache and the one watchdog goroutine that stops
 // overrunning calls. It is safe for concurrent use.
 type Runtime struct {
-	wz       wazero.Runtime
+	wz       wazero.Runtime // the optimising compiler's
+	features api.CoreFeatures
+	cacheDir string // the compilation cache in use; empty: none
 	log      *slog.Logger
 	obs      Observer
 	res      ResourceObserver // obs, when it also takes resource events
@@ -214,6 +223,11 @@ type Runtime struct {
 	live     map[*instance]struct{} // every instance, for the watchdog
 	versions map[*Version]struct{}  // every open version, for shrinking
 	modules  map[string]*compiledModule
+	// preparing holds, for each module being prepared and compiled, a
+	// channel closed when that is done (compile); prepares counts the
+	// modules prepared.
+	preparing map[string]chan struct{}
+	prepares  atomic.Int64
 	// idle lists modules no version references, oldest first, kept
 	// compiled so that a rollback or a swap back to a recent version
 	// costs only instance start-up; at most retainedModules are kept.
@@ -240,6 +254,21 @@ type Runtime struct {
 	// refills counts the budget slices given after a call's first
 	// (hostRefill).
 	refills atomic.Int64
+	// The interpreter (tier.go), created on first use, and the tiered
+	// start's background compilations: the queue, the workers running,
+	// and the compilations and promotions not done yet (tierIdle is
+	// closed when they reach zero). Under mu.
+	interpOnce  sync.Once
+	wzi         wazero.Runtime
+	interpErr   error
+	tierQueue   []*compiledModule
+	tierWorkers int
+	tierPending int
+	tierIdle    chan struct{}
+	// tierGate, when set (tests only), holds background compilations
+	// until it is closed.
+	tierGate chan struct{}
+
 	// running holds a token for every decision call in flight, at most
 	// GOMAXPROCS: see enter. Start-up steps take none: a candidate whose
 	// start section spins to its deadline must not hold up the decisions
@@ -324,19 +353,24 @@ func (rt *Runtime) enterLong(in *instance) {
 // NewRuntime creates a runtime and starts its watchdog. Close it when done.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	opts = opts.withDefaults()
+	features := api.CoreFeaturesV2
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(opts.MemoryLimitPages).
-		WithCoreFeatures(api.CoreFeaturesV2)
+		WithCoreFeatures(features)
+	cached := ""
 	if dir := cacheDir(opts.CacheDir); dir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(dir)
 		if err != nil {
 			opts.Logger.Warn("policy: compilation cache unavailable, compiling without it", "dir", dir, "err", err)
 		} else {
 			cfg = cfg.WithCompilationCache(cache)
+			cached = dir
 		}
 	}
 	rt := &Runtime{
 		wz:       wazero.NewRuntimeWithConfig(ctx, cfg),
+		features: features,
+		cacheDir: cached,
 		log:      opts.Logger,
 		obs:      opts.Observer,
 		maxPages: opts.MemoryLimitPages,
@@ -346,6 +380,8 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		versions: map[*Version]struct{}{},
 		modules:  map[string]*compiledModule{},
 
+		preparing: map[string]chan struct{}{},
+
 		idleTimeout: opts.IdleTimeout,
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
@@ -354,35 +390,42 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		long:        make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 	}
 	rt.res, _ = opts.Observer.(ResourceObserver)
-	// WASI as wazero has it, except fd_write: a bounded writer of the
-	// guest's stdout and stderr with the output quotas (hostFdWrite).
-	wasi := rt.wz.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	if err := instantiateHosts(ctx, rt.wz); err != nil {
+		rt.wz.Close(ctx)
+		return nil, err
+	}
+	go rt.watchdog(opts.WatchdogTick)
+	go rt.janitor()
+	return rt, nil
+}
+
+// instantiateHosts instantiates in r the host modules a guest may
+// import: WASI as wazero has it, except fd_write (a bounded writer of
+// the guest's stdout and stderr with the output quotas, hostFdWrite);
+// wingate.log; and the guard's refill (instantiateInternal).
+func instantiateHosts(ctx context.Context, r wazero.Runtime) error {
+	wasi := r.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
 	wasi.NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(hostFdWrite), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}).
 		WithParameterNames("fd", "iovs", "iovs_len", "result.nwritten").
 		Export("fd_write")
 	if _, err := wasi.Instantiate(ctx); err != nil {
-		rt.wz.Close(ctx)
-		return nil, fmt.Errorf("policy: instantiate WASI: %w", err)
+		return fmt.Errorf("policy: instantiate WASI: %w", err)
 	}
-	_, err := rt.wz.NewHostModuleBuilder(abi.HostModule).
+	_, err := r.NewHostModuleBuilder(abi.HostModule).
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
 		WithParameterNames("level", "ptr", "len").
 		Export(abi.ImportLog).
 		Instantiate(ctx)
 	if err != nil {
-		rt.wz.Close(ctx)
-		return nil, fmt.Errorf("policy: instantiate host module: %w", err)
+		return fmt.Errorf("policy: instantiate host module: %w", err)
 	}
-	if err := instantiateInternal(ctx, rt.wz); err != nil {
-		rt.wz.Close(ctx)
-		return nil, fmt.Errorf("policy: instantiate internal module: %w", err)
+	if err := instantiateInternal(ctx, r); err != nil {
+		return fmt.Errorf("policy: instantiate internal module: %w", err)
 	}
-	go rt.watchdog(opts.WatchdogTick)
-	go rt.janitor()
-	return rt, nil
+	return nil
 }
 
 func cacheDir(opt string) string {
@@ -411,19 +454,29 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	// runaway guest) at its next loop header, then wait for the starts.
 	for in := range rt.live {
 		if in.claimStop(math.MaxInt64) {
-			in.halt.Set(1)
+			in.stopCall()
 		}
 	}
 	rt.mu.Unlock()
+	// The starts, and a background compilation in progress (it cannot
+	// be interrupted: at most one module's compilation).
 	rt.starting.Wait()
 	close(rt.stop)
 	<-rt.done
-	return rt.wz.Close(ctx)
+	err := rt.wz.Close(ctx)
+	rt.mu.Lock()
+	wzi := rt.wzi
+	rt.mu.Unlock()
+	if wzi != nil {
+		err = errors.Join(err, wzi.Close(ctx))
+	}
+	return err
 }
 
 // watchdog stops calls past their deadline: it flips the instance's
 // deadline to stopped (so the caller knows to discard it) and then sets
-// its halt flag, which the guest checks at every loop header.
+// its halt flag, which the guest checks at every loop header (or, on the
+// interpreted tier, cancels the instance's context: stopCall).
 //
 // It scans every tick while calls run, and parks after parkAfter scans
 // that found none: an idle server should not wake a thread thousands of
@@ -488,7 +541,7 @@ func (rt *Runtime) scan(batch []*instance) ([]*instance, bool) {
 	}
 	rt.mu.Unlock()
 	for _, in := range batch {
-		in.halt.Set(1)
+		in.stopCall()
 	}
 	rt.halted.Add(int64(len(batch)))
 	return batch, armed
@@ -588,7 +641,8 @@ type Spec struct {
 	// Deadline is the per-call deadline; zero: DefaultDeadline of the kind
 	// being decided.
 	Deadline time.Duration
-	// MinInstances are created at load and kept warm; zero: GOMAXPROCS.
+	// MinInstances are created at load and kept warm; zero: 1 (the pool
+	// grows on demand, see Pools in the package documentation).
 	MinInstances int
 	// MaxInstances caps the pool; zero: 4 × GOMAXPROCS, at least 8.
 	MaxInstances int
@@ -656,11 +710,62 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 		digest = Digest(wasm)
 	}
 	digest = digest[:12]
-	mod, err := rt.compile(ctx, spec.Name, digest, wasm)
+	// compile's references on the module and the code are this
+	// call's; the version takes its own.
+	mod, first, err := rt.compile(ctx, spec.Name, digest, wasm)
 	if err != nil {
 		return nil, err
 	}
-	v := newVersion(rt, spec, digest, mod)
+	defer func() {
+		first.unuse()
+		rt.releaseModule(mod)
+	}()
+	c := first
+	v, err := rt.warm(ctx, spec, digest, mod, c)
+	if err != nil && c.tier == Interpreted && !rt.opts.interpretOnly && errors.Is(err, ErrTimeout) {
+		// The interpreter is a shortcut, not a limit of its own: a
+		// module whose start-up it could not run within the timeouts
+		// (a loaded machine, the race detector) gets the compiled code
+		// the background compilation makes, and the same timeouts.
+		rt.log.Warn("policy: the interpreter did not start the module in time: waiting for its compiled code", "policy", spec.Name, "version", digest, "err", err)
+		select {
+		case <-mod.ready:
+		case <-ctx.Done():
+			return nil, err
+		}
+		rt.mu.Lock()
+		c = mod.compiled
+		rt.mu.Unlock()
+		if c == nil {
+			return nil, err
+		}
+		v, err = rt.warm(ctx, spec, digest, mod, c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.tier == Interpreted && !rt.opts.interpretOnly {
+		rt.mu.Lock()
+		rt.pendingTier(1)
+		rt.mu.Unlock()
+		go v.awaitCompiled(mod)
+	}
+	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", kindNames(v.Kinds()), "instances", v.total.Load(), "exec_tier", c.tier.String())
+	return v, nil
+}
+
+// warm creates a version of mod on c and starts its first instances:
+// its minimum, or one on the interpreted tier, where each takes tens of
+// milliseconds (calls that find none free grow the pool, and the
+// promotion starts the compiled pool at its full minimum). The version
+// takes references of its own on mod and c; on failure it is closed,
+// which drops them.
+func (rt *Runtime) warm(ctx context.Context, spec Spec, digest string, mod *compiledModule, c *code) (*Version, error) {
+	rt.mu.Lock()
+	mod.refs++ // the version's; the caller's stays
+	c.use()
+	rt.mu.Unlock()
+	v := newVersion(rt, spec, digest, mod, c)
 	first, err := v.newInstance(ctx)
 	if err != nil {
 		v.closeNow()
@@ -672,7 +777,11 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	rt.mu.Unlock()
 	v.total.Add(1)
 	v.put(first)
-	for i := 1; i < v.min; i++ {
+	warm := v.min
+	if c.tier == Interpreted {
+		warm = 1
+	}
+	for i := 1; i < warm; i++ {
 		in, err := v.newInstance(ctx)
 		if err != nil {
 			v.closeNow()
@@ -681,18 +790,29 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 		v.total.Add(1)
 		v.put(in)
 	}
-	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", kindNames(v.Kinds()), "instances", v.min)
 	return v, nil
 }
 
 // compiledModule is a validated, rewritten and compiled module shared by
 // every version loaded from the same bytes (a configuration change, a
-// rollback, a shadow copy): refs counts those versions.
+// rollback, a shadow copy): refs counts those versions. A tiered start
+// leaves it interpreted until its background compilation ends (tier.go):
+// compiled is then set, ready closed, and interp closed once nothing
+// uses it.
 type compiledModule struct {
+	rt       *Runtime
 	digest   string
-	compiled wazero.CompiledModule
+	compiled *code // nil until compiled
+	interp   *code // a tiered start's interpreted code, until released
 	prepared prepared
 	refs     int
+	// ready is closed when the background compilation ends, with
+	// compiled set or compileErr; nil for a module compiled at load.
+	ready      chan struct{}
+	compileErr error
+	// abandoned: no version used the module before it was compiled; it
+	// left rt.modules and is not compiled.
+	abandoned bool
 }
 
 // WithCompileWorkers returns ctx under which a Load that compiles its
@@ -707,37 +827,104 @@ func WithCompileWorkers(ctx context.Context, n int) context.Context {
 }
 
 // compile returns the shared compiled module for wasm, preparing and
-// compiling it on first use.
-func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, error) {
-	rt.mu.Lock()
-	if m := rt.modules[digest]; m != nil {
-		if m.refs == 0 {
-			rt.idle = slices.DeleteFunc(rt.idle, func(x *compiledModule) bool { return x == m })
+// compiling it on first use, and the code a new version of it starts on
+// (a reference taken for the version: code.use). Under a tiered start
+// (WithTieredStart) a module the compilation cache does not hold is
+// prepared for the interpreter and compiled in the background.
+func (rt *Runtime) compile(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, *code, error) {
+	for {
+		rt.mu.Lock()
+		if m := rt.modules[digest]; m != nil {
+			c := rt.shareLocked(m)
+			rt.mu.Unlock()
+			return m, c, nil
 		}
-		m.refs++
+		// Versions of one module loaded at once (the kinds of a bundle
+		// at start-up) prepare and compile it once: the others wait.
+		if wait := rt.preparing[digest]; wait != nil {
+			rt.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, nil, &LoadError{Policy: name, Item: "module", Err: ctx.Err()}
+			}
+		}
+		done := make(chan struct{})
+		rt.preparing[digest] = done
 		rt.mu.Unlock()
-		return m, nil
+		m, c, err := rt.compileNew(ctx, name, digest, wasm)
+		rt.mu.Lock()
+		delete(rt.preparing, digest)
+		rt.mu.Unlock()
+		close(done)
+		return m, c, err
 	}
-	rt.mu.Unlock()
+}
+
+// compileNew prepares and compiles a module not in rt.modules (compile).
+func (rt *Runtime) compileNew(ctx context.Context, name, digest string, wasm []byte) (*compiledModule, *code, error) {
+	rt.prepares.Add(1)
 	p, err := prepare(name, wasm, rt.lim)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	m := &compiledModule{rt: rt, digest: digest, prepared: p, refs: 1}
+	if rt.opts.interpretOnly || (tiered(ctx) && !rt.knownCompiled(p.wasm)) {
+		err := rt.compileInterpreted(ctx, name, m)
+		if err == nil {
+			return rt.addModule(m, m.interp)
+		}
+		if rt.opts.interpretOnly {
+			return nil, nil, err
+		}
+		rt.log.Warn("policy: the interpreter refused the module: compiling it now", "policy", name, "err", err)
 	}
 	compiled, err := rt.wz.CompileModule(ctx, p.wasm)
 	if err != nil {
-		return nil, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("compile: %w", err)}
+		return nil, nil, &LoadError{Policy: name, Item: "module", Err: fmt.Errorf("compile: %w", err)}
 	}
-	p.wasm = nil // wazero keeps what it needs
+	rt.markCompiled(p.wasm)
+	m.prepared.wasm = nil // wazero keeps what it needs
+	m.compiled = &code{tier: Compiled, wz: rt.wz, cm: compiled, m: m}
+	return rt.addModule(m, m.compiled)
+}
+
+// shareLocked takes a version's reference on m and returns the code it
+// starts on. rt.mu is held.
+func (rt *Runtime) shareLocked(m *compiledModule) *code {
+	if m.refs == 0 {
+		rt.idle = slices.DeleteFunc(rt.idle, func(x *compiledModule) bool { return x == m })
+	}
+	m.refs++
+	c := m.current()
+	c.use()
+	return c
+}
+
+// addModule registers m, just compiled to c, unless the same module was
+// compiled concurrently, in which case that one is shared and m closed.
+// An interpreted module's compilation is queued.
+func (rt *Runtime) addModule(m *compiledModule, c *code) (*compiledModule, *code, error) {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if m := rt.modules[digest]; m != nil { // compiled concurrently
-		m.refs++
-		compiled.Close(ctx)
-		return m, nil
+	if rt.closed.Load() {
+		rt.mu.Unlock()
+		c.cm.Close(context.Background())
+		return nil, nil, errRuntimeClosed
 	}
-	m := &compiledModule{digest: digest, compiled: compiled, prepared: p, refs: 1}
-	rt.modules[digest] = m
-	return m, nil
+	if other := rt.modules[m.digest]; other != nil {
+		oc := rt.shareLocked(other)
+		rt.mu.Unlock()
+		c.cm.Close(context.Background())
+		return other, oc, nil
+	}
+	rt.modules[m.digest] = m
+	c.use()
+	if c.tier == Interpreted && !rt.opts.interpretOnly {
+		rt.queueCompile(m)
+	}
+	rt.mu.Unlock()
+	return m, c, nil
 }
 
 // retainedModules bounds the compiled modules kept without a version
@@ -747,22 +934,33 @@ const retainedModules = 4
 // releaseModule drops a version's reference to its compiled module. A
 // module no version uses is kept compiled among the retainedModules most
 // recently released, so swapping back to it (a rollback, versions that
-// alternate) skips validation, rewriting and compilation.
+// alternate) skips validation, rewriting and compilation. One not
+// compiled yet (a tiered start's) is abandoned instead: its background
+// compilation is skipped and its interpreted code closed.
 func (rt *Runtime) releaseModule(m *compiledModule) {
 	rt.mu.Lock()
 	m.refs--
 	var evict *compiledModule
+	abandon := false
 	if m.refs == 0 {
-		rt.idle = append(rt.idle, m)
-		if len(rt.idle) > retainedModules {
-			evict = rt.idle[0]
-			rt.idle = rt.idle[1:]
-			delete(rt.modules, evict.digest)
+		if m.compiled == nil {
+			m.abandoned, abandon = true, true
+			delete(rt.modules, m.digest)
+		} else {
+			rt.idle = append(rt.idle, m)
+			if len(rt.idle) > retainedModules {
+				evict = rt.idle[0]
+				rt.idle = rt.idle[1:]
+				delete(rt.modules, evict.digest)
+			}
 		}
 	}
 	rt.mu.Unlock()
+	if abandon {
+		rt.releaseInterpreted(m)
+	}
 	if evict != nil {
-		evict.compiled.Close(context.Background())
+		evict.compiled.cm.Close(context.Background())
 	}
 }
 
@@ -771,7 +969,7 @@ func poolSizes(spec Spec) (min, max int) {
 	procs := runtime.GOMAXPROCS(0)
 	min, max = spec.MinInstances, spec.MaxInstances
 	if min <= 0 {
-		min = procs
+		min = 1
 	}
 	if max <= 0 {
 		max = 4 * procs

@@ -48,6 +48,6 @@ func benchStart(b *testing.B, v *Version) {
 			b.Fatal(err)
 		}
 		v.rt.untrack(in)
-		in.mod.Close(ctx)
+		in.close()
 	}
 }

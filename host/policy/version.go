@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-
 	"github.com/wingman-app/wingate/sdk/abi"
 )
 
@@ -20,13 +18,17 @@ import (
 // concurrent use. A version may be active in an Engine, called directly
 // (shadow traffic, self-tests, offline evaluation), or both.
 type Version struct {
-	rt         *Runtime
-	name       string
-	digest     string
-	config     []byte
-	deadline   time.Duration
-	module     *compiledModule
-	compiled   wazero.CompiledModule
+	rt       *Runtime
+	name     string
+	digest   string
+	config   []byte
+	deadline time.Duration
+	module   *compiledModule
+	// code is what new instances are made from: the module's compiled
+	// code, or its interpreted code until the version is promoted
+	// (tier.go). The version holds a reference on it (code.use).
+	code       atomic.Pointer[code]
+	compiled   chan struct{} // closed once code is compiled
 	initialize bool
 	start      bool // run the module's start function (startExportName) first
 	kinds      uint32
@@ -66,7 +68,7 @@ type Version struct {
 
 const closingBit = int64(1) << 62
 
-func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Version {
+func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule, c *code) *Version {
 	min, max := poolSizes(spec)
 	v := &Version{
 		rt:             rt,
@@ -75,7 +77,6 @@ func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Ver
 		config:         append([]byte(nil), spec.Config...),
 		deadline:       spec.Deadline,
 		module:         mod,
-		compiled:       mod.compiled,
 		initialize:     mod.prepared.initialize,
 		start:          mod.prepared.start,
 		logBucket:      newLogBucket(rt.opts.LogBytesPerSecond, rt.opts.LogBurst),
@@ -97,8 +98,21 @@ func newVersion(rt *Runtime, spec Spec, digest string, mod *compiledModule) *Ver
 	if v.acquireTimeout <= 0 {
 		v.acquireTimeout = DefaultAcquireTimeout
 	}
+	v.code.Store(c)
+	v.compiled = make(chan struct{})
+	if c.tier == Compiled {
+		close(v.compiled)
+	}
 	return v
 }
+
+// Compiled is closed once new calls of the version run compiled: at once
+// for a version loaded compiled, at its promotion for one a tiered start
+// left interpreted (never, if its module fails to compile).
+func (v *Version) Compiled() <-chan struct{} { return v.compiled }
+
+// ExecTier reports whether new calls run compiled or interpreted.
+func (v *Version) ExecTier() ExecTier { return v.code.Load().tier }
 
 // Name returns the policy name of the Spec.
 func (v *Version) Name() string { return v.name }
@@ -179,25 +193,30 @@ func (v *Version) closeNow() {
 	v.instances = map[*instance]struct{}{}
 	v.mu.Unlock()
 	v.idle.drain()
-	ctx := context.Background()
 	for in := range ins {
 		v.rt.untrack(in)
 		v.retiredCalls.Add(in.calls.Load())
-		in.mod.Close(ctx)
+		in.close()
 		v.total.Add(-1)
 		v.discarded.Add(1)
 		if o := v.rt.obs; o != nil {
 			o.InstanceDiscarded(v.name, v.digest, "close")
 		}
 	}
+	v.code.Load().unuse()
 	v.rt.releaseModule(v.module)
 }
 
-// put registers a new instance and makes it available.
+// put registers a new instance and makes it available; one started on
+// code the version has since left (promote) is closed instead.
 func (v *Version) put(in *instance) {
 	v.mu.Lock()
 	v.instances[in] = struct{}{}
 	v.mu.Unlock()
+	if in.code != v.code.Load() {
+		v.discard(in, "tier")
+		return
+	}
 	v.idle.put(in)
 }
 
@@ -257,11 +276,19 @@ func (v *Version) release(in *instance, reason string) {
 			reason = "memory"
 		case in.calls.Load() >= v.recycleCalls:
 			reason = "recycle"
+		case in.code != v.code.Load():
+			reason = "tier" // the version moved to compiled code meanwhile
 		default:
 			v.idle.put(in)
 			return
 		}
 	}
+	v.discard(in, reason)
+}
+
+// discard closes in for reason (counting a recycle as such) and keeps
+// the pool at its minimum.
+func (v *Version) discard(in *instance, reason string) {
 	switch reason {
 	case "memory":
 		v.forcedRecycles.Add(1)
@@ -277,7 +304,7 @@ func (v *Version) release(in *instance, reason string) {
 	}
 	v.rt.untrack(in)
 	v.retiredCalls.Add(in.calls.Load())
-	in.mod.Close(context.Background())
+	in.close()
 	v.total.Add(-1)
 	v.discarded.Add(1)
 	if o := v.rt.obs; o != nil {
@@ -613,6 +640,9 @@ type VersionStats struct {
 	// CallTime is the histogram of decision call durations.
 	CallTime CallHistogram
 	Closed   bool
+	// ExecTier is what new calls run on: compiled, or interpreted until
+	// a tiered start's compilation ends.
+	ExecTier ExecTier
 }
 
 // Stats returns a snapshot of the version's counters.
@@ -623,7 +653,7 @@ func (v *Version) Stats() VersionStats {
 		Created: v.created.Load(), Discarded: v.discarded.Load(), Calls: v.retiredCalls.Load(),
 		Recycles: v.recycles.Load(), ForcedRecycles: v.forcedRecycles.Load(),
 		LogBytes: v.logWritten.Load(), LogDropped: v.logDropped.Load(),
-		MaxMemoryPages: v.maxPages.Load(), CallTime: v.calls.snapshot(),
+		MaxMemoryPages: v.maxPages.Load(), CallTime: v.calls.snapshot(), ExecTier: v.ExecTier(),
 	}
 	v.mu.Lock()
 	s.Instances = len(v.instances)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -46,52 +47,79 @@ func (m *Manager) ImportDir(ctx context.Context, dir string, skipActive bool) er
 	if err != nil {
 		return storeFailed("list versions", err)
 	}
-	var errs []error
-	for _, e := range pf.Policies {
+	// Each entry is stored in turn (in the file's order, so that its
+	// records are numbered so), then the kinds are activated at once:
+	// their checks are independent, and at a server's start they are
+	// what it waits for (the kinds of a bundle share the module's
+	// preparation: policy.Runtime.Load).
+	errs := make([]error, len(pf.Policies))
+	ids := make([]int64, len(pf.Policies))
+	skipped := make([]bool, len(pf.Policies))
+	for i, e := range pf.Policies {
 		cur, hasActive := activeOf(recs, e.Kind)
-		if skipActive && hasActive {
+		if skipped[i] = skipActive && hasActive; skipped[i] {
 			continue
 		}
-		err := m.importEntry(ctx, dir, e, recs, cur, hasActive)
-		m.dirError(e.Kind, err)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rollout: policy %q: %w", e.Name, err))
+		ids[i], errs[i] = m.pushEntry(ctx, dir, e, recs, cur, hasActive)
+	}
+	var wg sync.WaitGroup
+	for i := range pf.Policies {
+		if ids[i] == 0 || errs[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.Activate(ctx, ids[i])
+		}()
+	}
+	wg.Wait()
+	var failed []error
+	for i, e := range pf.Policies {
+		if skipped[i] {
+			continue
+		}
+		m.dirError(e.Kind, errs[i])
+		if errs[i] != nil {
+			failed = append(failed, fmt.Errorf("rollout: policy %q: %w", e.Name, errs[i]))
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
 
-func (m *Manager) importEntry(ctx context.Context, dir string, e policy.PolicyEntry, recs []Record, cur Record, hasActive bool) error {
+// pushEntry stores the version entry e of the policy directory dir
+// describes and returns its id, or 0 when there is nothing to activate
+// (the same version is active, or was refused already).
+func (m *Manager) pushEntry(ctx context.Context, dir string, e policy.PolicyEntry, recs []Record, cur Record, hasActive bool) (int64, error) {
 	wasm, err := policy.ReadDirFile(dir, e.File, policy.MaxModuleBytes)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var sig []byte
 	if _, err := os.Lstat(filepath.Join(dir, e.File+".sig")); err == nil {
 		if sig, err = policy.ReadDirFile(dir, e.File+".sig", policy.MaxSignatureBytes); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	cases, err := readCases(dir, filepath.Join(casesDirName, e.Name))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	u := Upload{Kind: e.Kind, Name: e.Name, Wasm: wasm, Config: e.Config, DeadlineMS: e.DeadlineMS,
 		DefaultTier: e.DefaultTier, Signature: string(sig), Cases: cases, Source: "dir"}
 	if hasActive && sameVersion(cur, u) {
-		return nil
+		return 0, nil
 	}
 	if prev, ok := latestSame(recs, u); ok && prev.Status == StatusRejected {
-		return nil // the same bytes were refused already; wait for a change
+		return 0, nil // the same bytes were refused already; wait for a change
 	}
 	rec, err := m.Push(ctx, u)
 	if err != nil {
 		// A refusal before the version is stored (a limit) names the
 		// file, as a refusal to read it does.
-		return fmt.Errorf("policy directory: %s: %w", e.File, err)
+		return 0, fmt.Errorf("policy directory: %s: %w", e.File, err)
 	}
-	_, err = m.Activate(ctx, rec.ID)
-	return err
+	return rec.ID, nil
 }
 
 // dirError logs err for the policy directory's entry key (a kind, or the

@@ -19,6 +19,9 @@ type ActiveStatus struct {
 	Traps       int64  `json:"traps"`
 	Instances   int    `json:"instances"`
 	Quarantined bool   `json:"quarantined"`
+	// ExecTier is how the version's calls run: "compiled", or
+	// "interpreted" until a tiered start's compilation ends.
+	ExecTier string `json:"exec_tier"`
 	// Resources are the version's per-policy resource figures (see
 	// policy.VersionStats).
 	Resources PolicyResources `json:"resources"`
@@ -95,7 +98,7 @@ func (m *Manager) Status() InstanceStatus {
 		vs := s.v.Stats()
 		st.Active = append(st.Active, ActiveStatus{Kind: k.String(), ID: s.rec.ID, Policy: s.rec.Name, Version: s.v.Digest(),
 			Source: s.rec.Source, Calls: vs.Calls, Failures: vs.Failures, Timeouts: vs.Timeouts, Traps: vs.Traps,
-			Instances: vs.Instances, Quarantined: quar[k.String()], Resources: ResourcesOf(vs)})
+			Instances: vs.Instances, Quarantined: quar[k.String()], ExecTier: vs.ExecTier.String(), Resources: ResourcesOf(vs)})
 	}
 	if len(m.local) > 0 {
 		st.Rejected = make(map[int64]string, len(m.local))

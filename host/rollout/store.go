@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sort"
@@ -60,6 +61,14 @@ func (s *MemStore) Put(_ context.Context, rec *Record, wasm []byte) error {
 	rec.Size = len(wasm)
 	c := *rec
 	s.recs[rec.ID] = &c
+	// Versions of one module (each kind of a bundle, a configuration
+	// change) share its bytes: a Go module is a few MiB.
+	for id, r := range s.recs {
+		if id != rec.ID && r.Digest == rec.Digest && rec.Digest != "" && bytes.Equal(s.wasm[id], wasm) {
+			wasm = s.wasm[id]
+			break
+		}
+	}
 	s.wasm[rec.ID] = wasm
 	return nil
 }

@@ -288,6 +288,32 @@ func (m *Manager) rollback(ctx context.Context, o *op, oldStatus Status, reason 
 	return target, nil
 }
 
+// watchWhenCompiled starts the rollback watch of v, a version a tiered
+// start serves interpreted, once it runs compiled: its fallback rate is
+// judged on the decisions it will go on making, not on the interpreter's
+// (slower, and a deadline sized for compiled code may not fit them).
+// Called under the kind's switch lock, within an operation (m.wg is
+// above zero).
+func (m *Manager) watchWhenCompiled(kind abi.Kind, id int64, v *policy.Version) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-v.Compiled():
+		case <-v.Done():
+			return
+		case <-m.ctx.Done():
+			return
+		}
+		l := &m.lanes[kind]
+		l.switchMu.Lock()
+		defer l.switchMu.Unlock()
+		if cur := m.slot(kind); cur != nil && cur.v == v {
+			m.fresh[kind].Store(&freshWatch{id: id, version: v.Digest(), start: time.Now()})
+		}
+	}()
+}
+
 // switchTo makes v active for kind: the engine's atomic swap, then the old
 // version drains and is closed. watch starts the rollback watch. Called
 // under the kind's switch lock.
@@ -305,7 +331,12 @@ func (m *Manager) switchTo(kind abi.Kind, rec Record, v *policy.Version, watch b
 		return
 	}
 	if watch && m.cfg.RollbackThreshold > 0 {
-		m.fresh[kind].Store(&freshWatch{id: rec.ID, version: v.Digest(), start: time.Now()})
+		select {
+		case <-v.Compiled():
+			m.fresh[kind].Store(&freshWatch{id: rec.ID, version: v.Digest(), start: time.Now()})
+		default:
+			m.watchWhenCompiled(kind, rec.ID, v)
+		}
 	}
 	m.mu.Lock()
 	m.active[kind] = &slot{rec: rec, v: v}

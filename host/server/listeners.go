@@ -106,6 +106,7 @@ type readyCheckResult struct {
 	Required bool   `json:"required"`
 	OK       bool   `json:"ok"`
 	Error    string `json:"error,omitempty"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 // readyz answers {"status": "ok"} or 503 {"status": "unavailable"}:
@@ -133,6 +134,9 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 			r := readyCheckResult{Name: rc.Name, Required: rc.Required, OK: err == nil}
 			if err != nil {
 				r.Error = err.Error()
+			}
+			if rc.Detail != nil {
+				r.Detail = rc.Detail()
 			}
 			checks = append(checks, r)
 		}

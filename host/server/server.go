@@ -70,6 +70,9 @@ type ReadyCheck struct {
 	// fail /readyz; the others are only reported.
 	Check    func(ctx context.Context) error
 	Required bool
+	// Detail, when set, describes the dependency's state beside the
+	// result on the operators' listener (the policies: each kind's tier).
+	Detail func() string
 }
 
 // Deps are the services the server exposes. Nil services leave their

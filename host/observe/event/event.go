@@ -189,4 +189,7 @@ type ActivePolicy struct {
 	Shadow string `json:"shadow,omitempty"`
 	// Quarantined is true while the version fails too often to be asked.
 	Quarantined bool `json:"quarantined,omitempty"`
+	// ExecTier is how the version's calls run: "compiled", or
+	// "interpreted" while a tiered start's compilation has not ended.
+	ExecTier string `json:"exec_tier,omitempty"`
 }
