@@ -56,10 +56,11 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 	blocks := readmeSection(t, "## Write your first policy", "### Write your first policy in Rust")
 	var serveLog testkit.SyncBuffer
 	var serve *exec.Cmd
+	exited := make(chan error, 1) // serve's Wait, once it has started
 	t.Cleanup(func() {
 		if serve != nil {
 			killProcessGroup(serve)
-			serve.Wait()
+			<-exited
 		}
 	})
 	ran, files := 0, 0
@@ -90,7 +91,8 @@ func TestReadmeGoTutorialFromFreshClone(t *testing.T) {
 				ran++
 				if strings.HasSuffix(line, " serve") {
 					serve = startServe(t, clone, env, line, &serveLog)
-					waitListening(t, "http://"+addr, 3*time.Minute)
+					go func(cmd *exec.Cmd) { exited <- cmd.Wait() }(serve)
+					waitServe(t, exited, "http://"+addr, &serveLog)
 					continue
 				}
 				runTutorialCommand(t, clone, env, line, want)
@@ -202,6 +204,34 @@ func setPolicyEntry(t *testing.T, path, entry string) {
 	mustWrite(t, path+".tmp", string(out)+"\n")
 	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitServe waits for the tutorial's `go run ./cmd/wingate serve` to be
+// ready: it first compiles the command in the fresh clone, which on a
+// machine busy with the rest of the suite takes minutes. A server that
+// exits, or is not ready in 8 minutes, fails the test with its output.
+func waitServe(t *testing.T, exited chan error, base string, log *testkit.SyncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(8 * time.Minute)
+	for {
+		resp, err := httpClient.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for the cleanup
+			t.Fatalf("serve exited (%v) before it was ready:\n%s", werr, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/readyz not 200 after 8 minutes (last error %v); serve's output:\n%s", base, err, log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
