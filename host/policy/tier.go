@@ -356,7 +356,7 @@ func (v *Version) promote(c *code) error {
 	v.mu.Unlock()
 	v.total.Add(int32(n))
 	v.code.Store(c)
-	stale := v.idle.swap(fresh, func(in *instance) bool { return in.code != c })
+	stale := v.idle.swap(fresh, v.outdated)
 	for _, in := range stale {
 		v.discard(in, "tier")
 	}
