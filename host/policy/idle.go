@@ -56,6 +56,25 @@ func (p *idlePool) oldest() *instance {
 func (p *idlePool) put(in *instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.putLocked(in)
+}
+
+// putUnless puts in unless stale says it must not serve any more, and
+// reports whether it did. stale is asked under the pool's lock, which
+// swap holds too: an instance is either put before a swap, which then
+// takes it out, or judged after it.
+func (p *idlePool) putUnless(in *instance, stale func(*instance) bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if stale(in) {
+		return false
+	}
+	p.putLocked(in)
+	return true
+}
+
+// putLocked is put with p.mu held.
+func (p *idlePool) putLocked(in *instance) {
 	if len(p.waiters) > 0 {
 		ch := p.waiters[0]
 		p.waiters = slices.Delete(p.waiters, 0, 1)

@@ -716,9 +716,19 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 	if err != nil {
 		return nil, err
 	}
+	// On the interpreted tier compile also counted this load among the
+	// tiered start's pending work (so that AwaitCompiled cannot return
+	// between the module's compilation and this version's promotion);
+	// the count passes to the version's promotion, or is dropped.
+	pending := first.tier == Interpreted && !rt.opts.interpretOnly
 	defer func() {
 		first.unuse()
 		rt.releaseModule(mod)
+		if pending {
+			rt.mu.Lock()
+			rt.pendingTier(-1)
+			rt.mu.Unlock()
+		}
 	}()
 	c := first
 	v, err := rt.warm(ctx, spec, digest, mod, c)
@@ -745,9 +755,7 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 		return nil, err
 	}
 	if c.tier == Interpreted && !rt.opts.interpretOnly {
-		rt.mu.Lock()
-		rt.pendingTier(1)
-		rt.mu.Unlock()
+		pending = false // awaitCompiled drops it
 		go v.awaitCompiled(mod)
 	}
 	rt.log.Info("policy loaded", "policy", v.name, "version", v.digest, "kinds", kindNames(v.Kinds()), "instances", v.total.Load(), "exec_tier", c.tier.String())
@@ -899,6 +907,9 @@ func (rt *Runtime) shareLocked(m *compiledModule) *code {
 	m.refs++
 	c := m.current()
 	c.use()
+	if c.tier == Interpreted && !rt.opts.interpretOnly {
+		rt.pendingTier(1) // the caller's: see Load
+	}
 	return c
 }
 
@@ -922,6 +933,7 @@ func (rt *Runtime) addModule(m *compiledModule, c *code) (*compiledModule, *code
 	c.use()
 	if c.tier == Interpreted && !rt.opts.interpretOnly {
 		rt.queueCompile(m)
+		rt.pendingTier(1) // the caller's: see Load
 	}
 	rt.mu.Unlock()
 	return m, c, nil

@@ -27,7 +27,7 @@ const (
 	// second); its decisions are the fast ones.
 	Compiled ExecTier = iota
 	// Interpreted: wazero's interpreter, ready in a fraction of a second
-	// but some 20 to 30 times slower per decision, and its code takes
+	// but some 30 to 40 times slower per decision, and its code takes
 	// about 45 bytes of heap per byte of the module's code section (some
 	// 100 MiB for a Go guest). A version runs interpreted only from a
 	// tiered start (WithTieredStart) until its module is compiled.
@@ -124,8 +124,8 @@ func (rt *Runtime) interpreter(ctx context.Context) (wazero.Runtime, error) {
 	return rt.wzi, nil
 }
 
-// compileInterpreted prepares m's interpreted code and queues its
-// compilation.
+// compileInterpreted compiles m for the interpreter (addModule then
+// queues its compilation by the optimising compiler).
 func (rt *Runtime) compileInterpreted(ctx context.Context, name string, m *compiledModule) error {
 	wzi, err := rt.interpreter(ctx)
 	if err != nil {
@@ -356,7 +356,7 @@ func (v *Version) promote(c *code) error {
 	v.mu.Unlock()
 	v.total.Add(int32(n))
 	v.code.Store(c)
-	stale := v.idle.swap(fresh, func(in *instance) bool { return in.code != c })
+	stale := v.idle.swap(fresh, v.outdated)
 	for _, in := range stale {
 		v.discard(in, "tier")
 	}

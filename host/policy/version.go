@@ -213,12 +213,14 @@ func (v *Version) put(in *instance) {
 	v.mu.Lock()
 	v.instances[in] = struct{}{}
 	v.mu.Unlock()
-	if in.code != v.code.Load() {
+	if !v.idle.putUnless(in, v.outdated) {
 		v.discard(in, "tier")
-		return
 	}
-	v.idle.put(in)
 }
+
+// outdated reports whether in was made from code the version has left
+// (promote): it serves no more calls.
+func (v *Version) outdated(in *instance) bool { return in.code != v.code.Load() }
 
 // acquire returns an idle instance, starting a new one when the pool is
 // below its cap, and waits up to the acquire timeout or ctx's end.
@@ -276,11 +278,10 @@ func (v *Version) release(in *instance, reason string) {
 			reason = "memory"
 		case in.calls.Load() >= v.recycleCalls:
 			reason = "recycle"
-		case in.code != v.code.Load():
-			reason = "tier" // the version moved to compiled code meanwhile
-		default:
-			v.idle.put(in)
+		case v.idle.putUnless(in, v.outdated):
 			return
+		default:
+			reason = "tier" // the version moved to compiled code meanwhile
 		}
 	}
 	v.discard(in, reason)
