@@ -296,8 +296,16 @@ func TestDrillFleetRedis(t *testing.T) {
 		cluster = runFleetDrill(t, c.URL())
 	})
 	t.Logf("hit rate: single server %.1f%%, cluster %.1f%%", 100*single, 100*cluster)
-	if single > 0 && cluster > 0 && (cluster < single-0.02 || cluster > single+0.02) {
-		t.Errorf("the cluster's hit rate %.1f%% is not within 2 points of the single server's %.1f%%", 100*cluster, 100*single)
+	// The drill (-drill, 20 s at 500 rps) holds the 2 points. The
+	// short run's 600 requests over 50 pages are dominated by their cold
+	// misses, which move a run's rate by about 2 points either way: it
+	// checks that both are shared caches, within 5.
+	within := 0.02
+	if !*full {
+		within = 0.05
+	}
+	if single > 0 && cluster > 0 && (cluster < single-within || cluster > single+within) {
+		t.Errorf("the cluster's hit rate %.1f%% is not within %.0f points of the single server's %.1f%%", 100*cluster, 100*within, 100*single)
 	}
 }
 
