@@ -259,14 +259,22 @@ func TestDrillRollingRestart(t *testing.T) {
 	if st.failed > 0 {
 		t.Errorf("%d of %d streams broke on the client side: %v", st.failed, st.sent, st.errs)
 	}
-	// Not vacuous: streams were open across every SIGTERM, so each
-	// instance drained streams in flight.
+	// Not vacuous: streams were open across the SIGTERMs, so instances
+	// drained streams in flight. The drill (-drill) wants that of each
+	// instance; the short run, whose few streams the balancer may happen
+	// to send elsewhere at one instance's SIGTERM, of at least one.
+	drained := 0
 	for i, at := range sigterms {
 		n := st.spanning(at, members[i].name)
 		t.Logf("%s: %d of its streams open at its SIGTERM, finished while it drained", members[i].name, n)
-		if n == 0 {
+		if n > 0 {
+			drained++
+		} else if *full {
 			t.Errorf("no stream was open when %s got SIGTERM: the drill did not test draining streams", members[i].name)
 		}
+	}
+	if drained == 0 {
+		t.Error("no stream was open at any SIGTERM: the drill did not test draining streams")
 	}
 }
 
