@@ -245,11 +245,11 @@ func (s *Service) SetLimits(ctx context.Context, id string, l Limits) (Key, erro
 // Spend is the key's spend over [from, to); the zero from and to: the
 // current budget period.
 func (s *Service) Spend(ctx context.Context, id string, from, to time.Time) (Spend, error) {
+	k, err := s.store.GetKey(ctx, id)
+	if err != nil {
+		return Spend{}, err
+	}
 	if from.IsZero() && to.IsZero() {
-		k, err := s.store.GetKey(ctx, id)
-		if err != nil {
-			return Spend{}, err
-		}
 		p := k.BudgetPeriod
 		if !p.Valid() {
 			p = PeriodMonth
@@ -259,9 +259,6 @@ func (s *Service) Spend(ctx context.Context, id string, from, to time.Time) (Spe
 	}
 	if !from.Before(to) {
 		return Spend{}, fmt.Errorf("%w: from must be before to", ErrInvalid)
-	}
-	if _, err := s.store.GetKey(ctx, id); err != nil {
-		return Spend{}, err
 	}
 	if err := s.Flush(ctx); err != nil {
 		return Spend{}, err

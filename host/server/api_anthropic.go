@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -490,8 +489,7 @@ func (s *Server) messages(c *fiber.Ctx) error {
 		return writeAnthropicError(c, toAnthropicError(err))
 	}
 	if !req.Stream {
-		comp, err := s.deps.Chat.Complete(c.UserContext(), creq, nil)
-		kc.charge(comp, err)
+		comp, err := kc.complete(c.UserContext(), s.deps.Chat, creq)
 		if err != nil {
 			return writeAnthropicError(c, toAnthropicError(err))
 		}
@@ -512,12 +510,7 @@ func (s *Server) messages(c *fiber.Ctx) error {
 			"usage": anthropicUsage(resp.Usage),
 		})
 	}
-	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
-		creq.OnAttempt = func(_, m string) { *model = m }
-		comp, err := s.deps.Chat.Complete(ctx, creq, onDelta)
-		kc.charge(comp, err)
-		return comp, err
-	})
+	st := s.gatewayStream(creq, kc)
 	first := st.first()
 	if first.err != nil {
 		st.drain()

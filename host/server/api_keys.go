@@ -17,6 +17,7 @@ import (
 	"github.com/wingman-app/wingate/host/apierr"
 	"github.com/wingman-app/wingate/host/chat"
 	"github.com/wingman-app/wingate/host/keys"
+	"github.com/wingman-app/wingate/host/llm"
 )
 
 // Virtual keys on the gateway (/v1): a bearer token (or x-api-key) that
@@ -142,6 +143,26 @@ func userSuffix(user string) string {
 		return ":" + after
 	}
 	return ""
+}
+
+// complete runs a gateway request through the pipeline, plain, and
+// charges it to its key (kc nil: a user token's call).
+func (kc *keyCall) complete(ctx context.Context, svc *chat.Service, creq chat.CompletionRequest) (*chat.Completion, error) {
+	comp, err := svc.Complete(ctx, creq, nil)
+	kc.charge(comp, err)
+	return comp, err
+}
+
+// gatewayStream runs a gateway request streamed (startStream), labelling
+// its chunks with the model answering, and charges it to its key when it
+// ends.
+func (s *Server) gatewayStream(creq chat.CompletionRequest, kc *keyCall) *turnStream {
+	return startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
+		creq.OnAttempt = func(_, m string) { *model = m }
+		comp, err := s.deps.Chat.Complete(ctx, creq, onDelta)
+		kc.charge(comp, err)
+		return comp, err
+	})
 }
 
 // charge settles the call with the pipeline's result: the actual usage

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -701,8 +700,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	}
 	created := time.Now().Unix()
 	if !req.Stream {
-		comp, err := s.deps.Chat.Complete(c.UserContext(), creq, nil)
-		kc.charge(comp, err)
+		comp, err := kc.complete(c.UserContext(), s.deps.Chat, creq)
 		if err != nil {
 			return toOpenAIError(err)
 		}
@@ -729,12 +727,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 			"wingate":            wingateInfo(comp),
 		})
 	}
-	st := startStream(func(ctx context.Context, onDelta llm.DeltaFunc, model *string) (any, error) {
-		creq.OnAttempt = func(_, m string) { *model = m }
-		comp, err := s.deps.Chat.Complete(ctx, creq, onDelta)
-		kc.charge(comp, err)
-		return comp, err
-	})
+	st := s.gatewayStream(creq, kc)
 	first := st.first()
 	if first.err != nil {
 		st.drain()
