@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -204,4 +205,44 @@ func TestVirtualKeysWithSDKs(t *testing.T) {
 			t.Errorf("ledger: %d requests, %d micro-dollars; want 1 and %d", n, micros, want)
 		}
 	})
+}
+
+// TestKeyAdminCeilings sends the admin API key bodies past every
+// documented ceiling: each is refused 400 naming the field, nothing is
+// created, and a rotation's grace over 168 h is refused.
+func TestKeyAdminCeilings(t *testing.T) {
+	a, _ := listening(t, nil, nil)
+	ops := opsBase(a)
+	admin := []string{"Authorization", "Bearer " + testAdminToken, "Content-Type", "application/json"}
+	models := make([]string, 65)
+	for i := range models {
+		models[i] = fmt.Sprintf("%q", fmt.Sprint("m", i))
+	}
+	for field, body := range map[string]string{
+		"name":          `{"name": "` + strings.Repeat("n", 101) + `"}`,
+		"models":        `{"name": "x", "models": [` + strings.Join(models, ",") + `]}`,
+		"model name":    `{"name": "x", "models": ["` + strings.Repeat("m", 129) + `"]}`,
+		"rpm":           `{"name": "x", "rpm": 1000001}`,
+		"tpm":           `{"name": "x", "tpm": -1}`,
+		"budget_usd":    `{"name": "x", "budget_usd": 1000001}`,
+		"budget_period": `{"name": "x", "budget_period": "week"}`,
+		"metadata":      `{"name": "x", "metadata": {"k": "` + strings.Repeat("v", 4100) + `"}}`,
+		"expires_in":    `{"name": "x", "expires_in": "87601h"}`,
+	} {
+		r := call(t, "POST", ops+"/admin/keys", body, admin...)
+		want := strings.Fields(field)[0]
+		if want == "model" {
+			want = "models"
+		}
+		if r.status != 400 || !strings.Contains(r.body, want) {
+			t.Errorf("%s past its ceiling: %d %s", field, r.status, r.body)
+		}
+	}
+	if r := call(t, "GET", ops+"/admin/keys", "", admin...); !strings.Contains(r.body, `"keys":[]`) {
+		t.Errorf("a refused body created a key: %s", r.body)
+	}
+	k := createKey(t, ops, `{"name": "rot"}`)
+	if r := call(t, "POST", ops+"/admin/keys/"+k.ID+"/rotate?grace=169h", "", admin...); r.status != 400 || !strings.Contains(r.body, "grace") {
+		t.Errorf("grace 169h: %d %s", r.status, r.body)
+	}
 }

@@ -50,6 +50,8 @@ func TestParseMessagesRequest(t *testing.T) {
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "top_k": 5}`, "top_k"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}`, "tools.0.type"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]}`, "tools.0.input_schema"},
+		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [` + strings.TrimSuffix(strings.Repeat(`{"name": "f", "input_schema": {}},`, 129), ",") + `]}`, "tools"},
+		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "assistant", "content": [` + strings.TrimSuffix(strings.Repeat(`{"type": "tool_use", "id": "t", "name": "f", "input": {}},`, 129), ",") + `]}]}`, "messages.0.content"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "any"}}`, "tool_choice"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]}]}`, "messages.0.content.0.type"},
 		{`{"model": "auto", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": 3}]}]}`, "messages.0.content.0"},
