@@ -210,6 +210,7 @@ func (a *App) Start(ln net.Listener) error {
 			}
 			return fmt.Errorf("listen: %w", err)
 		}
+		setBacklog(ln, int(a.cfg.ListenBacklog))
 	}
 	a.serve(ln, ops)
 	return nil
@@ -326,6 +327,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	setBacklog(ln, int(cfg.ListenBacklog))
 	var ops net.Listener
 	if opsOn {
 		if ops, err = net.Listen("tcp", opsAddr); err != nil {

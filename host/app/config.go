@@ -135,6 +135,14 @@ type Config struct {
 	// client address (zero: no cap, as behind a proxy).
 	MaxConns      int64 `koanf:"max_conns"`
 	MaxConnsPerIP int64 `koanf:"max_conns_per_ip"`
+	// ListenBacklog is the public listener's accept queue (default
+	// 512; zero: the system's net.core.somaxconn): how many connections
+	// the kernel holds for the server to accept. A connection over the
+	// cap waits its turn in it before it is refused, so the queue bounds
+	// that wait: at the some 10,000 refusals a second two cores shared
+	// with a flood allow, 512 queued is about 50 ms. When it is full
+	// the kernel drops new SYNs, which the clients send again.
+	ListenBacklog int64 `koanf:"listen_backlog"`
 	// BodyLimit caps a request body on every route but the chat routes
 	// (ChatBodyLimit, with a valid API token) and the admin upload (32
 	// MiB, with the admin token); default 64 KiB and 1 MiB.
@@ -167,6 +175,7 @@ func Defaults() Config {
 		CacheLocalBytes:    64 << 20,
 		CacheMaxEntryBytes: 256 << 10,
 		ShutdownTimeout:    15 * time.Second,
+		ListenBacklog:      DefaultListenBacklog,
 		BodyLimit:          server.DefaultBodyLimit,
 		ChatBodyLimit:      server.DefaultChatBodyLimit,
 		ReadTimeout:        server.DefaultConfig().ReadTimeout,
@@ -225,6 +234,7 @@ var settings = []Setting{
 	{"max_open_files", "max-open-files", "WINGATE_MAX_OPEN_FILES", "soft descriptor limit set at start; 0: the hard limit"},
 	{"max_conns", "max-conns", "WINGATE_MAX_CONNS", "connections served at once; 0: derived from the descriptor limit"},
 	{"max_conns_per_ip", "max-conns-per-ip", "WINGATE_MAX_CONNS_PER_IP", "connections served at once from one client address; 0: no cap"},
+	{"listen_backlog", "listen-backlog", "WINGATE_LISTEN_BACKLOG", "the public listener's accept queue; 0: the system's somaxconn"},
 	{"body_limit", "body-limit", "WINGATE_BODY_LIMIT", "largest request body in bytes (chat routes and the admin upload have their own)"},
 	{"chat_body_limit", "", "WINGATE_CHAT_BODY_LIMIT", "largest chat message or completion body in bytes, with a valid API token"},
 	{"read_timeout", "", "WINGATE_READ_TIMEOUT", "bound on reading one request"},
@@ -372,7 +382,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: database timeouts must be positive", ErrUsage)
 	case c.DrainDelay < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: drain delay and shutdown timeout must not be negative", ErrUsage)
-	case c.MaxOpenFiles < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0:
+	case c.MaxOpenFiles < 0 || c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.ListenBacklog < 0 || c.ListenBacklog > 1<<20:
 		return fmt.Errorf("%w: connection and descriptor limits must not be negative", ErrUsage)
 	case c.BodyLimit <= 0 || c.BodyLimit > 1<<30 || c.ChatBodyLimit < 0 || c.ChatBodyLimit > 1<<30:
 		return fmt.Errorf("%w: body limits must be from 1 byte to 1 GiB", ErrUsage)

@@ -106,6 +106,33 @@ func (l *backoffListener) Accept() (net.Conn, error) {
 	}
 }
 
+// DefaultListenBacklog is Config.ListenBacklog's default.
+const DefaultListenBacklog = 512
+
+// setBacklog sets ln's accept queue to n connections (n ≤ 0: leaves the
+// system's somaxconn, which Go asks for). Calling listen(2) again on a
+// listening socket changes its backlog; where that is not offered the
+// queue stays as it is.
+func setBacklog(ln net.Listener, n int) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok || n <= 0 {
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) { _ = syscall.Listen(int(fd), n) })
+	}
+}
+
+// SyscallConn offers the wrapped listener's descriptor, for the
+// connection cap's raw refusals (server.capListener).
+func (l *backoffListener) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := l.Listener.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
+
 // outOfResources reports whether err is an accept failure for lack of
 // descriptors or memory, which passes when connections close.
 func outOfResources(err error) bool {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -124,5 +125,49 @@ func TestConnLimitSettings(t *testing.T) {
 		if _, err := Load("", func(k string) string { return bad[k] }, nil); !errors.Is(err, ErrUsage) {
 			t.Errorf("%v: err %v, want a usage error", bad, err)
 		}
+	}
+}
+
+// TestListenBacklog: the accept queue is what setBacklog asks for. A
+// listener that never accepts, with a backlog of 4, takes about the
+// queue's worth of connections (Linux completes backlog+1 handshakes,
+// and a few more whose SYNs came in together); the rest of a burst of
+// 40 find the queue full and their SYNs dropped, and time out
+// connecting. With the system's somaxconn every one of them completes.
+func TestListenBacklog(t *testing.T) {
+	completed := func(backlog int) int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		setBacklog(ln, backlog)
+		var (
+			wg sync.WaitGroup
+			mu sync.Mutex
+			n  int
+		)
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", ln.Addr().String(), 300*time.Millisecond)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return n
+	}
+	if n := completed(4); n < 1 || n > 12 {
+		t.Errorf("backlog 4: %d of 40 connects completed; want 1 to 12", n)
+	}
+	if n := completed(0); n != 40 {
+		t.Errorf("the system's backlog: %d of 40 connects completed; want 40", n)
 	}
 }

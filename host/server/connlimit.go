@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wingman-app/wingate/host/apierr"
@@ -19,12 +20,14 @@ import (
 // accept loops (one per CPU, at least two): each loop accepts, counts the
 // connection against the cap and, when it is over, answers it with the
 // error table's over_capacity 503 and closes it on the spot, never
-// waiting for fasthttp's loop. A connection arriving at a full server is
-// refused within a millisecond; in a burst, the refusals wait behind the
-// connections queued before them in the kernel's accept queue (the
-// listen backlog), which no accept loop can shorten. fasthttp's own cap
-// is set above this one (concurrencySlack) so that it never refuses
-// first.
+// waiting for fasthttp's loop. While the cap is full, a loop empties the
+// accept queue on the raw descriptor (refuseRaw: accept4, write, close)
+// instead of building a net.Conn for each connection it will close.
+// A connection arriving at a full server is refused within a
+// millisecond; in a burst, the refusals also wait behind the connections
+// queued before them in the kernel's accept queue, whose length the
+// listen backlog bounds (app.Config.ListenBacklog). fasthttp's own cap is
+// set above this one (concurrencySlack) so that it never refuses first.
 
 // concurrencySlack is how far above Config.MaxConns fasthttp's
 // Concurrency is set: a connection leaves capListener's count when it is
@@ -44,25 +47,29 @@ var refusalResponse = func() []byte {
 }()
 
 // capListener accepts on its listener in acceptLoops goroutines, refuses
-// the connections over its cap and hands the rest to Accept. Each
+// the connections over its cap and hands the rest to Accept. While the
+// cap is full, refusals take the raw path (refuseRaw, on Linux). Each
 // connection handed out counts against the cap until its first Close.
 type capListener struct {
 	net.Listener
 	cap     int64
 	open    atomic.Int64
 	refused *atomic.Int64
-	conns   chan net.Conn
-	done    chan struct{}
-	stop    sync.Once
-	err     error // the error that stopped the loops; read after done
-	errOnce sync.Once
+	// rawRefused counts the refusals made by refuseRaw.
+	rawRefused atomic.Int64
+	raw        syscall.RawConn // the listener's descriptor, for refuseRaw; nil when it has none
+	conns      chan net.Conn
+	done       chan struct{}
+	stop       sync.Once
+	err        error // the error that stopped the loops; read after done
+	errOnce    sync.Once
 }
 
 // newCapListener starts loops accept loops on ln with a cap of limit
 // connections open at once (limit ≤ 0: no cap). refused counts the
 // connections refused.
 func newCapListener(ln net.Listener, limit, loops int, refused *atomic.Int64) *capListener {
-	l := &capListener{Listener: ln, cap: int64(limit), refused: refused, conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &capListener{Listener: ln, cap: int64(limit), raw: rawListener(ln), refused: refused, conns: make(chan net.Conn), done: make(chan struct{})}
 	if l.cap <= 0 {
 		l.cap = 1 << 62
 	}
@@ -75,6 +82,11 @@ func newCapListener(ln net.Listener, limit, loops int, refused *atomic.Int64) *c
 // loop accepts until the listener fails or closes.
 func (l *capListener) loop() {
 	for {
+		// At the cap, refuse what is queued on the raw descriptor, then
+		// wait in Accept for the next connection.
+		if l.open.Load() >= l.cap {
+			l.refuseRaw()
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
 			var ne net.Error

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,13 +18,29 @@ import (
 // goroutines, as a flood would: exactly the cap is held (served: their
 // requests answer), every other connection gets the over_capacity 503 in
 // the error table's JSON and a close, and once the held connections
-// close the cap is free again (nothing leaked in the count).
+// close the cap is free again (nothing leaked in the count). It runs on
+// a TCP listener, whose refusals take the raw path on Linux, and on one
+// that hides its descriptor, whose refusals go through Accept.
 func TestConnectionCapBurst(t *testing.T) {
+	t.Run("raw", func(t *testing.T) { capBurst(t, func(ln net.Listener) net.Listener { return ln }) })
+	t.Run("accept", func(t *testing.T) { capBurst(t, func(ln net.Listener) net.Listener { return opaqueListener{ln} }) })
+}
+
+// opaqueListener hides its listener's SyscallConn.
+type opaqueListener struct{ net.Listener }
+
+func capBurst(t *testing.T, wrap func(net.Listener) net.Listener) {
 	const limit, burst = 40, 400
 	cfg := DefaultConfig()
 	cfg.MaxConns = limit
 	srv := New(cfg, Deps{})
-	addr := serveRaw(t, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(wrap(ln)) //nolint:errcheck
+	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
+	addr := ln.Addr().String()
 
 	type result struct {
 		c      net.Conn
@@ -205,5 +222,71 @@ func TestCapConnCountsOnce(t *testing.T) {
 	_ = sc.Close()
 	if n := l.Open(); n != 0 {
 		t.Fatalf("open = %d after a double close; want 0", n)
+	}
+}
+
+// TestCapListenerRefusesRaw: at a full cap the refusals of a burst are
+// made on the raw descriptor (on Linux) with the same answer and close,
+// and the connection that finds room again comes through Accept.
+func TestCapListenerRefusesRaw(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the raw refusal path is Linux's")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	l := newCapListener(ln, 1, 2, &refused)
+	defer l.Close()
+	addr := ln.Addr().String()
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != string(refusalResponse) {
+			t.Fatalf("connection %d over the cap: %q, %v; want the over_capacity answer and a close", i, got, err)
+		}
+	}
+	if refused.Load() != n || l.rawRefused.Load() == 0 {
+		t.Fatalf("%d refused, %d of them raw; want %d, most raw", refused.Load(), l.rawRefused.Load(), n)
+	}
+	// Room again: the next connection is handed out, not refused.
+	held.Close()
+	first.Close()
+	next, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		got <- c
+	}()
+	select {
+	case c := <-got:
+		if c == nil {
+			t.Fatal("Accept failed after the cap had room")
+		}
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection after the cap had room was not handed out")
+	}
+	if refused.Load() != n {
+		t.Errorf("%d refused after room came back; want %d", refused.Load(), n)
 	}
 }
