@@ -112,21 +112,40 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	}
 	a.closers = append(a.closers, obs.close)
 	deps.Metrics, deps.Alerts, deps.Dashboard, deps.Tracing = obs.metrics, obs.alerts, obs.dash, obs.tracing
+	// The policies load (seconds of CPU when they are not compiled yet)
+	// while the store opens; neither needs the other.
+	type loaded struct {
+		pols *rolloutHost
+		err  error
+	}
+	rollout := make(chan loaded, 1)
+	go func() {
+		pols, err := startRollout(ctx, cfg, obs.metrics.PolicyObserver(), log)
+		rollout <- loaded{pols, err}
+	}()
+	awaitRollout := func() (*rolloutHost, error) {
+		r := <-rollout
+		if r.err == nil {
+			a.closers = append(a.closers, r.pols.close)
+		}
+		return r.pols, r.err
+	}
 	st, storeReady, closeStore, err := startStore(ctx, cfg, obs.metrics, log)
 	if err != nil {
+		_, _ = awaitRollout()
 		return err
 	}
 	a.closers = append(a.closers, closeStore)
 	obs.watchStore(st)
 	deps.Store = st
 	if deps.Auth, err = startAuth(cfg.JWTSecret, cfg.TokenMaxLifetime, log); err != nil {
+		_, _ = awaitRollout()
 		return err
 	}
-	pols, err := startRollout(ctx, cfg, obs.metrics.PolicyObserver(), log)
+	pols, err := awaitRollout()
 	if err != nil {
 		return err
 	}
-	a.closers = append(a.closers, pols.close)
 	deps.Policies, a.decider, a.engine, a.runtime, a.tiers = pols.decider, pols.decider, pols.engine, pols.rt, pols.tiers
 	deps.Rollout, deps.AdminToken = pols.mgr, cfg.AdminToken
 	obs.watchPolicies(pols.engine)
@@ -162,7 +181,13 @@ func (a *App) build(ctx context.Context, getenv func(string) string) error {
 	deps.Ready = a.ready
 	a.deps = deps
 	a.srv = server.New(a.serverConfig(), deps)
-	return a.watchConns(obs.metrics)
+	if err := a.watchConns(obs.metrics); err != nil {
+		return err
+	}
+	if pols.compile != nil {
+		pols.compile()
+	}
+	return nil
 }
 
 func (a *App) checkDraining(context.Context) error {
@@ -343,12 +368,12 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		}
 		return err
 	}
+	a.serve(ln, ops)
 	// Loading the policies allocated several times the heap it keeps
 	// (decoding and compiling the modules): the garbage is collected but
 	// stays resident until the scavenger returns it, bit by bit. Return
-	// it now, once, before serving.
-	debug.FreeOSMemory()
-	a.serve(ln, ops)
+	// it now, once, beside the first requests rather than before them.
+	go debug.FreeOSMemory()
 	// A tiered start's policies run interpreted until compiled in the
 	// background; moving to the compiled code frees the interpreter's
 	// code (some 100 MiB of heap per module) and the compilation's

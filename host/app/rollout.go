@@ -25,6 +25,9 @@ type rolloutHost struct {
 	engine  *policy.Engine
 	decider policy.Decider
 	pg      *pgpolicy.Store
+	// compile releases a tiered start's background compilations, held
+	// while the policies load (nil: none held).
+	compile func()
 }
 
 // parsePubKey reads WINGATE_POLICY_PUBKEY: the key itself (base64) or the
@@ -60,6 +63,12 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 		return nil, fmt.Errorf("policy runtime: %w", err)
 	}
 	h := &rolloutHost{rt: rt}
+	if cfg.PolicyStart != "compiled" {
+		// The interpreter's loading, not the compilation, is what the
+		// server waits for: it gets the processors until the assembly
+		// is done (App.build releases it).
+		h.compile = rt.HoldCompilations()
+	}
 	host, _ := os.Hostname()
 	mc := rollout.Config{Runtime: rt, Engine: policy.EngineOptions{Logger: log, Observer: obs}, PublicKey: pub,
 		Logger: log, Instance: host + "/" + cfg.Addr}

@@ -139,7 +139,6 @@ type Service struct {
 	obs        Observer
 	now        func() time.Time
 	extractive bool
-	systemToks int
 
 	mu    sync.Mutex
 	stats Stats
@@ -206,7 +205,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ExtractiveSummaries != nil {
 		s.extractive = *cfg.ExtractiveSummaries
 	}
-	s.systemToks = llm.CountTokens(cfg.SystemPrompt) + llm.MessageOverheadTokens
 	s.stats.Tiers = map[string]TierStats{}
 	for _, name := range cfg.Tiers.Providers() {
 		if name == "simulated" {

@@ -265,9 +265,10 @@ type Runtime struct {
 	tierWorkers int
 	tierPending int
 	tierIdle    chan struct{}
-	// tierGate, when set (tests only), holds background compilations
-	// until it is closed.
-	tierGate chan struct{}
+	// tierGate, when set (HoldCompilations), holds background
+	// compilations until tierRelease closes it.
+	tierGate    chan struct{}
+	tierRelease func()
 
 	// running holds a token for every decision call in flight, at most
 	// GOMAXPROCS: see enter. Start-up steps take none: a candidate whose
@@ -457,9 +458,14 @@ func (rt *Runtime) Close(ctx context.Context) error {
 			in.stopCall()
 		}
 	}
+	release := rt.tierRelease
 	rt.mu.Unlock()
 	// The starts, and a background compilation in progress (it cannot
-	// be interrupted: at most one module's compilation).
+	// be interrupted: at most one module's compilation); one held by
+	// HoldCompilations gives up.
+	if release != nil {
+		release()
+	}
 	rt.starting.Wait()
 	close(rt.stop)
 	<-rt.done

@@ -237,7 +237,10 @@ func (rt *Runtime) compileWorker() {
 			cm  wazero.CompiledModule
 			err = errAbandoned
 		)
-		if !abandoned {
+		switch {
+		case rt.closed.Load():
+			err = errRuntimeClosed
+		case !abandoned:
 			cm, err = rt.wz.CompileModule(ctx, wasm)
 		}
 		if err == nil {
@@ -245,6 +248,21 @@ func (rt *Runtime) compileWorker() {
 		}
 		rt.finishCompile(m, cm, err)
 	}
+}
+
+// HoldCompilations holds the background compilations of a tiered start
+// until release is called (or the runtime closes): a server starting up
+// gives its processors to loading the policies on the interpreter, which
+// is what it waits for to be ready, and compiles once it serves. Safe to
+// call release more than once.
+func (rt *Runtime) HoldCompilations() (release func()) {
+	g := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(g) }) }
+	rt.mu.Lock()
+	rt.tierGate, rt.tierRelease = g, release
+	rt.mu.Unlock()
+	return release
 }
 
 // errAbandoned: no version used the module any more when its turn to

@@ -32,14 +32,7 @@ var tiers = []struct {
 
 // gateCompiles makes rt's background compilations wait until the
 // returned function is called.
-func gateCompiles(rt *Runtime) (open func()) {
-	g := make(chan struct{})
-	rt.mu.Lock()
-	rt.tierGate = g
-	rt.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { close(g) }) }
-}
+func gateCompiles(rt *Runtime) (open func()) { return rt.HoldCompilations() }
 
 // TestTieredStartPromotes: under WithTieredStart a module not in the
 // compilation cache is served interpreted at once and compiled in the
