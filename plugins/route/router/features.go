@@ -168,6 +168,7 @@ func log1p(n int) float32 {
 // indexes to idx, returning it. It does not allocate when idx has room
 // for MaxNgrams indexes.
 func Extract(msg string, f *Features, idx []uint32) []uint32 {
+	lexOnce.Do(buildLexicon)
 	*f = Features{}
 	var (
 		words, letters, caps, long, numbers  int

@@ -1,6 +1,9 @@
 package router
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // The lexicons below are written from general knowledge of what makes a
 // request hard for a small model (maths, code, reasoning, several steps)
@@ -77,7 +80,12 @@ var (
 	lexMul  uint32
 )
 
-func init() {
+// lexOnce builds the table on first use (New, Extract) rather than at
+// package initialisation: a module that bundles this package with other
+// policies pays for it only in the instances that route.
+var lexOnce sync.Once
+
+func buildLexicon() {
 	type entry struct {
 		h     uint32
 		class uint16

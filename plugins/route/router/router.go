@@ -54,6 +54,7 @@ func New(c Config, m *Model) (*Router, error) {
 	if m.ChatHash == nil || m.HardHash == nil {
 		return nil, ErrConfig
 	}
+	lexOnce.Do(buildLexicon) // at configuration, not in the first decision
 	return &Router{cfg: c, model: m}, nil
 }
 
