@@ -96,6 +96,8 @@ func TestLoadRejects(t *testing.T) {
 		{"bad user mode", "", map[string]string{"WINGATE_LLM_USER": "raw"}, nil, "WINGATE_LLM_USER"},
 		{"no idle provider connections", "", map[string]string{"WINGATE_LLM_MAX_IDLE_CONNS": "0"}, nil, "WINGATE_LLM_MAX_IDLE_CONNS"},
 		{"bad pass-through", "", map[string]string{"WINGATE_LLM_PASS_THROUGH": "yes"}, nil, "WINGATE_LLM_PASS_THROUGH"},
+		{"policy start-up timeout over its ceiling", "", map[string]string{"WINGATE_POLICY_INIT_TIMEOUT": "61s"}, nil, "policy start-up timeout"},
+		{"negative policy start-up timeout", "", map[string]string{"WINGATE_POLICY_INIT_TIMEOUT": "-1s"}, nil, "policy start-up timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

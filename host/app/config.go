@@ -51,6 +51,12 @@ type Config struct {
 	// module, until then); "compiled", compiled before the server is
 	// ready (seconds of CPU per module).
 	PolicyStart string `koanf:"policy_start"`
+	// PolicyInitTimeout bounds each phase of a policy instance's
+	// start-up (a start section, _initialize, wingate_init), with the
+	// watchdog armed (zero: 500 ms, policy.DefaultInitTimeout). A
+	// module that overruns one is refused; one the interpreter could not
+	// start in time is started again on its compiled code.
+	PolicyInitTimeout time.Duration `koanf:"policy_init_timeout"`
 	// AdminToken guards /admin; empty disables the admin API. It is at
 	// least MinAdminTokenLen bytes.
 	AdminToken string `koanf:"admin_token"`
@@ -202,6 +208,7 @@ var settings = []Setting{
 	{"database_url", "database-url", "DATABASE_URL", "PostgreSQL URL; empty: in-memory demo store"},
 	{"redis_url", "redis-url", "REDIS_URL", "Redis URL: redis://host:port/db (one server), redis+cluster://host:port,... (Redis Cluster) or redis+sentinel://host:port,.../primary-name[/db] (Sentinel); empty: in-process cache only"},
 	{"policy_dir", "policy-dir", "WINGATE_POLICY_DIR", "policy directory"},
+	{"policy_init_timeout", "", "WINGATE_POLICY_INIT_TIMEOUT", "bound on each phase of a policy instance's start-up (start section, _initialize, wingate_init); 0: 500ms"},
 	{"policy_start", "", "WINGATE_POLICY_START", "tiered: policies not in the compilation cache are served interpreted at once and compiled in the background; compiled: compiled before ready"},
 	{"admin_token", "admin-token", "WINGATE_ADMIN_TOKEN", "bearer token for /admin, at least 32 bytes (openssl rand -hex 32); empty disables it"},
 	{"policy_pubkey", "policy-pubkey", "WINGATE_POLICY_PUBKEY", "ed25519 public key (base64 or file) required to sign policy versions; empty: unsigned accepted"},
@@ -364,6 +371,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: cache sizes must be positive", ErrUsage)
 	case c.LLMPassThrough != "on" && c.LLMPassThrough != "off":
 		return fmt.Errorf("%w: llm_pass_through (WINGATE_LLM_PASS_THROUGH) %q: want on or off", ErrUsage, c.LLMPassThrough)
+	case c.PolicyInitTimeout < 0 || c.PolicyInitTimeout > time.Minute:
+		return fmt.Errorf("%w: the policy start-up timeout must be from 0 (the default) to 1m", ErrUsage)
 	case c.PolicyStart != "tiered" && c.PolicyStart != "compiled":
 		return fmt.Errorf("%w: policy_start (WINGATE_POLICY_START) %q: want tiered or compiled", ErrUsage, c.PolicyStart)
 	case c.LLMUser != "hash" && c.LLMUser != "off":

@@ -121,6 +121,7 @@ func TestConnLimitSettings(t *testing.T) {
 	for _, bad := range []map[string]string{
 		{"WINGATE_MAX_CONNS": "-1"}, {"WINGATE_BODY_LIMIT": "0"}, {"WINGATE_BODY_LIMIT": "2000000000"},
 		{"WINGATE_IDLE_TIMEOUT": "-1s"}, {"WINGATE_MAX_OPEN_FILES": "-5"},
+		{"WINGATE_LISTEN_BACKLOG": "-1"}, {"WINGATE_LISTEN_BACKLOG": "2000000"},
 	} {
 		if _, err := Load("", func(k string) string { return bad[k] }, nil); !errors.Is(err, ErrUsage) {
 			t.Errorf("%v: err %v, want a usage error", bad, err)

@@ -58,7 +58,8 @@ func startRollout(ctx context.Context, cfg Config, obs policy.Observer, log *slo
 	if err != nil {
 		return nil, err
 	}
-	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: log, Observer: obs})
+	rt, err := policy.NewRuntime(ctx, policy.Options{Logger: log, Observer: obs,
+		StartTimeout: cfg.PolicyInitTimeout, InitTimeout: cfg.PolicyInitTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("policy runtime: %w", err)
 	}

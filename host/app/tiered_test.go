@@ -21,6 +21,12 @@ func TestTieredStart(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	cfg := Defaults()
 	cfg.PolicyDir, cfg.JWTSecret = policyDir(t), testSecret
+	if raceEnabled {
+		// The race detector and a loaded machine (the whole suite runs
+		// at once) can take the compiled code's _initialize past the
+		// default 500 ms, right after the compilation's garbage.
+		cfg.PolicyInitTimeout = 10 * time.Second
+	}
 	a := buildReady(t, cfg, true)
 	ops := "http://" + a.OpsAddr()
 	get := func(url string) string {

@@ -458,14 +458,11 @@ func (rt *Runtime) Close(ctx context.Context) error {
 			in.stopCall()
 		}
 	}
-	release := rt.tierRelease
 	rt.mu.Unlock()
 	// The starts, and a background compilation in progress (it cannot
 	// be interrupted: at most one module's compilation); one held by
 	// HoldCompilations gives up.
-	if release != nil {
-		release()
-	}
+	rt.releaseCompilations()
 	rt.starting.Wait()
 	close(rt.stop)
 	<-rt.done
@@ -744,6 +741,7 @@ func (rt *Runtime) Load(ctx context.Context, spec Spec, wasm []byte) (*Version, 
 		// (a loaded machine, the race detector) gets the compiled code
 		// the background compilation makes, and the same timeouts.
 		rt.log.Warn("policy: the interpreter did not start the module in time: waiting for its compiled code", "policy", spec.Name, "version", digest, "err", err)
+		rt.releaseCompilations() // held or not, this load now waits for them
 		select {
 		case <-mod.ready:
 		case <-ctx.Done():

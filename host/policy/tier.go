@@ -251,7 +251,8 @@ func (rt *Runtime) compileWorker() {
 }
 
 // HoldCompilations holds the background compilations of a tiered start
-// until release is called (or the runtime closes): a server starting up
+// until release is called, the runtime closes or a load the interpreter
+// could not start waits for the compiled code: a server starting up
 // gives its processors to loading the policies on the interpreter, which
 // is what it waits for to be ready, and compiles once it serves. Safe to
 // call release more than once.
@@ -263,6 +264,17 @@ func (rt *Runtime) HoldCompilations() (release func()) {
 	rt.tierGate, rt.tierRelease = g, release
 	rt.mu.Unlock()
 	return release
+}
+
+// releaseCompilations releases the compilations HoldCompilations holds,
+// if any.
+func (rt *Runtime) releaseCompilations() {
+	rt.mu.Lock()
+	release := rt.tierRelease
+	rt.mu.Unlock()
+	if release != nil {
+		release()
+	}
 }
 
 // errAbandoned: no version used the module any more when its turn to
