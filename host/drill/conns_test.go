@@ -62,11 +62,11 @@ type floodReport struct {
 	ArrivedMax float64 `json:"arrived_max_ms"`
 	// Each connect's duration (a SYN the kernel dropped for a full
 	// accept queue is sent again after a second).
-	DialP50 float64 `json:"dial_p50_ms"`
-	DialP99 float64 `json:"dial_p99_ms"`
-	DialMax float64 `json:"dial_max_ms"`
-	OpenMS     float64 `json:"open_ms"`        // from the first connect to the last
-	Statuses   map[string]int
+	DialP50  float64 `json:"dial_p50_ms"`
+	DialP99  float64 `json:"dial_p99_ms"`
+	DialMax  float64 `json:"dial_max_ms"`
+	OpenMS   float64 `json:"open_ms"` // from the first connect to the last
+	Statuses map[string]int
 }
 
 // floodDialers is how many connects a client process has in flight at
@@ -95,17 +95,17 @@ func TestFloodClient(t *testing.T) {
 	hold, _ := time.ParseDuration(f[3])
 	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(f[1])}, Timeout: 5 * time.Second}
 	var (
-		mu       sync.Mutex
-		rep      = floodReport{Statuses: map[string]int{}}
-		refused  durations
+		mu      sync.Mutex
+		rep     = floodReport{Statuses: map[string]int{}}
+		refused durations
 		// arrivedIn: from the connect to the refusal's arrival.
 		arrivedIn durations
 		dials     durations // each connect's duration
-		conns    []net.Conn
-		wg       sync.WaitGroup
-		next     atomic.Int64
-		deadline = time.Now().Add(hold)
-		began    = time.Now()
+		conns     []net.Conn
+		wg        sync.WaitGroup
+		next      atomic.Int64
+		deadline  = time.Now().Add(hold)
+		began     = time.Now()
 	)
 	for range floodDialers {
 		wg.Add(1)
