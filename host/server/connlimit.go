@@ -129,6 +129,16 @@ func (l *capListener) halt(err error) {
 	l.stop.Do(func() { close(l.done) })
 }
 
+// stopped reports whether the loops are to stop.
+func (l *capListener) stopped() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Accept returns the next connection under the cap.
 func (l *capListener) Accept() (net.Conn, error) {
 	select {

@@ -22,7 +22,10 @@ func (l *capListener) refuseRaw() bool {
 	// The listening descriptor is non-blocking (Go's poller owns it):
 	// accept4 returns EAGAIN once the queue is empty.
 	err := l.raw.Control(func(fd uintptr) {
-		for l.open.Load() >= l.cap {
+		// Control holds the descriptor open until it returns: under a
+		// flood that never lets the queue empty, the loop also ends
+		// when the listener is closed.
+		for l.open.Load() >= l.cap && !l.stopped() {
 			nfd, _, err := syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			if err == syscall.EINTR || err == syscall.ECONNABORTED {
 				continue

@@ -290,3 +290,65 @@ func TestCapListenerRefusesRaw(t *testing.T) {
 		t.Errorf("%d refused after room came back; want %d", refused.Load(), n)
 	}
 }
+
+// TestCapListenerClosesUnderFlood: closing the listener while a flood
+// keeps its accept queue full at a full cap stops the raw refusal loop
+// (which holds the descriptor while it runs) and every accept loop.
+func TestCapListenerClosesUnderFlood(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	before := runtime.NumGoroutine()
+	l := newCapListener(ln, 1, 2, nil)
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+					c.Close()
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if l.rawRefused.Load() == 0 {
+		t.Error("no refusal on the raw path during the flood")
+	}
+	closed := make(chan struct{})
+	go func() {
+		l.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return under the flood")
+	}
+	close(stop)
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close; %d before the listener", n, before)
+	}
+}
